@@ -197,8 +197,8 @@ def setup() -> dict[str, str]:
 
 def command_run(args: list[str]) -> int:
     env = setup()
-    # First start with no model: the app installs the starter model from the same file the tests use.
-    env.setdefault("LLAMADESK_STARTER_MODEL", env["LLAMADESK_TEST_MODEL"])
+    # A new user chats within minutes: the starter model goes into the app's model folder if it is empty.
+    run([venv_python(), "-m", "core.starter", env["LLAMADESK_TEST_MODEL"]], env=env)
     return subprocess.call([str(venv_python()), "-m", "desktop.app", *args], env=env, cwd=ROOT)
 
 

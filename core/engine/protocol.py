@@ -1,0 +1,196 @@
+"""The typed, picklable messages that pass between the engine client and its worker process.
+
+Public values (what callers of EngineClient see): LoadSettings, SamplingSettings, LoadedModel,
+AnswerStats and the chat events TokenText, ContextTrimmed, AnswerFinished.
+
+Private envelopes (client <-> worker only): the requests the client sends (LoadRequest,
+ChatRequest, UnloadRequest, ShutdownRequest) and the replies the worker sends back besides the
+chat events (LoadProgress, LoadSucceeded, LoadFailed, ChatFailed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Union
+
+# --------------------------------------------------------------------------------------------
+# settings
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How to load one model: where its layers go, how big its context is, how its KV cache is stored."""
+
+    model_path: str
+    n_gpu_layers: int = 0            # -1 = all layers
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_threads: int | None = None     # None = the machine's physical cores
+    flash_attn: bool = False         # forced on when the V cache is quantized (llama.cpp requires it)
+    kv_type: str = "f16"             # "f16" | "q8_0" | "q4_0" ... applied to K and V
+    seed: int = -1                   # -1 = random; SamplingSettings.seed overrides it per answer
+    rpc_servers: tuple[str, ...] = ()
+    predicted_host_bytes: int | None = None   # from the planner, echoed back beside the measurement
+    predicted_gpu_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How to pick each next token, and when to stop."""
+
+    temperature: float = 0.7         # 0 = greedy
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int | None = None          # None = the load seed
+    max_tokens: int = 512
+    stop: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model that the worker has loaded, with what it measured next to what the planner predicted."""
+
+    model_path: str
+    n_ctx: int
+    n_gpu_layers: int
+    n_layers: int
+    backend: str                     # "CPU", "CUDA", "Metal", "RPC" ...
+    load_seconds: float
+    resident_bytes: int              # the worker's resident memory once loaded
+    resident_growth_bytes: int       # ... minus what it held before the load
+    gpu_bytes: int | None            # the worker's VRAM (NVML), None where unknown
+    chat_template_source: str        # "model" | "fallback (ChatML)"
+    settings: LoadSettings           # the settings that worked (after any step-down)
+    steps: tuple[str, ...] = ()      # the step-down ladder's reports, first to last
+    n_ctx_train: int = 0
+    description: str = ""            # llama.cpp's one-line model description
+
+
+@dataclass(frozen=True)
+class AnswerStats:
+    prompt_tokens: int               # the whole rendered prompt
+    completion_tokens: int
+    ttft_seconds: float              # request received -> first token sampled (worker clock)
+    prompt_tokens_per_second: float  # over the tokens actually evaluated (the new suffix)
+    tokens_per_second: float         # decode rate after the first token
+    context_used: int                # tokens held in the context after the answer
+    context_size: int
+    stop_reason: str                 # "stop" | "length" | "cancelled"
+    reused_prefix_tokens: int        # prompt tokens found in the KV cache from earlier turns
+    dropped_messages: int            # messages left out to fit the context
+    prompt_eval_seconds: float = 0.0
+    generation_seconds: float = 0.0
+    prompt: str = ""                 # the prompt as rendered by the chat template
+
+
+# --------------------------------------------------------------------------------------------
+# chat events (yielded by EngineClient.chat)
+
+
+@dataclass(frozen=True)
+class TokenText:
+    """New answer text: whole characters only (a character split across tokens arrives whole)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ContextTrimmed:
+    """The conversation did not fit: the oldest messages after the system prompt were left out."""
+
+    dropped_messages: int
+    kept_messages: int
+
+
+@dataclass(frozen=True)
+class AnswerFinished:
+    text: str
+    stats: AnswerStats
+
+
+ChatEvent = Union[TokenText, ContextTrimmed, AnswerFinished]
+
+
+# --------------------------------------------------------------------------------------------
+# client -> worker
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    settings: LoadSettings
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    request_id: int                  # Stop names this id in the shared stop value
+    messages: tuple[dict, ...]
+    sampling: SamplingSettings
+
+
+@dataclass(frozen=True)
+class UnloadRequest:
+    pass
+
+
+@dataclass(frozen=True)
+class ShutdownRequest:
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# worker -> client
+
+
+class FailureKind(str, Enum):
+    """Why a load failed; only the memory kinds are worth stepping down for."""
+
+    MISSING = "missing"
+    NOT_GGUF = "not_gguf"
+    CORRUPT = "corrupt"
+    UNSUPPORTED = "unsupported"
+    MEMORY = "memory"
+    INVALID = "invalid"              # settings llama.cpp refuses (e.g. a KV type it lacks)
+    UNKNOWN = "unknown"
+
+    @property
+    def may_step_down(self) -> bool:
+        return self in (FailureKind.MEMORY, FailureKind.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the worker could learn about a model even when loading it failed."""
+
+    n_layers: int
+    n_ctx_train: int
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    fraction: float
+
+
+@dataclass(frozen=True)
+class LoadSucceeded:
+    model: LoadedModel
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    kind: FailureKind
+    reason: str                      # a sentence for a user
+    facts: ModelFacts | None = None
+    log_tail: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ChatFailed:
+    reason: str
+    kind: str = "error"              # "prompt_too_long" | "not_loaded" | "error"

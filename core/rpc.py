@@ -1,0 +1,224 @@
+"""llama.cpp's RPC backend: lend this machine's memory to another process or machine, or use theirs.
+
+A server (ggml_backend_rpc_start_server) exposes local ggml devices over TCP. A client registers
+the endpoint (ggml_backend_rpc_add_server + ggml_backend_register) before loading a model, and
+llama.cpp then treats each remote device as a GPU named "RPC<n>" (n counts devices across all
+servers attached in the process). Its buffers show in llama.cpp's log as "RPC<k>[host:port]", k
+being the device's index on that server. The tests use a local server on the CPU as a GPU-like
+device, so per-device memory splits can be checked without a GPU.
+
+C signatures follow the vendored ggml/include/ggml-rpc.h of llama-cpp-python 0.3.36:
+    void ggml_backend_rpc_start_server(const char * endpoint, const char * cache_dir,
+                                       size_t n_threads, size_t n_devices, ggml_backend_dev_t * devices);
+    ggml_backend_reg_t ggml_backend_rpc_add_server(const char * endpoint);
+An unreachable endpoint makes ggml abort the whole process, so attach_servers checks first.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from core import hardware
+
+log = logging.getLogger(__name__)
+
+GGML_BACKEND_DEVICE_TYPE_CPU = 0
+LOOPBACK = "127.0.0.1"
+CONNECT_TIMEOUT_S = 3.0
+
+_attached: dict[str, list[str]] = {}
+_attach_lock = threading.Lock()
+
+
+class RpcError(RuntimeError):
+    """An RPC server that cannot be started or reached; the message is a sentence for the user."""
+
+
+@functools.lru_cache(maxsize=1)
+def _rpc_library() -> ctypes.CDLL:
+    lib = hardware.build_library("ggml-rpc")
+    lib.ggml_backend_rpc_start_server.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                                                  ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
+    lib.ggml_backend_rpc_start_server.restype = None
+    lib.ggml_backend_rpc_add_server.argtypes = [ctypes.c_char_p]
+    lib.ggml_backend_rpc_add_server.restype = ctypes.c_void_p
+    return lib
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RpcError(f"'{endpoint}' is not an RPC endpoint: write it as host:port, e.g. 127.0.0.1:50052.")
+    return host, int(port)
+
+
+def is_listening(endpoint: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection(split_endpoint(endpoint), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Server side
+
+def _redirect_output(log_path: str | None) -> None:
+    """Send the C library's printf output (fd 1 and 2) to a file, or to nowhere."""
+    target = os.open(log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 1)
+    os.dup2(target, 2)
+    os.close(target)
+
+
+def serve_forever(endpoint: str, *, threads: int = 1, log_path: str | None = None) -> None:
+    """Serve this machine's CPU device to RPC clients at endpoint; blocks until the process ends.
+
+    Meant as a child-process target: the C loop cannot be interrupted from Python, so stop it by
+    ending the process (LocalRpcServer.stop). Clients are served one at a time.
+    """
+    split_endpoint(endpoint)
+    if log_path is not None:
+        _redirect_output(log_path)
+    ggml = hardware.ggml_library()
+    ggml.ggml_backend_load_all()
+    cpu = ggml.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)
+    if not cpu:
+        raise RpcError("llama.cpp's build has no CPU device to serve over RPC.")
+    devices = (ctypes.c_void_p * 1)(cpu)
+    _rpc_library().ggml_backend_rpc_start_server(endpoint.encode(), None, threads, 1, devices)
+    # It only returns when it could not start (bad endpoint, port taken, ...).
+    raise RpcError(f"The RPC server could not listen on {endpoint} (is the port already in use?).")
+
+
+@dataclass
+class LocalRpcServer:
+    """An RPC server in a child process of this one; a context manager that stops it on exit."""
+
+    endpoint: str
+    process: Any  # multiprocessing.Process
+    log_path: Path | None = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(timeout)
+
+    def __enter__(self) -> "LocalRpcServer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def log_tail(self, limit: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:] if self.log_path else ""
+        except OSError:
+            return ""
+
+
+def _wait_until_listening(server: LocalRpcServer, ready_timeout: float) -> None:
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if not server.process.is_alive():
+            raise RpcError(f"The RPC server for {server.endpoint} stopped at start (exit code "
+                           f"{server.process.exitcode}). {server.log_tail()}".strip())
+        if is_listening(server.endpoint, timeout=0.5):
+            return
+        time.sleep(0.05)
+    server.stop()
+    raise RpcError(f"The RPC server for {server.endpoint} did not accept connections within "
+                   f"{ready_timeout:.0f} s. {server.log_tail()}".strip())
+
+
+def start_local_server(port: int | None = None, *, threads: int = 1, ready_timeout: float = 20.0,
+                       log_path: Path | None = None) -> LocalRpcServer:
+    """Start an RPC server on 127.0.0.1 in a spawned child process; returns once it accepts connections."""
+    endpoint = f"{LOOPBACK}:{port or free_port()}"
+    if is_listening(endpoint, timeout=0.5):
+        raise RpcError(f"Something already listens on {endpoint}: choose another port.")
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=serve_forever, args=(endpoint,), name=f"llamadesk-rpc-{endpoint}",
+                              kwargs={"threads": threads, "log_path": str(log_path) if log_path else None},
+                              daemon=True)
+    process.start()
+    server = LocalRpcServer(endpoint=endpoint, process=process, log_path=log_path)
+    _wait_until_listening(server, ready_timeout)
+    log.info("RPC server listening on %s (pid %s)", endpoint, process.pid)
+    return server
+
+
+# ---------------------------------------------------------------------------------------------
+# Client side
+
+def _register(endpoint: str) -> list[str]:
+    ggml = hardware.ggml_library()
+    reg = _rpc_library().ggml_backend_rpc_add_server(endpoint.encode())
+    if not reg:
+        raise RpcError(f"The RPC server at {endpoint} offers no device.")
+    ggml.ggml_backend_register(reg)
+    count = ggml.ggml_backend_reg_dev_count(reg)
+    return [_decode(ggml.ggml_backend_dev_name(ggml.ggml_backend_reg_dev_get(reg, i))) for i in range(count)]
+
+
+def _decode(value: bytes | None) -> str:
+    return value.decode(errors="replace") if value else ""
+
+
+def attach_servers(endpoints: Sequence[str]) -> list[str]:
+    """Make llama.cpp in this process use these RPC servers; call before loading a model.
+
+    Returns the llama.cpp device names ("RPC0", "RPC1", ...) in endpoint order. Attaching an
+    endpoint twice is harmless: it returns the same names.
+    """
+    names: list[str] = []
+    with _attach_lock:
+        for endpoint in endpoints:
+            if endpoint not in _attached:
+                split_endpoint(endpoint)
+                if not is_listening(endpoint):
+                    raise RpcError(f"No RPC server answers at {endpoint}: start one there first "
+                                   "(llama.cpp's rpc-server, or LlamaDesk's local server).")
+                _attached[endpoint] = _register(endpoint)
+                log.info("attached RPC server %s as %s", endpoint, ", ".join(_attached[endpoint]))
+            names.extend(_attached[endpoint])
+    return names
+
+
+def buffer_name(endpoint: str, device: int = 0) -> str:
+    """How llama.cpp's log names buffers on a server's device, e.g. 'RPC0[127.0.0.1:50052]'."""
+    return f"RPC{device}[{endpoint}]"
+
+
+def with_rpc_devices(snapshot: hardware.HardwareSnapshot, endpoints: Sequence[str], *,
+                     budget_bytes: int) -> hardware.HardwareSnapshot:
+    """The snapshot plus one GPU-like device per endpoint, as llama.cpp will list them.
+
+    A server's own "free memory" is its host's RAM, so the budget for each is given explicitly
+    (ARCHITECTURE §4). Devices are named as llama.cpp's log names their buffers.
+    """
+    first = len(snapshot.gpus)
+    extra = tuple(hardware.GpuInfo(index=first + i, name=buffer_name(endpoint), vendor="rpc",
+                                   total_bytes=budget_bytes, free_bytes=budget_bytes, used_bytes=0)
+                  for i, endpoint in enumerate(endpoints))
+    backends = snapshot.backends if "RPC" in snapshot.backends else (*snapshot.backends, "RPC")
+    return replace(snapshot, gpus=snapshot.gpus + extra, backends=backends)

@@ -1,0 +1,205 @@
+"""The main window: model bar, notices, chat, and the live memory strip."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QVBoxLayout, QWidget
+
+from core import settings as settings_store
+from core import starter
+from core.chats import Conversation
+from core.engine.protocol import AnswerFinished, SamplingSettings
+from core.monitor import MemorySample, sample_memory
+from core.offload import PreparedLoad, prepare_load
+from core.settings import Settings
+from desktop.chat.chat_panel import ChatPanel
+from desktop.engine_session import EngineSession
+from desktop.models.model_bar import ModelBar
+from desktop.monitor.memory_strip import MemoryStrip
+from desktop.notice_bar import NoticeBar
+from desktop.tasks import Task
+
+SAMPLE_INTERVAL_MS = 1000
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("LlamaDesk")
+        self.resize(1100, 760)
+        self.settings = settings
+        self.conversation = Conversation(system_prompt=settings.system_prompt)
+        self.session = EngineSession(self)
+        self.model_bar = ModelBar()
+        self.notice = NoticeBar()
+        self.chat = ChatPanel()
+        self.memory = MemoryStrip()
+        self._sampling = False
+        self._lay_out()
+        self._connect()
+        self._add_shortcuts()
+        self.chat.system_prompt.setText(settings.system_prompt)
+        self.model_bar.set_recent_models(settings.recent_models)
+        self.chat.transcript.show_empty_hint("Open a model to start chatting.")
+        self._sampler = QTimer(self)
+        self._sampler.setInterval(SAMPLE_INTERVAL_MS)
+        self._sampler.timeout.connect(self._request_sample)
+        self._sampler.start()
+
+    def _lay_out(self) -> None:
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.model_bar)
+        layout.addWidget(self.notice)
+        chat_area = QWidget()
+        chat_layout = QVBoxLayout(chat_area)
+        chat_layout.setContentsMargins(12, 10, 12, 10)
+        chat_layout.addWidget(self.chat)
+        layout.addWidget(chat_area, 1)
+        layout.addWidget(self.memory)
+        self.setCentralWidget(central)
+
+    def _connect(self) -> None:
+        self.model_bar.open_requested.connect(self.open_model)
+        self.chat.send_requested.connect(self.send_message)
+        self.chat.stop_requested.connect(self.session.stop)
+        self.chat.system_prompt_changed.connect(self._system_prompt_changed)
+        session = self.session
+        session.load_started.connect(self.model_bar.show_loading)
+        session.load_progressed.connect(self.model_bar.set_progress)
+        session.loaded.connect(self._model_loaded)
+        session.load_failed.connect(self._model_load_failed)
+        session.token_arrived.connect(self.chat.transcript.append_answer)
+        session.context_trimmed.connect(self._context_trimmed)
+        session.answer_finished.connect(self._answer_finished)
+        session.answer_failed.connect(self._answer_failed)
+        session.busy_changed.connect(self.model_bar.set_enabled_for_busy)
+
+    def _add_shortcuts(self) -> None:
+        stop = QAction("Stop the answer", self)
+        stop.setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        stop.triggered.connect(self.session.stop)
+        open_model = QAction("Open model…", self)
+        open_model.setShortcut(QKeySequence.StandardKey.Open)
+        open_model.triggered.connect(self.model_bar.open_button.click)
+        self.addActions([stop, open_model])
+
+    # --- start-up ---
+
+    def open_initial_model(self) -> None:
+        """First start opens the starter model; later starts reopen the last model used."""
+        (Task(starter.model_to_open_at_start, self.settings.recent_models)
+         .success(lambda path: self.open_model(str(path)) if path else None)
+         .run_in_background())
+
+    # --- models ---
+
+    def open_model(self, path: str) -> None:
+        if self.session.busy:
+            self.notice.show_info("Please wait: the model is busy. Stop the answer first to switch models.")
+            return
+        self.notice.hide()
+        threads = self.settings.threads or None
+        (Task(prepare_load, path, context=self.settings.context_length, threads=threads)
+         .success(self._load_prepared)
+         .failure(lambda error: self._model_rejected(path, error))
+         .run_in_background())
+
+    def _load_prepared(self, prepared: PreparedLoad) -> None:
+        self.chat.set_ready(False)
+        self.session.load(prepared.settings)
+
+    def _model_rejected(self, path: str, error: BaseException) -> None:
+        self.notice.show_error(f"Could not open {Path(path).name}: {error}")
+        if path in self.settings.recent_models:
+            self._store(self.settings.without_recent_model(path))
+
+    def _model_loaded(self, loaded) -> None:
+        title = Path(loaded.model_path).stem
+        details = (f"{loaded.backend} · {loaded.n_gpu_layers} of {loaded.n_layers} layers on GPU · "
+                   f"{loaded.n_ctx:,} context · loaded in {loaded.load_seconds:.1f} s")
+        self.model_bar.show_loaded(title, details)
+        for step in loaded.steps:
+            self.notice.show_info(step)
+        self._store(self.settings.with_recent_model(loaded.model_path))
+        self.chat.set_ready(True)
+        if not self.conversation.messages:
+            self.chat.transcript.show_empty_hint(f"{title} is ready. Ask it anything.")
+        self.chat.composer.setFocus()
+
+    def _model_load_failed(self, sentence: str) -> None:
+        self.model_bar.show_unloaded("Open a model to start chatting")
+        self.notice.show_error(f"The model could not be loaded: {sentence}")
+        self.chat.set_ready(False)
+
+    # --- chat ---
+
+    def send_message(self, text: str) -> None:
+        if not self.conversation.messages:
+            self.chat.transcript.clear()
+        self.conversation.system_prompt = self.chat.system_prompt.text()
+        self.conversation.add("user", text)
+        self.chat.transcript.add_message("user", text)
+        self.chat.transcript.begin_answer()
+        self.chat.set_generating(True)
+        self.session.ask(self.conversation.engine_messages(), SamplingSettings())
+
+    def _answer_finished(self, finished: AnswerFinished) -> None:
+        stats = finished.stats
+        cancelled = stats.stop_reason == "cancelled"
+        self.conversation.add("assistant", finished.text, stopped_early=cancelled)
+        note = "Stopped · " if cancelled else ""
+        self.chat.transcript.end_answer(
+            f"{note}{stats.completion_tokens} tokens · {stats.tokens_per_second:.1f} tok/s · "
+            f"first token {stats.ttft_seconds * 1000:.0f} ms · context {stats.context_used:,}/{stats.context_size:,}")
+        self.memory.show_speed(stats.tokens_per_second)
+        self.chat.set_generating(False)
+
+    def _answer_failed(self, sentence: str, partial: str) -> None:
+        self.conversation.add("assistant", partial, stopped_early=True)
+        self.chat.transcript.end_answer("Interrupted: the engine stopped. The text above is kept.")
+        self.chat.set_generating(False)
+        self.chat.set_ready(False)
+        self.notice.show_error(f"The engine stopped unexpectedly ({sentence}). Your chat is kept; "
+                               "reloading the model…")
+        if self.session.last_settings:
+            self.session.load(self.session.last_settings)
+
+    def _context_trimmed(self, dropped: int) -> None:
+        self.notice.show_info(f"The conversation is longer than the model's context: the {dropped} oldest "
+                              "message(s) were left out of this answer (the system prompt is kept).")
+
+    # --- memory strip ---
+
+    def _request_sample(self) -> None:
+        if self._sampling:
+            return
+        self._sampling = True
+        (Task(sample_memory, self.session.engine_pid)
+         .success(self._show_sample)
+         .failure(lambda _error: setattr(self, "_sampling", False))
+         .run_in_background())
+
+    def _show_sample(self, sample: MemorySample) -> None:
+        self._sampling = False
+        self.memory.show_sample(sample)
+
+    # --- settings ---
+
+    def _system_prompt_changed(self, text: str) -> None:
+        self._store(replace(self.settings, system_prompt=text))
+
+    def _store(self, new_settings: Settings) -> None:
+        self.settings = new_settings
+        self.model_bar.set_recent_models(new_settings.recent_models)
+        Task(settings_store.save, new_settings).run_in_background()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._sampler.stop()
+        self.session.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,92 @@
+"""The model bar: which model is loaded and how, Open…, and the recently used models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+_PLACEHOLDER = "Recent models"
+
+
+class ModelBar(QWidget):
+    open_requested = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelBar")
+        self.title = QLabel("No model loaded")
+        self.title.setObjectName("modelTitle")
+        self.details = QLabel("Open a .gguf file to start chatting")
+        self.details.setObjectName("modelDetails")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setFixedWidth(140)
+        self.progress.setAccessibleName("Model loading progress")
+        self.progress.hide()
+        self.recent = QComboBox()
+        self.recent.setAccessibleName("Recent models")
+        self.recent.setMinimumWidth(220)
+        self.open_button = QPushButton("Open model…")
+        self.open_button.setAccessibleName("Open a model file")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.addWidget(self.title)
+        layout.addWidget(self.details, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.recent)
+        layout.addWidget(self.open_button)
+        self.open_button.clicked.connect(self._choose_file)
+        self.recent.activated.connect(self._recent_chosen)
+        self.set_recent_models(())
+
+    def set_recent_models(self, paths) -> None:
+        self.recent.blockSignals(True)
+        self.recent.clear()
+        self.recent.addItem(_PLACEHOLDER, None)
+        for path in paths:
+            self.recent.addItem(Path(path).stem, path)
+            self.recent.setItemData(self.recent.count() - 1, path, 3)  # 3 = Qt.ToolTipRole
+        self.recent.setEnabled(self.recent.count() > 1)
+        self.recent.blockSignals(False)
+
+    def show_loading(self, path: str) -> None:
+        self.title.setText(Path(path).stem)
+        self.details.setText("Loading…")
+        self.progress.setValue(0)
+        self.progress.show()
+        self.open_button.setEnabled(False)
+        self.recent.setEnabled(False)
+
+    def set_progress(self, fraction: float) -> None:
+        self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 100))
+
+    def show_loaded(self, title: str, details: str) -> None:
+        self.title.setText(title)
+        self.details.setText(details)
+        self._idle()
+
+    def show_unloaded(self, message: str) -> None:
+        self.title.setText("No model loaded")
+        self.details.setText(message)
+        self._idle()
+
+    def set_enabled_for_busy(self, busy: bool) -> None:
+        self.open_button.setEnabled(not busy)
+        self.recent.setEnabled(not busy and self.recent.count() > 1)
+
+    def _idle(self) -> None:
+        self.progress.hide()
+        self.open_button.setEnabled(True)
+        self.recent.setEnabled(self.recent.count() > 1)
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model", "", "GGUF models (*.gguf);;All files (*)")
+        if path:
+            self.open_requested.emit(path)
+
+    def _recent_chosen(self, index: int) -> None:
+        path = self.recent.itemData(index)
+        self.recent.setCurrentIndex(0)
+        if path:
+            self.open_requested.emit(path)

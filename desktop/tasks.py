@@ -1,0 +1,114 @@
+"""The one way to run work off the UI thread.
+
+    Task(load_model, path).success(show).failure(report).run_in_background()
+
+A plain function runs once and its return value reaches `success`; a generator function streams: each
+value it yields reaches `progress` (on the UI thread, in order) and its return value reaches `success`.
+Callbacks always run on the UI thread, because they are delivered through queued Qt signals owned by
+an object living there. `serial=True` runs tasks one after another on a single thread, for resources
+that must have one owner (the engine).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+log = logging.getLogger(__name__)
+
+_serial_pool: QThreadPool | None = None
+_live_tasks: set["Task"] = set()  # keeps a running task (and its signals) alive until it reports
+
+
+def _pool(serial: bool) -> QThreadPool:
+    global _serial_pool
+    if not serial:
+        return QThreadPool.globalInstance()
+    if _serial_pool is None:
+        _serial_pool = QThreadPool()
+        _serial_pool.setMaxThreadCount(1)
+        _serial_pool.setExpiryTimeout(-1)
+    return _serial_pool
+
+
+class _Signals(QObject):
+    progressed = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(object)
+
+
+class _Runner(QRunnable):
+    def __init__(self, task: "Task") -> None:
+        super().__init__()
+        self.setAutoDelete(True)
+        self._task = task
+
+    def run(self) -> None:
+        task = self._task
+        try:
+            result = task.function(*task.args, **task.kwargs)
+            if inspect.isgenerator(result):
+                result = self._drain(result)
+        except BaseException as error:  # noqa: BLE001 - every failure must reach the UI, never kill a thread
+            log.debug("task %s failed:\n%s", task.name, traceback.format_exc())
+            task.signals.failed.emit(error)
+        else:
+            task.signals.succeeded.emit(result)
+
+    def _drain(self, generator) -> Any:
+        while True:
+            try:
+                value = next(generator)
+            except StopIteration as stop:
+                return stop.value
+            self._task.signals.progressed.emit(value)
+
+
+class Task:
+    def __init__(self, function: Callable, *args: Any, **kwargs: Any) -> None:
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+        self.name = getattr(function, "__qualname__", repr(function))
+        self.signals = _Signals()
+        self._on_success: Callable[[Any], None] | None = None
+        self._on_failure: Callable[[BaseException], None] | None = None
+        self.signals.succeeded.connect(self._deliver_success)
+        self.signals.failed.connect(self._deliver_failure)
+
+    def success(self, callback: Callable[[Any], None]) -> "Task":
+        self._on_success = callback
+        return self
+
+    def failure(self, callback: Callable[[BaseException], None]) -> "Task":
+        self._on_failure = callback
+        return self
+
+    def progress(self, callback: Callable[[Any], None]) -> "Task":
+        self.signals.progressed.connect(callback)
+        return self
+
+    def run_in_background(self, *, serial: bool = False) -> "Task":
+        _live_tasks.add(self)
+        _pool(serial).start(_Runner(self))
+        return self
+
+    def _deliver_success(self, result: Any) -> None:
+        _live_tasks.discard(self)
+        if self._on_success:
+            self._on_success(result)
+
+    def _deliver_failure(self, error: BaseException) -> None:
+        _live_tasks.discard(self)
+        if self._on_failure:
+            self._on_failure(error)
+        else:
+            log.error("background task %s failed: %s", self.name, error)
+
+
+def wait_for_serial_tasks(timeout_ms: int = 5000) -> bool:
+    """Used at shutdown: let the engine's owner thread finish before the process ends."""
+    return _pool(serial=True).waitForDone(timeout_ms)
