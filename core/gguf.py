@@ -28,20 +28,24 @@ __all__ = [
 
 MiB = 1024 * 1024
 
-MAX_KEYS = 1_000_000
-MAX_TENSORS = 1_000_000
-MAX_KEY_BYTES = 64 * 1024
+# Caps far above real files (< 100 keys, < 20k tensors) that keep a hostile header's memory bounded.
+MAX_KEYS = 100_000
+MAX_TENSORS = 100_000
+MAX_KEY_BYTES = 65_535              # the GGUF specification's limit
 MAX_STRING_BYTES = 16 * MiB
 MAX_TENSOR_NAME_BYTES = 63          # llama.cpp's GGML_MAX_NAME is 64 including the terminating NUL
 MAX_DIMS = 4                        # GGML_MAX_DIMS
 MAX_ARRAY_ITEMS = 1 << 30           # llama.cpp's GGUF_MAX_ARRAY_ELEMENTS
 MAX_LAYERS = 512                    # llama.cpp's LLAMA_MAX_LAYERS
-MAX_HEADER_BYTES = 48 * MiB         # far above any real header (a 262k-token vocabulary is ~8 MiB)
+MAX_HEADER_BYTES = 32 * MiB         # far above any real header (a 262k-token vocabulary takes ~6 MiB)
 INT64_MAX = (1 << 63) - 1
 
 KEPT_ARRAY_ITEMS = 64               # longer arrays (token lists, merges, scores) are only summarised ...
 KEPT_NUMERIC_ARRAY_ITEMS = 1024     # ... except short numeric ones: per-layer values (head_count_kv, ...)
 DECODED_STRING_BYTES = 1 * MiB      # longer string values are summarised rather than decoded
+# Totals over one header, so that many small arrays or strings cannot add up to a large allocation.
+KEPT_ITEMS_BUDGET = 65_536
+DECODED_BYTES_BUDGET = 8 * MiB
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -185,9 +189,8 @@ class ModelInfo:
         return sum(t.n_bytes for t in self.tensors)
 
     def layer_weights_bytes(self) -> list[int]:
-        """Weight bytes per block index; as long as n_layers, or longer if tensors name higher blocks."""
-        highest = max((t.layer for t in self.tensors if t.layer is not None), default=-1)
-        per_layer = [0] * max(self.n_layers, highest + 1)
+        """Weight bytes of each block ("blk.N.*"); tensors outside the blocks are not counted."""
+        per_layer = [0] * self.n_layers
         for tensor in self.tensors:
             if tensor.layer is not None:
                 per_layer[tensor.layer] += tensor.n_bytes
@@ -288,6 +291,8 @@ class _HeaderParser:
         self._file_size = file_size
         self._source = source
         self._pos = 0
+        self._kept_items_left = KEPT_ITEMS_BUDGET
+        self._decoded_bytes_left = DECODED_BYTES_BUDGET
 
     def parse(self) -> _ParsedHeader:
         self._read_magic()
@@ -341,18 +346,30 @@ class _HeaderParser:
         self._pos += 8
         return value
 
-    def _string_bytes(self, what: str, limit: int) -> bytes:
-        start = self._pos
+    def _string_span(self, what: str, limit: int = MAX_STRING_BYTES) -> tuple[int, int]:
+        """Step over a length-prefixed string; returns where its bytes start and how many there are."""
+        length_at = self._pos
         length = self._u64(f"length of {what}")
         if length > limit:
-            raise self._invalid(f"{what} at byte {start} claims {length} bytes, more than the limit of {limit}")
+            raise self._invalid(f"{what} at byte {length_at} claims {length} bytes, more than the limit of {limit}")
         self._require(length, what)
-        raw = self._data[self._pos:self._pos + length]
+        start = self._pos
         self._pos += length
-        return bytes(raw)
+        return start, length
 
-    def _string(self, what: str, limit: int = MAX_STRING_BYTES) -> str:
-        return self._string_bytes(what, limit).decode("utf-8", errors="replace")
+    def _decode(self, start: int, length: int) -> str:
+        return bytes(self._data[start:start + length]).decode("utf-8", errors="replace")
+
+    def _string(self, what: str, limit: int) -> str:
+        return self._decode(*self._string_span(what, limit))
+
+    def _keep(self, n_items: int, n_bytes: int = 0) -> bool:
+        """Whether a value this large may still be kept whole, charging it to the header's budgets."""
+        if n_items > self._kept_items_left or n_bytes > self._decoded_bytes_left:
+            return False
+        self._kept_items_left -= n_items
+        self._decoded_bytes_left -= n_bytes
+        return True
 
     # -- header fields
 
@@ -414,18 +431,10 @@ class _HeaderParser:
         return value
 
     def _read_string_value(self, key: str) -> str | StringSummary:
-        start = self._pos
-        length = self._u64(f"length of the value of key '{key}'")
-        if length > MAX_STRING_BYTES:
-            raise self._invalid(f"the string value of key '{key}' at byte {start} claims {length} bytes, "
-                                f"more than the limit of {MAX_STRING_BYTES}")
-        self._require(length, f"string value of key '{key}'")
-        if length > DECODED_STRING_BYTES:
-            self._pos += length
+        start, length = self._string_span(f"string value of key '{key}'")
+        if length > DECODED_STRING_BYTES or not self._keep(1, length):
             return StringSummary(length)
-        raw = self._data[self._pos:self._pos + length]
-        self._pos += length
-        return bytes(raw).decode("utf-8", errors="replace")
+        return self._decode(start, length)
 
     def _read_array(self, key: str) -> tuple | ArraySummary:
         type_at = self._pos
@@ -444,16 +453,19 @@ class _HeaderParser:
         self._require(length * scalar.size, f"the {length} items of array '{key}'")
         start = self._pos
         self._pos += length * scalar.size
-        if length > KEPT_NUMERIC_ARRAY_ITEMS:
+        if length > KEPT_NUMERIC_ARRAY_ITEMS or not self._keep(length):
             return ArraySummary(_VALUE_TYPE_NAMES[item_type], length)
         return struct.unpack_from(f"<{length}{_SCALAR_FORMATS[item_type]}", self._data, start)
 
     def _read_string_array(self, key: str, length: int) -> tuple[str, ...] | ArraySummary:
         self._require(length * 8, f"the {length} string lengths of array '{key}'")  # each item has a u64 length
-        if length <= KEPT_ARRAY_ITEMS:
-            return tuple(self._string(f"item {i} of array '{key}'") for i in range(length))
-        self._skip_strings(key, length)
-        return ArraySummary("string", length)
+        if length > KEPT_ARRAY_ITEMS:
+            self._skip_strings(key, length)
+            return ArraySummary("string", length)
+        spans = [self._string_span(f"item {i} of array '{key}'") for i in range(length)]
+        if not self._keep(length, sum(n_bytes for _, n_bytes in spans)):
+            return ArraySummary("string", length)
+        return tuple(self._decode(start, n_bytes) for start, n_bytes in spans)
 
     def _skip_strings(self, key: str, length: int) -> None:
         # Vocabularies hold ~50k-260k strings: walk their lengths without building any objects.
@@ -562,6 +574,9 @@ class _Metadata:
         value = self.values.get(key)
         if value is None:
             return None
+        if isinstance(value, StringSummary):
+            log.warning("%s: '%s' is %d bytes long; it is ignored", self._source, key, value.n_bytes)
+            return None
         if not isinstance(value, str):
             raise self._invalid(f"'{key}' must be a string, not {_describe(value)}")
         return value
@@ -613,6 +628,7 @@ def _model_info(parsed: _ParsedHeader, file_size: int | None, source: str) -> Mo
         return template.format(arch=arch)
 
     n_layers = meta.required_int(key(llm.BLOCK_COUNT), minimum=1, maximum=MAX_LAYERS)
+    _check_tensor_layers(parsed.tensors, n_layers, source)
     embedding_length = meta.required_int(key(llm.EMBEDDING_LENGTH))
     head_count = meta.int_or_per_layer(key(attention.HEAD_COUNT), n_layers, default=0)
     first_head_count = head_count[0] if isinstance(head_count, tuple) else head_count
@@ -646,6 +662,13 @@ def _model_info(parsed: _ParsedHeader, file_size: int | None, source: str) -> Mo
         metadata=MappingProxyType(parsed.metadata),
         tensors=parsed.tensors,
     )
+
+
+def _check_tensor_layers(tensors: tuple[TensorInfo, ...], n_layers: int, source: str) -> None:
+    for tensor in tensors:
+        if tensor.layer is not None and tensor.layer >= n_layers:
+            raise GGUFError(f"{source} has invalid model metadata: tensor '{tensor.name}' belongs to block "
+                            f"{tensor.layer} but the model declares only {n_layers} blocks")
 
 
 def _quantization_name(file_type: int | None, tensors: tuple[TensorInfo, ...]) -> str:

@@ -587,21 +587,25 @@ def reinstall_command(setup_backend: str) -> str:
     return f"LLAMADESK_BACKEND={setup_backend} python3 tools/dev.py setup"
 
 
+def _unused_gpu_warning(gpu: GpuInfo, backends: tuple[str, ...]) -> str | None:
+    usable = USABLE_BACKENDS.get(gpu.vendor, ())
+    if not usable or "GPU" in backends or any(name in backends for name in usable):
+        return None
+    setup_backend = SETUP_BACKEND.get(gpu.vendor)
+    if setup_backend is None:  # an RPC device: every LlamaDesk set-up builds with -DGGML_RPC=on
+        fix = "Rebuild it with: python3 tools/dev.py setup"
+    else:
+        fix = f"Rebuild it for {setup_backend.upper()} with: {reinstall_command(setup_backend)}"
+    return (f"GPU NOT USED: this machine has {gpu.name}, but the installed llama.cpp build only has "
+            f"{', '.join(backends)}, so models run on the CPU, many times slower. {fix}")
+
+
 def build_warnings(gpus: Iterable[GpuInfo], backends: tuple[str, ...]) -> tuple[str, ...]:
     """Loud sentences for GPUs the build cannot drive, and for a build that cannot be loaded."""
     if not backends:
         return ("llama-cpp-python could not be loaded, so no model can run: run `python3 tools/dev.py setup`.",)
-    warnings = []
-    for gpu in gpus:
-        usable = USABLE_BACKENDS.get(gpu.vendor, ())
-        if not usable or "GPU" in backends or any(name in backends for name in usable):
-            continue
-        setup_backend = SETUP_BACKEND[gpu.vendor]
-        warnings.append(
-            f"GPU NOT USED: this machine has {gpu.name}, but the installed llama.cpp build only has "
-            f"{', '.join(backends)}, so models run on the CPU, many times slower. Rebuild it for "
-            f"{setup_backend.upper()} with: {reinstall_command(setup_backend)}")
-    return tuple(dict.fromkeys(warnings))
+    warnings = (_unused_gpu_warning(gpu, backends) for gpu in gpus)
+    return tuple(dict.fromkeys(w for w in warnings if w))
 
 
 # ---------------------------------------------------------------------------------------------

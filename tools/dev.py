@@ -220,7 +220,9 @@ def command_bench(args: list[str]) -> int:
 def command_screenshots(args: list[str]) -> int:
     env = setup()
     apt_install_missing(XVFB_DEBS)
-    return subprocess.call([str(venv_python()), str(ROOT / "tools" / "screenshots.py"), *args], env=env, cwd=ROOT)
+    env["QT_QPA_PLATFORM"] = "xcb"
+    script = [str(venv_python()), str(ROOT / "tools" / "screenshots.py"), *args]
+    return subprocess.call(["xvfb-run", "-a", "-s", "-screen 0 1240x840x24", *script], env=env, cwd=ROOT)
 
 
 def command_package(args: list[str]) -> int:

@@ -11,7 +11,7 @@ from collections import deque
 
 import llama_cpp.llama_cpp as native
 
-_LEVEL_WARN, _LEVEL_ERROR, _LEVEL_DEBUG, _LEVEL_CONT = 2, 3, 4, 5
+_LEVEL_DEBUG, _LEVEL_WARN, _LEVEL_ERROR, _LEVEL_CONT = 1, 3, 4, 5  # ggml_log_level
 _STDERR_FD = 2
 
 

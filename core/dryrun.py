@@ -1,0 +1,278 @@
+"""Exact memory figures: llama.cpp's own no_alloc dry run, in a short-lived subprocess.
+
+llama.cpp loads the model's header with `no_alloc=True` and `load_mode=NONE`, places every layer on a
+device, sizes the KV cache and reserves the compute graphs — allocating nothing (ARCHITECTURE §4). We
+read what it decided from its log:
+
+- which device each layer landed on (`load_tensors: layer N assigned to device X`, a debug line);
+- KV cache totals (`llama_kv_cache: size = ...`) and which device holds each layer's cells;
+- recurrent-state buffers (`llama_memory_recurrent: X RS buffer size = ...`);
+- compute buffers per buffer type (`sched_reserve: X compute buffer size = ...`);
+- the output buffer (`llama_context: X output buffer size = ...`).
+
+Model buffers print 0.00 under no_alloc, so weights per device are summed from the GGUF tensor table
+following llama.cpp's placement of those layers. A header-only sparse stub gives the same figures as the
+real file, so this works for remote files from their header alone.
+
+The dry run runs in a subprocess: llama.cpp aborts the process on internal asserts.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+
+from core.gguf import ModelInfo, read_model_info
+from core.memory import DeviceMemory, MemorySettings, kv_type_id, weights_by_device
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+DEFAULT_TIMEOUT_S = 120.0
+LOG_TAIL_LINES = 12
+HOST = "CPU"
+
+
+class DryRunError(RuntimeError):
+    """llama.cpp refused the model or the settings; the message ends with the tail of its log."""
+
+
+@dataclass(frozen=True)
+class DryRunResult:
+    """llama.cpp's own figures, per device (the host last)."""
+
+    devices: tuple[DeviceMemory, ...]
+    layer_devices: tuple[str, ...]   # device of each repeating layer, then of the output layer
+    n_ctx: int                       # after llama.cpp's padding
+
+    def device(self, name: str) -> DeviceMemory:
+        for device in self.devices:
+            if device.name == name:
+                return device
+        raise KeyError(name)
+
+    @property
+    def host(self) -> DeviceMemory:
+        return self.device(HOST)
+
+
+# --- parent side -------------------------------------------------------------------------------------
+
+def dry_run(path: str | os.PathLike, settings: MemorySettings, *, rpc_endpoints: tuple[str, ...] = (),
+            model: ModelInfo | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> DryRunResult:
+    """Run llama.cpp's dry run for `path` under `settings` in a subprocess and collect its figures.
+
+    `rpc_endpoints` ("127.0.0.1:PORT") are attached before loading, so their devices take layers like GPUs.
+    """
+    path_text = os.fspath(path)
+    model = model or read_model_info(path_text)
+    request = {"path": path_text, "settings": asdict(settings), "rpc": list(rpc_endpoints)}
+    lines = _run_child(request, timeout_s)
+    return parse_log(lines, model, settings)
+
+
+def _run_child(request: dict, timeout_s: float) -> list[tuple[int, str]]:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        done = subprocess.run([sys.executable, "-m", "core.dryrun"], input=json.dumps(request),
+                              capture_output=True, text=True, timeout=timeout_s, env=env,
+                              cwd=_project_root())
+    except subprocess.TimeoutExpired as error:
+        raise DryRunError(f"llama.cpp's dry run took longer than {timeout_s:.0f} s and was stopped.") from error
+    lines = _decode_lines(done.stdout)
+    if done.returncode != 0:
+        tail = _tail(lines) or done.stderr.strip()[-2000:]
+        raise DryRunError(f"llama.cpp could not plan {request['path']} with these settings "
+                          f"(exit code {done.returncode}). Its last words:\n{tail}")
+    return lines
+
+
+def _project_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _decode_lines(stdout: str) -> list[tuple[int, str]]:
+    lines = []
+    for raw in stdout.splitlines():
+        try:
+            level, text = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        lines.append((int(level), str(text)))
+    return lines
+
+
+def _tail(lines: list[tuple[int, str]]) -> str:
+    wanted = [text.rstrip() for level, text in lines if level >= 2 and text.strip()]
+    return "\n".join(wanted[-LOG_TAIL_LINES:])
+
+
+# --- reading the log ---------------------------------------------------------------------------------
+
+_NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
+_LAYER_DEVICE = re.compile(r"load_tensors: layer\s+(\d+) assigned to device (\S+?),")
+_KV_LAYER = re.compile(r"llama_kv_cache: layer\s+(\d+): dev = (\S+)")
+_KV_SIZE = re.compile(r"llama_kv_cache: size =\s*" + _NUMBER + r" MiB \(\s*(\d+) cells")
+_RS_BUFFER = re.compile(r"llama_memory_recurrent:\s+(\S+) RS buffer size =\s*" + _NUMBER + " MiB")
+_COMPUTE = re.compile(r"sched_reserve:\s+(\S+) compute buffer size =\s*" + _NUMBER + " MiB")
+_OUTPUT = re.compile(r"llama_context:\s+(\S+)\s+output buffer size =\s*" + _NUMBER + " MiB")
+_N_CTX = re.compile(r"llama_context: n_ctx\s+=\s*(\d+)")
+
+
+def _mib(text: str) -> int:
+    return round(float(text) * MiB)
+
+
+def parse_log(lines: list[tuple[int, str]], model: ModelInfo, settings: MemorySettings) -> DryRunResult:
+    """Turn llama.cpp's log lines (level, text) into per-device figures."""
+    texts = "".join(text for _, text in lines).splitlines()
+    layer_devices = _layer_devices(texts, model.n_layers)
+    if not layer_devices:
+        raise DryRunError("llama.cpp's log did not say where the layers went:\n" + _tail(lines))
+    devices = [d for d in dict.fromkeys(layer_devices) if d != HOST]
+    weights = weights_by_device(model, layer_devices, HOST)
+    kv = _kv_by_device(texts, model)
+    compute = _buffers_by_device(texts, _COMPUTE, devices)
+    other = _buffers_by_device(texts, _OUTPUT, devices)
+    n_ctx = next((int(m.group(1)) for m in map(_N_CTX.search, texts) if m), settings.n_ctx)
+    result = []
+    for name in devices + [HOST]:
+        result.append(DeviceMemory.of(name, "host" if name == HOST else "gpu", weights.get(name, 0),
+                                      kv.get(name, 0), compute.get(name, 0), other.get(name, 0)))
+    return DryRunResult(tuple(result), tuple(layer_devices), n_ctx)
+
+
+def _layer_devices(texts: list[str], n_layers: int) -> list[str]:
+    by_layer: dict[int, str] = {}
+    for text in texts:
+        match = _LAYER_DEVICE.search(text)
+        if match:
+            by_layer[int(match.group(1))] = _device_name(match.group(2))
+    if len(by_layer) < n_layers + 1:
+        return []
+    return [by_layer[i] for i in range(n_layers + 1)]
+
+
+def _device_name(buffer_or_device: str) -> str:
+    """'RPC0[127.0.0.1:50052]' -> 'RPC0'; host buffer types ('CPU', 'CPU_REPACK', 'CUDA_Host') -> 'CPU'."""
+    name = buffer_or_device.split("[", 1)[0]
+    if name.startswith("CPU") or name.endswith("_Host"):
+        return HOST
+    return name
+
+
+def _kv_by_device(texts: list[str], model: ModelInfo) -> dict[str, int]:
+    """Split each cache's logged total over the devices holding its layers, by each layer's KV width."""
+    widths = _kv_widths(model)
+    totals: dict[str, int] = defaultdict(int)
+    pending: list[tuple[int, str]] = []
+    for text in texts:
+        layer = _KV_LAYER.search(text)
+        if layer:
+            pending.append((int(layer.group(1)), _device_name(layer.group(2))))
+            continue
+        size = _KV_SIZE.search(text)
+        if size:
+            _share(totals, _mib(size.group(1)), pending, widths)
+            pending = []
+            continue
+        recurrent = _RS_BUFFER.search(text)
+        if recurrent:
+            totals[_device_name(recurrent.group(1))] += _mib(recurrent.group(2))
+    return dict(totals)
+
+
+def _kv_widths(model: ModelInfo) -> list[int]:
+    heads = model.head_count_kv_per_layer()
+    return [max(h, 0) for h in heads] + [0] * max(0, model.n_layers - len(heads))
+
+
+def _share(totals: dict[str, int], total: int, layers: list[tuple[int, str]], widths: list[int]) -> None:
+    if not layers:
+        totals[HOST] += total
+        return
+    weights = [widths[il] if il < len(widths) and widths[il] > 0 else 1 for il, _ in layers]
+    whole = sum(weights)
+    given = 0
+    for index, ((_, device), weight) in enumerate(zip(layers, weights)):
+        part = total - given if index == len(layers) - 1 else total * weight // whole
+        totals[device] += part
+        given += part
+
+
+def _buffers_by_device(texts: list[str], pattern: re.Pattern, devices: list[str]) -> dict[str, int]:
+    totals: dict[str, int] = defaultdict(int)
+    for text in texts:
+        match = pattern.search(text)
+        if match:
+            totals[_device_name(match.group(1))] += _mib(match.group(2))
+    return dict(totals)
+
+
+# --- child side --------------------------------------------------------------------------------------
+
+def _child_main() -> int:
+    request = json.loads(sys.stdin.read())
+    settings = MemorySettings(**request["settings"])
+    import ctypes
+
+    import llama_cpp
+
+    def emit(level: int, text: bytes, _user) -> None:
+        sys.stdout.write(json.dumps([level, text.decode("utf-8", "replace")]) + "\n")
+
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(emit)
+    llama_cpp.llama_log_set(callback, None)
+    llama_cpp.llama_backend_init()
+    if request["rpc"]:
+        from core import rpc
+
+        rpc.attach_servers(tuple(request["rpc"]))
+    model = _load_model(llama_cpp, request["path"], settings)
+    context = llama_cpp.llama_init_from_model(model, _context_params(llama_cpp, settings))
+    sys.stdout.flush()
+    if not context:
+        llama_cpp.llama_model_free(model)
+        return 3
+    llama_cpp.llama_free(context)
+    llama_cpp.llama_model_free(model)
+    sys.stdout.flush()
+    return 0
+
+
+def _load_model(llama_cpp, path: str, settings: MemorySettings):
+    params = llama_cpp.llama_model_default_params()
+    params.no_alloc = True
+    params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
+    params.n_gpu_layers = settings.n_gpu_layers
+    model = llama_cpp.llama_model_load_from_file(path.encode(), params)
+    if not model:
+        sys.stdout.flush()
+        sys.exit(2)
+    return model
+
+
+def _context_params(llama_cpp, settings: MemorySettings):
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = settings.n_ctx
+    params.n_batch = settings.n_batch
+    params.n_ubatch = settings.n_ubatch
+    params.n_seq_max = settings.n_seq
+    params.type_k = kv_type_id(settings.kv_type)
+    params.type_v = kv_type_id(settings.kv_type)
+    params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn
+                              else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    params.swa_full = settings.swa_full
+    params.n_threads = 1
+    params.n_threads_batch = 1
+    return params
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -1,0 +1,298 @@
+"""One loaded model and its context, driven through llama.cpp's C API (llama_cpp.llama_cpp).
+
+The low-level API rather than llama_cpp.Llama because the engine needs what Llama does not expose:
+the load progress callback, the abort callback (Stop during prompt evaluation) and exact control of
+the KV cache for prefix reuse. Lives only inside the worker process.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import llama_cpp.llama_cpp as native
+
+from core.engine.protocol import LoadSettings, ModelFacts
+
+log = logging.getLogger(__name__)
+
+KV_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
+            "bf16": 30, "iq4_nl": 20}
+QUANTIZED_KV_TYPES = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl"}
+ALL_LAYERS = 0x7FFFFFFF
+DECODE_ABORTED = 2
+DECODE_NO_KV_SLOT = 1
+_SEQ = 0
+
+_backend_ready = False
+
+
+class RuntimeLoadError(Exception):
+    """llama.cpp returned no model or no context; stage says which."""
+
+    def __init__(self, stage: str, facts: ModelFacts | None = None) -> None:
+        super().__init__(stage)
+        self.stage = stage
+        self.facts = facts
+
+
+class ContextFull(Exception):
+    """The KV cache has no room for the tokens to evaluate."""
+
+
+class DecodeFailed(Exception):
+    pass
+
+
+def init_backend() -> None:
+    global _backend_ready
+    if not _backend_ready:
+        native.llama_backend_init()
+        _backend_ready = True
+
+
+def flash_attention_type(settings: LoadSettings) -> int:
+    if settings.flash_attn or settings.kv_type in QUANTIZED_KV_TYPES:
+        return native.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    return native.LLAMA_FLASH_ATTN_TYPE_DISABLED
+
+
+def kv_type_id(name: str) -> int:
+    try:
+        return KV_TYPES[name]
+    except KeyError:
+        raise ValueError(f"Unknown KV cache type {name!r}; choose one of {', '.join(KV_TYPES)}.") from None
+
+
+@dataclass
+class _Callbacks:
+    """ctypes callbacks must outlive the C calls that use them."""
+
+    progress: object = None
+    abort: object = None
+
+
+class LlamaRuntime:
+    """A llama_model + llama_context pair with a record of which tokens sit in the KV cache."""
+
+    def __init__(self, model, context, settings: LoadSettings, n_threads: int) -> None:
+        self._model = model
+        self._context = context
+        self._memory = native.llama_get_memory(context)
+        self._vocab = native.llama_model_get_vocab(model)
+        self.settings = settings
+        self.n_threads = n_threads
+        self.n_ctx = native.llama_n_ctx(context)
+        self.n_batch = native.llama_n_batch(context)
+        self.n_layers = native.llama_model_n_layer(model)
+        self.n_ctx_train = native.llama_model_n_ctx_train(model)
+        self.cached: list[int] = []          # the tokens in the KV cache, position 0 first
+        self._pieces: dict[int, bytes] = {}
+        self._piece_buffer = ctypes.create_string_buffer(256)
+        self._one_token = (native.llama_token * 1)()
+        self._one_batch = native.llama_batch_get_one(self._one_token, 1)
+        self._callbacks = _Callbacks()
+
+    # ---------------------------------------------------------------------------------- load
+
+    @classmethod
+    def load(cls, settings: LoadSettings, n_threads: int,
+             on_progress: Callable[[float], None] | None = None) -> "LlamaRuntime":
+        init_backend()
+        callbacks = _Callbacks()
+        model = native.llama_model_load_from_file(settings.model_path.encode("utf-8"),
+                                                  _model_params(settings, callbacks, on_progress))
+        if not model:
+            raise RuntimeLoadError("model", _probe_facts(settings.model_path))
+        facts = ModelFacts(native.llama_model_n_layer(model), native.llama_model_n_ctx_train(model))
+        context = native.llama_init_from_model(model, _context_params(settings, n_threads))
+        if not context:
+            native.llama_model_free(model)
+            raise RuntimeLoadError("context", facts)
+        runtime = cls(model, context, settings, n_threads)
+        runtime._callbacks = callbacks
+        return runtime
+
+    def warm_up(self) -> None:
+        """One decode so the weights are paged in and the first answer is not slower than the rest."""
+        first = self.bos_id if self.bos_id >= 0 else 0
+        native.llama_set_warmup(self._context, True)
+        self._one_token[0] = first
+        native.llama_decode(self._context, self._one_batch)
+        native.llama_set_warmup(self._context, False)
+        native.llama_synchronize(self._context)
+        self.forget_from(0)
+
+    def close(self) -> None:
+        if self._context:
+            native.llama_free(self._context)
+            self._context = None
+        if self._model:
+            native.llama_model_free(self._model)
+            self._model = None
+
+    # ------------------------------------------------------------------------------- metadata
+
+    @property
+    def bos_id(self) -> int:
+        return native.llama_vocab_bos(self._vocab)
+
+    @property
+    def eos_id(self) -> int:
+        return native.llama_vocab_eos(self._vocab)
+
+    @property
+    def adds_bos(self) -> bool:
+        return bool(native.llama_vocab_get_add_bos(self._vocab))
+
+    @property
+    def n_vocab(self) -> int:
+        return native.llama_vocab_n_tokens(self._vocab)
+
+    def token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        raw = native.llama_vocab_get_text(self._vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def chat_template(self) -> str | None:
+        raw = native.llama_model_chat_template(self._model, None)
+        return raw.decode("utf-8", errors="replace") if raw else None
+
+    def description(self) -> str:
+        buffer = ctypes.create_string_buffer(256)
+        native.llama_model_desc(self._model, buffer, len(buffer))
+        return buffer.value.decode("utf-8", errors="replace")
+
+    # ------------------------------------------------------------------------------- tokens
+
+    def tokenize(self, text: str, *, add_bos: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (native.llama_token * capacity)()
+        count = native.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_bos, True)
+        if count < 0:
+            capacity = -count
+            tokens = (native.llama_token * capacity)()
+            count = native.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_bos, True)
+        return list(tokens[:count])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for (special tokens render as nothing); cached per token."""
+        cached = self._pieces.get(token)
+        if cached is None:
+            size = native.llama_token_to_piece(self._vocab, token, self._piece_buffer,
+                                               len(self._piece_buffer), 0, False)
+            cached = self._piece_buffer.raw[:size] if size > 0 else b""
+            self._pieces[token] = cached
+        return cached
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(native.llama_vocab_is_eog(self._vocab, token))
+
+    # ------------------------------------------------------------------------------- KV cache
+
+    def forget_from(self, position: int) -> None:
+        """Drop the KV cache from position on (keep the prefix before it)."""
+        native.llama_memory_seq_rm(self._memory, _SEQ, position, -1)
+        del self.cached[position:]
+
+    def common_prefix(self, tokens: Sequence[int]) -> int:
+        limit = min(len(tokens), len(self.cached))
+        for index in range(limit):
+            if self.cached[index] != tokens[index]:
+                return index
+        return limit
+
+    def set_abort(self, should_abort: Callable[[], bool] | None) -> None:
+        """Let llama.cpp poll should_abort between graph nodes (CPU), or stop polling (None)."""
+        if should_abort is None:
+            native.llama_set_abort_callback(self._context, native.ggml_abort_callback(), None)
+            self._callbacks.abort = None
+            return
+        callback = native.ggml_abort_callback(lambda _data: should_abort())
+        self._callbacks.abort = callback
+        native.llama_set_abort_callback(self._context, callback, None)
+
+    def evaluate(self, tokens: Sequence[int]) -> bool:
+        """Feed tokens in n_batch chunks; False if the abort callback stopped it (cache kept consistent)."""
+        if len(self.cached) + len(tokens) > self.n_ctx:
+            raise ContextFull(f"{len(self.cached) + len(tokens)} tokens do not fit in {self.n_ctx}")
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = list(tokens[start:start + self.n_batch])
+            array = (native.llama_token * len(chunk))(*chunk)
+            status = native.llama_decode(self._context, native.llama_batch_get_one(array, len(chunk)))
+            if status == DECODE_ABORTED:
+                self._resync_after_abort(chunk)
+                return False
+            self._check(status)
+            self.cached.extend(chunk)
+        return True
+
+    def evaluate_one(self, token: int) -> bool:
+        """The hot path of generation: one token, no allocation."""
+        self._one_token[0] = token
+        status = native.llama_decode(self._context, self._one_batch)
+        if status == DECODE_ABORTED:
+            self._resync_after_abort([token])
+            return False
+        self._check(status)
+        self.cached.append(token)
+        return True
+
+    def _check(self, status: int) -> None:
+        if status == DECODE_NO_KV_SLOT:
+            raise ContextFull("llama.cpp found no KV cache slot")
+        if status != 0:
+            raise DecodeFailed(f"llama_decode returned {status}")
+
+    def _resync_after_abort(self, chunk: list[int]) -> None:
+        """An aborted decode keeps the ubatches it finished; record exactly those."""
+        kept_end = max(native.llama_memory_seq_pos_max(self._memory, _SEQ) + 1, 0)
+        self.cached = (self.cached + chunk)[:kept_end]
+        native.llama_memory_seq_rm(self._memory, _SEQ, kept_end, -1)
+
+    def sample(self, sampler) -> int:
+        return native.llama_sampler_sample(sampler, self._context, -1)
+
+
+def _model_params(settings: LoadSettings, callbacks: _Callbacks,
+                  on_progress: Callable[[float], None] | None):
+    params = native.llama_model_default_params()
+    params.n_gpu_layers = ALL_LAYERS if settings.n_gpu_layers < 0 else settings.n_gpu_layers
+    if on_progress is not None:
+        def report(fraction: float, _data) -> bool:
+            on_progress(float(fraction))
+            return True
+        callbacks.progress = native.llama_progress_callback(report)
+        params.progress_callback = callbacks.progress
+    return params
+
+
+def _context_params(settings: LoadSettings, n_threads: int):
+    params = native.llama_context_default_params()
+    params.n_ctx = settings.n_ctx
+    params.n_batch = min(settings.n_batch, settings.n_ctx)
+    params.n_ubatch = min(settings.n_ubatch, params.n_batch)
+    params.n_seq_max = 1
+    params.n_threads = n_threads
+    params.n_threads_batch = n_threads
+    params.flash_attn_type = flash_attention_type(settings)
+    params.type_k = kv_type_id(settings.kv_type)
+    params.type_v = kv_type_id(settings.kv_type)
+    params.no_perf = True
+    return params
+
+
+def _probe_facts(path: str) -> ModelFacts | None:
+    """Layer count and trained context from the header alone (vocab-only load), or None."""
+    params = native.llama_model_default_params()
+    params.vocab_only = True
+    model = native.llama_model_load_from_file(path.encode("utf-8"), params)
+    if not model:
+        return None
+    try:
+        return ModelFacts(native.llama_model_n_layer(model), native.llama_model_n_ctx_train(model))
+    finally:
+        native.llama_model_free(model)

@@ -1,0 +1,233 @@
+"""Remote GGUF headers: read only the header of a file on the hub by HTTP range requests, and keep it on disk.
+
+A header is enough to plan a model (core/plan.py) and, written as a sparse stub (header bytes, then truncated to
+the real size), for llama.cpp's exact dry run (core/dryrun.py) — all before downloading gigabytes.
+
+The first read is small (256 KiB) and grows by what the parser says it needs (GGUFHeaderIncomplete.needed_bytes,
+at least doubling). Requests go to huggingface_hub's URL for the file (HF_ENDPOINT honoured) with the headers it
+builds (the user's token, its user agent), through its shared session; the hub's redirect to its CDN is followed
+and the CDN never sees the token. Cached headers live under cache_dir()/headers/<repo>/<revision>/<file>.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx2
+from huggingface_hub import hf_hub_url
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+from core import hub, locations
+from core.gguf import GGUFError, GGUFHeaderIncomplete, ModelInfo, parse_model_info
+
+log = logging.getLogger(__name__)
+
+FIRST_READ_BYTES = 256 * 1024
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+TIMEOUT = httpx2.Timeout(30.0, connect=10.0)
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class HeaderError(hub.HubError):
+    """The header of a remote file could not be read or is not a GGUF header."""
+
+
+class HeaderUnavailable(HeaderError):
+    """Offline and not in the header cache."""
+
+
+@dataclass(frozen=True)
+class HeaderEntry:
+    """A cached remote header: the first ``header_length`` bytes of a file of ``file_size`` bytes."""
+
+    repo_id: str
+    filename: str
+    revision: str          # as asked: a branch, tag or commit
+    commit: str | None     # the commit the hub resolved it to
+    sha256: str | None     # the file's LFS sha256 (from X-Linked-Etag)
+    file_size: int
+    header_path: Path
+    header_length: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.repo_id}/{self.filename}"
+
+    def header_bytes(self) -> bytes:
+        return self.header_path.read_bytes()
+
+    def model_info(self) -> ModelInfo:
+        return parse_model_info(self.header_bytes(), file_size=self.file_size, source=self.label)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    data: bytes
+    file_size: int
+    commit: str | None
+    sha256: str | None
+
+
+# -- fetching -------------------------------------------------------------------------------------------------------
+def _read_range(url: str, start: int, end: int, label: str) -> tuple[bytes, httpx2.Response]:
+    """Bytes [start, end] (inclusive) of the file at ``url``; the response keeps the redirect history."""
+    headers = build_hf_headers()
+    headers["Range"] = f"bytes={start}-{end}"
+    headers["Accept-Encoding"] = "identity"
+    try:
+        response = get_session().get(url, headers=headers, timeout=TIMEOUT, follow_redirects=True)
+        hf_raise_for_status(response)
+    except Exception as error:
+        raise hub.explain_hub_error(error, label) from error
+    if response.status_code == 200:
+        return response.content[start:end + 1], response  # a server that ignores Range: take our slice
+    return response.content, response
+
+
+def _file_facts(response: httpx2.Response) -> tuple[int, str | None, str | None]:
+    """(file size, commit, sha256) from a range response and the hub redirect before it."""
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    size = int(match.group(3)) if match and match.group(3) != "*" else None
+    commit = sha = None
+    for step in [*response.history, response]:
+        commit = commit or step.headers.get("X-Repo-Commit")
+        linked = (step.headers.get("X-Linked-Etag") or "").strip('"')
+        if _SHA256.match(linked):
+            sha = sha or linked
+        if size is None and step.headers.get("X-Linked-Size"):
+            size = int(step.headers["X-Linked-Size"])
+    if size is None and response.status_code == 200:
+        size = int(response.headers.get("Content-Length", 0)) or None
+    if size is None:
+        raise HeaderError("The hub did not say how large the file is, so its header cannot be checked.")
+    return size, commit, sha
+
+
+def fetch_header(repo_id: str, filename: str, revision: str = "main", *,
+                 first_read: int = FIRST_READ_BYTES) -> _Fetched:
+    """Read the GGUF header of a hub file with as few range requests as the header needs."""
+    hub.check_safe_filename(filename)
+    if hub.is_offline():
+        raise HeaderUnavailable(f"{repo_id}/{filename} is not in the header cache and offline mode is on.")
+    label = f"{repo_id}/{filename}"
+    url = hf_hub_url(repo_id, filename, revision=revision, endpoint=hub.endpoint())
+    data, response = _read_range(url, 0, first_read - 1, label)
+    size, commit, sha = _file_facts(response)
+    buffer = bytearray(data)
+    while True:
+        try:
+            parse_model_info(bytes(buffer), file_size=size, source=label)
+            break
+        except GGUFHeaderIncomplete as incomplete:
+            want = min(size, max(incomplete.needed_bytes, 2 * len(buffer)))
+            if want > MAX_HEADER_BYTES:
+                raise HeaderError(f"The header of {label} claims more than {MAX_HEADER_BYTES >> 20} MiB; "
+                                  "refusing to read it.") from incomplete
+            if want <= len(buffer):
+                raise HeaderError(f"The header of {label} runs past the end of the file.") from incomplete
+            more, _ = _read_range(url, len(buffer), want - 1, label)
+            if not more:
+                raise HeaderError(f"The hub sent no bytes for the header of {label}.") from incomplete
+            buffer += more
+        except GGUFError as error:
+            raise HeaderError(f"{label} is not a readable GGUF file: {error}") from error
+    log.info("fetched the header of %s: %d bytes of %d", label, len(buffer), size)
+    return _Fetched(bytes(buffer), size, commit, sha)
+
+
+# -- the cache ------------------------------------------------------------------------------------------------------
+class HeaderCache:
+    """Remote headers on disk by repository / revision / file, with parsed ModelInfo kept in memory."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or locations.cache_dir() / "headers"
+        self._parsed: dict[Path, tuple[float, ModelInfo]] = {}
+        self._lock = threading.Lock()
+
+    def _paths(self, repo_id: str, revision: str, filename: str) -> tuple[Path, Path]:
+        folder = self.root / quote(repo_id, safe="") / quote(revision, safe="")
+        stem = quote(filename, safe="")
+        return folder / f"{stem}.header", folder / f"{stem}.json"
+
+    def lookup(self, repo_id: str, filename: str, revision: str = "main", *,
+               sha256: str | None = None) -> HeaderEntry | None:
+        """The cached entry, or None when absent or known to be stale (its sha256 differs from ``sha256``)."""
+        header_path, meta_path = self._paths(repo_id, revision, filename)
+        try:
+            meta = json.loads(meta_path.read_text())
+            entry = HeaderEntry(repo_id, filename, revision, meta.get("commit"), meta.get("sha256"),
+                                int(meta["file_size"]), header_path, int(meta["header_length"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if sha256 and entry.sha256 and sha256 != entry.sha256:
+            return None
+        if not header_path.is_file() or header_path.stat().st_size != entry.header_length:
+            return None
+        return entry
+
+    def get(self, repo_id: str, filename: str, revision: str = "main", *, sha256: str | None = None,
+            refresh: bool = False) -> HeaderEntry:
+        """The header of a hub file, from the cache or fetched (and then cached)."""
+        if not refresh:
+            cached = self.lookup(repo_id, filename, revision, sha256=sha256)
+            if cached is not None:
+                return cached
+        fetched = fetch_header(repo_id, filename, revision)
+        return self._store(repo_id, filename, revision, fetched)
+
+    def _store(self, repo_id: str, filename: str, revision: str, fetched: _Fetched) -> HeaderEntry:
+        header_path, meta_path = self._paths(repo_id, revision, filename)
+        header_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(header_path, fetched.data)
+        meta = {"repo_id": repo_id, "filename": filename, "revision": revision, "commit": fetched.commit,
+                "sha256": fetched.sha256, "file_size": fetched.file_size, "header_length": len(fetched.data)}
+        _atomic_write(meta_path, json.dumps(meta, indent=1).encode())
+        return HeaderEntry(repo_id, filename, revision, fetched.commit, fetched.sha256, fetched.file_size,
+                           header_path, len(fetched.data))
+
+    def model_info(self, entry: HeaderEntry) -> ModelInfo:
+        """Parse the entry's header once per process (parsing a 6 MiB vocabulary is not free)."""
+        stamp = entry.header_path.stat().st_mtime
+        with self._lock:
+            known = self._parsed.get(entry.header_path)
+        if known and known[0] == stamp:
+            return known[1]
+        info = entry.model_info()
+        with self._lock:
+            self._parsed[entry.header_path] = (stamp, info)
+        return info
+
+
+def combine_split(infos: list[ModelInfo]) -> ModelInfo:
+    """One ModelInfo for a split model: the first part's metadata with every part's tensors and sizes."""
+    if len(infos) == 1:
+        return infos[0]
+    tensors = tuple(t for info in infos for t in info.tensors)
+    sizes = [info.file_size for info in infos]
+    return dataclasses.replace(infos[0], tensors=tensors,
+                               file_size=None if None in sizes else sum(sizes),  # type: ignore[arg-type]
+                               parameter_count=sum(t.n_elements for t in tensors))
+
+
+def write_sparse_stub(entry: HeaderEntry, path: str | os.PathLike) -> Path:
+    """Write the header then extend the file to the real size without storing data (for the exact dry run)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as handle:
+        handle.write(entry.header_bytes())
+        handle.truncate(entry.file_size)
+    return target
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    partial.write_bytes(data)
+    os.replace(partial, path)
