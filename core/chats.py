@@ -1,35 +1,316 @@
-"""A conversation: the system prompt and the turns, in the shape the engine takes."""
+"""A conversation: its settings and its messages, kept as a tree so no earlier branch is ever lost.
+
+Every message names its parent. Editing a question or regenerating an answer adds a *sibling* instead of
+overwriting, and the conversation remembers which leaf is selected: the visible thread is the path from
+the root to that leaf (`messages`, `path_to`), and `siblings` / `branch_position` drive "< 2/3 >" switching.
+
+Messages are frozen values: changing one (e.g. finishing a streamed answer) replaces it in the tree, so a
+`Message` held elsewhere is a snapshot. Persistence lives in `core.store`; this module never touches disk.
+"""
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
+import time
+import uuid
 from dataclasses import dataclass, field
+from typing import Iterable, Mapping
 
 ROLES = ("system", "user", "assistant")
+TITLE_LIMIT = 60
+
+
+class ChatError(ValueError):
+    """A chat operation that does not make sense (unknown message, bad setting); the text says why."""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+# --------------------------------------------------------------------------------------------
+# sampling settings and presets
+
+
+@dataclass(frozen=True)
+class SamplingValues:
+    """How the model picks tokens. Field names match core.engine.protocol.SamplingSettings."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    max_tokens: int = 1024
+    seed: int | None = None          # None: a different answer each time
+
+    def __post_init__(self) -> None:
+        _check_range("temperature", self.temperature, 0.0, 5.0)
+        _check_range("top_p", self.top_p, 0.0, 1.0)
+        _check_range("min_p", self.min_p, 0.0, 1.0)
+        _check_range("repeat_penalty", self.repeat_penalty, 0.5, 3.0)
+        _check_whole("top_k", self.top_k, 0)
+        _check_whole("max_tokens", self.max_tokens, 1)
+        if self.seed is not None:
+            _check_whole("seed", self.seed, 0)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "SamplingValues":
+        """Unknown keys are an error; missing keys take the defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ChatError(f"Unknown sampling setting(s): {', '.join(map(str, unknown))}.")
+        return cls(**dict(values))
+
+
+def _check_range(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ChatError(f"The sampling setting {name} must be a number, not {value!r}.")
+    if not low <= value <= high:
+        raise ChatError(f"The sampling setting {name} must be between {low:g} and {high:g}, not {value:g}.")
+
+
+def _check_whole(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ChatError(f"The sampling setting {name} must be a whole number, not {value!r}.")
+    if value < low:
+        raise ChatError(f"The sampling setting {name} must be at least {low}, not {value}.")
+
+
+PRESETS: dict[str, SamplingValues] = {
+    "Precise": SamplingValues(temperature=0.2, top_p=0.9, top_k=40, min_p=0.05, repeat_penalty=1.1),
+    "Balanced": SamplingValues(),
+    "Creative": SamplingValues(temperature=1.0, top_p=0.98, top_k=100, min_p=0.02, repeat_penalty=1.05),
+}
+DEFAULT_PRESET = "Balanced"
+CUSTOM_PRESET = "Custom"
+
+
+def preset_name(values: SamplingValues) -> str:
+    """The preset these values are (ignoring max_tokens and seed), or "Custom"."""
+    for name, preset in PRESETS.items():
+        if dataclasses.replace(values, max_tokens=preset.max_tokens, seed=preset.seed) == preset:
+            return name
+    return CUSTOM_PRESET
+
+
+# --------------------------------------------------------------------------------------------
+# messages
+
+
+@dataclass(frozen=True)
+class MessageStats:
+    """How an answer was produced. Built from the engine's AnswerStats with `from_engine`."""
+
+    ttft_seconds: float = 0.0
+    tokens_per_second: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stop_reason: str = "stop"        # "stop" | "length" | "cancelled" | "crashed"
+    context_used: int = 0
+    context_size: int = 0
+
+    @classmethod
+    def from_engine(cls, stats: object) -> "MessageStats":
+        """Copies the matching fields of core.engine.protocol.AnswerStats (or any look-alike)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{name: getattr(stats, name) for name in names if hasattr(stats, name)})
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "MessageStats":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ChatError(f"Unknown answer statistic(s): {', '.join(map(str, unknown))}.")
+        for name, value in values.items():
+            expected = str if name == "stop_reason" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, expected):
+                raise ChatError(f"The answer statistic {name} has the wrong type ({value!r}).")
+        return cls(**dict(values))
 
 
 @dataclass(frozen=True)
 class Message:
     role: str
     content: str
-    stopped_early: bool = False  # the user pressed Stop or the engine crashed mid-answer
+    stopped_early: bool = False      # the user pressed Stop, the engine crashed, or the app died mid-answer
+    id: str = field(default_factory=new_id)
+    parent_id: str | None = None
+    created_at: float = field(default_factory=time.time)
+    stats: MessageStats | None = None  # answers only, once finished
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
-            raise ValueError(f"A chat message's role must be one of {', '.join(ROLES)}, not {self.role!r}.")
+            raise ChatError(f"A chat message's role must be one of {', '.join(ROLES)}, not {self.role!r}.")
+
+
+def suggest_title(text: str, limit: int = TITLE_LIMIT) -> str:
+    """A conversation title from its first question: the first line, cut at a word near `limit`."""
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = re.sub(r"\s+", " ", line).strip()
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0] or line[:limit]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+# --------------------------------------------------------------------------------------------
+# what the engine sees
+
+
+def context_messages(system_prompt: str, thread: Iterable[Message]) -> list[dict[str, str]]:
+    """The context-window policy: the system prompt (if any), then every turn of the visible thread that
+    has text. Other branches never reach the model. Fitting into the model's context (dropping the oldest
+    turns) is the engine's job, since only it can count tokens."""
+    turns = [{"role": m.role, "content": m.content} for m in thread if m.content]
+    if system_prompt.strip():
+        return [{"role": "system", "content": system_prompt.strip()}, *turns]
+    return turns
+
+
+# --------------------------------------------------------------------------------------------
+# the conversation
+
+_AFTER_SELECTED = object()  # add(): "the parent is the selected leaf"
 
 
 @dataclass
 class Conversation:
     system_prompt: str = ""
-    messages: list[Message] = field(default_factory=list)
+    title: str = ""
+    id: str = field(default_factory=new_id)
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = 0.0          # 0: same as created_at
+    preset: str = DEFAULT_PRESET
+    sampling: SamplingValues = field(default_factory=lambda: PRESETS[DEFAULT_PRESET])
+    current_leaf_id: str | None = None
+    _nodes: dict[str, Message] = field(default_factory=dict, init=False, repr=False)
+    _children: dict[str | None, list[str]] = field(default_factory=dict, init=False, repr=False)
 
-    def add(self, role: str, content: str, *, stopped_early: bool = False) -> Message:
-        message = Message(role, content, stopped_early)
-        self.messages.append(message)
+    def __post_init__(self) -> None:
+        self.updated_at = self.updated_at or self.created_at
+
+    @classmethod
+    def restore(cls, messages: Iterable[Message], **header) -> "Conversation":
+        """Rebuild a conversation from stored messages, parents before children."""
+        conversation = cls(**header)
+        leaf = conversation.current_leaf_id
+        for message in messages:
+            conversation._attach(message)
+        if leaf not in conversation._nodes:
+            leaf = conversation._newest_leaf_under(None)
+        conversation.current_leaf_id = leaf
+        return conversation
+
+    # --- reading the tree ---
+
+    @property
+    def messages(self) -> list[Message]:
+        """The visible thread: root to the selected leaf."""
+        return self.path_to(self.current_leaf_id)
+
+    def all_messages(self) -> list[Message]:
+        """Every message of every branch, parents before children."""
+        return list(self._nodes.values())
+
+    def message(self, message_id: str) -> Message:
+        try:
+            return self._nodes[message_id]
+        except KeyError:
+            raise ChatError(f"This conversation has no message {message_id!r}.") from None
+
+    def children(self, message_id: str | None) -> list[Message]:
+        """The replies to a message (None: the first messages), oldest first."""
+        return [self._nodes[i] for i in self._children.get(message_id, [])]
+
+    def path_to(self, leaf_id: str | None) -> list[Message]:
+        path: list[Message] = []
+        current = leaf_id
+        while current is not None:
+            message = self.message(current)
+            path.append(message)
+            current = message.parent_id
+        return path[::-1]
+
+    def siblings(self, message: Message | str) -> list[Message]:
+        """The message and its alternatives (other edits / regenerations), oldest first."""
+        return self.children(self.message(_id_of(message)).parent_id)
+
+    def branch_position(self, message: Message | str) -> tuple[int, int]:
+        """(1-based position, count) among its siblings, for a "< 2/3 >" switcher."""
+        message_id = _id_of(message)
+        ids = [m.id for m in self.siblings(message_id)]
+        return ids.index(message_id) + 1, len(ids)
+
+    # --- changing it ---
+
+    def add(self, role: str, content: str, stopped_early: bool = False, *,
+            parent_id: str | None | object = _AFTER_SELECTED, stats: MessageStats | None = None,
+            message_id: str | None = None) -> Message:
+        """Add a message under `parent_id` (default: the selected leaf) and select it."""
+        parent = self.current_leaf_id if parent_id is _AFTER_SELECTED else parent_id
+        message = Message(role, content, stopped_early, id=message_id or new_id(), parent_id=parent,
+                          stats=stats)
+        self._attach(message)
+        self.current_leaf_id = message.id
+        if role == "user" and not self.title:
+            self.title = suggest_title(content)
+        self.updated_at = max(self.updated_at, message.created_at)
         return message
 
-    def engine_messages(self) -> list[dict[str, str]]:
-        """What the model sees: the system prompt (if any) then every turn with text in it."""
-        turns = [{"role": m.role, "content": m.content} for m in self.messages if m.content]
-        if self.system_prompt.strip():
-            return [{"role": "system", "content": self.system_prompt.strip()}, *turns]
-        return turns
+    def edit(self, message_id: str, content: str) -> Message:
+        """Edit-and-resend: a new sibling with the new text, selected; the original stays reachable."""
+        original = self.message(message_id)
+        return self.add(original.role, content, parent_id=original.parent_id)
+
+    def update(self, message_id: str, *, content: str | None = None, stopped_early: bool | None = None,
+               stats: MessageStats | None = None) -> Message:
+        """Replace a message's text / flags / stats (e.g. when a streamed answer finishes)."""
+        old = self.message(message_id)
+        changes = {"content": content, "stopped_early": stopped_early, "stats": stats}
+        new = dataclasses.replace(old, **{k: v for k, v in changes.items() if v is not None})
+        self._nodes[message_id] = new
+        return new
+
+    def select(self, message_id: str) -> Message:
+        """Show the branch through this message: select its newest leaf and return that leaf."""
+        self.message(message_id)
+        self.current_leaf_id = self._newest_leaf_under(message_id)
+        return self._nodes[self.current_leaf_id]
+
+    # --- for the engine ---
+
+    def engine_messages(self, leaf_id: str | None | object = _AFTER_SELECTED) -> list[dict[str, str]]:
+        """What the model sees: the system prompt (if any) then the turns with text of the visible thread,
+        or of the thread ending at `leaf_id` (regenerate: the answer's parent)."""
+        leaf = self.current_leaf_id if leaf_id is _AFTER_SELECTED else leaf_id
+        return context_messages(self.system_prompt, self.path_to(leaf))
+
+    # --- internals ---
+
+    def _attach(self, message: Message) -> None:
+        if message.id in self._nodes:
+            raise ChatError(f"The message id {message.id!r} is used twice in one conversation.")
+        if message.parent_id is not None and message.parent_id not in self._nodes:
+            raise ChatError(f"The message {message.id!r} answers {message.parent_id!r}, which is not "
+                            "earlier in this conversation.")
+        self._nodes[message.id] = message
+        self._children.setdefault(message.parent_id, []).append(message.id)
+
+    def _newest_leaf_under(self, message_id: str | None) -> str | None:
+        current = message_id
+        while self._children.get(current):
+            current = self._children[current][-1]
+        return current
+
+
+def _id_of(message: Message | str) -> str:
+    return message if isinstance(message, str) else message.id

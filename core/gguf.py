@@ -45,7 +45,7 @@ KEPT_NUMERIC_ARRAY_ITEMS = 1024     # ... except short numeric ones: per-layer v
 DECODED_STRING_BYTES = 1 * MiB      # longer string values are summarised rather than decoded
 # Totals over one header, so that many small arrays or strings cannot add up to a large allocation.
 KEPT_ITEMS_BUDGET = 65_536
-DECODED_BYTES_BUDGET = 8 * MiB
+DECODED_BYTES_BUDGET = 4 * MiB
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)

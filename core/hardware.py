@@ -382,9 +382,13 @@ def process_gpu_bytes(pids: Iterable[int]) -> dict[int, int]:
         except Exception as error:
             log.debug("NVML could not list processes on GPU %d: %s", index, error)
             continue
-        # A process using both compute and graphics is listed twice with the same figure.
-        seen = {p.pid: p.usedGpuMemory for p in processes if p.pid in wanted and p.usedGpuMemory is not None}
-        usage[index] = int(sum(seen.values()))
+        ours = [p for p in processes if p.pid in wanted]
+        # A process using both compute and graphics is listed twice with the same figure; under
+        # Windows' WDDM the figure is unknown (None), and then so is the total.
+        known = {p.pid: p.usedGpuMemory for p in ours if p.usedGpuMemory is not None}
+        if ours and not known:
+            continue
+        usage[index] = int(sum(known.values()))
     return usage
 
 
@@ -401,11 +405,11 @@ def _read_sysfs(path: Path) -> str | None:
 def read_amd_gpus(drm_root: Path = SYSFS_DRM) -> tuple[GpuInfo, ...]:
     """AMD GPUs from `<drm_root>/card*/device/mem_info_vram_{total,used}`; () where there is none."""
     try:
-        cards = sorted(p for p in drm_root.glob("card*") if p.name[4:].isdigit())
+        cards = sorted((p for p in drm_root.glob("card*") if p.name[4:].isdigit()), key=lambda p: int(p.name[4:]))
     except OSError:
         return ()
     gpus = []
-    for card in sorted(cards, key=lambda p: int(p.name[4:])):
+    for card in cards:  # card0, card1, ...; connectors such as card1-DP-1 are left out
         device = card / "device"
         vendor = _read_sysfs(device / "vendor")
         total, used = _read_sysfs(device / "mem_info_vram_total"), _read_sysfs(device / "mem_info_vram_used")
@@ -454,17 +458,26 @@ def apple_gpu(ram_total_bytes: int, ram_available_bytes: int, wired_limit_mb: in
                    bandwidth_bytes_per_s=bandwidth.gpu_bandwidth(chip_name))
 
 
+@functools.lru_cache(maxsize=1)
+def _wired_limit_mb() -> int | None:
+    """`sysctl iogpu.wired_limit_mb` (read once per process: it changes only by hand, as root)."""
+    value = _sysctl("iogpu.wired_limit_mb")
+    return int(value) if value and value.isdigit() else None
+
+
 def read_apple_gpus() -> tuple[GpuInfo, ...]:
     if not is_apple_silicon():
         return ()
     memory = psutil.virtual_memory()
-    limit = _sysctl("iogpu.wired_limit_mb")
-    wired_limit_mb = int(limit) if limit and limit.isdigit() else None
-    return (apple_gpu(memory.total, memory.available, wired_limit_mb, cpu_name()),)
+    return (apple_gpu(memory.total, memory.available, _wired_limit_mb(), cpu_name()),)
 
 
 def read_gpu_memory() -> tuple[GpuInfo, ...]:
-    """Every GPU with its memory now; cheap enough to call every second. Never raises."""
+    """Every GPU with its memory now; cheap enough to call every second. Never raises.
+
+    One vendor per machine, the first found: NVIDIA (indexes as NVML numbers them), else AMD, else
+    Apple. So a laptop's AMD integrated GPU does not appear beside its NVIDIA one.
+    """
     try:
         return read_nvidia_gpus() or read_amd_gpus() or read_apple_gpus()
     except Exception:  # a monitor must keep sampling whatever a driver does

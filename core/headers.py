@@ -124,7 +124,7 @@ def fetch_header(repo_id: str, filename: str, revision: str = "main", *,
     buffer = bytearray(data)
     while True:
         try:
-            parse_model_info(bytes(buffer), file_size=size, source=label)
+            info = parse_model_info(bytes(buffer), file_size=size, source=label)
             break
         except GGUFHeaderIncomplete as incomplete:
             want = min(size, max(incomplete.needed_bytes, 2 * len(buffer)))
@@ -139,8 +139,9 @@ def fetch_header(repo_id: str, filename: str, revision: str = "main", *,
             buffer += more
         except GGUFError as error:
             raise HeaderError(f"{label} is not a readable GGUF file: {error}") from error
-    log.info("fetched the header of %s: %d bytes of %d", label, len(buffer), size)
-    return _Fetched(bytes(buffer), size, commit, sha)
+    header = bytes(buffer[:max(info.tensor_data_offset, 0) or len(buffer)])
+    log.info("fetched the header of %s: %d bytes of %d", label, len(header), size)
+    return _Fetched(header, size, commit, sha)
 
 
 # -- the cache ------------------------------------------------------------------------------------------------------

@@ -43,9 +43,19 @@ class RpcError(RuntimeError):
     """An RPC server that cannot be started or reached; the message is a sentence for the user."""
 
 
+def _ggml() -> ctypes.CDLL:
+    try:
+        return hardware.ggml_library()
+    except hardware.HardwareError as error:
+        raise RpcError(str(error)) from None
+
+
 @functools.lru_cache(maxsize=1)
 def _rpc_library() -> ctypes.CDLL:
-    lib = hardware.build_library("ggml-rpc")
+    try:
+        lib = hardware.build_library("ggml-rpc")
+    except hardware.HardwareError as error:
+        raise RpcError(f"{error} (This llama.cpp build may lack the RPC backend, -DGGML_RPC=on.)") from None
     lib.ggml_backend_rpc_start_server.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
                                                   ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
     lib.ggml_backend_rpc_start_server.restype = None
@@ -79,9 +89,9 @@ def free_port(host: str = LOOPBACK) -> int:
 # ---------------------------------------------------------------------------------------------
 # Server side
 
-def _redirect_output(log_path: str | None) -> None:
-    """Send the C library's printf output (fd 1 and 2) to a file, or to nowhere."""
-    target = os.open(log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def _redirect_output(log_path: str) -> None:
+    """Send the C library's printf output (fd 1 and 2) to a file."""
+    target = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(target, 1)
     os.dup2(target, 2)
     os.close(target)
@@ -91,12 +101,13 @@ def serve_forever(endpoint: str, *, threads: int = 1, log_path: str | None = Non
     """Serve this machine's CPU device to RPC clients at endpoint; blocks until the process ends.
 
     Meant as a child-process target: the C loop cannot be interrupted from Python, so stop it by
-    ending the process (LocalRpcServer.stop). Clients are served one at a time.
+    ending the process (LocalRpcServer.stop). Clients are served one at a time. The server's
+    own output goes to log_path when given, else wherever this process's output goes.
     """
     split_endpoint(endpoint)
     if log_path is not None:
         _redirect_output(log_path)
-    ggml = hardware.ggml_library()
+    ggml = _ggml()
     ggml.ggml_backend_load_all()
     cpu = ggml.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU)
     if not cpu:
@@ -171,7 +182,7 @@ def start_local_server(port: int | None = None, *, threads: int = 1, ready_timeo
 # Client side
 
 def _register(endpoint: str) -> list[str]:
-    ggml = hardware.ggml_library()
+    ggml = _ggml()
     reg = _rpc_library().ggml_backend_rpc_add_server(endpoint.encode())
     if not reg:
         raise RpcError(f"The RPC server at {endpoint} offers no device.")

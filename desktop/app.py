@@ -1,22 +1,54 @@
-"""`llamadesk`: start the desktop app."""
+"""`llamadesk`: start the desktop app.
+
+    llamadesk [MODEL.gguf]                       open the window (and MODEL, or the last/starter model)
+    llamadesk --self-test MODEL.gguf [--self-test-result OUT.json] [--self-test-timeout S]
+                                                 open MODEL, stream one answer, write JSON, exit 0/non-zero
+"""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 
+from PySide6.QtCore import QtMsgType, QTimer, qInstallMessageHandler
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from core import locations
+from core import locations, logs
 from core import settings as settings_store
+from desktop.crash_report import CrashRecorder, offer_unseen_reports
 
 log = logging.getLogger(__name__)
+
+ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
+CRASH_OFFER_DELAY_MS = 400
+_QT_LEVELS = {
+    QtMsgType.QtDebugMsg: logging.DEBUG, QtMsgType.QtInfoMsg: logging.INFO,
+    QtMsgType.QtWarningMsg: logging.WARNING, QtMsgType.QtCriticalMsg: logging.ERROR,
+    QtMsgType.QtFatalMsg: logging.CRITICAL,
+}
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="llamadesk", description="Chat with local language models.")
     parser.add_argument("model", nargs="?", help="a .gguf model to open at start")
+    parser.add_argument("--self-test", metavar="MODEL", dest="self_test",
+                        help="open MODEL, stream one answer, write a JSON result and exit (0 = passed)")
+    parser.add_argument("--self-test-result", metavar="PATH", dest="self_test_result",
+                        help="where the self-test writes its JSON (it is printed to stdout as well)")
+    parser.add_argument("--self-test-timeout", metavar="SECONDS", dest="self_test_timeout", type=float,
+                        default=None, help="give up after this long (default 180)")
     return parser.parse_args(argv)
+
+
+def application_icon() -> QIcon:
+    icon = QIcon()
+    folder = locations.resources_dir() / "icons"
+    for size in ICON_SIZES:
+        path = folder / f"llamadesk-{size}.png"
+        if path.is_file():
+            icon.addFile(str(path))
+    return icon
 
 
 def create_application(argv: list[str]) -> QApplication:
@@ -25,26 +57,69 @@ def create_application(argv: list[str]) -> QApplication:
     app.setOrganizationName(locations.APP_NAME)
     app.setApplicationDisplayName(locations.APP_NAME)
     app.setDesktopFileName("llamadesk")
+    app.setWindowIcon(application_icon())
     style = locations.resources_dir() / "styles" / "app.qss"
     if style.is_file():
         app.setStyleSheet(style.read_text(encoding="utf-8"))
     return app
 
 
+def _forward_qt_message(kind: QtMsgType, _context, message: str) -> None:
+    logging.getLogger("qt").log(_QT_LEVELS.get(kind, logging.INFO), "%s", message)
+
+
+def _start_crash_recorder() -> CrashRecorder | None:
+    recorder = CrashRecorder()
+    try:
+        recorder.begin_run()
+    except OSError as error:
+        log.warning("Crash reports are off for this run: %s", error)
+        return None
+    return recorder
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     arguments = parse_arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_path = logs.configure()
+    log.info("LlamaDesk starting (log file: %s)", log_path)
+    qInstallMessageHandler(_forward_qt_message)
+    recorder = _start_crash_recorder()
+    try:
+        return _run(arguments, argv, recorder)
+    finally:
+        if recorder is not None:
+            recorder.end_run()
+
+
+def _run(arguments: argparse.Namespace, argv: list[str], recorder: CrashRecorder | None) -> int:
     app = create_application([sys.argv[0], *argv])
     from desktop.main_window import MainWindow  # after QApplication exists
 
     window = MainWindow(settings_store.load())
+    if arguments.self_test:
+        from desktop.self_test import DEFAULT_TIMEOUT_S, start_self_test
+
+        timeout = arguments.self_test_timeout or DEFAULT_TIMEOUT_S
+        window.show()
+        _self_test = start_self_test(window, arguments.self_test, arguments.self_test_result, timeout)
+        return _exec_and_close(app, window)
     window.show()
     if arguments.model:
         window.open_model(arguments.model)
     else:
         window.open_initial_model()
-    return app.exec()
+    if recorder is not None:
+        QTimer.singleShot(CRASH_OFFER_DELAY_MS, lambda: offer_unseen_reports(window, recorder))
+    return _exec_and_close(app, window)
+
+
+def _exec_and_close(app: QApplication, window) -> int:
+    code = app.exec()
+    if window.isVisible():
+        window.close()  # stops the engine process when the app was ended by QApplication.exit()
+    log.info("LlamaDesk exiting with code %d", code)
+    return code
 
 
 if __name__ == "__main__":

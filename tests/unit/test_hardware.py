@@ -97,6 +97,14 @@ def test_nvidia_gpus_from_nvml(fake_nvml):
 
 def test_process_gpu_bytes_counts_each_process_once(fake_nvml):
     assert hardware.process_gpu_bytes([100, 101]) == {0: 3 * GiB, 1: 3 * GiB}
+    assert hardware.process_gpu_bytes([12345]) == {0: 0, 1: 0}  # not on any GPU
+    assert hardware.process_gpu_bytes([101]) == {}  # on the GPUs, but WDDM hides its figure
+
+
+def test_probe_fills_in_what_our_processes_use(fake_nvml, monkeypatch):
+    monkeypatch.setattr(hardware, "process_gpu_bytes", lambda pids: {0: GiB} if os.getpid() in pids else {})
+    gpus = hardware.probe().gpus
+    assert [g.app_used_bytes for g in gpus] == [GiB, None]
 
 
 # --- profiles and strict JSON ----------------------------------------------------------------

@@ -1,0 +1,294 @@
+"""The curated catalog of chat models (resources/catalog.json), refreshed from the hub, and its fit check.
+
+The shipped catalog works offline: repositories, their quantisation files and approximate sizes. When online,
+``refresh`` replaces each repository's file list with the hub's (exact sizes, SHA-256, split parts) and keeps
+that in cache_dir()/catalog-refresh.json, so the next start offline still has it.
+
+The fit check plans each file from its remote header (core/headers.py) under a HardwareSnapshot with the
+planner (core/plan.py): ``fit_file`` for one file, ``fit_files`` for a list, in parallel.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from core import hub, locations
+from core.headers import HeaderCache, HeaderEntry, combine_split
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 1
+REFRESH_MAX_AGE_SECONDS = 24 * 3600
+
+
+class CatalogError(Exception):
+    """The catalog file is missing or malformed; the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class CatalogFile:
+    """One downloadable quantisation of a catalog model (several ``parts`` when split)."""
+
+    filename: str
+    quant: str | None
+    size: int | None
+    size_is_exact: bool = False
+    sha256: str | None = None
+    parts: tuple[str, ...] = ()
+
+    @property
+    def all_parts(self) -> tuple[str, ...]:
+        return self.parts or (self.filename,)
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    id: str
+    name: str
+    family: str
+    parameters: str
+    repo_id: str
+    license: str
+    description: str
+    files: tuple[CatalogFile, ...]
+    tags: tuple[str, ...] = ()
+    gated: bool = False
+    revision: str = "main"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    schema: int
+    updated: str
+    models: tuple[CatalogModel, ...]
+    refreshed_at: float | None = None
+
+    def find(self, model_id: str) -> CatalogModel | None:
+        return next((m for m in self.models if m.id == model_id), None)
+
+    def files(self) -> list[tuple[CatalogModel, CatalogFile]]:
+        return [(m, f) for m in self.models for f in m.files]
+
+
+# -- loading and validating -----------------------------------------------------------------------------------------
+def shipped_catalog_path() -> Path:
+    return locations.resources_dir() / "catalog.json"
+
+
+def refresh_cache_path() -> Path:
+    return locations.cache_dir() / "catalog-refresh.json"
+
+
+def load_catalog(path: Path | None = None, *, use_refresh_cache: bool = True) -> Catalog:
+    """The shipped catalog, with the last hub refresh applied when one is cached. Works offline."""
+    source = path or shipped_catalog_path()
+    try:
+        data = json.loads(Path(source).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CatalogError(f"Cannot read the model catalog at {source}: {error.strerror or error}.") from error
+    except ValueError as error:
+        raise CatalogError(f"The model catalog at {source} is not valid JSON: {error}.") from error
+    catalog = parse_catalog(data, str(source))
+    if use_refresh_cache:
+        catalog = _apply_refresh(catalog, _read_refresh_cache())
+    return catalog
+
+
+def parse_catalog(data: Any, source: str = "catalog") -> Catalog:
+    if not isinstance(data, dict):
+        raise CatalogError(f"{source}: the catalog must be a JSON object.")
+    if data.get("schema") != SCHEMA:
+        raise CatalogError(f"{source}: catalog schema {data.get('schema')!r} is not supported (expected {SCHEMA}).")
+    raw_models = data.get("models")
+    if not isinstance(raw_models, list) or not raw_models:
+        raise CatalogError(f"{source}: 'models' must be a non-empty list.")
+    models = tuple(_parse_model(item, f"{source}: model #{i + 1}") for i, item in enumerate(raw_models))
+    ids = [m.id for m in models]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise CatalogError(f"{source}: model ids must be unique; repeated: {', '.join(duplicates)}.")
+    return Catalog(SCHEMA, str(data.get("updated", "")), models)
+
+
+def _text(item: dict, key: str, where: str, default: str | None = None) -> str:
+    value = item.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise CatalogError(f"{where}: '{key}' must be a non-empty string.")
+    return value
+
+
+def _parse_model(item: Any, where: str) -> CatalogModel:
+    if not isinstance(item, dict):
+        raise CatalogError(f"{where}: must be an object.")
+    repo_id = _text(item, "repo", where)
+    if repo_id.count("/") != 1:
+        raise CatalogError(f"{where}: 'repo' must look like owner/name, not {repo_id!r}.")
+    files = item.get("files")
+    if not isinstance(files, list) or not files:
+        raise CatalogError(f"{where}: 'files' must be a non-empty list.")
+    return CatalogModel(
+        id=_text(item, "id", where), name=_text(item, "name", where), family=_text(item, "family", where),
+        parameters=_text(item, "parameters", where), repo_id=repo_id, license=_text(item, "license", where),
+        description=_text(item, "description", where),
+        files=tuple(_parse_file(f, f"{where} file #{i + 1}") for i, f in enumerate(files)),
+        tags=tuple(str(t) for t in item.get("tags", [])), gated=bool(item.get("gated", False)),
+        revision=_text(item, "revision", where, "main"))
+
+
+def _parse_file(item: Any, where: str) -> CatalogFile:
+    if not isinstance(item, dict):
+        raise CatalogError(f"{where}: must be an object.")
+    filename = _text(item, "file", where)
+    parts = tuple(item.get("parts", []))
+    for name in (filename, *parts):
+        try:
+            hub.check_safe_filename(name)
+        except hub.UnsafeFileName as error:
+            raise CatalogError(f"{where}: {error}") from error
+        if not name.lower().endswith(".gguf"):
+            raise CatalogError(f"{where}: {name!r} is not a .gguf file.")
+    exact, approx = item.get("size"), item.get("approx_size")
+    size = exact if exact is not None else approx
+    if size is not None and (not isinstance(size, int) or size <= 0):
+        raise CatalogError(f"{where}: the size must be a positive whole number of bytes.")
+    return CatalogFile(filename, item.get("quant") or hub.quant_of(filename), size, exact is not None,
+                       item.get("sha256"), parts)
+
+
+# -- refreshing from the hub ----------------------------------------------------------------------------------------
+def refresh(catalog: Catalog, *, max_age: float = REFRESH_MAX_AGE_SECONDS, force: bool = False,
+            workers: int = 4) -> Catalog:
+    """Update each repository's files from the hub (sizes, SHA-256, splits); offline or on errors keep what we had."""
+    cache = _read_refresh_cache()
+    if hub.is_offline():
+        return _apply_refresh(catalog, cache)
+    now = time.time()
+    stale = [m for m in catalog.models
+             if force or now - cache.get(m.repo_id, {}).get("fetched_at", 0) > max_age]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for model, listing in zip(stale, pool.map(_listing_or_none, stale)):
+            if listing is not None:
+                cache[model.repo_id] = listing
+    _write_refresh_cache(cache)
+    return _apply_refresh(catalog, cache)
+
+
+def _listing_or_none(model: CatalogModel) -> dict | None:
+    try:
+        listing = hub.list_files(model.repo_id, model.revision)
+    except hub.HubError as error:
+        log.warning("catalog refresh: %s", error)
+        return None
+    files = [{"file": m.first_file.filename, "quant": m.quant, "size": m.size, "sha256": m.first_file.sha256,
+              "parts": [p.filename for p in m.parts] if m.is_split else []}
+             for m in listing.models if m.complete and not m.is_projector]
+    return {"commit": listing.commit, "fetched_at": time.time(), "files": files}
+
+
+def _apply_refresh(catalog: Catalog, cache: dict) -> Catalog:
+    models, newest = [], None
+    for model in catalog.models:
+        entry = cache.get(model.repo_id)
+        if not entry or not entry.get("files"):
+            models.append(model)
+            continue
+        try:
+            files = tuple(_parse_file(f, f"refreshed {model.repo_id}") for f in entry["files"])
+        except CatalogError as error:
+            log.warning("ignoring the cached refresh of %s: %s", model.repo_id, error)
+            models.append(model)
+            continue
+        models.append(replace(model, files=_curated_first(model.files, files)))
+        newest = max(newest or 0, entry.get("fetched_at", 0))
+    return replace(catalog, models=tuple(models), refreshed_at=newest)
+
+
+def _curated_first(curated: Sequence[CatalogFile], fresh: Sequence[CatalogFile]) -> tuple[CatalogFile, ...]:
+    """The hub's files, those the catalog names first (in its order), then the others by name."""
+    order = {f.filename: i for i, f in enumerate(curated)}
+    return tuple(sorted(fresh, key=lambda f: (order.get(f.filename, len(order)), f.filename.lower())))
+
+
+def _read_refresh_cache() -> dict:
+    try:
+        data = json.loads(refresh_cache_path().read_text())
+        return data.get("repos", {}) if data.get("schema") == SCHEMA else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _write_refresh_cache(repos: dict) -> None:
+    path = refresh_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"schema": SCHEMA, "repos": repos}, indent=1))
+        os.replace(partial, path)
+    except OSError as error:
+        log.warning("could not save the catalog refresh to %s: %s", path, error)
+
+
+# -- fit check ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileFit:
+    """A hub file planned against a machine; ``plan`` is None when its header could not be read."""
+
+    repo_id: str
+    filename: str
+    quant: str | None
+    size: int | None
+    plan: Any = None                 # core.plan.Plan
+    error: str | None = None
+    entries: tuple[HeaderEntry, ...] = field(default=(), compare=False)
+
+    @property
+    def badge(self) -> str:
+        if self.plan is None:
+            return "Unknown: header not readable"
+        return str(self.plan.verdict)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return getattr(self.plan, "predicted_tokens_per_second", None) if self.plan is not None else None
+
+
+def fit_file(entries: HeaderEntry | Sequence[HeaderEntry], hardware, request=None, *,
+             cache: HeaderCache | None = None):
+    """Plan one remote file (or the parts of a split model) from its cached header(s): a core.plan.Plan."""
+    from core import plan as planner
+
+    parts = [entries] if isinstance(entries, HeaderEntry) else list(entries)
+    cache = cache or HeaderCache()
+    info = combine_split([cache.model_info(entry) for entry in parts])
+    return planner.plan(info, hardware, request if request is not None else planner.PlanRequest())
+
+
+def fit_files(targets: Iterable[tuple[str, str, Sequence[str], str | None, int | None]], hardware, request=None, *,
+              cache: HeaderCache | None = None, workers: int = 8) -> list[FileFit]:
+    """Plan many files: targets are (repo_id, display filename, part filenames, quant, size); errors per file."""
+    cache = cache or HeaderCache()
+    items = list(targets)
+
+    def one(target) -> FileFit:
+        repo_id, filename, parts, quant, size = target
+        try:
+            entries = tuple(cache.get(repo_id, part) for part in parts)
+            plan = fit_file(entries, hardware, request, cache=cache)
+        except Exception as error:  # one unreadable file must not stop the list
+            log.info("fit check of %s/%s failed: %s", repo_id, filename, error)
+            return FileFit(repo_id, filename, quant, size, None, str(error))
+        return FileFit(repo_id, filename, quant, size, plan, None, entries)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(one, items))
+
+
+def catalog_targets(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...], str | None, int | None]]:
+    return [(m.repo_id, f.filename, f.all_parts, f.quant, f.size) for m, f in catalog.files()]

@@ -1,0 +1,333 @@
+"""EngineClient: the parent side of the engine. Plain Python, no Qt, no llama.cpp in this process.
+
+    client = EngineClient()
+    loaded = client.load(LoadSettings("model.gguf"), on_progress=print)
+    for event in client.chat([{"role": "user", "content": "Hi"}]):   # on a worker thread
+        ...                                                            # TokenText / ContextTrimmed / AnswerFinished
+    client.stop()      # from any thread: the answer ends with stop_reason "cancelled"
+    client.close()
+
+One worker process per loaded model. If it dies, the running chat() raises EngineCrashed with the
+partial answer and the worker's last stderr lines, and the next load() starts a fresh process.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from dataclasses import replace
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from core import locations
+from core.engine.errors import EngineCrashed, EngineError, EngineLoadError, NotLoaded, PromptTooLong
+from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatRequest, ContextTrimmed,
+                                  FailureKind, LoadedModel, LoadFailed, LoadProgress, LoadRequest,
+                                  LoadSettings, LoadSucceeded, SamplingSettings, ShutdownRequest,
+                                  TokenText)
+from core.engine.step_down import ladder
+from core.engine.worker import worker_main
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 5.0
+KILL_SECONDS = 2.0
+STDERR_TAIL_LINES = 20
+STDERR_TAIL_BYTES = 16384
+KEPT_CRASH_LOGS = 10
+FILE_PROBLEMS = {FailureKind.MISSING, FailureKind.NOT_GGUF, FailureKind.CORRUPT, FailureKind.UNSUPPORTED}
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class _Worker:
+    """One spawned worker process, its pipe, its stop value and its stderr file."""
+
+    _numbers = itertools.count(1)
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.log_path = _new_log_path(next(self._numbers))
+        self.stop_value = context.RawValue("q", 0)
+        self.connection, child_end = context.Pipe(duplex=True)
+        self.process = context.Process(target=worker_main, name="llamadesk-engine", daemon=True,
+                                       args=(child_end, self.stop_value, str(self.log_path)))
+        self.process.start()
+        child_end.close()            # so a dead worker reads as end-of-file here
+        log.info("engine worker started (pid %s, stderr %s)", self.process.pid, self.log_path)
+
+    def send(self, message: object) -> None:
+        try:
+            self.connection.send(message)
+        except (BrokenPipeError, EOFError, OSError) as error:
+            raise _WorkerDied() from error
+
+    def receive(self) -> object:
+        """The next message; _WorkerDied when the process is gone and nothing is left to read."""
+        ready = wait([self.connection, self.process.sentinel])
+        if self.connection in ready:
+            try:
+                return self.connection.recv()
+            except (EOFError, OSError):
+                pass
+        raise _WorkerDied()
+
+    def exit_code(self) -> int | None:
+        self.process.join(timeout=KILL_SECONDS)
+        return self.process.exitcode
+
+    def stderr_tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as stream:
+                stream.seek(0, 2)
+                stream.seek(max(0, stream.tell() - STDERR_TAIL_BYTES))
+                lines = stream.read().decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-STDERR_TAIL_LINES:])
+
+    def shut_down(self) -> None:
+        """Ask politely, then terminate, then kill; the stderr file goes when the exit was clean."""
+        if self.process.is_alive():
+            try:
+                self.connection.send(ShutdownRequest())
+            except OSError:
+                pass
+            self.process.join(timeout=SHUTDOWN_SECONDS)
+        for ending in (self.process.terminate, self.process.kill):
+            if not self.process.is_alive():
+                break
+            log.warning("engine worker %s does not exit; %s", self.process.pid, ending.__name__)
+            ending()
+            self.process.join(timeout=KILL_SECONDS)
+        self.connection.close()
+        if self.process.exitcode == 0:
+            self.log_path.unlink(missing_ok=True)
+
+
+class EngineClient:
+    def __init__(self) -> None:
+        self._worker: _Worker | None = None
+        self._loaded: LoadedModel | None = None
+        self._request_ids = itertools.count(1)
+        self._current_request = 0
+        self._lock = threading.Lock()            # one load or chat at a time (any thread may release)
+        self._closing = False
+
+    # ------------------------------------------------------------------------------- state
+
+    @property
+    def pid(self) -> int | None:
+        return self._worker.process.pid if self._worker is not None else None
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._loaded
+
+    def is_alive(self) -> bool:
+        return self._worker is not None and self._worker.process.is_alive()
+
+    # -------------------------------------------------------------------------------- load
+
+    def load(self, settings: LoadSettings, *, on_progress: Callable[[float], None] | None = None,
+             step_down: bool = True) -> LoadedModel:
+        """Load in a fresh worker; on a memory failure step down (when allowed). Blocking."""
+        with self._lock:
+            self._end_worker()
+            result = self._attempt(settings, on_progress)
+            if isinstance(result, LoadedModel):
+                return self._accept(result, ())
+            if not step_down or result.kind not in (FailureKind.MEMORY, FailureKind.UNKNOWN):
+                raise EngineLoadError(result.reason, kind=result.kind.value)
+            return self._step_down(settings, result, on_progress)
+
+    def _step_down(self, settings: LoadSettings, failure: LoadFailed,
+                   on_progress: Callable[[float], None] | None) -> LoadedModel:
+        steps: list[str] = []
+        for rung in ladder(settings, failure.facts):
+            steps.append(f"{rung.change} (after: {failure.reason})")
+            log.info("stepping down: %s", steps[-1])
+            result = self._attempt(rung.settings, on_progress)
+            if isinstance(result, LoadedModel):
+                return self._accept(result, tuple(steps))
+            failure = result
+            if failure.kind in FILE_PROBLEMS:
+                break
+        raise EngineLoadError(
+            f"{Path(settings.model_path).name} does not load on this machine, even after stepping "
+            f"down {len(steps)} times to CPU only, a smaller context and a quantized KV cache. "
+            f"Last error: {failure.reason}", kind=failure.kind.value, steps=tuple(steps))
+
+    def _attempt(self, settings: LoadSettings,
+                 on_progress: Callable[[float], None] | None) -> LoadedModel | LoadFailed:
+        worker = self._ensure_worker()
+        try:
+            worker.send(LoadRequest(settings))
+            while True:
+                message = worker.receive()
+                if isinstance(message, LoadProgress):
+                    if on_progress is not None:
+                        on_progress(message.fraction)
+                elif isinstance(message, LoadSucceeded):
+                    return message.model
+                elif isinstance(message, LoadFailed):
+                    return message
+        except _WorkerDied:
+            reason = self._describe_death(worker, "while loading the model")
+            self._forget_dead_worker()
+            return LoadFailed(FailureKind.UNKNOWN, reason)
+
+    def _accept(self, model: LoadedModel, steps: tuple[str, ...]) -> LoadedModel:
+        self._loaded = replace(model, steps=steps)
+        log.info("loaded %s: %s, %d/%d layers on %s, n_ctx %d, %.1f s", model.model_path,
+                 model.description, model.n_gpu_layers, model.n_layers + 1, model.backend,
+                 model.n_ctx, model.load_seconds)
+        return self._loaded
+
+    # -------------------------------------------------------------------------------- chat
+
+    def chat(self, messages: Sequence[dict],
+             sampling: SamplingSettings = SamplingSettings()) -> Iterator[ChatEvent]:
+        """Stream one answer. Raises NotLoaded at once; EngineCrashed, PromptTooLong while iterating."""
+        if self._loaded is None or self._worker is None:
+            raise NotLoaded("No model is loaded: load one before chatting.")
+        request = ChatRequest(next(self._request_ids), tuple(dict(m) for m in messages), sampling)
+        self._current_request = request.request_id     # so stop() works even before iteration
+        return self._stream(request)
+
+    def _stream(self, request: ChatRequest) -> Iterator[ChatEvent]:
+        with self._lock:
+            worker = self._worker
+            if worker is None:
+                raise NotLoaded("No model is loaded: load one before chatting.")
+            partial: list[str] = []
+            finished = False
+            try:
+                worker.send(request)
+                while not finished:
+                    message = worker.receive()
+                    finished = isinstance(message, AnswerFinished)
+                    if isinstance(message, ChatFailed):
+                        finished = True
+                        raise _chat_error(message)
+                    if isinstance(message, TokenText):
+                        partial.append(message.text)
+                    yield message
+            except _WorkerDied:
+                finished = True
+                raise self._crash_error(worker, "".join(partial)) from None
+            finally:
+                if not finished:                 # the caller stopped iterating early
+                    self._abandon(worker, request.request_id)
+
+    def _abandon(self, worker: _Worker, request_id: int) -> None:
+        """Stop the answer nobody reads any more, and drain it so the next chat starts clean."""
+        worker.stop_value.value = request_id
+        try:
+            while not isinstance(worker.receive(), (AnswerFinished, ChatFailed)):
+                pass
+        except _WorkerDied:
+            self._forget_dead_worker()
+
+    def stop(self) -> None:
+        """Thread-safe. Ends the current prompt evaluation or generation; the model stays loaded."""
+        worker = self._worker
+        if worker is not None:
+            worker.stop_value.value = self._current_request
+
+    # ----------------------------------------------------------------------------- endings
+
+    def unload(self) -> None:
+        """Free the model: its worker process exits, and with it every byte it held."""
+        self._closing = True
+        try:
+            self.stop()
+            with self._lock:
+                self._end_worker()
+        finally:
+            self._closing = False
+
+    def close(self) -> None:
+        self.unload()
+
+    def __enter__(self) -> "EngineClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _ensure_worker(self) -> _Worker:
+        if self._worker is None or not self._worker.process.is_alive():
+            self._forget_dead_worker()
+            self._worker = _Worker()
+        return self._worker
+
+    def _end_worker(self) -> None:
+        worker, self._worker, self._loaded = self._worker, None, None
+        if worker is not None:
+            worker.shut_down()
+
+    def _forget_dead_worker(self) -> None:
+        worker, self._worker, self._loaded = self._worker, None, None
+        if worker is not None:
+            worker.exit_code()
+            worker.connection.close()
+            _prune_crash_logs(worker.log_path.parent)
+
+    # ------------------------------------------------------------------------------ crashes
+
+    def _crash_error(self, worker: _Worker, partial_text: str) -> EngineError:
+        if self._closing:
+            return EngineError("The model was unloaded while it was answering.")
+        message = self._describe_death(worker, "while answering")
+        self._forget_dead_worker()
+        return EngineCrashed(message + " The partial answer is kept; load the model again to go on.",
+                             partial_text=partial_text, stderr_tail=worker.stderr_tail(),
+                             exit_code=worker.process.exitcode, log_path=str(worker.log_path))
+
+    @staticmethod
+    def _describe_death(worker: _Worker, when: str) -> str:
+        code = worker.exit_code()
+        last_line = next((line for line in reversed(worker.stderr_tail().splitlines()) if line.strip()), "")
+        detail = f" Its last words: {last_line.strip()}" if last_line else ""
+        return f"The engine process stopped unexpectedly {when} ({_exit_text(code)}).{detail}"
+
+
+def _chat_error(failure: ChatFailed) -> EngineError:
+    if failure.kind == "prompt_too_long":
+        return PromptTooLong(failure.reason)
+    if failure.kind == "not_loaded":
+        return NotLoaded(failure.reason)
+    return EngineError(failure.reason)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hints = {"SIGKILL": "killed, perhaps by the out-of-memory killer",
+                 "SIGSEGV": "a crash inside llama.cpp", "SIGABRT": "llama.cpp aborted"}
+        return f"{name}: {hints[name]}" if name in hints else name
+    return f"exit code {code}"
+
+
+def _new_log_path(number: int) -> Path:
+    folder = locations.log_dir() / "engine"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{number}.log"
+
+
+def _prune_crash_logs(folder: Path) -> None:
+    logs = sorted(folder.glob("worker-*.log"), key=lambda path: path.stat().st_mtime)
+    for old in logs[:-KEPT_CRASH_LOGS]:
+        old.unlink(missing_ok=True)
