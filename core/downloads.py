@@ -303,29 +303,35 @@ class _Transfer:
 
     def _write_body(self, response: httpx2.Response) -> None:
         mode = "ab" if self.done else "wb"
-        last_report = time.monotonic()
-        window_start, window_bytes = last_report, 0
         # iter_raw() without a size yields what arrives, so a dropped connection loses no received byte;
         # the file's buffer (chunk_size) batches the writes.
-        with open(self.part, mode, buffering=self.chunk_size) as handle:
-            for chunk in response.iter_raw():
-                self._check_stop()
-                if self.done + len(chunk) > self.target.size:
-                    raise ChecksumMismatch(f"The hub sent more bytes for {self.job.request.filename} than its "
-                                           "listed size; the download was stopped.")
-                _write(handle, chunk, self.part)
-                self.hasher.update(chunk)
-                self.done += len(chunk)
-                window_bytes += len(chunk)
-                now = time.monotonic()
-                if now - last_report >= self.progress_interval:
-                    self.job.speed = window_bytes / max(now - window_start, 1e-6)
-                    self.job.bytes_done = self.done
-                    self.report()
-                    last_report = now
-                    if now - window_start > 3.0:
-                        window_start, window_bytes = now, 0
+        try:
+            with open(self.part, mode, buffering=self.chunk_size) as handle:
+                self._copy(response, handle)
+        except OSError as error:
+            raise _disk_error(error, self.part) from error
         self.job.bytes_done = self.done
+
+    def _copy(self, response: httpx2.Response, handle) -> None:
+        last_report = time.monotonic()
+        window_start, window_bytes = last_report, 0
+        for chunk in response.iter_raw():
+            self._check_stop()
+            if self.done + len(chunk) > self.target.size:
+                raise ChecksumMismatch(f"The hub sent more bytes for {self.job.request.filename} than its "
+                                       "listed size; the download was stopped.")
+            handle.write(chunk)
+            self.hasher.update(chunk)
+            self.done += len(chunk)
+            window_bytes += len(chunk)
+            now = time.monotonic()
+            if now - last_report >= self.progress_interval:
+                self.job.speed = window_bytes / max(now - window_start, 1e-6)
+                self.job.bytes_done = self.done
+                self.report()
+                last_report = now
+                if now - window_start > 3.0:
+                    window_start, window_bytes = now, 0
 
     def _restart(self) -> None:
         self.hasher = hashlib.sha256()
@@ -356,14 +362,11 @@ class _Transfer:
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
 
-def _write(handle, chunk: bytes, path: Path) -> None:
-    try:
-        handle.write(chunk)
-    except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise NotEnoughDiskSpace(f"The disk holding {path.parent} is full; the download was paused with "
-                                     "what it has. Free some space and resume it.") from error
-        raise DownloadError(f"Cannot write {path}: {error.strerror or error}.") from error
+def _disk_error(error: OSError, path: Path) -> DownloadError:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NotEnoughDiskSpace(f"The disk holding {path.parent} is full; the bytes downloaded so far are kept. "
+                                  "Free some space and resume the download.")
+    return DownloadError(f"Cannot write {path}: {error.strerror or error}.")
 
 
 def _describe(error: Exception) -> str:

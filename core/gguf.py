@@ -13,16 +13,17 @@ import re
 import stat
 import struct
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import gguf as gguf_constants
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ArraySummary", "GGUFError", "GGUFHeaderIncomplete", "ModelInfo", "StringSummary", "TensorInfo",
+    "ArraySummary", "GGUFError", "GGUFHeaderIncomplete", "Metadata", "ModelInfo", "StringSummary", "TensorInfo",
     "parse_model_info", "read_model_info",
 ]
 
@@ -57,6 +58,8 @@ _LAYER_NAME = re.compile(r"blk\.(\d+)\.")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _I64 = struct.Struct("<q")
+# A tensor-table entry after its name: n_dims (u32), then per n_dims: ne[] (i64 each), type (u32), offset (u64).
+_TENSOR_TAILS = [struct.Struct(f"<{n}qIQ") for n in range(5)]
 
 _T_STRING = int(gguf_constants.GGUFValueType.STRING)
 _T_ARRAY = int(gguf_constants.GGUFValueType.ARRAY)
@@ -90,6 +93,9 @@ class GGUFHeaderIncomplete(GGUFError):
         super().__init__(message)
         self.needed_bytes = needed_bytes
 
+    def __reduce__(self):
+        return type(self), (str(self), self.needed_bytes)
+
 
 # --- values ----------------------------------------------------------------------------------------
 
@@ -107,6 +113,32 @@ class ArraySummary:
 class StringSummary:
     """Stands in for a metadata string longer than DECODED_STRING_BYTES."""
     n_bytes: int
+
+
+class Metadata(Mapping[str, Any]):
+    """A header's key/values, read-only (and, unlike a mappingproxy, picklable)."""
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]):
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Metadata({self._values!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return dict(self.items()) == dict(other.items()) if isinstance(other, Mapping) else NotImplemented
+
+    def __hash__(self) -> int:  # every value is a str, number, tuple or summary: ModelInfo can be a cache key
+        return hash(frozenset(self._values.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,19 +170,16 @@ class TensorInfo:
     shape: tuple[int, ...]  # ggml order: ne[0], ne[1], ...
     offset: int             # relative to the start of the tensor data
     n_bytes: int            # exact bytes of the data
+    n_elements: int = field(init=False)
+    layer: int | None = field(init=False)   # N for tensors named "blk.N.*" (a repeating block), else None
 
-    @property
-    def n_elements(self) -> int:
+    def __post_init__(self) -> None:
         count = 1
         for dim in self.shape:
             count *= dim
-        return count
-
-    @property
-    def layer(self) -> int | None:
-        """N for tensors named "blk.N.*" (a repeating block), else None."""
         match = _LAYER_NAME.match(self.name)
-        return int(match.group(1)) if match else None
+        object.__setattr__(self, "n_elements", count)
+        object.__setattr__(self, "layer", int(match.group(1)) if match else None)
 
 
 @dataclass(frozen=True)
@@ -180,6 +209,7 @@ class ModelInfo:
     expert_used_count: int | None   # the largest per-layer value when stored per layer
     metadata: Mapping[str, object]  # every key; long arrays as ArraySummary, huge strings as StringSummary
     tensors: tuple[TensorInfo, ...]
+    split_count: int = 1            # files the model is split into; tensors then lists only this first file's
 
     def arch_value(self, suffix: str, default=None):
         """metadata["{architecture}.{suffix}"], e.g. arch_value("rope.freq_base")."""
@@ -215,7 +245,8 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
     file_size = _regular_file_size(path_text)
     try:
         with open(path_text, "rb") as file:
-            return _parse_growing(file, file_size, path_text)
+            reader = _GrowingRead(file, file_size, path_text)
+            return _parse(reader.buffer, file_size, path_text, read_more=reader.read_to)
     except OSError as error:
         raise GGUFError(f"Cannot read {path_text}: {error.strerror or error}") from error
 
@@ -226,10 +257,14 @@ def parse_model_info(header: bytes, *, file_size: int | None = None, source: str
     Raises GGUFHeaderIncomplete when the header goes on past the bytes given; its needed_bytes is a lower
     bound for the next read (grow the range geometrically: the bound is often just the next field).
     """
-    started = time.perf_counter()
     if file_size is not None and len(header) > file_size:
         raise GGUFError(f"{source}: {len(header)} header bytes were given for a file of only {file_size} bytes")
-    parsed = _HeaderParser(header, file_size, source).parse()
+    return _parse(header, file_size, source)
+
+
+def _parse(data, file_size: int | None, source: str, read_more=None) -> ModelInfo:
+    started = time.perf_counter()
+    parsed = _HeaderParser(data, file_size, source, read_more).parse()
     info = _model_info(parsed, file_size, source)
     log.debug("parsed GGUF header of %s (%d bytes, %d tensors) in %.1f ms", source,
               parsed.tensor_data_offset, len(parsed.tensors), (time.perf_counter() - started) * 1000)
@@ -250,25 +285,25 @@ def _regular_file_size(path: str) -> int:
     return status.st_size
 
 
-def _parse_growing(file, file_size: int, source: str) -> ModelInfo:
-    buffer = bytearray()
-    want = min(FIRST_READ_BYTES, file_size)
-    while True:
-        _read_until(file, buffer, want, source)
-        try:
-            return parse_model_info(buffer, file_size=file_size, source=source)
-        except GGUFHeaderIncomplete as incomplete:
-            # With the file size known the parser reports truncation itself, so this only grows.
-            want = min(file_size, max(incomplete.needed_bytes, 2 * len(buffer)))
+class _GrowingRead:
+    """The start of a local file, read on demand in doubling chunks while the parser asks for more."""
 
+    def __init__(self, file, file_size: int, source: str):
+        self.buffer = bytearray()
+        self._file = file
+        self._file_size = file_size
+        self._source = source
 
-def _read_until(file, buffer: bytearray, want: int, source: str) -> None:
-    while len(buffer) < want:
-        chunk = file.read(want - len(buffer))
-        if not chunk:
-            raise GGUFError(f"{source} is truncated: it ended at byte {len(buffer)} while its header was "
-                            "being read (was it shrinking?)")
-        buffer += chunk
+    def read_to(self, end: int) -> bytearray:
+        """Grow the buffer to at least `end` bytes (the parser has checked that the file is that long)."""
+        want = min(self._file_size, max(end, 2 * len(self.buffer), FIRST_READ_BYTES))
+        while len(self.buffer) < want:
+            chunk = self._file.read(want - len(self.buffer))
+            if not chunk:
+                raise GGUFError(f"{self._source} is truncated: it ended at byte {len(self.buffer)} while its "
+                                "header was being read (is it being written or shrunk?)")
+            self.buffer += chunk
+        return self.buffer
 
 
 # --- the byte-level parser ---------------------------------------------------------------------------
@@ -285,11 +320,12 @@ class _ParsedHeader:
 class _HeaderParser:
     """Walks the header bytes once; every read is bounds-checked before anything is allocated."""
 
-    def __init__(self, data: bytes, file_size: int | None, source: str):
+    def __init__(self, data: bytes | bytearray, file_size: int | None, source: str, read_more=None):
         self._data = data
         self._available = len(data)
         self._file_size = file_size
         self._source = source
+        self._read_more = read_more     # (end) -> the data grown to at least `end` bytes; None for fixed bytes
         self._pos = 0
         self._kept_items_left = KEPT_ITEMS_BUDGET
         self._decoded_bytes_left = DECODED_BYTES_BUDGET
@@ -311,24 +347,32 @@ class _HeaderParser:
     def _invalid(self, detail: str) -> GGUFError:
         return GGUFError(f"{self._source} is not a valid GGUF file: {detail}")
 
-    def _require(self, n_bytes: int, what: str) -> None:
-        """Make sure n_bytes from the current position are present (or say why they cannot be)."""
+    def _require(self, n_bytes: int, what: str | Callable[[], str]) -> None:
+        """Make sure n_bytes from the current position are present (or say why they cannot be).
+
+        `what` names the field for the error; it may be a function, so hot loops format nothing.
+        """
         end = self._pos + n_bytes
         if end <= self._available:
             return
+        what = what() if callable(what) else what
         if self._file_size is not None and end > self._file_size:
             raise GGUFError(f"{self._source} is truncated: {what} at byte {self._pos} needs {n_bytes} bytes "
                             f"but the file has only {self._file_size} bytes")
         if end > MAX_HEADER_BYTES:
             raise self._invalid(f"{what} at byte {self._pos} would need {n_bytes} bytes, which takes the "
                                 f"header past the {MAX_HEADER_BYTES // MiB} MiB limit")
+        if self._read_more is not None:
+            self._data = self._read_more(end)
+            self._available = len(self._data)
+            return
         raise GGUFHeaderIncomplete(
             f"{self._source}: the GGUF header goes on past the {self._available} bytes given "
             f"({what} at byte {self._pos} needs {n_bytes} bytes)", needed_bytes=end)
 
     # -- primitives
 
-    def _u32(self, what: str) -> int:
+    def _u32(self, what: str | Callable[[], str]) -> int:
         self._require(4, what)
         (value,) = _U32.unpack_from(self._data, self._pos)
         self._pos += 4
@@ -374,13 +418,17 @@ class _HeaderParser:
     # -- header fields
 
     def _read_magic(self) -> None:
-        head = bytes(self._data[:4])
         if self._file_size == 0:
             raise GGUFError(f"{self._source} is empty, not a GGUF file")
+        self._check_magic()       # even a prefix shorter than the magic can be refused at once
+        self._require(4, "the GGUF magic")
+        self._check_magic()
+        self._pos = 4
+
+    def _check_magic(self) -> None:
+        head = bytes(self._data[:4])
         if head != GGUF_MAGIC[:len(head)]:
             raise GGUFError(f"{self._source} is not a GGUF file (starts with {bytes(self._data[:8])!r})")
-        self._require(4, "the GGUF magic")
-        self._pos = 4
 
     def _read_version(self) -> int:
         version = self._u32("the format version")
@@ -474,6 +522,7 @@ class _HeaderParser:
             if pos + 8 > available:
                 self._pos = pos
                 self._require(8, f"length of item {index} of array '{key}'")
+                data, available = self._data, self._available
             (n_bytes,) = unpack(data, pos)
             if n_bytes > MAX_STRING_BYTES:
                 raise self._invalid(f"item {index} of array '{key}' at byte {pos} claims {n_bytes} bytes, "
@@ -481,6 +530,7 @@ class _HeaderParser:
             if pos + 8 + n_bytes > available:
                 self._pos = pos + 8
                 self._require(n_bytes, f"item {index} of array '{key}'")
+                data, available = self._data, self._available
             pos += 8 + n_bytes
         self._pos = pos
 
@@ -495,22 +545,44 @@ class _HeaderParser:
 
     def _read_tensor_info(self, index: int) -> TensorInfo:
         start = self._pos
-        name = self._string(f"name of tensor #{index}", MAX_TENSOR_NAME_BYTES)
-        label = f"tensor '{name}' (#{index}, at byte {start})"
-        n_dims = self._u32(f"dimension count of {label}")
+        name = self._tensor_name(index)
+
+        def label() -> str:  # built only for an error: the table can hold many thousands of entries
+            return f"tensor '{name}' (#{index}, at byte {start})"
+
+        n_dims = self._u32(lambda: f"dimension count of {label()}")
         if n_dims > MAX_DIMS:
-            raise self._invalid(f"{label} has {n_dims} dimensions; ggml allows at most {MAX_DIMS}")
-        shape = tuple(self._i64(f"shape of {label}") for _ in range(n_dims))
-        n_elements = _checked_element_count(shape, label, self._invalid)
-        ggml_type = self._u32(f"type of {label}")
+            raise self._invalid(f"{label()} has {n_dims} dimensions; ggml allows at most {MAX_DIMS}")
+        tail = _TENSOR_TAILS[n_dims]
+        self._require(tail.size, lambda: f"shape, type and data offset of {label()}")
+        *shape, ggml_type, offset = tail.unpack_from(self._data, self._pos)
+        self._pos += tail.size
+        return self._tensor_info(name, tuple(shape), ggml_type, offset, label)
+
+    def _tensor_name(self, index: int) -> str:
+        data, pos = self._data, self._pos
+        if pos + 8 <= self._available:
+            (length,) = _U64.unpack_from(data, pos)
+            if length <= MAX_TENSOR_NAME_BYTES and pos + 8 + length <= self._available:
+                self._pos = pos + 8 + length
+                return self._decode(pos + 8, length)
+        return self._string(f"name of tensor #{index}", MAX_TENSOR_NAME_BYTES)  # says what is wrong
+
+    def _tensor_info(self, name: str, shape: tuple[int, ...], ggml_type: int, offset: int, label) -> TensorInfo:
         known = GGML_TYPES.get(ggml_type)
         if known is None:
-            raise self._invalid(f"{label} has unknown ggml type {ggml_type}")
+            raise self._invalid(f"{label()} has unknown ggml type {ggml_type}")
+        n_elements = 1
+        for axis, dim in enumerate(shape):
+            if dim < 0:
+                raise self._invalid(f"{label()} has a negative size {dim} in dimension {axis}")
+            n_elements *= dim
+        if n_elements > INT64_MAX:
+            raise self._invalid(f"{label()} has shape {shape}, more than 2^63 elements")
         row = shape[0] if shape else 1
         if row % known.block_size:
-            raise self._invalid(f"{label} of type {known.name} has rows of {row} elements, not a multiple "
+            raise self._invalid(f"{label()} of type {known.name} has rows of {row} elements, not a multiple "
                                 f"of its block size {known.block_size}")
-        offset = self._u64(f"data offset of {label}")
         n_bytes = n_elements // known.block_size * known.type_size
         return TensorInfo(name, ggml_type, known.name, shape, offset, n_bytes)
 
@@ -533,17 +605,6 @@ class _HeaderParser:
         if data_end > self._file_size:
             raise GGUFError(f"{self._source} is truncated: tensor '{last.name}' ends at byte {data_end} "
                             f"but the file has only {self._file_size} bytes")
-
-
-def _checked_element_count(shape: tuple[int, ...], label: str, invalid) -> int:
-    count = 1
-    for axis, dim in enumerate(shape):
-        if dim < 0:
-            raise invalid(f"{label} has a negative size {dim} in dimension {axis}")
-        count *= dim
-        if count > INT64_MAX:
-            raise invalid(f"{label} has shape {shape}, more than 2^63 elements")
-    return count
 
 
 def _aligned(offset: int, alignment: int) -> int:
@@ -622,6 +683,12 @@ def _describe(value: object) -> str:
 def _model_info(parsed: _ParsedHeader, file_size: int | None, source: str) -> ModelInfo:
     keys, llm, attention = gguf_constants.Keys.General, gguf_constants.Keys.LLM, gguf_constants.Keys.Attention
     meta = _Metadata(parsed.metadata, source)
+    split = gguf_constants.Keys.Split
+    split_count = meta.optional_int(split.LLM_KV_SPLIT_COUNT, default=1)
+    split_index = meta.optional_int(split.LLM_KV_SPLIT_NO, default=0)
+    if split_index > 0:
+        raise GGUFError(f"{source} is part {split_index + 1} of {split_count} of a split model; open its first "
+                        "part, which holds the model's description")
     arch = meta.required_string(keys.ARCHITECTURE)
 
     def key(template: str) -> str:
@@ -659,8 +726,9 @@ def _model_info(parsed: _ParsedHeader, file_size: int | None, source: str) -> Mo
         sliding_window=meta.optional_int(key(attention.SLIDING_WINDOW)),
         expert_count=meta.optional_int(key(llm.EXPERT_COUNT)),
         expert_used_count=max(expert_used) if isinstance(expert_used, tuple) else expert_used,
-        metadata=MappingProxyType(parsed.metadata),
+        metadata=Metadata(parsed.metadata),
         tensors=parsed.tensors,
+        split_count=split_count,
     )
 
 

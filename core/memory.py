@@ -108,13 +108,55 @@ class MemoryEstimate:
 
 # --- public entry point ------------------------------------------------------------------------------
 
-def estimate(model: ModelInfo, settings: MemorySettings, gpus: Sequence[GpuDevice] = ()) -> MemoryEstimate:
-    """Bytes per device (GPUs, then the host) for loading `model` under `settings`."""
-    _check(settings)
+@dataclass(frozen=True)
+class Footprint:
+    """What the estimate needs from a model, computed once: weight bytes per place, layer flags, graph sizes."""
+
+    n_layers: int
+    layer_weights: tuple[int, ...]   # per repeating layer
+    input_weights: int               # token embeddings and the like: always on the host
+    output_weights: int              # output norm and head (with a tied head: its host-side share only)
+    tied_output_bytes: int           # a tied head's copy on an offloaded output layer (0 when untied)
+    is_swa: tuple[bool, ...]
+    fused_qkv: bool                  # one attn_qkv projection instead of q, k, v
+    heads_kv: tuple[int, ...]        # per repeating layer
+    max_heads: int
+
+
+def footprint(model: ModelInfo) -> Footprint:
+    layer_weights = [0] * model.n_layers
+    input_weights = output_weights = token_embd = 0
+    has_output = False
+    for tensor in model.tensors:
+        layer = tensor.layer
+        if layer is not None and layer < model.n_layers:
+            layer_weights[layer] += tensor.n_bytes
+        elif tensor.name.startswith(INPUT_TENSORS):
+            input_weights += tensor.n_bytes
+            token_embd += tensor.n_bytes if tensor.name == "token_embd.weight" else 0
+        else:
+            output_weights += tensor.n_bytes
+            has_output = has_output or tensor.name.startswith("output.")
+    fused = any(t.name.endswith(".attn_qkv.weight") for t in model.tensors)
+    heads_kv = tuple(model.head_count_kv_per_layer()[: model.n_layers])
+    heads_kv += (0,) * (model.n_layers - len(heads_kv))
+    return Footprint(model.n_layers, tuple(layer_weights), input_weights, output_weights,
+                     0 if has_output else token_embd, tuple(swa_layers(model)), fused, heads_kv,
+                     max(model.head_count_per_layer() or [0]))
+
+
+def estimate(model: ModelInfo, settings: MemorySettings, gpus: Sequence[GpuDevice] = (),
+             prints: Footprint | None = None) -> MemoryEstimate:
+    """Bytes per device (GPUs, then the host) for loading `model` under `settings`.
+
+    Pass `prints` (from footprint(model)) when estimating the same model many times.
+    """
+    check_settings(settings)
+    prints = prints or footprint(model)
     layer_devices = place_layers(model.n_layers, settings.n_gpu_layers, gpus)
-    weights = weights_by_device(model, layer_devices, HOST)
-    kv = kv_by_device(model, settings, layer_devices)
-    compute = compute_by_device(model, settings, layer_devices)
+    weights = _weights_from_footprint(prints, layer_devices)
+    kv = kv_by_device(model, settings, layer_devices, prints)
+    compute = compute_by_device(model, settings, layer_devices, prints)
     other = {HOST: output_buffer_bytes(model, settings)}
     names = [g.name for g in gpus] + [HOST]
     devices = tuple(DeviceMemory.of(n, "host" if n == HOST else "gpu", weights.get(n, 0), kv.get(n, 0),
@@ -122,13 +164,30 @@ def estimate(model: ModelInfo, settings: MemorySettings, gpus: Sequence[GpuDevic
     return MemoryEstimate(devices, tuple(layer_devices))
 
 
-def _check(settings: MemorySettings) -> None:
+def _weights_from_footprint(prints: Footprint, layer_devices: Sequence[str]) -> dict[str, int]:
+    totals: dict[str, int] = defaultdict(int)
+    for device, size in zip(layer_devices, prints.layer_weights):
+        totals[device] += size
+    output_device = layer_devices[-1]
+    totals[HOST] += prints.input_weights
+    totals[output_device] += prints.output_weights
+    if output_device != HOST:
+        totals[output_device] += prints.tied_output_bytes
+    return dict(totals)
+
+
+def check_settings(settings: MemorySettings) -> None:
+    """Raise EstimateError, with a sentence, for settings llama.cpp would refuse or we cannot size."""
     if settings.kv_type not in KV_TYPES:
         raise EstimateError(f"Unknown KV cache type {settings.kv_type!r}; choose one of {', '.join(KV_TYPES)}.")
     if settings.n_ctx <= 0 or settings.n_ubatch <= 0 or settings.n_batch <= 0 or settings.n_seq <= 0:
         raise EstimateError("Context, batch, micro-batch and sequence counts must be positive.")
-    if settings.kv_type != "f16" and settings.kv_type not in ("f32", "bf16") and not settings.flash_attn:
+    if is_quantized_kv(settings.kv_type) and not settings.flash_attn:
         raise EstimateError(f"A quantized KV cache ({settings.kv_type}) needs flash attention on.")
+
+
+def is_quantized_kv(kv_type: str) -> bool:
+    return kv_type not in ("f16", "f32", "bf16")
 
 
 def kv_type_id(name: str) -> int:
@@ -141,20 +200,26 @@ def kv_type_id(name: str) -> int:
 # --- placement ---------------------------------------------------------------------------------------
 
 def place_layers(n_layers: int, n_gpu_layers: int, gpus: Sequence[GpuDevice]) -> list[str]:
-    """Device of each repeating layer, then of the output layer, as llama.cpp's load_tensors decides."""
+    """Device of each repeating layer, then of the output layer, as llama.cpp's load_tensors decides.
+
+    The last n_gpu_layers of the n_layers + 1 layers go to the GPUs; each GPU takes a contiguous run in
+    proportion to its free memory (the cumulative split points are compared in float32, like llama.cpp).
+    """
     total = n_layers + 1
     wanted = total if n_gpu_layers < 0 else n_gpu_layers
     start = max(total - wanted, 0)
     active = min(wanted, total) if gpus else 0
+    out = [HOST] * total
+    if active <= 0:
+        return out
+    if len(gpus) == 1:
+        out[start:start + active] = [gpus[0].name] * active
+        return out
     splits = _split_points([g.free_bytes for g in gpus])
-    out = []
-    for il in range(total):
-        if il < start or il - start >= active:
-            out.append(HOST)
-            continue
-        position = np.float32(il - start) / np.float32(active)
-        index = int(np.searchsorted(splits, position, side="right"))
-        out.append(gpus[min(index, len(gpus) - 1)].name)
+    positions = np.arange(active, dtype=np.float32) / np.float32(active)
+    indices = np.minimum(np.searchsorted(splits, positions, side="right"), len(gpus) - 1)
+    for offset, index in enumerate(indices.tolist()):
+        out[start + offset] = gpus[index].name
     return out
 
 
@@ -189,10 +254,6 @@ def weights_by_device(model: ModelInfo, layer_devices: Sequence[str], host: str 
     if not has_output and output_device != host:
         totals[output_device] += sum(t.n_bytes for t in model.tensors if t.name == "token_embd.weight")
     return dict(totals)
-
-
-def layer_weight_bytes(model: ModelInfo) -> list[int]:
-    return model.layer_weights_bytes()[: model.n_layers]
 
 
 # --- KV cache and recurrent state --------------------------------------------------------------------
@@ -239,23 +300,22 @@ def row_bytes(kv_type: str, n_elements: int) -> int:
     return n_elements // block * size
 
 
-def kv_layer_bytes(model: ModelInfo, settings: MemorySettings) -> list[int]:
+def kv_layer_bytes(model: ModelInfo, settings: MemorySettings, prints: Footprint | None = None) -> list[int]:
     """KV (or recurrent-state) bytes of each repeating layer."""
     if model.architecture in RECURRENT_ARCHS:
         return _recurrent_layer_bytes(model, settings)
-    heads_kv = model.head_count_kv_per_layer()
-    is_swa = swa_layers(model)
+    prints = prints or footprint(model)
     full, window = kv_cells(settings), swa_cells(model, settings)
+    per_cell: dict[int, int] = {}
     out = []
-    for il in range(model.n_layers):
-        n_kv = heads_kv[il] if il < len(heads_kv) else 0
+    for n_kv, is_swa in zip(prints.heads_kv, prints.is_swa):
         if n_kv <= 0:
             out.append(0)
             continue
-        cells = window if is_swa[il] else full
-        k = row_bytes(settings.kv_type, n_kv * model.key_length)
-        v = row_bytes(settings.kv_type, n_kv * model.value_length)
-        out.append((k + v) * cells)
+        if n_kv not in per_cell:
+            per_cell[n_kv] = (row_bytes(settings.kv_type, n_kv * model.key_length)
+                              + row_bytes(settings.kv_type, n_kv * model.value_length))
+        out.append(per_cell[n_kv] * (window if is_swa else full))
     return out
 
 
@@ -271,9 +331,10 @@ def _recurrent_layer_bytes(model: ModelInfo, settings: MemorySettings) -> list[i
     return [(r + s) * F32 * cells] * model.n_layers
 
 
-def kv_by_device(model: ModelInfo, settings: MemorySettings, layer_devices: Sequence[str]) -> dict[str, int]:
+def kv_by_device(model: ModelInfo, settings: MemorySettings, layer_devices: Sequence[str],
+                 prints: Footprint | None = None) -> dict[str, int]:
     totals: dict[str, int] = defaultdict(int)
-    for il, size in enumerate(kv_layer_bytes(model, settings)):
+    for il, size in enumerate(kv_layer_bytes(model, settings, prints)):
         totals[layer_devices[il]] += size
     return dict(totals)
 
@@ -290,6 +351,131 @@ def _pad(value: int, multiple: int) -> int:
 
 
 # --- compute buffers ---------------------------------------------------------------------------------
+#
+# llama.cpp reserves, per device, the peak working memory of the worst-case graph: one micro-batch of
+# n_ubatch tokens over a full KV cache. ggml's allocator reuses memory as tensors die, so the peak is the
+# largest of a few phases of the graph, each a sum of the tensors alive at once. Counted in f32 rows of
+# n_ubatch tokens; E = n_embd, Q = n_head*head_dim, K = n_head_kv*head_dim, F = n_ff (MoE: n_ff_exp*n_used,
+# U = n_used). The host keeps one more E row alive throughout (the input embeddings).
+#
+#   output     logits (n_vocab x n_outputs) + 1 E (+1 host; +1 Mamba, gpt-oss)
+#   ffn        3F + 3E (+1 host) + the attention masks, which live from the first layer to the last;
+#              MoE: 3F + 1.5 E*U (+1 E host); Mamba: 6.5 d_inner
+#   attention  without flash attention: scores (n_kv x n_head) + masks (f32) + 2E + 2Q + 2K (+1 E host;
+#              Gemma keeps 3Q; a fused qkv projection needs no K copies)
+#   inputs     the host alone when every layer is offloaded: masks (f16; f32 plus a f16 copy without flash
+#              attention) and 2E
+#   MoE with its expert layers on the host and only the output on a GPU: llama.cpp offloads the expert
+#   products of the large batch to that GPU: +1.5 E*U there.
+#
+# Masks: one per cache (full attention, sliding window), n_kv x n_ubatch. The coefficients were read off
+# llama.cpp's graphs and checked against its dry run on the model zoo (bench/bench_memory.py); ggml's
+# allocator adds a few MiB of fragmentation that no formula follows (worst seen: Gemma 3 at 32k, +46 MiB).
 
-def compute_by_device(model: ModelInfo, settings: MemorySettings, layer_devices: Sequence[str]) -> dict[str, int]:
-    return {}
+OUTPUT_EXTRA_EMBD = {"mamba": 1, "mamba2": 1, "gpt-oss": 1}
+GEMMA_FAMILY = frozenset({"gemma", "gemma2", "gemma3", "gemma3n", "gemma-embedding"})
+RECURRENT_INNER_ROWS = 6.5
+
+
+@dataclass(frozen=True)
+class _GraphDims:
+    tokens: int              # n_ubatch, capped by the context
+    outputs: int             # logits rows reserved
+    embd: int
+    q: int
+    k: int
+    heads: int
+    ffn: float               # F (MoE: n_ff_exp * n_used)
+    moe_used: int
+    vocab: int
+    masks: tuple[int, ...]   # n_kv of each mask
+    fused_qkv: bool
+    gemma: bool
+    output_extra: int
+    recurrent_inner: int     # d_inner of a recurrent (Mamba) layer, else 0
+
+
+def _graph_dims(model: ModelInfo, settings: MemorySettings, prints: Footprint) -> _GraphDims:
+    n_ctx = padded_context(settings)
+    tokens = min(n_ctx, settings.n_ubatch)
+    heads = prints.max_heads
+    heads_kv = max(prints.heads_kv or (0,))
+    used = model.expert_used_count or 0
+    if model.expert_count and used:
+        n_ff_exp = int(model.arch_value("expert_feed_forward_length", 0) or 0) or _max_ff(model)
+        ffn = float(n_ff_exp * used)
+    else:
+        ffn, used = float(_max_ff(model)), 0
+    recurrent = model.architecture in RECURRENT_ARCHS
+    masks: tuple[int, ...] = ()
+    if not recurrent and heads_kv > 0:
+        masks = (kv_cells(settings),) + ((swa_cells(model, settings),) if any(prints.is_swa) else ())
+    return _GraphDims(tokens, min(tokens, settings.n_batch), model.embedding_length, heads * model.key_length,
+                      heads_kv * model.key_length, heads, ffn, used, model.vocab_size, masks, prints.fused_qkv,
+                      model.architecture in GEMMA_FAMILY, OUTPUT_EXTRA_EMBD.get(model.architecture, 0),
+                      int(model.arch_value("ssm.inner_size", 0) or 0) if recurrent else 0)
+
+
+def _max_ff(model: ModelInfo) -> int:
+    value = model.feed_forward_length
+    if isinstance(value, tuple):
+        return max(value or (0,))
+    return int(value or 0)
+
+
+def compute_by_device(model: ModelInfo, settings: MemorySettings, layer_devices: Sequence[str],
+                      prints: Footprint | None = None) -> dict[str, int]:
+    """Peak compute-buffer bytes per device, as llama.cpp's graph reservation sizes them."""
+    dims = _graph_dims(model, settings, prints or footprint(model))
+    host_has_layers = HOST in layer_devices[:-1]
+    out: dict[str, int] = {}
+    for device in dict.fromkeys(list(layer_devices) + [HOST]):
+        has_layers = device in layer_devices[:-1]
+        has_output = layer_devices[-1] == device
+        role = _Role(device == HOST, has_layers, has_output, host_has_layers)
+        out[device] = _device_compute(dims, settings, role)
+    return out
+
+
+@dataclass(frozen=True)
+class _Role:
+    host: bool
+    layers: bool
+    output: bool
+    host_has_layers: bool
+
+
+def _device_compute(d: _GraphDims, settings: MemorySettings, role: _Role) -> int:
+    row = d.tokens * F32
+    mask_cells = sum(d.masks) * d.tokens
+    mask_bytes = mask_cells * (2 if settings.flash_attn else F32)
+    extra = 1 if role.host else 0
+    phases = [0.0]
+    if role.output:
+        quantized = role.host and is_quantized_kv(settings.kv_type)
+        rows = d.embd * (1 + extra + d.output_extra + quantized)
+        if d.moe_used and not role.host and not role.layers and role.host_has_layers:
+            rows += 1.5 * d.embd * d.moe_used
+        phases.append(d.outputs * F32 * d.vocab + row * rows)
+    if role.layers:
+        phases.append(mask_bytes + row * _layer_units(d, extra))
+        if not settings.flash_attn and d.masks:
+            phases.append(row * d.heads * max(d.masks) + mask_bytes + row * _attention_units(d, extra))
+    if role.host and not role.layers and not role.output:
+        inputs = mask_cells * 2 if settings.flash_attn else mask_cells * (F32 + 1)
+        phases.append(row * 2 * d.embd + inputs)
+    return int(max(phases))
+
+
+def _layer_units(d: _GraphDims, extra: int) -> float:
+    if d.recurrent_inner:
+        return RECURRENT_INNER_ROWS * d.recurrent_inner
+    if d.moe_used:
+        return 3 * d.ffn + 1.5 * d.embd * d.moe_used + extra * d.embd
+    return 3 * d.ffn + (3 + extra) * d.embd
+
+
+def _attention_units(d: _GraphDims, extra: int) -> float:
+    q_copies = 3 if d.gemma else 2
+    k_copies = 0 if d.fused_qkv else 2
+    return (2 + extra) * d.embd + q_copies * d.q + k_copies * d.k

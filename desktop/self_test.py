@@ -123,7 +123,7 @@ class SelfTest(QObject):
             return
         self._asked = True
         self.result = replace(self.result, load_seconds=round(loaded.load_seconds, 3), backend=loaded.backend,
-                              n_gpu_layers=loaded.n_gpu_layers)
+                              n_gpu_layers=loaded.n_gpu_layers, engine_resident_bytes=loaded.resident_bytes)
         log.info("Self-test: model loaded in %.2f s; asking %r", loaded.load_seconds, PROMPT)
         chat = self.window.chat
         chat.composer.setPlainText(PROMPT)
@@ -165,7 +165,8 @@ class SelfTest(QObject):
         self._watch.stop()
         self.result = replace(
             self.result, ok=ok, reason=reason, window_shown_seconds=_rounded(self.exposure.seconds),
-            engine_resident_bytes=resident_bytes(self.window.session.engine_pid),
+            engine_resident_bytes=(resident_bytes(self.window.session.engine_pid)
+                                   or self.result.engine_resident_bytes),
             app_resident_bytes=resident_bytes(os.getpid()), wall_seconds=round(process_age_seconds(), 3))
         self._write()
         (log.info if ok else log.error)("Self-test %s%s", "passed" if ok else "failed: ", reason)

@@ -24,6 +24,8 @@ class AnswerText:
 
     def feed(self, data: bytes) -> str:
         """Add a token's bytes; returns the text that is now safe to show (often "")."""
+        if self.stopped:
+            return ""
         new = self._decoder.decode(data)
         if not new:
             return ""

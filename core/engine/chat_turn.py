@@ -94,7 +94,7 @@ class ChatTurn:
     def _generate(self) -> str:
         runtime = self.runtime
         seed = effective_seed(self.sampling, runtime.settings.seed)
-        with sampler_chain(self.sampling, seed=seed) as chain:
+        with sampler_chain(self.sampling, seed=seed, n_vocab=runtime.n_vocab) as chain:
             try:
                 return self._decode_loop(chain)
             finally:

@@ -39,7 +39,6 @@ KILL_SECONDS = 2.0
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_BYTES = 16384
 KEPT_CRASH_LOGS = 10
-FILE_PROBLEMS = {FailureKind.MISSING, FailureKind.NOT_GGUF, FailureKind.CORRUPT, FailureKind.UNSUPPORTED}
 
 
 class _WorkerDied(Exception):
@@ -143,7 +142,7 @@ class EngineClient:
             result = self._attempt(settings, on_progress)
             if isinstance(result, LoadedModel):
                 return self._accept(result, ())
-            if not step_down or result.kind not in (FailureKind.MEMORY, FailureKind.UNKNOWN):
+            if not step_down or not result.kind.may_step_down:
                 raise EngineLoadError(result.reason, kind=result.kind.value)
             return self._step_down(settings, result, on_progress)
 
@@ -157,12 +156,11 @@ class EngineClient:
             if isinstance(result, LoadedModel):
                 return self._accept(result, tuple(steps))
             failure = result
-            if failure.kind in FILE_PROBLEMS:
+            if failure.kind.is_about_the_file or failure.kind is FailureKind.ENGINE:
                 break
-        raise EngineLoadError(
-            f"{Path(settings.model_path).name} does not load on this machine, even after stepping "
-            f"down {len(steps)} times to CPU only, a smaller context and a quantized KV cache. "
-            f"Last error: {failure.reason}", kind=failure.kind.value, steps=tuple(steps))
+        tried = f", even after stepping down ({'; '.join(_changes(steps))})" if steps else ""
+        raise EngineLoadError(f"{Path(settings.model_path).name} could not be loaded{tried}. "
+                              f"Last error: {failure.reason}", kind=failure.kind.value, steps=tuple(steps))
 
     def _attempt(self, settings: LoadSettings,
                  on_progress: Callable[[float], None] | None) -> LoadedModel | LoadFailed:
@@ -180,8 +178,9 @@ class EngineClient:
                     return message
         except _WorkerDied:
             reason = self._describe_death(worker, "while loading the model")
+            killed = (worker.process.exitcode or 0) < 0      # by a signal: abort, OOM killer ...
             self._forget_dead_worker()
-            return LoadFailed(FailureKind.UNKNOWN, reason)
+            return LoadFailed(FailureKind.UNKNOWN if killed else FailureKind.ENGINE, reason)
 
     def _accept(self, model: LoadedModel, steps: tuple[str, ...]) -> LoadedModel:
         self._loaded = replace(model, steps=steps)
@@ -297,6 +296,10 @@ class EngineClient:
         last_line = next((line for line in reversed(worker.stderr_tail().splitlines()) if line.strip()), "")
         detail = f" Its last words: {last_line.strip()}" if last_line else ""
         return f"The engine process stopped unexpectedly {when} ({_exit_text(code)}).{detail}"
+
+
+def _changes(steps: Sequence[str]) -> list[str]:
+    return [step.split(" (after:", 1)[0] for step in steps]
 
 
 def _chat_error(failure: ChatFailed) -> EngineError:

@@ -157,11 +157,17 @@ class FailureKind(str, Enum):
     UNSUPPORTED = "unsupported"
     MEMORY = "memory"
     INVALID = "invalid"              # settings llama.cpp refuses (e.g. a KV type it lacks)
-    UNKNOWN = "unknown"
+    ENGINE = "engine"                # the worker itself failed (not the model, not memory)
+    UNKNOWN = "unknown"              # includes a worker killed by a signal while loading
 
     @property
     def may_step_down(self) -> bool:
         return self in (FailureKind.MEMORY, FailureKind.UNKNOWN)
+
+    @property
+    def is_about_the_file(self) -> bool:
+        return self in (FailureKind.MISSING, FailureKind.NOT_GGUF, FailureKind.CORRUPT,
+                        FailureKind.UNSUPPORTED)
 
 
 @dataclass(frozen=True)

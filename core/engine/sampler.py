@@ -18,21 +18,22 @@ def effective_seed(sampling: SamplingSettings, load_seed: int) -> int:
 
 
 @contextmanager
-def sampler_chain(sampling: SamplingSettings, *, seed: int) -> Iterator[object]:
+def sampler_chain(sampling: SamplingSettings, *, seed: int, n_vocab: int) -> Iterator[object]:
     """A fresh chain for one answer, freed afterwards."""
     chain = native.llama_sampler_chain_init(native.llama_sampler_chain_default_params())
     try:
-        for stage in _stages(sampling, seed):
+        for stage in _stages(sampling, seed, n_vocab):
             native.llama_sampler_chain_add(chain, stage)
         yield chain
     finally:
         native.llama_sampler_free(chain)
 
 
-def _stages(sampling: SamplingSettings, seed: int) -> list[object]:
+def _stages(sampling: SamplingSettings, seed: int, n_vocab: int) -> list[object]:
     stages = []
     if sampling.repeat_penalty != 1.0:
-        stages.append(native.llama_sampler_init_penalties(PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0))
+        stages.append(native.llama_sampler_init_penalties(
+            n_vocab, PENALTY_LAST_N, sampling.repeat_penalty, 0.0, 0.0))
     if sampling.temperature <= 0:
         stages.append(native.llama_sampler_init_greedy())
         return stages

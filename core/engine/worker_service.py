@@ -163,3 +163,7 @@ class WorkerService:
             log.exception("llama.cpp could not evaluate the prompt")
             self.runtime.forget_from(0)
             self.connection.send(ChatFailed(f"llama.cpp could not evaluate the prompt: {error}."))
+        except Exception as error:  # a bug here must not take the loaded model down with it
+            log.exception("the answer failed")
+            self.runtime.forget_from(0)
+            self.connection.send(ChatFailed(f"The engine failed while answering: {error!r}."))

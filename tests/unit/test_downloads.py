@@ -211,3 +211,15 @@ def test_a_cached_file_is_not_downloaded_again(repo):
     gets = len(_cdn_gets(repo))
     assert download(DownloadRequest(REPO, NAME)) == first
     assert len(_cdn_gets(repo)) == gets
+
+
+def test_a_full_disk_while_writing_fails_with_a_clear_message(repo, tmp_path, monkeypatch):
+    """A real ENOSPC: the part file is a link to /dev/full (the link, never /dev/full, could be removed)."""
+    from core.downloads import HubCacheLayout
+
+    full = tmp_path / "full-disk-part"
+    full.symlink_to("/dev/full")
+    monkeypatch.setattr(HubCacheLayout, "part", lambda self, sha256: full)
+    with pytest.raises(NotEnoughDiskSpace, match="is full.*Free some space"):
+        download(DownloadRequest(REPO, NAME), policy=FAST_RETRY)
+    assert not list(hub.hf_cache_dir().rglob("blobs/*[0-9a-f]"))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
+import sys
 from pathlib import Path
 
 import gguf
@@ -89,6 +91,14 @@ def test_smollm2_long_arrays_are_summarised_not_kept(smollm2_info):
         metadata["general.name"] = "changed"  # type: ignore[index]
 
 
+def test_model_info_and_errors_survive_pickling(smollm2_info):
+    # ModelInfo travels to worker processes; errors come back from them.
+    assert pickle.loads(pickle.dumps(smollm2_info)) == smollm2_info
+    assert hash(pickle.loads(pickle.dumps(smollm2_info))) == hash(smollm2_info)   # usable as a cache key
+    incomplete = pickle.loads(pickle.dumps(GGUFHeaderIncomplete("need more", needed_bytes=123)))
+    assert (str(incomplete), incomplete.needed_bytes) == ("need more", 123)
+
+
 def test_parsing_header_bytes_matches_reading_the_file(smollm2_info, smollm2):
     with open(smollm2, "rb") as file:
         header = file.read(smollm2_info.tensor_data_offset)
@@ -105,6 +115,7 @@ def test_a_sparse_header_only_stub_reads_like_the_model(smollm2_info, smollm2, t
     assert read_model_info(stub).tensors == smollm2_info.tensors
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="NTFS allocates an extended file unless marked sparse")
 def test_a_huge_sparse_file_is_read_by_its_header_only(tiny, tmp_path):
     huge = tmp_path / "huge.gguf"
     huge.write_bytes(tiny.read_bytes())
@@ -370,6 +381,15 @@ def test_tensor_past_the_end_of_a_known_file_size():
 
 
 # --- metadata details -----------------------------------------------------------------------------------
+
+def test_split_models_are_read_from_their_first_part():
+    first = minimal_metadata() + [("split.no", ValueType.UINT16, 0), ("split.count", ValueType.UINT16, 3)]
+    assert parse_model_info(header(first)).split_count == 3
+    assert parse_model_info(header()).split_count == 1
+    second = [("split.no", ValueType.UINT16, 1), ("split.count", ValueType.UINT16, 3)]
+    with pytest.raises(GGUFError, match="is part 2 of 3 of a split model; open its first part"):
+        parse_model_info(header(second))
+
 
 def test_version_2_headers_are_read():
     assert parse_model_info(header(version=2)).gguf_version == 2

@@ -1,0 +1,262 @@
+"""Export a conversation as Markdown (the visible thread, for reading) or JSON (every branch, for
+import), and import that JSON back, checked strictly: bad input raises ChatImportError naming the field
+that is wrong, never anything else.
+
+JSON format "llamadesk.chat", version 1:
+    {"format": "llamadesk.chat", "version": 1, "exported_at": "<ISO 8601>",
+     "conversation": {"id", "title", "system_prompt", "created_at", "updated_at" (Unix seconds),
+                      "preset", "sampling": {temperature, top_p, top_k, min_p, repeat_penalty,
+                      max_tokens, seed}, "current_leaf_id",
+                      "messages": [{"id", "parent_id", "role", "content", "stopped_early",
+                                    "created_at", "stats": null | {ttft_seconds, ...}}, ...]}}
+Messages come parents first.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+from core.chats import ROLES, ChatError, Conversation, Message, MessageStats, SamplingValues, new_id
+
+FORMAT_NAME = "llamadesk.chat"
+FORMAT_VERSION = 1
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
+
+_ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
+
+
+class ChatImportError(ValueError):
+    """A chat file that cannot be imported; str() says what is wrong and where."""
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+
+
+def to_markdown(conversation: Conversation) -> str:
+    """The visible thread, readable anywhere Markdown is."""
+    thread = conversation.messages
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"# {conversation.title or 'Untitled chat'}", "",
+             f"*Exported from LlamaDesk on {when} · {conversation.preset} sampling · {len(thread)} messages*", ""]
+    if conversation.system_prompt.strip():
+        quoted = "\n".join(f"> {line}" for line in conversation.system_prompt.strip().splitlines())
+        lines += ["> **System prompt**", ">", quoted, ""]
+    for message in thread:
+        lines += [f"## {_ROLE_HEADINGS[message.role]}", "", message.content.rstrip() or "*(empty)*", ""]
+        note = _answer_note(message)
+        if note:
+            lines += [f"*{note}*", ""]
+    return "\n".join(lines)
+
+
+def _answer_note(message: Message) -> str:
+    parts = []
+    if message.stats:
+        stats = message.stats
+        parts += [f"{stats.completion_tokens} tokens", f"{stats.tokens_per_second:.1f} tok/s",
+                  f"first token {stats.ttft_seconds * 1000:.0f} ms"]
+    if message.stopped_early:
+        parts.append("stopped early")
+    return " · ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON out
+
+
+def to_json(conversation: Conversation) -> str:
+    """Every branch, with settings and stats, in the versioned format above."""
+    document = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "conversation": {
+            "id": conversation.id,
+            "title": conversation.title,
+            "system_prompt": conversation.system_prompt,
+            "created_at": conversation.created_at,
+            "updated_at": conversation.updated_at,
+            "preset": conversation.preset,
+            "sampling": conversation.sampling.as_dict(),
+            "current_leaf_id": conversation.current_leaf_id,
+            "messages": [_message_to_dict(m) for m in conversation.all_messages()],
+        },
+    }
+    return json.dumps(document, ensure_ascii=False, indent=1)
+
+
+def _message_to_dict(message: Message) -> dict:
+    return {"id": message.id, "parent_id": message.parent_id, "role": message.role,
+            "content": message.content, "stopped_early": message.stopped_early,
+            "created_at": message.created_at, "stats": message.stats.as_dict() if message.stats else None}
+
+
+# --------------------------------------------------------------------------------------------
+# JSON in
+
+
+def read_json_file(path: Path, *, fresh_ids: bool = True) -> Conversation:
+    """Import a chat file; every problem (unreadable, too big, not a chat) is a ChatImportError."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_IMPORT_BYTES:
+            raise ChatImportError(f"{path.name} is {size / 2**20:.0f} MiB; a chat file is at most "
+                                  f"{MAX_IMPORT_BYTES // 2**20} MiB.")
+        data = path.read_bytes()
+    except OSError as error:
+        raise ChatImportError(f"Could not read {path}: {error.strerror or error}.") from error
+    return from_json(data, fresh_ids=fresh_ids)
+
+
+def from_json(data: str | bytes, *, fresh_ids: bool = True) -> Conversation:
+    """Parse and check an exported chat. With fresh_ids (the default) the conversation and its
+    messages get new ids, so importing the same file twice gives two conversations."""
+    document = _parse(data)
+    _expect_keys(document, "the file", required={"format", "version", "conversation"},
+                 optional={"exported_at"})
+    if document["format"] != FORMAT_NAME:
+        raise ChatImportError(f"This is not a LlamaDesk chat file (its format is {document['format']!r}).")
+    version = document["version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ChatImportError(f"The file's version must be a whole number from 1, not {version!r}.")
+    if version > FORMAT_VERSION:
+        raise ChatImportError(f"This chat was exported by a newer LlamaDesk (format version {version}; "
+                              f"this one reads up to {FORMAT_VERSION}). Update LlamaDesk to import it.")
+    conversation = _conversation(document["conversation"], "conversation")
+    return _with_fresh_ids(conversation) if fresh_ids else conversation
+
+
+def _parse(data: str | bytes) -> dict:
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise ChatImportError(f"The file is not UTF-8 text (bad byte at position {error.start}).") from None
+    try:
+        document = json.loads(data)
+    except json.JSONDecodeError as error:
+        raise ChatImportError(f"The file is not valid JSON: {error.msg} at line {error.lineno}, "
+                              f"column {error.colno}.") from None
+    except RecursionError:
+        raise ChatImportError("The file is not a chat: its JSON is nested far too deeply.") from None
+    if not isinstance(document, dict):
+        raise ChatImportError(f"The file must hold a JSON object, not {_kind_of(document)}.")
+    return document
+
+
+_CONVERSATION_FIELDS = {"id": str, "title": str, "system_prompt": str, "created_at": float,
+                        "updated_at": float, "preset": str, "sampling": dict,
+                        "current_leaf_id": (str, None), "messages": list}
+_MESSAGE_FIELDS = {"id": str, "parent_id": (str, None), "role": str, "content": str, "stopped_early": bool,
+                   "created_at": float, "stats": (dict, None)}
+
+
+def _conversation(value: object, where: str) -> Conversation:
+    fields = _typed_fields(value, where, _CONVERSATION_FIELDS)
+    messages = [_message(item, f"{where}.messages[{index}]") for index, item in enumerate(fields["messages"])]
+    _check_tree(messages, where)
+    leaf = fields["current_leaf_id"]
+    if leaf is not None and leaf not in {m.id for m in messages}:
+        raise ChatImportError(f"{where}.current_leaf_id names {leaf!r}, which is not one of its messages.")
+    sampling = _value(SamplingValues.from_dict, fields["sampling"], f"{where}.sampling")
+    header = {name: fields[name] for name in
+              ("id", "title", "system_prompt", "created_at", "updated_at", "preset", "current_leaf_id")}
+    return Conversation.restore(messages, sampling=sampling, **header)
+
+
+def _message(value: object, where: str) -> Message:
+    fields = _typed_fields(value, where, _MESSAGE_FIELDS)
+    if fields["role"] not in ROLES:
+        raise ChatImportError(f"{where}.role must be one of {', '.join(ROLES)}, not {fields['role']!r}.")
+    stats = fields["stats"]
+    fields["stats"] = None if stats is None else _value(MessageStats.from_dict, stats, f"{where}.stats")
+    return Message(**fields)
+
+
+def _check_tree(messages: list[Message], where: str) -> None:
+    seen: set[str] = set()
+    for index, message in enumerate(messages):
+        if not message.id:
+            raise ChatImportError(f"{where}.messages[{index}].id is empty.")
+        if message.id in seen:
+            raise ChatImportError(f"{where}.messages[{index}].id {message.id!r} is used twice.")
+        if message.parent_id is not None and message.parent_id not in seen:
+            raise ChatImportError(f"{where}.messages[{index}] answers {message.parent_id!r}, which does not "
+                                  "come before it in the file.")
+        seen.add(message.id)
+
+
+def _typed_fields(value: object, where: str, spec: dict) -> dict:
+    _expect_keys(value, where, required=set(spec))
+    fields = {}
+    for name, kinds in spec.items():
+        item = value[name]
+        if not _is(item, kinds):
+            raise ChatImportError(f"{where}.{name} must be {_describe(kinds)}, not {_kind_of(item)}.")
+        fields[name] = float(item) if kinds is float else item
+    return fields
+
+
+def _expect_keys(value: object, where: str, *, required: set[str], optional: set[str] = frozenset()) -> None:
+    if not isinstance(value, dict):
+        raise ChatImportError(f"{where} must be a JSON object, not {_kind_of(value)}.")
+    missing = sorted(required - set(value))
+    if missing:
+        raise ChatImportError(f"{where} lacks {', '.join(missing)}.")
+    unknown = sorted(set(value) - required - optional)
+    if unknown:
+        raise ChatImportError(f"{where} has unknown field(s): {', '.join(map(str, unknown))}.")
+
+
+def _value(build, raw: dict, where: str):
+    """Build a value with the domain's own checks; their sentence names the field."""
+    try:
+        return build(raw)
+    except (ChatError, TypeError) as error:
+        raise ChatImportError(f"{where}: {error}") from None
+
+
+def _is(value: object, kinds) -> bool:
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    for kind in kinds:
+        if kind is None and value is None:
+            return True
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return math.isfinite(value)
+        if kind in (str, bool, dict, list) and type(value) is kind:
+            return True
+    return False
+
+
+def _describe(kinds) -> str:
+    names = {str: "text", float: "a number", bool: "true or false", dict: "an object", list: "a list",
+             None: "null"}
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(names[kind] for kind in kinds)
+
+
+def _kind_of(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _with_fresh_ids(conversation: Conversation) -> Conversation:
+    renamed = {m.id: new_id() for m in conversation.all_messages()}
+    messages = [Message(m.role, m.content, m.stopped_early, id=renamed[m.id],
+                        parent_id=renamed.get(m.parent_id) if m.parent_id else None,
+                        created_at=m.created_at, stats=m.stats) for m in conversation.all_messages()]
+    leaf = renamed.get(conversation.current_leaf_id) if conversation.current_leaf_id else None
+    return Conversation.restore(
+        messages, id=new_id(), title=conversation.title, system_prompt=conversation.system_prompt,
+        created_at=conversation.created_at, updated_at=conversation.updated_at, preset=conversation.preset,
+        sampling=conversation.sampling, current_leaf_id=leaf)

@@ -1,0 +1,351 @@
+"""Choose how a model runs on a machine: how many layers go to the GPU(s), which context, and the verdict.
+
+plan(model, hardware, request) searches like llama.cpp's own fitter (common/fit.cpp), on our estimator
+(core.memory) instead of repeated dry runs:
+
+1. every layer on the GPU(s) at the requested context (the trained one when none is given);
+2. if that does not fit and shrinking is allowed: every layer at the largest context down to the minimum
+   (4096, or the trained context when smaller);
+3. otherwise the most layers that fit the GPUs at the minimum context, then the largest context that
+   still fits with those layers; layers are split across GPUs in proportion to their free memory, as
+   llama.cpp's default tensor split does;
+4. nothing on the GPU: the largest context that fits the host; else "Too large for this machine".
+
+Each GPU may use its free memory minus a safety margin (1 GiB, as fit.cpp, covering the backend's own
+context and fragmentation); the host keeps 10 % of its RAM (between 1 and 2 GiB) for the system. n_gpu_layers
+counts llama.cpp's offloadable layers: the repeating blocks and the output layer (n_layers + 1).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from core import bandwidth as bandwidth_table
+from core.gguf import ModelInfo
+from core.hardware import USABLE_BACKENDS, GpuInfo, HardwareSnapshot
+from core.memory import (HOST, CTX_PAD, DeviceMemory, EstimateError, Footprint, GpuDevice, MemoryEstimate,
+                         MemorySettings, check_settings, estimate, footprint, is_quantized_kv,
+                         kv_layer_bytes)
+from core.speed import SpeedPrediction, predict_speed
+from core.units import format_bytes
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+DEFAULT_GPU_MARGIN = 1024 * MiB
+HOST_RESERVE_SHARE = 0.10
+HOST_RESERVE_MIN = 1 * GiB
+HOST_RESERVE_MAX = 2 * GiB
+DEFAULT_MIN_CONTEXT = 4096
+
+FULL = "Runs fully on GPU"
+CPU_ONLY = "CPU only"
+TOO_LARGE = "Too large for this machine"
+
+
+class PlanError(ValueError):
+    """A request the planner cannot work with (a context below 1, an unknown KV type, ...)."""
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    context: int | None = None               # None: the model's trained context
+    kv_type: str = "f16"
+    flash_attn: bool | str = "auto"          # "auto": on (every llama.cpp backend we target supports it)
+    n_gpu_layers: int | None = None          # None: choose; a number: exactly that many, fit or not (-1 = all)
+    min_context: int = DEFAULT_MIN_CONTEXT
+    safety_margin_bytes: int = DEFAULT_GPU_MARGIN   # kept free on each GPU
+    host_reserve_bytes: int | None = None    # kept free on the host; None: 10 % of RAM, 1 to 2 GiB
+    allow_context_shrink: bool = True
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_seq: int = 1
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    name: str                # the GPU's name, or "CPU" for the host
+    kind: str                # "gpu" | "host"
+    free_bytes: int
+    budget_bytes: int        # free minus the margin: what the plan may use
+    weights_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    other_bytes: int
+    total_bytes: int
+
+    @property
+    def fits(self) -> bool:
+        return self.total_bytes <= self.budget_bytes
+
+
+@dataclass(frozen=True)
+class Plan:
+    verdict: str
+    n_gpu_layers: int        # llama.cpp's n_gpu_layers for this plan
+    n_layers: int            # offloadable layers: repeating blocks + the output layer
+    context: int
+    kv_type: str
+    flash_attn: bool
+    devices: tuple[DevicePlan, ...]   # GPUs, then the host
+    predicted_tokens_per_second: float | None
+    predicted_prompt_tokens_per_second: float | None
+    deciding_figure: str
+    explanation: str
+
+    @property
+    def fits(self) -> bool:
+        return self.verdict != TOO_LARGE
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for device in data["devices"]:
+            device.pop("budget_bytes", None)
+        return data
+
+
+# --- machine ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Machine:
+    gpus: tuple[GpuInfo, ...]
+    ids: tuple[GpuDevice, ...]        # estimator names "GPU0", "GPU1", ... with the free memory that splits
+    gpu_budgets: tuple[int, ...]
+    host_free: int
+    host_budget: int
+    unified: bool
+    bandwidth: dict[str, float | None]
+    host_cores: int
+
+
+def _usable(gpu: GpuInfo, backends: tuple[str, ...]) -> bool:
+    wanted = USABLE_BACKENDS.get(gpu.vendor, ())
+    return not backends or "GPU" in backends or any(name in backends for name in wanted)
+
+
+def _machine(hardware: HardwareSnapshot, request: PlanRequest) -> _Machine:
+    gpus = tuple(g for g in hardware.gpus if _usable(g, hardware.backends))
+    ids = tuple(GpuDevice(f"GPU{i}", max(g.free_bytes, 0)) for i, g in enumerate(gpus))
+    budgets = tuple(max(g.free_bytes - request.safety_margin_bytes, 0) for g in gpus)
+    host = hardware.host
+    reserve = request.host_reserve_bytes
+    if reserve is None:
+        reserve = min(max(int(host.ram_total_bytes * HOST_RESERVE_SHARE), HOST_RESERVE_MIN), HOST_RESERVE_MAX)
+    speeds: dict[str, float | None] = {HOST: host.memory_bandwidth_bytes_per_s or _cached_host_bandwidth()}
+    for device, gpu in zip(ids, gpus):
+        speeds[device.name] = gpu.bandwidth_bytes_per_s or bandwidth_table.gpu_bandwidth(gpu.name)
+    return _Machine(gpus, ids, budgets, host.ram_available_bytes, max(host.ram_available_bytes - reserve, 0),
+                    any(g.unified_memory for g in gpus), speeds, host.physical_cores)
+
+
+def _cached_host_bandwidth() -> float | None:
+    try:
+        return bandwidth_table.cached_host_bandwidth()
+    except Exception:  # a broken cache must not stop planning
+        return None
+
+
+# --- search -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Trial:
+    n_gpu_layers: int
+    context: int
+    memory: MemoryEstimate
+    fits: bool
+
+
+class _Search:
+    """Estimates for one model on one machine, at any (n_gpu_layers, context)."""
+
+    def __init__(self, model: ModelInfo, machine: _Machine, base: MemorySettings):
+        self.model = model
+        self.machine = machine
+        self.base = base
+        self.prints: Footprint = footprint(model)
+        self.all_layers = model.n_layers + 1
+
+    def trial(self, n_gpu_layers: int, context: int) -> _Trial:
+        settings = replace(self.base, n_gpu_layers=n_gpu_layers, n_ctx=context)
+        memory = estimate(self.model, settings, self.machine.ids, self.prints)
+        return _Trial(n_gpu_layers, context, memory, self._fits(memory))
+
+    def _fits(self, memory: MemoryEstimate) -> bool:
+        gpu_total = 0
+        for device, budget in zip(memory.devices[:-1], self.machine.gpu_budgets):
+            gpu_total += device.total_bytes
+            if device.total_bytes > budget:
+                return False
+        host_need = memory.host.total_bytes + (gpu_total if self.machine.unified else 0)
+        return host_need <= self.machine.host_budget
+
+    def gpus_fit(self, trial: _Trial) -> bool:
+        return all(d.total_bytes <= b for d, b in zip(trial.memory.devices[:-1], self.machine.gpu_budgets))
+
+    def most_layers(self, context: int) -> _Trial:
+        """The most layers whose GPU share fits the GPUs (memory grows with layers: bisect)."""
+        low, high = self.trial(0, context), self.all_layers
+        if not self.machine.ids:
+            return low
+        top = self.trial(high, context)
+        if self.gpus_fit(top):
+            return top
+        lo, hi = 0, high  # lo fits, hi does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.gpus_fit(self.trial(mid, context)):
+                lo = mid
+            else:
+                hi = mid
+        return self.trial(lo, context) if lo else low
+
+    def largest_context(self, n_gpu_layers: int, low: int, high: int) -> _Trial | None:
+        """The largest context in [low, high] (steps of 256) that fits everywhere with these layers."""
+        best = self.trial(n_gpu_layers, high)
+        if best.fits:
+            return best
+        floor = self.trial(n_gpu_layers, low)
+        if not floor.fits:
+            return None
+        lo, hi = low // CTX_PAD, (high + CTX_PAD - 1) // CTX_PAD
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.trial(n_gpu_layers, mid * CTX_PAD).fits:
+                lo = mid
+            else:
+                hi = mid
+        return self.trial(n_gpu_layers, max(lo * CTX_PAD, low))
+
+
+# --- public entry point -------------------------------------------------------------------------------
+
+def plan(model: ModelInfo, hardware: HardwareSnapshot, request: PlanRequest | None = None) -> Plan:
+    """Where `model` goes on `hardware`, how fast it runs, and why, as one verdict."""
+    request = request or PlanRequest()
+    settings = _settings(model, request)
+    machine = _machine(hardware, request)
+    search = _Search(model, machine, settings)
+    context = settings.n_ctx
+    if request.n_gpu_layers is not None:
+        wanted = search.all_layers if request.n_gpu_layers < 0 else min(request.n_gpu_layers, search.all_layers)
+        chosen = search.trial(wanted if machine.ids else 0, context)
+    else:
+        chosen = _choose(search, request, context)
+    return _build_plan(search, request, chosen)
+
+
+def _settings(model: ModelInfo, request: PlanRequest) -> MemorySettings:
+    context = request.context if request.context is not None else (model.context_length or DEFAULT_MIN_CONTEXT)
+    if context < 1:
+        raise PlanError(f"A context of {context} tokens cannot hold a conversation; use at least 1.")
+    flash = request.flash_attn if isinstance(request.flash_attn, bool) else True
+    if is_quantized_kv(request.kv_type) and not flash:
+        raise PlanError(f"A {request.kv_type} KV cache needs flash attention; turn it on or use f16.")
+    settings = MemorySettings(n_gpu_layers=0, n_ctx=context, n_batch=request.n_batch, n_ubatch=request.n_ubatch,
+                              kv_type=request.kv_type, flash_attn=flash, n_seq=request.n_seq)
+    try:
+        check_settings(settings)
+    except EstimateError as error:
+        raise PlanError(str(error)) from error
+    return settings
+
+
+def _choose(search: _Search, request: PlanRequest, context: int) -> _Trial:
+    minimum = min(request.min_context, context)
+    shrink = request.allow_context_shrink
+    if search.machine.ids:
+        full = search.trial(search.all_layers, context)
+        if full.fits:
+            return full
+        if shrink:
+            smaller = search.largest_context(search.all_layers, minimum, context)
+            if smaller is not None:
+                return smaller
+        start = minimum if shrink else context
+        layered = search.most_layers(start)
+        if layered.n_gpu_layers > 0:
+            best = search.largest_context(layered.n_gpu_layers, start, context) if shrink else None
+            if best is not None:
+                return best
+            if layered.fits:
+                return layered
+    cpu = search.largest_context(0, minimum, context) if shrink else None
+    if cpu is not None:
+        return cpu
+    plain = search.trial(0, context)
+    return plain if plain.fits or not search.machine.ids else _most_layers_anyway(search, minimum if shrink else context)
+
+
+def _most_layers_anyway(search: _Search, context: int) -> _Trial:
+    """Nothing fits: report the closest miss, the most layers the GPUs take at the smallest context."""
+    return search.most_layers(context)
+
+
+# --- the result ---------------------------------------------------------------------------------------
+
+def _build_plan(search: _Search, request: PlanRequest, chosen: _Trial) -> Plan:
+    machine = search.machine
+    devices = _device_plans(machine, chosen.memory)
+    verdict = _verdict(chosen, search.all_layers)
+    kv_per_layer = kv_layer_bytes(search.model, replace(search.base, n_ctx=chosen.context), search.prints)
+    speed = predict_speed(search.model, search.prints, chosen.memory.layer_devices, kv_per_layer,
+                          machine.bandwidth, machine.host_cores) if verdict != TOO_LARGE else SpeedPrediction(None, None, 0)
+    figure, why = _explain(search, request, chosen, devices, verdict)
+    return Plan(verdict, chosen.n_gpu_layers, search.all_layers, chosen.context, search.base.kv_type,
+                search.base.flash_attn, devices, _round(speed.tokens_per_second),
+                _round(speed.prompt_tokens_per_second), figure, why)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _device_plans(machine: _Machine, memory: MemoryEstimate) -> tuple[DevicePlan, ...]:
+    out = []
+    for gpu, device, budget in zip(machine.gpus, memory.devices[:-1], machine.gpu_budgets):
+        out.append(_device_plan(gpu.name, "gpu", gpu.free_bytes, budget, device))
+    out.append(_device_plan(HOST, "host", machine.host_free, machine.host_budget, memory.host))
+    return tuple(out)
+
+
+def _device_plan(name: str, kind: str, free: int, budget: int, memory: DeviceMemory) -> DevicePlan:
+    return DevicePlan(name, kind, free, budget, memory.weights_bytes, memory.kv_bytes, memory.compute_bytes,
+                      memory.other_bytes, memory.total_bytes)
+
+
+def _verdict(chosen: _Trial, all_layers: int) -> str:
+    if not chosen.fits:
+        return TOO_LARGE
+    if chosen.n_gpu_layers >= all_layers:
+        return FULL
+    if chosen.n_gpu_layers > 0:
+        return f"Partial: {chosen.n_gpu_layers} of {all_layers} layers on GPU"
+    return CPU_ONLY
+
+
+def _explain(search: _Search, request: PlanRequest, chosen: _Trial, devices: tuple[DevicePlan, ...],
+             verdict: str) -> tuple[str, str]:
+    tightest = max(devices, key=lambda d: d.total_bytes / d.budget_bytes if d.budget_bytes else float("inf"))
+    figure = f"{_label(tightest)} needs {format_bytes(tightest.total_bytes)} of {format_bytes(tightest.budget_bytes)} usable"
+    asked = search.base.n_ctx
+    context_note = (f" with a context of {chosen.context} tokens ({asked} asked)" if chosen.context < asked
+                    else f" with a context of {chosen.context} tokens")
+    if verdict == TOO_LARGE:
+        over = [d for d in devices if not d.fits]
+        worst = max(over, key=lambda d: d.total_bytes - d.budget_bytes) if over else tightest
+        figure = f"{_label(worst)} needs {format_bytes(worst.total_bytes)} of {format_bytes(worst.budget_bytes)} usable"
+        return figure, (f"Does not fit: {_label(worst)} would need {format_bytes(worst.total_bytes - worst.budget_bytes)}"
+                        f" more than it can spare{context_note}.")
+    if verdict == FULL:
+        return figure, f"All {chosen.n_gpu_layers} layers fit in GPU memory{context_note}."
+    if verdict == CPU_ONLY:
+        reason = "no usable GPU" if not search.machine.ids else "not even one layer fits the GPU"
+        return figure, f"Runs from system RAM ({reason}){context_note}."
+    gpu_side = [d for d in devices if d.kind == "gpu"]
+    return figure, (f"{chosen.n_gpu_layers} of {search.all_layers} layers fit in GPU memory, the rest run "
+                    f"from system RAM{context_note}; GPU use {format_bytes(sum(d.total_bytes for d in gpu_side))}.")
+
+
+def _label(device: DevicePlan) -> str:
+    return "The host" if device.kind == "host" else device.name
+

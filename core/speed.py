@@ -1,0 +1,106 @@
+"""How fast a planned model will run: generation from memory bandwidth, prompt processing from compute.
+
+Generating one token reads every active weight once, plus the KV cache written so far, so each device
+spends (bytes it holds and reads) / (its bandwidth) per token and a partial offload adds both sides'
+times. For a MoE model only the experts in use are read: expert tensors count n_used / n_experts of
+their size. Achieved bandwidth is a fraction of the peak (GPU spec sheets) or of the measured copy rate
+(host); the fractions below are typical of llama.cpp's quantised matrix-vector kernels.
+
+Prompt processing is compute-bound: about 2 FLOPs per active weight per token. The throughputs are
+coarse (no FLOPs table): per physical core for the host, and a multiple of memory bandwidth for GPUs,
+so that figure is an order of magnitude, labelled as such by the callers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from core.gguf import ModelInfo
+from core.memory import HOST, Footprint
+
+GPU_BANDWIDTH_EFFICIENCY = 0.75
+HOST_BANDWIDTH_EFFICIENCY = 0.8
+KV_FILL = 0.5                      # tokens per second quoted at a half-full context
+HOST_FLOPS_PER_CORE = 40e9         # achieved on quantised prompt batches (AVX2-class cores)
+GPU_FLOPS_PER_BANDWIDTH = 40.0     # achieved FLOP/s per byte/s of memory bandwidth on prompt batches
+EXPERT_TENSOR_MARK = "_exps."
+
+
+@dataclass(frozen=True)
+class SpeedPrediction:
+    tokens_per_second: float | None          # generation
+    prompt_tokens_per_second: float | None   # prompt processing (order of magnitude)
+    bytes_per_token: int                     # weights + KV read per generated token
+
+
+def predict_speed(model: ModelInfo, prints: Footprint, layer_devices: Sequence[str], kv_per_layer: Sequence[int],
+                  bandwidth: Mapping[str, float | None], host_cores: int) -> SpeedPrediction:
+    """Tokens per second for a placement (device per layer, output last) and each device's bandwidth."""
+    per_device = _bytes_read_per_device(model, prints, layer_devices, kv_per_layer)
+    total_bytes = sum(per_device.values())
+    seconds = 0.0
+    for device, size in per_device.items():
+        rate = bandwidth.get(device)
+        if not rate:
+            return SpeedPrediction(None, None, total_bytes)
+        efficiency = HOST_BANDWIDTH_EFFICIENCY if device == HOST else GPU_BANDWIDTH_EFFICIENCY
+        seconds += size / (rate * efficiency)
+    generation = 1.0 / seconds if seconds > 0 else None
+    return SpeedPrediction(generation, _prompt_speed(model, prints, layer_devices, bandwidth, host_cores),
+                           total_bytes)
+
+
+def active_fraction(model: ModelInfo) -> float:
+    """Share of an expert tensor read per token: n_used / n_experts (1 for dense models)."""
+    if model.expert_count and model.expert_used_count:
+        return min(1.0, model.expert_used_count / model.expert_count)
+    return 1.0
+
+
+def active_layer_bytes(model: ModelInfo) -> list[int]:
+    """Weight bytes each repeating layer reads per token."""
+    fraction = active_fraction(model)
+    per_layer = [0.0] * model.n_layers
+    for tensor in model.tensors:
+        layer = tensor.layer
+        if layer is None or layer >= model.n_layers:
+            continue
+        share = fraction if EXPERT_TENSOR_MARK in tensor.name else 1.0
+        per_layer[layer] += tensor.n_bytes * share
+    return [int(x) for x in per_layer]
+
+
+def _bytes_read_per_device(model: ModelInfo, prints: Footprint, layer_devices: Sequence[str],
+                           kv_per_layer: Sequence[int]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for il, size in enumerate(active_layer_bytes(model)):
+        device = layer_devices[il]
+        kv = kv_per_layer[il] if il < len(kv_per_layer) else 0
+        totals[device] = totals.get(device, 0) + size + int(kv * KV_FILL)
+    output_device = layer_devices[-1]
+    head = prints.output_weights + prints.tied_output_bytes
+    totals[output_device] = totals.get(output_device, 0) + head
+    return totals
+
+
+def _prompt_speed(model: ModelInfo, prints: Footprint, layer_devices: Sequence[str],
+                  bandwidth: Mapping[str, float | None], host_cores: int) -> float | None:
+    active = active_layer_bytes(model)
+    weights_per_device: dict[str, float] = {}
+    for il, size in enumerate(active):
+        weights_per_device[layer_devices[il]] = weights_per_device.get(layer_devices[il], 0) + size
+    head = prints.output_weights + prints.tied_output_bytes
+    weights_per_device[layer_devices[-1]] = weights_per_device.get(layer_devices[-1], 0) + head
+    bits = max(model.weights_bytes() * 8 / max(model.parameter_count, 1), 1.0)
+    seconds = 0.0
+    for device, size in weights_per_device.items():
+        flops = 2 * size * 8 / bits
+        if device == HOST:
+            rate = max(host_cores, 1) * HOST_FLOPS_PER_CORE
+        else:
+            peak = bandwidth.get(device)
+            if not peak:
+                return None
+            rate = peak * GPU_FLOPS_PER_BANDWIDTH
+        seconds += flops / rate
+    return 1.0 / seconds if seconds > 0 else None
