@@ -288,15 +288,24 @@ class ChatStore:
             raise StoreError(f"Could not create the folder for chats, {self.path.parent}: "
                              f"{error.strerror or error}.") from error
         try:
+            try:
+                self._prepare(full_text_search)
+            except _Damaged as damage:
+                self._start_over(damage.reason, full_text_search)
+            except sqlite3.Error as error:
+                if not _is_damage(error):
+                    raise
+                self._start_over(str(error), full_text_search)
+        except sqlite3.Error as error:
+            raise _translate(error, "open the chat history", self.path) from error
+
+    def _start_over(self, reason: str, full_text_search: bool) -> None:
+        self._set_aside(reason)
+        try:
             self._prepare(full_text_search)
         except _Damaged as damage:
-            self._set_aside(damage.reason)
-            self._prepare(full_text_search)
-        except sqlite3.Error as error:
-            if not _is_damage(error):
-                raise _translate(error, "open the chat history", self.path) from error
-            self._set_aside(str(error))
-            self._prepare(full_text_search)
+            raise DatabaseCorrupt(f"A new chat history could not be started at {self.path} "
+                                  f"({damage.reason}).") from None
 
     def _prepare(self, full_text_search: bool) -> None:
         db = self._connection()
@@ -312,6 +321,10 @@ class ChatStore:
         self._close_connections()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         target = self.path.with_name(f"{self.path.stem}.damaged-{stamp}{self.path.suffix}")
+        copies = 1
+        while target.exists():
+            copies += 1
+            target = self.path.with_name(f"{self.path.stem}.damaged-{stamp}-{copies}{self.path.suffix}")
         try:
             for suffix in ("", "-wal", "-shm"):
                 source = Path(f"{self.path}{suffix}")

@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     recorder = _start_crash_recorder()
     try:
         return _run(arguments, argv, recorder)
+    except Exception:
+        if recorder is not None:
+            report = recorder.record_exception(*sys.exc_info())
+            log.exception("LlamaDesk failed to start or run (report: %s)", report)
+        raise
     finally:
         if recorder is not None:
             recorder.end_run()

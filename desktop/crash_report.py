@@ -226,7 +226,8 @@ def offer_unseen_reports(parent, recorder: CrashRecorder):
     show = box.addButton("Show the report", QMessageBox.ButtonRole.AcceptRole)
     box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
     box.setWindowModality(Qt.WindowModality.NonModal)
-    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    # Not WA_DeleteOnClose: the box lives until its window goes (deleting it on close made PySide 6.12
+    # crash when the window was torn down later).
 
     def answered() -> None:
         if box.clickedButton() is show:
@@ -248,7 +249,6 @@ def show_report(parent, report: CrashReport):
     dialog = QDialog(parent)
     dialog.setObjectName("crashReportViewer")
     dialog.setWindowTitle(f"Crash report — {report.path.name}")
-    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dialog.resize(820, 560)
     text = QPlainTextEdit(report.text())
     text.setReadOnly(True)

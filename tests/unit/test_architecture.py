@@ -34,6 +34,7 @@ def test_importing_every_core_module_loads_no_qt():
     modules = sorted(
         ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         for path in (ROOT / "core").rglob("*.py")
+        if path.name != "__main__.py"  # running a program is not importing a module
     )
     script = (
         "import importlib, sys\n"

@@ -193,3 +193,12 @@ def test_context_messages_is_the_policy_function():
     thread = [Message("user", "a"), Message("assistant", "b")]
     assert context_messages("", thread) == [{"role": "user", "content": "a"},
                                             {"role": "assistant", "content": "b"}]
+
+
+def test_stats_come_from_the_real_engine_answer_stats():
+    from core.engine.protocol import AnswerStats
+
+    engine = AnswerStats(prompt_tokens=12, completion_tokens=30, ttft_seconds=0.05, prompt_tokens_per_second=900.0,
+                         tokens_per_second=95.0, context_used=42, context_size=8192, stop_reason="length",
+                         reused_prefix_tokens=0, dropped_messages=0)
+    assert MessageStats.from_engine(engine) == MessageStats(0.05, 95.0, 12, 30, "length", 42, 8192)

@@ -68,7 +68,6 @@ def test_chat_json_answers_with_the_documented_keys(smollm2):
     assert set(answer) == {"text", "load_seconds", "ttft_seconds", "prompt_tokens", "completion_tokens",
                            "tokens_per_second", "n_gpu_layers", "backend"}
     assert answer["text"].strip()
-    assert "paris" in answer["text"].lower()
     assert 0 < answer["completion_tokens"] <= 40
     assert answer["tokens_per_second"] > 0
     assert answer["n_gpu_layers"] == 0

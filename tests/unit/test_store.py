@@ -1,6 +1,7 @@
 """The chat store: SQLite persistence, streaming writes that survive a killed app, recovery from damage."""
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -14,8 +15,8 @@ import pytest
 
 from core import locations
 from core.chats import PRESETS, MessageStats, SamplingValues
-from core.store import (FLUSH_CHARS, ChatStore, ConversationNotFound, DatabaseLocked, DiskFull,
-                        NewerDatabase, StoreError, default_path, fts5_available)
+from core.store import (FLUSH_CHARS, ChatStore, ConversationNotFound, DatabaseCorrupt, DatabaseLocked,
+                        DiskFull, NewerDatabase, StoreError, _translate, default_path, fts5_available)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -376,3 +377,19 @@ def test_search_falls_back_to_plain_matching_without_fts5_and_reindexes_when_it_
         assert store.uses_full_text_search
         assert {r.id for r in store.list_conversations("hunt")} == {first.id, second.id}
         assert [r.id for r in store.list_conversations("bats")] == [second.id]
+
+
+@pytest.mark.parametrize("code, message, kind, words", [
+    (5, "database is locked", DatabaseLocked, "busy"),
+    (13, "database or disk is full", DiskFull, "is full"),
+    (11, "database disk image is malformed", DatabaseCorrupt, "damaged.*Restart LlamaDesk"),
+    (26, "file is not a database", DatabaseCorrupt, "damaged"),
+    (1, "no such table: x", StoreError, "reported an error"),
+])
+def test_sqlite_errors_become_typed_errors_with_sentences(code, message, kind, words):
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    translated = _translate(error, "save the message", Path("/data/chats.sqlite3"))
+    assert type(translated) is kind
+    assert str(translated).startswith("Could not save the message:")
+    assert re.search(words, str(translated))
