@@ -158,7 +158,8 @@ def rss_rows() -> list[tuple[str, int, int]]:
     settings = MemorySettings(n_gpu_layers=0, n_ctx=4096)
     host = estimate(info, settings).host.total_bytes
     grown_output = (512 - 1) * info.vocab_size * 4
-    return [("SmolLM2 ctx=4096, 512-token batch, all logits", host + grown_output, resident_growth(path, 4096, True)),
+    return [("SmolLM2 ctx=4096, 512-token batch, all logits", host + grown_output,
+             resident_growth(path, 4096, True)),
             ("SmolLM2 ctx=4096, 512-token prompt, last logits", host, resident_growth(path, 4096, False))]
 
 
@@ -166,7 +167,8 @@ def rss_rows() -> list[tuple[str, int, int]]:
 
 def print_table(title: str, rows: list[Row]) -> None:
     print(f"\n{title}")
-    header = f"{'case':58} {'device':6} {'dry run':>10} {'estimate':>10} {'error':>9} {'tol':>8} {'/tol':>6}  compute dry/est"
+    header = (f"{'case':58} {'device':6} {'dry run':>10} {'estimate':>10} {'error':>9} {'tol':>8} {'/tol':>6}"
+              "  compute dry/est")
     print(header)
     print("-" * len(header))
     for row in sorted(rows, key=lambda r: r.share_of_tolerance):
@@ -183,9 +185,12 @@ def main() -> int:
     zoo = zoo_matrix()
     print_table(f"Host memory, estimate vs dry run ({len(ZOO)} architectures x {len(CONTEXTS)} contexts x "
                 f"{len(MODES)} modes), MiB", zoo)
+    import tempfile
+
     from core.rpc import start_local_server
 
-    with start_local_server() as server:
+    with tempfile.TemporaryDirectory() as folder, \
+            start_local_server(log_path=Path(folder) / "rpc-server.log") as server:
         split = split_matrix(server.endpoint)
     print_table("Per-device split with an RPC device (RPC0 = GPU-like), MiB", split)
     rss = rss_rows()

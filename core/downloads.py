@@ -267,17 +267,19 @@ class _Transfer:
         return self._verify_and_place()
 
     def _hash_existing_part(self) -> None:
-        if not self.part.exists():
+        if not self.part.is_file():
             return
         size = self.part.stat().st_size
         if size > self.target.size:
             self.part.unlink()
             return
         with open(self.part, "rb") as handle:
-            while block := handle.read(8 << 20):
+            left = size
+            while left and (block := handle.read(min(left, 8 << 20))):
                 self.hasher.update(block)
+                left -= len(block)
                 self._check_stop()
-        self.done = size
+        self.done = size - left
         log.info("resuming %s from byte %d", self.job.request.filename, size)
 
     def _stream_once(self) -> None:

@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 from core.gguf import ModelInfo, read_model_info
-from core.memory import DeviceMemory, MemorySettings, kv_type_id, weights_by_device
+from core.memory import DeviceMemory, MemorySettings, footprint, kv_type_id, weights_by_device
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,10 @@ def dry_run(path: str | os.PathLike, settings: MemorySettings, *, rpc_endpoints:
     model = model or read_model_info(path_text)
     request = {"path": path_text, "settings": asdict(settings), "rpc": list(rpc_endpoints)}
     lines = _run_child(request, timeout_s)
-    return parse_log(lines, model, settings)
+    result = parse_log(lines, model, settings)
+    log.debug("dry run of %s: %s", path_text, ", ".join(f"{d.name} {d.total_bytes / MiB:.1f} MiB"
+                                                       for d in result.devices))
+    return result
 
 
 def _run_child(request: dict, timeout_s: float) -> list[tuple[int, str]]:
@@ -87,7 +90,7 @@ def _run_child(request: dict, timeout_s: float) -> list[tuple[int, str]]:
         raise DryRunError(f"llama.cpp's dry run took longer than {timeout_s:.0f} s and was stopped.") from error
     lines = _decode_lines(done.stdout)
     if done.returncode != 0:
-        tail = _tail(lines) or done.stderr.strip()[-2000:]
+        tail = "\n".join(part for part in (_tail(lines), done.stderr.strip()[-1500:]) if part)
         raise DryRunError(f"llama.cpp could not plan {request['path']} with these settings "
                           f"(exit code {done.returncode}). Its last words:\n{tail}")
     return lines
@@ -136,10 +139,10 @@ def parse_log(lines: list[tuple[int, str]], model: ModelInfo, settings: MemorySe
     if not layer_devices:
         raise DryRunError("llama.cpp's log did not say where the layers went:\n" + _tail(lines))
     devices = [d for d in dict.fromkeys(layer_devices) if d != HOST]
-    weights = weights_by_device(model, layer_devices, HOST)
+    weights = weights_by_device(footprint(model), layer_devices)
     kv = _kv_by_device(texts, model)
-    compute = _buffers_by_device(texts, _COMPUTE, devices)
-    other = _buffers_by_device(texts, _OUTPUT, devices)
+    compute = _buffers_by_device(texts, _COMPUTE)
+    other = _buffers_by_device(texts, _OUTPUT)
     n_ctx = next((int(m.group(1)) for m in map(_N_CTX.search, texts) if m), settings.n_ctx)
     result = []
     for name in devices + [HOST]:
@@ -206,7 +209,7 @@ def _share(totals: dict[str, int], total: int, layers: list[tuple[int, str]], wi
         given += part
 
 
-def _buffers_by_device(texts: list[str], pattern: re.Pattern, devices: list[str]) -> dict[str, int]:
+def _buffers_by_device(texts: list[str], pattern: re.Pattern) -> dict[str, int]:
     totals: dict[str, int] = defaultdict(int)
     for text in texts:
         match = pattern.search(text)
@@ -226,6 +229,7 @@ def _child_main() -> int:
 
     def emit(level: int, text: bytes, _user) -> None:
         sys.stdout.write(json.dumps([level, text.decode("utf-8", "replace")]) + "\n")
+        sys.stdout.flush()  # llama.cpp may abort the process: keep every line written so far
 
     callback = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(emit)
     llama_cpp.llama_log_set(callback, None)

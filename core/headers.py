@@ -138,7 +138,7 @@ def fetch_header(repo_id: str, filename: str, revision: str = "main", *,
                 raise HeaderError(f"The hub sent no bytes for the header of {label}.") from incomplete
             buffer += more
         except GGUFError as error:
-            raise HeaderError(f"{label} is not a readable GGUF file: {error}") from error
+            raise HeaderError(f"Not a readable GGUF file: {error}") from error
     header = bytes(buffer[:max(info.tensor_data_offset, 0) or len(buffer)])
     log.info("fetched the header of %s: %d bytes of %d", label, len(header), size)
     return _Fetched(header, size, commit, sha)

@@ -89,7 +89,8 @@ def _dedupe(models: Iterable[LocalModel]) -> list[LocalModel]:
     seen: set[Path] = set()
     kept = []
     for model in models:
-        real = model.path.resolve()
+        # HF snapshot links to one shared blob are distinct models; elsewhere a link is the same file twice.
+        real = model.path.absolute() if model.source == "huggingface" else model.path.resolve()
         if real in seen:
             continue
         seen.add(real)
@@ -98,6 +99,8 @@ def _dedupe(models: Iterable[LocalModel]) -> list[LocalModel]:
 
 
 def _inspect(model: LocalModel) -> LocalModel:
+    if model.error is not None:
+        return model
     try:
         info = read_model_info(model.path)
     except GGUFError as error:

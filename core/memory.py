@@ -10,7 +10,7 @@ llama-context.cpp) and checked against its no_alloc dry run (core/dryrun.py, ben
 - KV cache: each layer's cells live with the layer; n_ctx is padded to 256; sliding-window layers keep
   n_swa + n_ubatch cells (padded) unless swa_full; K and V rows use ggml's real block sizes;
 - recurrent state (Mamba): r and s rows per sequence, f32;
-- compute buffers: core.compute_buffer (the graph's peak working memory per device);
+- compute buffers: the graph's peak working memory per device (see the section at the end);
 - output buffer: n_vocab floats per sequence, on the host.
 """
 from __future__ import annotations
@@ -115,7 +115,7 @@ class Footprint:
     n_layers: int
     layer_weights: tuple[int, ...]   # per repeating layer
     input_weights: int               # token embeddings and the like: always on the host
-    output_weights: int              # output norm and head (with a tied head: its host-side share only)
+    output_weights: int              # output norm and head, on the output layer's device
     tied_output_bytes: int           # a tied head's copy on an offloaded output layer (0 when untied)
     is_swa: tuple[bool, ...]
     fused_qkv: bool                  # one attn_qkv projection instead of q, k, v
@@ -124,6 +124,7 @@ class Footprint:
 
 
 def footprint(model: ModelInfo) -> Footprint:
+    """Sum the tensor table once: per layer, input, output, and a tied head's copy."""
     layer_weights = [0] * model.n_layers
     input_weights = output_weights = token_embd = 0
     has_output = False
@@ -154,7 +155,7 @@ def estimate(model: ModelInfo, settings: MemorySettings, gpus: Sequence[GpuDevic
     check_settings(settings)
     prints = prints or footprint(model)
     layer_devices = place_layers(model.n_layers, settings.n_gpu_layers, gpus)
-    weights = _weights_from_footprint(prints, layer_devices)
+    weights = weights_by_device(prints, layer_devices)
     kv = kv_by_device(model, settings, layer_devices, prints)
     compute = compute_by_device(model, settings, layer_devices, prints)
     other = {HOST: output_buffer_bytes(model, settings)}
@@ -162,18 +163,6 @@ def estimate(model: ModelInfo, settings: MemorySettings, gpus: Sequence[GpuDevic
     devices = tuple(DeviceMemory.of(n, "host" if n == HOST else "gpu", weights.get(n, 0), kv.get(n, 0),
                                     compute.get(n, 0), other.get(n, 0)) for n in names)
     return MemoryEstimate(devices, tuple(layer_devices))
-
-
-def _weights_from_footprint(prints: Footprint, layer_devices: Sequence[str]) -> dict[str, int]:
-    totals: dict[str, int] = defaultdict(int)
-    for device, size in zip(layer_devices, prints.layer_weights):
-        totals[device] += size
-    output_device = layer_devices[-1]
-    totals[HOST] += prints.input_weights
-    totals[output_device] += prints.output_weights
-    if output_device != HOST:
-        totals[output_device] += prints.tied_output_bytes
-    return dict(totals)
 
 
 def check_settings(settings: MemorySettings) -> None:
@@ -231,28 +220,18 @@ def _split_points(free: Sequence[int]) -> np.ndarray:
     return (cumulative / cumulative[-1]).astype(np.float32)
 
 
-def n_gpu_layers_on(layer_devices: Sequence[str]) -> int:
-    return sum(1 for device in layer_devices if device != HOST)
-
-
 # --- weights -----------------------------------------------------------------------------------------
 
-def weights_by_device(model: ModelInfo, layer_devices: Sequence[str], host: str = HOST) -> dict[str, int]:
-    """Weight bytes per device from the tensor table, given each layer's device (output layer last)."""
-    output_device = layer_devices[-1]
+def weights_by_device(prints: Footprint, layer_devices: Sequence[str]) -> dict[str, int]:
+    """Weight bytes per device from the tensor table, given each layer's device (the output layer last)."""
     totals: dict[str, int] = defaultdict(int)
-    has_output = False
-    for tensor in model.tensors:
-        layer = tensor.layer
-        if layer is not None and layer < len(layer_devices) - 1:
-            totals[layer_devices[layer]] += tensor.n_bytes
-        elif tensor.name.startswith(INPUT_TENSORS):
-            totals[host] += tensor.n_bytes
-        else:
-            totals[output_device] += tensor.n_bytes
-            has_output = has_output or tensor.name.startswith("output.")
-    if not has_output and output_device != host:
-        totals[output_device] += sum(t.n_bytes for t in model.tensors if t.name == "token_embd.weight")
+    for device, size in zip(layer_devices, prints.layer_weights):
+        totals[device] += size
+    output_device = layer_devices[-1]
+    totals[HOST] += prints.input_weights
+    totals[output_device] += prints.output_weights
+    if output_device != HOST:
+        totals[output_device] += prints.tied_output_bytes
     return dict(totals)
 
 
@@ -452,7 +431,7 @@ def _device_compute(d: _GraphDims, settings: MemorySettings, role: _Role) -> int
     extra = 1 if role.host else 0
     phases = [0.0]
     if role.output:
-        quantized = role.host and is_quantized_kv(settings.kv_type)
+        quantized = role.host and bool(d.masks) and is_quantized_kv(settings.kv_type)
         rows = d.embd * (1 + extra + d.output_extra + quantized)
         if d.moe_used and not role.host and not role.layers and role.host_has_layers:
             rows += 1.5 * d.embd * d.moe_used

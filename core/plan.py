@@ -183,21 +183,20 @@ class _Search:
         return all(d.total_bytes <= b for d, b in zip(trial.memory.devices[:-1], self.machine.gpu_budgets))
 
     def most_layers(self, context: int) -> _Trial:
-        """The most layers whose GPU share fits the GPUs (memory grows with layers: bisect)."""
-        low, high = self.trial(0, context), self.all_layers
+        """The most layers whose share fits the GPUs (GPU memory grows with layers: bisect)."""
         if not self.machine.ids:
-            return low
-        top = self.trial(high, context)
+            return self.trial(0, context)
+        top = self.trial(self.all_layers, context)
         if self.gpus_fit(top):
             return top
-        lo, hi = 0, high  # lo fits, hi does not
+        lo, hi = 0, self.all_layers  # lo fits the GPUs, hi does not
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if self.gpus_fit(self.trial(mid, context)):
                 lo = mid
             else:
                 hi = mid
-        return self.trial(lo, context) if lo else low
+        return self.trial(lo, context)
 
     def largest_context(self, n_gpu_layers: int, low: int, high: int) -> _Trial | None:
         """The largest context in [low, high] (steps of 256) that fits everywhere with these layers."""
@@ -251,34 +250,33 @@ def _settings(model: ModelInfo, request: PlanRequest) -> MemorySettings:
 
 
 def _choose(search: _Search, request: PlanRequest, context: int) -> _Trial:
-    minimum = min(request.min_context, context)
-    shrink = request.allow_context_shrink
-    if search.machine.ids:
-        full = search.trial(search.all_layers, context)
-        if full.fits:
-            return full
-        if shrink:
-            smaller = search.largest_context(search.all_layers, minimum, context)
-            if smaller is not None:
-                return smaller
-        start = minimum if shrink else context
-        layered = search.most_layers(start)
-        if layered.n_gpu_layers > 0:
-            best = search.largest_context(layered.n_gpu_layers, start, context) if shrink else None
-            if best is not None:
-                return best
-            if layered.fits:
-                return layered
-    cpu = search.largest_context(0, minimum, context) if shrink else None
-    if cpu is not None:
-        return cpu
-    plain = search.trial(0, context)
-    return plain if plain.fits or not search.machine.ids else _most_layers_anyway(search, minimum if shrink else context)
+    """Every layer on the GPU(s), then fewer layers, then the host alone; the closest miss if nothing fits."""
+    minimum = min(request.min_context, context) if request.allow_context_shrink else context
+    for step in (_all_on_gpus, _some_on_gpus, _host_only):
+        chosen = step(search, minimum, context)
+        if chosen is not None:
+            return chosen
+    return search.most_layers(minimum)  # too large: report the most layers the GPUs take
 
 
-def _most_layers_anyway(search: _Search, context: int) -> _Trial:
-    """Nothing fits: report the closest miss, the most layers the GPUs take at the smallest context."""
-    return search.most_layers(context)
+def _all_on_gpus(search: _Search, minimum: int, context: int) -> _Trial | None:
+    if not search.machine.ids:
+        return None
+    return search.largest_context(search.all_layers, minimum, context)
+
+
+def _some_on_gpus(search: _Search, minimum: int, context: int) -> _Trial | None:
+    """The most layers the GPUs take at the smallest context, then the largest context those layers allow."""
+    if not search.machine.ids:
+        return None
+    layered = search.most_layers(minimum)
+    if layered.n_gpu_layers == 0:
+        return None
+    return search.largest_context(layered.n_gpu_layers, minimum, context)
+
+
+def _host_only(search: _Search, minimum: int, context: int) -> _Trial | None:
+    return search.largest_context(0, minimum, context)
 
 
 # --- the result ---------------------------------------------------------------------------------------
@@ -288,8 +286,10 @@ def _build_plan(search: _Search, request: PlanRequest, chosen: _Trial) -> Plan:
     devices = _device_plans(machine, chosen.memory)
     verdict = _verdict(chosen, search.all_layers)
     kv_per_layer = kv_layer_bytes(search.model, replace(search.base, n_ctx=chosen.context), search.prints)
-    speed = predict_speed(search.model, search.prints, chosen.memory.layer_devices, kv_per_layer,
-                          machine.bandwidth, machine.host_cores) if verdict != TOO_LARGE else SpeedPrediction(None, None, 0)
+    speed = SpeedPrediction(None, None, 0)
+    if verdict != TOO_LARGE:
+        speed = predict_speed(search.model, search.prints, chosen.memory.layer_devices, kv_per_layer,
+                              machine.bandwidth, machine.host_cores)
     figure, why = _explain(search, request, chosen, devices, verdict)
     return Plan(verdict, chosen.n_gpu_layers, search.all_layers, chosen.context, search.base.kv_type,
                 search.base.flash_attn, devices, _round(speed.tokens_per_second),
@@ -325,27 +325,33 @@ def _verdict(chosen: _Trial, all_layers: int) -> str:
 
 def _explain(search: _Search, request: PlanRequest, chosen: _Trial, devices: tuple[DevicePlan, ...],
              verdict: str) -> tuple[str, str]:
-    tightest = max(devices, key=lambda d: d.total_bytes / d.budget_bytes if d.budget_bytes else float("inf"))
-    figure = f"{_label(tightest)} needs {format_bytes(tightest.total_bytes)} of {format_bytes(tightest.budget_bytes)} usable"
+    """The deciding figure (the device closest to, or furthest over, its limit) and one sentence."""
+    deciding = _deciding_device(devices)
+    figure = (f"{_label(deciding).capitalize() if deciding.kind == 'host' else _label(deciding)} needs {format_bytes(deciding.total_bytes)} of "
+              f"{format_bytes(deciding.budget_bytes)} usable")
     asked = search.base.n_ctx
-    context_note = (f" with a context of {chosen.context} tokens ({asked} asked)" if chosen.context < asked
-                    else f" with a context of {chosen.context} tokens")
+    context = f" with a context of {chosen.context} tokens" + (f" ({asked} asked)" if chosen.context < asked else "")
     if verdict == TOO_LARGE:
-        over = [d for d in devices if not d.fits]
-        worst = max(over, key=lambda d: d.total_bytes - d.budget_bytes) if over else tightest
-        figure = f"{_label(worst)} needs {format_bytes(worst.total_bytes)} of {format_bytes(worst.budget_bytes)} usable"
-        return figure, (f"Does not fit: {_label(worst)} would need {format_bytes(worst.total_bytes - worst.budget_bytes)}"
-                        f" more than it can spare{context_note}.")
+        missing = format_bytes(max(deciding.total_bytes - deciding.budget_bytes, 0))
+        return figure, f"Does not fit: {_label(deciding)} would need {missing} more than it can spare{context}."
     if verdict == FULL:
-        return figure, f"All {chosen.n_gpu_layers} layers fit in GPU memory{context_note}."
+        return figure, f"All {chosen.n_gpu_layers} layers fit in GPU memory{context}."
     if verdict == CPU_ONLY:
-        reason = "no usable GPU" if not search.machine.ids else "not even one layer fits the GPU"
-        return figure, f"Runs from system RAM ({reason}){context_note}."
-    gpu_side = [d for d in devices if d.kind == "gpu"]
-    return figure, (f"{chosen.n_gpu_layers} of {search.all_layers} layers fit in GPU memory, the rest run "
-                    f"from system RAM{context_note}; GPU use {format_bytes(sum(d.total_bytes for d in gpu_side))}.")
+        reason = ("no usable GPU" if not search.machine.ids else
+                  "as asked" if request.n_gpu_layers == 0 else "not even one layer fits the GPU")
+        return figure, f"Runs from system RAM ({reason}){context}."
+    on_gpus = format_bytes(sum(d.total_bytes for d in devices if d.kind == "gpu"))
+    return figure, (f"{chosen.n_gpu_layers} of {search.all_layers} layers fit in GPU memory ({on_gpus}), "
+                    f"the rest run from system RAM{context}.")
+
+
+def _deciding_device(devices: tuple[DevicePlan, ...]) -> DevicePlan:
+    over = [d for d in devices if not d.fits]
+    if over:
+        return max(over, key=lambda d: d.total_bytes - d.budget_bytes)
+    return max(devices, key=lambda d: d.total_bytes / d.budget_bytes if d.budget_bytes else float("inf"))
 
 
 def _label(device: DevicePlan) -> str:
-    return "The host" if device.kind == "host" else device.name
+    return "the host" if device.kind == "host" else device.name
 

@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     arguments = parse_arguments(argv)
     log_path = logs.configure()
+    recorder = _start_crash_recorder()  # before this run logs: a report takes the last run's log lines
     log.info("LlamaDesk starting (log file: %s)", log_path)
     qInstallMessageHandler(_forward_qt_message)
-    recorder = _start_crash_recorder()
     try:
         return _run(arguments, argv, recorder)
     except Exception:

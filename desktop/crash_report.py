@@ -208,7 +208,8 @@ def _run_start(path: Path) -> float | None:
 # --- the offer at the next start (Qt) ------------------------------------------------------------------
 
 def offer_unseen_reports(parent, recorder: CrashRecorder):
-    """Ask, without blocking the window, whether to show the newest unseen report; mark them all seen.
+    """Ask, without blocking the window, whether to show the newest unseen report; once answered, mark
+    every unseen report seen.
 
     Returns the question box (None when there is nothing to offer) so callers and tests can answer it.
     """
@@ -229,13 +230,14 @@ def offer_unseen_reports(parent, recorder: CrashRecorder):
     # Not WA_DeleteOnClose: the box lives until its window goes (deleting it on close made PySide 6.12
     # crash when the window was torn down later).
 
-    def answered() -> None:
-        if box.clickedButton() is show:
+    def answered(button) -> None:
+        if button is show:
             show_report(parent, newest)
         for report in reports:
             recorder.mark_seen(report)
 
-    box.finished.connect(answered)
+    # Any answer (a button, Escape, the title bar's close) marks them seen; quitting the app does not.
+    box.buttonClicked.connect(answered)
     box.show()
     return box
 

@@ -7,10 +7,11 @@
        Linux    validate the .desktop entry, then dist/LlamaDesk-<version>-linux-<arch>.tar.gz
                 (the bundle + install.sh + the .desktop entry; install.sh installs per user, no root);
        macOS    dist/LlamaDesk-<version>-macos-<arch>.dmg (packaging/macos/make_dmg.sh);
-       Windows  dist/LlamaDesk-<version>-windows-setup.exe when Inno Setup's ISCC is on PATH,
-  4. with --smoke-test, the bundled app's own `--self-test` on the test model (under Xvfb when it exists).
+       Windows  dist/LlamaDesk-<version>-windows-setup.exe when Inno Setup's ISCC is on PATH;
+  4. the smoke test: the bundled app's own `--self-test` on the test model (LLAMADESK_TEST_MODEL, set by
+     `make package`, or --smoke-test MODEL), under Xvfb when xvfb-run exists, else offscreen.
 
-Usage: python packaging/build.py [--clean] [--dist DIR] [--work DIR] [--smoke-test [MODEL.gguf]]
+Usage: python packaging/build.py [--clean] [--dist DIR] [--work DIR] [--smoke-test [MODEL] | --no-smoke-test]
 """
 from __future__ import annotations
 
@@ -192,7 +193,11 @@ def smoke_test(paths: BuildPaths, model: Path) -> dict:
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.unlink(missing_ok=True)
     cmd: list = [paths.executable, "--self-test", model, "--self-test-result", result_path]
-    env = dict(os.environ)
+    # Its own LlamaDesk home (settings, logs) under the work folder: the user's recent models stay as
+    # they are, and the smoke test's log is there to read when it fails.
+    home = paths.work / "smoke-home"
+    shutil.rmtree(home, ignore_errors=True)
+    env = dict(os.environ, LLAMADESK_HOME=str(home))
     if sys.platform.startswith("linux"):
         if shutil.which("xvfb-run"):
             cmd = ["xvfb-run", "-a", *cmd]
@@ -205,13 +210,23 @@ def smoke_test(paths: BuildPaths, model: Path) -> dict:
         raise BuildError(f"The bundled self-test did not finish within {SMOKE_TIMEOUT_S} s.") from error
     except BuildError as error:
         detail = result_path.read_text(encoding="utf-8") if result_path.exists() else "(no result written)"
-        raise BuildError(f"The bundled self-test failed: {error}\n{detail}") from error
+        raise BuildError(f"The bundled self-test failed: {error}\n{detail}\nIts log: {home / 'logs'}") from error
     return json.loads(result_path.read_text(encoding="utf-8"))
 
 
-def default_model() -> Path | None:
+def smoke_test_model(arguments: argparse.Namespace) -> Path | None:
+    """The model for the smoke test, or None when it is not wanted (or no model is known)."""
+    if arguments.no_smoke_test:
+        return None
+    if arguments.smoke_test:
+        return Path(arguments.smoke_test)
     value = os.environ.get("LLAMADESK_TEST_MODEL")
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    if arguments.smoke_test is not None:
+        raise BuildError("--smoke-test needs a model path or LLAMADESK_TEST_MODEL.")
+    say("no smoke test: no model given (--smoke-test MODEL) and LLAMADESK_TEST_MODEL is not set")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=BuildPaths.work,
                         help="PyInstaller's work folder (default build/pyinstaller)")
     parser.add_argument("--smoke-test", nargs="?", const="", metavar="MODEL",
-                        help="run the bundled app's --self-test (default model: $LLAMADESK_TEST_MODEL)")
+                        help="run the bundled app's --self-test on MODEL (default: $LLAMADESK_TEST_MODEL, "
+                             "which `make package` sets: then the smoke test runs without this option)")
+    parser.add_argument("--no-smoke-test", action="store_true", help="skip the smoke test")
     arguments = parser.parse_args(argv)
     version = app_version()
     paths = BuildPaths(arguments.dist.resolve(), arguments.work.resolve())
@@ -233,10 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         for output in outputs:
             size = folder_bytes(output) if output.is_dir() else output.stat().st_size
             say(f"output: {output} ({mib(size)})")
-        if arguments.smoke_test is not None:
-            model = Path(arguments.smoke_test) if arguments.smoke_test else default_model()
-            if model is None:
-                raise BuildError("--smoke-test needs a model path or LLAMADESK_TEST_MODEL.")
+        model = smoke_test_model(arguments)
+        if model is not None:
             result = smoke_test(paths, model)
             say(f"smoke test passed: {result['tokens']} tokens at {result['tokens_per_second']} tok/s, "
                 f"window shown after {result['window_shown_seconds']} s")

@@ -112,8 +112,12 @@ COLUMNS = ("Free", "Weights", "KV cache", "Compute", "Other", "Total")
 
 
 def describe(info: ModelInfo, snapshot: hardware.HardwareSnapshot, chosen: Plan, exact: bool) -> str:
-    speed = (f"~{chosen.predicted_tokens_per_second:.0f} tok/s generating"
-             if chosen.predicted_tokens_per_second else "unknown (no bandwidth figure)")
+    if not chosen.fits:
+        speed = "none: it does not run here"
+    elif chosen.predicted_tokens_per_second:
+        speed = f"~{chosen.predicted_tokens_per_second:.0f} tok/s generating"
+    else:
+        speed = "unknown (no memory bandwidth figure for this machine)"
     if chosen.predicted_prompt_tokens_per_second:
         speed += f", ~{chosen.predicted_prompt_tokens_per_second:.0f} tok/s reading the prompt (rough)"
     lines = [

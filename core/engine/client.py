@@ -39,6 +39,7 @@ KILL_SECONDS = 2.0
 STDERR_TAIL_LINES = 20
 STDERR_TAIL_BYTES = 16384
 KEPT_CRASH_LOGS = 10
+ANSWER_DRAIN_SECONDS = 2.0
 
 
 class _WorkerDied(Exception):
@@ -116,7 +117,9 @@ class EngineClient:
         self._loaded: LoadedModel | None = None
         self._request_ids = itertools.count(1)
         self._current_request = 0
-        self._lock = threading.Lock()            # one load or chat at a time (any thread may release)
+        self._load_lock = threading.Lock()       # one load or unload at a time
+        self._state = threading.Condition()      # guards _answering; notified when an answer ends
+        self._answering = False
         self._closing = False
 
     # ------------------------------------------------------------------------------- state
@@ -137,8 +140,8 @@ class EngineClient:
     def load(self, settings: LoadSettings, *, on_progress: Callable[[float], None] | None = None,
              step_down: bool = True) -> LoadedModel:
         """Load in a fresh worker; on a memory failure step down (when allowed). Blocking."""
-        with self._lock:
-            self._end_worker()
+        with self._load_lock:
+            self._finish_answer_then(self._end_worker)
             result = self._attempt(settings, on_progress)
             if isinstance(result, LoadedModel):
                 return self._accept(result, ())
@@ -201,29 +204,50 @@ class EngineClient:
         return self._stream(request)
 
     def _stream(self, request: ChatRequest) -> Iterator[ChatEvent]:
-        with self._lock:
-            worker = self._worker
-            if worker is None:
+        worker = self._begin_answer()
+        partial: list[str] = []
+        finished = False
+        try:
+            worker.send(request)
+            while not finished:
+                message = worker.receive()
+                finished = isinstance(message, AnswerFinished)
+                if isinstance(message, ChatFailed):
+                    finished = True
+                    raise _chat_error(message)
+                if isinstance(message, TokenText):
+                    partial.append(message.text)
+                yield message
+        except _WorkerDied:
+            finished = True
+            raise self._crash_error(worker, "".join(partial)) from None
+        finally:
+            if not finished:                     # the caller stopped iterating early
+                self._abandon(worker, request.request_id)
+            self._end_answer()
+
+    def _begin_answer(self) -> _Worker:
+        with self._state:
+            if self._answering:
+                raise EngineError("The engine is still answering: stop that answer first.")
+            if self._worker is None or self._loaded is None:
                 raise NotLoaded("No model is loaded: load one before chatting.")
-            partial: list[str] = []
-            finished = False
-            try:
-                worker.send(request)
-                while not finished:
-                    message = worker.receive()
-                    finished = isinstance(message, AnswerFinished)
-                    if isinstance(message, ChatFailed):
-                        finished = True
-                        raise _chat_error(message)
-                    if isinstance(message, TokenText):
-                        partial.append(message.text)
-                    yield message
-            except _WorkerDied:
-                finished = True
-                raise self._crash_error(worker, "".join(partial)) from None
-            finally:
-                if not finished:                 # the caller stopped iterating early
-                    self._abandon(worker, request.request_id)
+            self._answering = True
+            return self._worker
+
+    def _end_answer(self) -> None:
+        with self._state:
+            self._answering = False
+            self._state.notify_all()
+
+    def _finish_answer_then(self, action: Callable[[], None]) -> None:
+        """Stop a running answer, give its reader a moment to drain it, then act (killing if need be)."""
+        self.stop()
+        with self._state:
+            drained = self._state.wait_for(lambda: not self._answering, timeout=ANSWER_DRAIN_SECONDS)
+            if not drained:
+                log.warning("an answer was not drained in %.0f s; ending its worker", ANSWER_DRAIN_SECONDS)
+        action()
 
     def _abandon(self, worker: _Worker, request_id: int) -> None:
         """Stop the answer nobody reads any more, and drain it so the next chat starts clean."""
@@ -246,9 +270,8 @@ class EngineClient:
         """Free the model: its worker process exits, and with it every byte it held."""
         self._closing = True
         try:
-            self.stop()
-            with self._lock:
-                self._end_worker()
+            with self._load_lock:
+                self._finish_answer_then(self._end_worker)
         finally:
             self._closing = False
 

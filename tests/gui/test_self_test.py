@@ -151,3 +151,17 @@ def test_a_run_killed_without_a_trace_leaves_no_report():
     recorder = CrashRecorder()
     assert recorder.collect_leftovers() == []
     assert recorder.unseen() == [] and not list(folder.iterdir())
+
+
+def test_the_app_adopts_an_earlier_crash_and_leaves_no_trace_of_a_clean_run(tmp_path):
+    folder = crash_dir()
+    folder.mkdir(parents=True)
+    (folder / "run-999999-1700000000.txt").write_text("Fatal Python error: Aborted\n")
+    not_a_model = tmp_path / "empty.gguf"
+    not_a_model.write_bytes(b"")
+    done = run_self_test(not_a_model, tmp_path / "result.json")
+    assert done.returncode == 1   # the self-test failed (an empty file), but the app ran and exited cleanly
+    [report] = CrashRecorder().unseen()   # a self-test never asks: the report waits for a person
+    assert "Fatal Python error: Aborted" in report.text()
+    assert not list(folder.glob("run-*.txt"))
+    assert "LlamaDesk starting" in (folder.parent / "llamadesk.log").read_text()

@@ -1,0 +1,98 @@
+"""The last ten minutes of memory samples: a fixed-size ring buffer with series for charts.
+
+Appending is O(1) (the oldest sample falls out once the buffer is full); a series is the list of
+(timestamp, value) points for one figure, skipping samples where that figure is unknown (None).
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Iterator
+
+from core.monitor import MemorySample
+
+WINDOW_SECONDS = 600
+SAMPLE_INTERVAL_SECONDS = 1.0
+CAPACITY = int(WINDOW_SECONDS / SAMPLE_INTERVAL_SECONDS)
+
+Figure = Callable[[MemorySample], "float | None"]
+Point = tuple[float, float]
+
+
+class MemoryHistory:
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError(f"A memory history holds at least one sample, not {capacity}.")
+        self._samples: deque[MemorySample] = deque(maxlen=capacity)
+
+    @property
+    def capacity(self) -> int:
+        return self._samples.maxlen or 0
+
+    def append(self, sample: MemorySample) -> None:
+        self._samples.append(sample)
+
+    def clear(self) -> None:
+        self._samples.clear()
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __iter__(self) -> Iterator[MemorySample]:
+        return iter(self._samples)
+
+    @property
+    def latest(self) -> MemorySample | None:
+        return self._samples[-1] if self._samples else None
+
+    def series(self, figure: Figure) -> list[Point]:
+        """(timestamp, value) for every sample where `figure` is known, oldest first."""
+        points = []
+        for sample in self._samples:
+            value = figure(sample)
+            if value is not None:
+                points.append((sample.timestamp, float(value)))
+        return points
+
+    def peak(self, figure: Figure) -> float | None:
+        """The largest known value of `figure` over the history; None when it was never known."""
+        values = [value for value in map(figure, self._samples) if value is not None]
+        return max(values) if values else None
+
+
+# Figures most charts want, ready to pass to series() and peak().
+
+def engine_resident(sample: MemorySample) -> float | None:
+    return sample.engine_resident_bytes
+
+
+def app_resident(sample: MemorySample) -> float | None:
+    return sample.app_resident_bytes
+
+
+def cpu_percent(sample: MemorySample) -> float | None:
+    return sample.cpu_percent
+
+
+def _gpu(sample: MemorySample, index: int):
+    return next((gpu for gpu in sample.gpus if gpu.index == index), None)
+
+
+def gpu_used(index: int) -> Figure:
+    def figure(sample: MemorySample) -> float | None:
+        gpu = _gpu(sample, index)
+        return None if gpu is None else gpu.used_bytes
+    return figure
+
+
+def gpu_app_used(index: int) -> Figure:
+    def figure(sample: MemorySample) -> float | None:
+        gpu = _gpu(sample, index)
+        return None if gpu is None else gpu.app_used_bytes
+    return figure
+
+
+def gpu_utilisation(index: int) -> Figure:
+    def figure(sample: MemorySample) -> float | None:
+        gpu = _gpu(sample, index)
+        return None if gpu is None else gpu.utilisation_percent
+    return figure

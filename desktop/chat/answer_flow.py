@@ -1,0 +1,135 @@
+"""One answer at a time, from the question to the stored answer.
+
+`ask` stores the question and an empty answer (ChatStore.begin_answer) off the UI thread, then asks the
+engine; each token is appended to the store as it arrives (the store batches the writes), and the finish
+writes the engine's final text with its statistics. A cancelled answer is kept, marked stopped; an engine
+that dies mid-answer leaves the partial text in the conversation and the store, marked interrupted.
+The conversation object in memory is kept in step with the store, using the store's message ids.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, Signal
+
+from core.chats import Conversation, Message, MessageStats, SamplingValues
+from core.engine.protocol import AnswerFinished, SamplingSettings
+from core.store import ChatStore
+from desktop.chat.store_queue import StoreQueue
+from desktop.engine_session import EngineSession
+
+
+@dataclass
+class ActiveAnswer:
+    conversation: Conversation
+    message_id: str
+    text: str = ""
+
+
+class AnswerFlow(QObject):
+    changed = Signal(object)            # a Conversation whose visible thread changed
+    streamed = Signal(object, str)      # Conversation, answer message id: new text arrived
+    running_changed = Signal(bool)
+    notice = Signal(str, str)           # level, sentence
+
+    def __init__(self, session: EngineSession, store: ChatStore, queue: StoreQueue, parent=None) -> None:
+        super().__init__(parent)
+        self._session = session
+        self._store = store
+        self._queue = queue
+        self._active: ActiveAnswer | None = None
+        self._starting = False
+        session.token_arrived.connect(self._token)
+        session.context_trimmed.connect(self._trimmed)
+        session.answer_finished.connect(self._finished)
+        session.answer_failed.connect(self._failed)
+
+    @property
+    def running(self) -> bool:
+        return self._starting or self._active is not None
+
+    @property
+    def active(self) -> ActiveAnswer | None:
+        return self._active
+
+    def ask(self, conversation: Conversation, question: str | None, parent_id: str | None) -> None:
+        """Answer `question` asked under `parent_id`; with no question, answer `parent_id` (the user message)
+        again (Regenerate: a new sibling answer)."""
+        if self.running:
+            return
+        self._set_starting(True)
+        self._queue.call(_store_turn, self._store, conversation.id, question, parent_id,
+                         done=lambda stored: self._begin(conversation, *stored),
+                         failed=self._store_failed)
+
+    def stop(self) -> None:
+        if self._active is not None:
+            self._session.stop()
+
+    # --- stages ---
+
+    def _begin(self, conversation: Conversation, question: Message | None, answer_id: str,
+               answer_parent: str) -> None:
+        if question is not None:
+            conversation.add("user", question.content, parent_id=question.parent_id, message_id=question.id)
+        conversation.add("assistant", "", parent_id=answer_parent, message_id=answer_id)
+        self._active = ActiveAnswer(conversation, answer_id)
+        self._starting = False
+        self.changed.emit(conversation)
+        self._session.ask(conversation.engine_messages(answer_parent), engine_sampling(conversation.sampling))
+
+    def _token(self, text: str) -> None:
+        answer = self._active
+        if answer is None:
+            return
+        answer.text += text
+        self._queue.call(self._store.append_answer, answer.message_id, text)
+        self.streamed.emit(answer.conversation, answer.message_id)
+
+    def _finished(self, finished: AnswerFinished) -> None:
+        stats = MessageStats.from_engine(finished.stats)
+        self._close(finished.text, stats, stopped=stats.stop_reason == "cancelled")
+
+    def _failed(self, sentence: str, partial: str) -> None:
+        if self._active is None:
+            self.notice.emit("error", f"The model could not answer: {sentence}")
+            return
+        text = partial if len(partial) >= len(self._active.text) else self._active.text
+        self._close(text, MessageStats(stop_reason="crashed"), stopped=True)
+        self.notice.emit("error", f"The engine stopped unexpectedly ({sentence}). The answer so far is kept in "
+                                  "the chat, marked interrupted.")
+
+    def _close(self, text: str, stats: MessageStats, *, stopped: bool) -> None:
+        answer, self._active = self._active, None
+        if answer is None:
+            return
+        answer.conversation.update(answer.message_id, content=text, stopped_early=stopped, stats=stats)
+        self._queue.call(self._store.finish_answer, answer.message_id, stats, stopped, text)
+        self.changed.emit(answer.conversation)
+        self.running_changed.emit(False)
+
+    def _trimmed(self, dropped: int) -> None:
+        self.notice.emit("info", f"This chat is longer than the model's context: the {dropped} oldest message(s) "
+                                 "were left out of this answer (the system prompt is kept).")
+
+    def _store_failed(self, error: BaseException) -> None:
+        self._set_starting(False)
+        self.notice.emit("error", f"The message could not be saved, so it was not sent: {error}")
+
+    def _set_starting(self, starting: bool) -> None:
+        self._starting = starting
+        self.running_changed.emit(self.running)
+
+
+def _store_turn(store: ChatStore, conversation_id: str, question: str | None,
+                parent_id: str | None) -> tuple[Message | None, str, str]:
+    """Background: store the question (if any) and begin its answer; returns (question, answer id, its parent)."""
+    stored = store.add_message(conversation_id, "user", question, parent_id) if question is not None else None
+    answer_parent = stored.id if stored else parent_id
+    return stored, store.begin_answer(conversation_id, answer_parent), answer_parent
+
+
+def engine_sampling(values: SamplingValues) -> SamplingSettings:
+    return SamplingSettings(temperature=values.temperature, top_p=values.top_p, top_k=values.top_k,
+                            min_p=values.min_p, repeat_penalty=values.repeat_penalty, seed=values.seed,
+                            max_tokens=values.max_tokens)

@@ -1,0 +1,197 @@
+"""The conversation as one rich-text document (a QTextBrowser): one frame per message.
+
+Opening a long chat renders it in slices of a few milliseconds each, so the window never stalls; a
+streaming answer is re-rendered at most STREAM_FPS times a second, not per token. Branch changes
+re-render only from the message that changed. Clicking an action link emits `action(name, message_id)`;
+Copy and "Copy code" go to the clipboard here.
+"""
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QTimer, QUrl, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QTextCharFormat, QTextCursor, QTextBlockFormat, QTextFrame
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QTextBrowser
+
+from desktop.chat.message_views import MessageView
+from desktop.chat.message_writer import MUTED, MessageWriter
+
+STREAM_FPS = 15
+SLICE_BUDGET_S = 0.012      # rendering work per event-loop turn while opening a long chat
+FOLLOW_SLACK_PX = 48        # "at the bottom" if this close: new text keeps the view scrolled down
+
+
+class ChatView(QTextBrowser):
+    action = Signal(str, str)          # action name ("edit", "regenerate", "previous", "next"), message id
+    copied = Signal(str)               # what was put on the clipboard: "message" | "code"
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chatView")
+        self.setAccessibleName("Conversation")
+        self.setAccessibleDescription("The messages of this chat. Tab moves between the links under each message.")
+        self.setOpenLinks(False)
+        self.anchorClicked.connect(self._link_clicked)
+        self.document().setDocumentMargin(16)
+        self._writer = MessageWriter(self.font())
+        self._views: list[MessageView] = []
+        self._frames: list[QTextFrame] = []
+        self._codes: dict[str, list[str]] = {}
+        self._queue: list[MessageView] = []
+        self._slicer = QTimer(self, singleShot=True, interval=0)
+        self._slicer.timeout.connect(self._render_slice)
+        self._stream_timer = QTimer(self, interval=1000 // STREAM_FPS)
+        self._stream_timer.timeout.connect(self._render_stream)
+        self._stream_view: MessageView | None = None
+
+    # --- what is shown ---
+
+    @property
+    def views(self) -> list[MessageView]:
+        return list(self._views)
+
+    @property
+    def rendering(self) -> bool:
+        """True while a long chat is still being laid out slice by slice."""
+        return bool(self._queue)
+
+    def show_hint(self, text: str) -> None:
+        """An empty chat: a muted line instead of messages."""
+        self._reset()
+        hint = QTextCharFormat()
+        hint.setForeground(QColor(MUTED))
+        centred = QTextBlockFormat()
+        centred.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        centred.setTopMargin(40)
+        cursor = QTextCursor(self.document())
+        cursor.setBlockFormat(centred)
+        cursor.insertText(text, hint)
+
+    def show_thread(self, views: list[MessageView]) -> None:
+        self._reset()
+        self._queue = list(views)
+        self._render_slice()
+
+    def replace_from(self, index: int, views: list[MessageView]) -> None:
+        """Keep messages before `index`; show `views` (the thread from `index` on) after them."""
+        self._finish_rendering()
+        if not self._views:
+            self.document().clear()
+        self._remove_from(index)
+        self._queue = list(views)
+        self._render_slice()
+
+    # --- streaming ---
+
+    def stream(self, view: MessageView) -> None:
+        """The last message's newest text; drawn on the next frame tick."""
+        self._stream_view = view
+        if not self._stream_timer.isActive():
+            self._stream_timer.start()
+
+    def end_stream(self, view: MessageView) -> None:
+        self._stream_timer.stop()
+        self._stream_view = None
+        self._finish_rendering()
+        if self._views and self._views[-1].id == view.id:
+            self._rewrite(len(self._views) - 1, view)
+
+    def _render_stream(self) -> None:
+        view, self._stream_view = self._stream_view, None
+        if view is None:
+            self._stream_timer.stop()
+        elif self._views and self._views[-1].id == view.id and not self._queue:
+            self._rewrite(len(self._views) - 1, view)
+
+    # --- text of the messages (for Copy and tests) ---
+
+    def message_text(self, message_id: str) -> str:
+        return next((v.text for v in self._views if v.id == message_id), "")
+
+    # --- rendering ---
+
+    def _reset(self) -> None:
+        self._slicer.stop()
+        self._queue = []
+        self._views, self._frames, self._codes = [], [], {}
+        self.document().clear()
+
+    def _finish_rendering(self) -> None:
+        while self._queue:
+            self._render_slice()
+        self._slicer.stop()
+
+    def _render_slice(self) -> None:
+        """Append queued messages for about SLICE_BUDGET_S, as one edit (one re-layout), then yield."""
+        started = time.perf_counter()
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        while self._queue and time.perf_counter() - started < SLICE_BUDGET_S:
+            self._append(self._queue.pop(0), cursor)
+        cursor.endEditBlock()
+        if self._queue:
+            self._slicer.start()
+        self._scroll_to_end()
+
+    def _append(self, view: MessageView, cursor: QTextCursor | None = None) -> None:
+        cursor = cursor or QTextCursor(self.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        frame = cursor.insertFrame(self._writer.frame_format(view.role))
+        self._codes[view.id] = self._writer.write(cursor, view)
+        self._views.append(view)
+        self._frames.append(frame)
+
+    def _rewrite(self, index: int, view: MessageView) -> None:
+        following = self._at_bottom()
+        frame = self._frames[index]
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(frame.firstPosition())
+        cursor.setPosition(frame.lastPosition(), QTextCursor.MoveMode.KeepAnchor)
+        cursor.beginEditBlock()
+        cursor.removeSelectedText()
+        cursor.setBlockFormat(QTextBlockFormat())
+        self._codes[view.id] = self._writer.write(cursor, view)
+        cursor.endEditBlock()
+        self._views[index] = view
+        if following:
+            self._scroll_to_end()
+
+    def _remove_from(self, index: int) -> None:
+        if index >= len(self._frames):
+            return
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(max(self._frames[index].firstPosition() - 1, 0))
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        del self._frames[index:]
+        del self._views[index:]
+
+    def _at_bottom(self) -> bool:
+        bar = self.verticalScrollBar()
+        return bar.value() >= bar.maximum() - FOLLOW_SLACK_PX
+
+    def _scroll_to_end(self) -> None:
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    # --- links ---
+
+    def _link_clicked(self, url: QUrl) -> None:
+        address = url.toString()
+        if not address.startswith("act:"):
+            return
+        name, _, rest = address[4:].partition("/")
+        if name == "copy":
+            self._copy(self.message_text(rest), "message")
+        elif name == "code":
+            message_id, _, number = rest.partition("/")
+            codes = self._codes.get(message_id, [])
+            if number.isdigit() and int(number) < len(codes):
+                self._copy(codes[int(number)], "code")
+        else:
+            self.action.emit(name, rest)
+
+    def _copy(self, text: str, what: str) -> None:
+        QGuiApplication.clipboard().setText(text)
+        self.copied.emit(what)

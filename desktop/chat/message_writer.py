@@ -1,0 +1,134 @@
+"""Writes one message into the chat document: a frame with the speaker, the Markdown body (prose through
+Qt's Markdown reader, code blocks highlighted with a Copy link) and a footer of statistics and actions.
+
+Actions are links with `act:` addresses (act:copy/<id>, act:edit/<id>, act:regenerate/<id>,
+act:previous/<id>, act:next/<id>, act:code/<id>/<n>) that the chat view turns into signals.
+"""
+from __future__ import annotations
+
+from PySide6.QtGui import (QColor, QFont, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextFrameFormat,
+                           QTextLength, QTextTableFormat)
+
+from desktop.chat.code_highlight import insert_code
+from desktop.chat.markdown_blocks import split_blocks
+from desktop.chat.message_views import MessageView
+
+ACCENT = "#2f6fdb"
+MUTED = "#6b7580"
+SPEAKERS = {"user": ("You", ACCENT), "assistant": ("Assistant", "#1f7a45"), "system": ("System", "#b5651d")}
+BUBBLES = {"user": "#eaf1fc", "assistant": "#ffffff", "system": "#fff7ec"}
+CODE_BACKGROUND = "#f6f8fa"
+CODE_BORDER = "#d9dee4"
+
+
+class MessageWriter:
+    """Formats are built once; `write` is called for every message shown or re-rendered."""
+
+    def __init__(self, base_font: QFont) -> None:
+        self._body = QTextCharFormat()
+        self._muted = _char_format(MUTED, size=base_font.pointSizeF() - 1)
+        self._link = _char_format(ACCENT, size=base_font.pointSizeF() - 1)
+        self._headings = {role: _char_format(colour, bold=True) for role, (_, colour) in SPEAKERS.items()}
+
+    def frame_format(self, role: str) -> QTextFrameFormat:
+        frame = QTextFrameFormat()
+        frame.setBackground(QColor(BUBBLES.get(role, "#ffffff")))
+        frame.setPadding(10)
+        frame.setBorder(1 if role == "assistant" else 0)
+        frame.setBorderBrush(QColor("#e3e7ec"))
+        frame.setBorderStyle(QTextFrameFormat.BorderStyle.BorderStyle_Solid)
+        frame.setTopMargin(4)
+        frame.setBottomMargin(4)
+        frame.setLeftMargin(64 if role == "user" else 0)
+        frame.setRightMargin(0 if role == "user" else 24)
+        return frame
+
+    def write(self, cursor: QTextCursor, view: MessageView) -> list[str]:
+        """Write the message at the cursor (inside its frame); returns the code of its code blocks."""
+        name, _ = SPEAKERS[view.role]
+        cursor.insertText(name, self._headings[view.role])
+        if view.streaming:
+            cursor.insertText("  writing…", self._muted)
+        codes = self._write_body(cursor, view)
+        self._write_footer(cursor, view)
+        return codes
+
+    def _write_body(self, cursor: QTextCursor, view: MessageView) -> list[str]:
+        codes: list[str] = []
+        for block in split_blocks(view.text):
+            if block.kind == "code":
+                self._write_code(cursor, block.text, block.language, f"act:code/{view.id}/{len(codes)}")
+                codes.append(block.text)
+            else:
+                cursor.insertBlock(QTextBlockFormat(), self._body)
+                if view.role == "assistant":
+                    cursor.insertMarkdown(block.text)
+                else:
+                    cursor.insertText(block.text, self._body)
+        return codes
+
+    def _write_code(self, cursor: QTextCursor, code: str, language: str, copy_href: str) -> None:
+        table = cursor.insertTable(2, 1, _code_table_format())
+        header = table.cellAt(0, 0).firstCursorPosition()
+        header.insertText((language or "code") + "   ", self._muted)
+        header.insertText("Copy code", _link_format(self._link, copy_href))
+        body = table.cellAt(1, 0).firstCursorPosition()
+        insert_code(body, code, language)
+        cursor.setPosition(table.lastPosition() + 1)
+
+    def _write_footer(self, cursor: QTextCursor, view: MessageView) -> None:
+        if view.streaming:
+            return
+        footer = QTextBlockFormat()
+        footer.setTopMargin(4)
+        cursor.insertBlock(footer, self._muted)
+        if view.footnote:
+            cursor.insertText(view.footnote + "    ", self._muted)
+        for label, action in _actions(view):
+            cursor.insertText(label, _link_format(self._link, f"act:{action}/{view.id}") if action else self._muted)
+            cursor.insertText("  ", self._muted)
+
+
+def _actions(view: MessageView) -> list[tuple[str, str]]:
+    actions = [("Copy", "copy")]
+    if view.role == "user":
+        actions.append(("Edit", "edit"))
+    if view.role == "assistant":
+        actions.append(("Regenerate", "regenerate"))
+    if view.has_branches:
+        position, count = view.branch
+        actions += [("‹", "previous" if position > 1 else ""), (f"{position}/{count}", ""),
+                    ("›", "next" if position < count else "")]
+    return actions
+
+
+def _char_format(colour: str, *, size: float = 0, bold: bool = False) -> QTextCharFormat:
+    char_format = QTextCharFormat()
+    char_format.setForeground(QColor(colour))
+    if size > 0:
+        char_format.setFontPointSize(max(size, 7.0))
+    if bold:
+        char_format.setFontWeight(QFont.Weight.DemiBold)
+    return char_format
+
+
+def _link_format(base: QTextCharFormat, href: str) -> QTextCharFormat:
+    link = QTextCharFormat(base)
+    link.setAnchor(True)
+    link.setAnchorHref(href)
+    return link
+
+
+def _code_table_format() -> QTextTableFormat:
+    table = QTextTableFormat()
+    table.setBackground(QColor(CODE_BACKGROUND))
+    table.setBorder(1)
+    table.setBorderBrush(QColor(CODE_BORDER))
+    table.setBorderStyle(QTextFrameFormat.BorderStyle.BorderStyle_Solid)
+    table.setBorderCollapse(True)
+    table.setCellPadding(6)
+    table.setCellSpacing(0)
+    table.setTopMargin(6)
+    table.setBottomMargin(6)
+    table.setWidth(QTextLength(QTextLength.Type.PercentageLength, 100))
+    return table

@@ -1,0 +1,226 @@
+"""The memory dashboard: where the memory went, now and over the last ten minutes.
+
+    dashboard = MemoryDashboard()
+    sampler.sampled.connect(dashboard.show_sample)            # desktop.monitor.sampler.MemorySampler
+    session.loaded.connect(dashboard.show_loaded_model)       # LoadedModel -> "Prediction vs actual"
+
+It never samples by itself: whoever owns the 1 Hz MemorySampler feeds it. From top to bottom: host RAM
+as a stacked bar (engine / app / others / free), one such bar per GPU (this app / others / free) or a
+sentence when there is none, the prediction box, and line charts of RAM, VRAM and utilisation. The
+content scrolls when the panel is shorter than it.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from core.engine.protocol import LoadedModel
+from core.memory_history import MemoryHistory
+from core.monitor import GpuMemory, MemorySample, PredictionComparison, RamSplit, VramSplit
+from core.units import format_bytes
+from desktop.monitor.history_chart import HistoryChart
+from desktop.monitor.prediction_box import PredictionBox
+from desktop.monitor.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
+
+NO_GPU = "No GPU detected — everything runs on the CPU"
+WAITING = "Waiting for the first sample…"
+ENGINE_COLOR = "#2f6fdb"
+APP_COLOR = "#8fb3ee"
+OTHERS_COLOR = "#a9b2bc"
+CPU_LINE, APP_LINE = 0, 5  # HistoryChart.COLORS slots; GPU n draws in slot n + 1 on every chart
+
+STYLE = """
+#memoryDashboard, #memoryDashboardContent { background: #ffffff; }
+#dashboardHeading { font-weight: 600; font-size: 11pt; color: #1d2329; }
+#dashboardSectionTitle { font-weight: 600; color: #1d2329; }
+#dashboardSectionFigure, #dashboardNote { color: #5b6670; }
+#dashboardLegend { color: #3c4650; }
+#predictionBox { font-weight: 600; color: #1d2329; border: 1px solid #dde1e6; border-radius: 6px;
+                 margin-top: 8px; padding: 6px 4px 4px 4px; background: #f6f7f9; }
+#predictionBox::title { subcontrol-origin: margin; left: 8px; padding: 0 4px; }
+#predictionBox QLabel { font-weight: normal; color: #3c4650; }
+#predictionBox QLabel#predictionModel { font-weight: 600; color: #1d2329; }
+"""
+
+
+# --- what the bars show (the figures come from core.monitor's splits) ---
+
+def ram_parts(split: RamSplit, engine_running: bool) -> list[BarPart]:
+    engine = [BarPart("Engine", split.engine_bytes, ENGINE_COLOR, dark=True)] if engine_running else []
+    return engine + [BarPart("App", split.app_bytes, APP_COLOR),
+                     BarPart("Others", split.others_bytes, OTHERS_COLOR),
+                     BarPart("Free", split.free_bytes, EMPTY_COLOR)]
+
+
+def vram_parts(split: VramSplit) -> list[BarPart]:
+    if split.app_bytes is None:
+        used = [BarPart("Used (per-process share unknown)", split.others_bytes, OTHERS_COLOR)]
+    else:
+        used = [BarPart("This app", split.app_bytes, ENGINE_COLOR, dark=True),
+                BarPart("Others", split.others_bytes, OTHERS_COLOR)]
+    return used + [BarPart("Free", split.free_bytes, EMPTY_COLOR)]
+
+
+def busy_text(percent: float | None, what: str = "") -> str:
+    """'CPU 23 % busy', '61 % busy', or '' when unknown."""
+    if percent is None:
+        return ""
+    return f"{what} {percent:.0f} % busy".strip()
+
+
+def gpu_title(gpu: GpuMemory) -> str:
+    shared = " (shares host RAM)" if gpu.unified_memory else ""
+    return f"GPU {gpu.index} · {gpu.name}{shared}"
+
+
+class MemoryDashboard(QWidget):
+    def __init__(self, history: MemoryHistory | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("memoryDashboard")
+        self.setAccessibleName("Memory dashboard")
+        self.setStyleSheet(STYLE)
+        self._history = history if history is not None else MemoryHistory()
+        self.gpu_sections: dict[int, MemoryBarSection] = {}
+        self._build()
+        self._replay_history()
+
+    @property
+    def history(self) -> MemoryHistory:
+        return self._history
+
+    # --- building ---
+
+    def _build(self) -> None:
+        self.heading = _label("Memory", "dashboardHeading", "Memory dashboard heading")
+        self.status = _label(WAITING, "dashboardNote", "Memory dashboard status")
+        self.host_section = MemoryBarSection("Host RAM", "Host RAM")
+        self.no_gpu = _label(NO_GPU, "dashboardNote", "GPU status")
+        self.prediction = PredictionBox()
+        capacity = self._history.capacity
+        self.ram_chart = HistoryChart("RAM · last 10 minutes", capacity=capacity)
+        self.ram_chart.add_line("engine", "Engine", color=CPU_LINE)
+        self.ram_chart.add_line("app", "App", color=APP_LINE, dashed=True)
+        self.vram_chart = HistoryChart("VRAM · last 10 minutes", capacity=capacity)
+        self.vram_chart.setVisible(False)
+        self.busy_chart = HistoryChart("Utilisation · last 10 minutes", percent=True, capacity=capacity)
+        self.busy_chart.add_line("cpu", "CPU", color=CPU_LINE)
+        self.peaks = _label("", "dashboardNote", "Peaks in the last 10 minutes")
+        self.peaks.setWordWrap(True)
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        content = QWidget()
+        content.setObjectName("memoryDashboardContent")
+        column = QVBoxLayout(content)
+        column.setContentsMargins(12, 10, 12, 10)
+        column.setSpacing(10)
+        for widget in (self.heading, self.status, self.host_section, self.no_gpu):
+            column.addWidget(widget)
+        self.gpu_area = QVBoxLayout()
+        self.gpu_area.setSpacing(10)
+        column.addLayout(self.gpu_area)
+        for widget in (self.prediction, self.ram_chart, self.vram_chart, self.busy_chart, self.peaks):
+            column.addWidget(widget)
+        column.addStretch(1)
+        self.scroll = QScrollArea()
+        self.scroll.setAccessibleName("Memory dashboard scroll area")
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(content)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll)
+
+    def _replay_history(self) -> None:
+        for sample in self._history:
+            self._chart(sample)
+        if self._history.latest is not None:
+            self._show_now(self._history.latest)
+
+    # --- feeding ---
+
+    def show_sample(self, sample: MemorySample) -> None:
+        """One 1 Hz sample: into the history, the bars and every chart."""
+        self._history.append(sample)
+        self._show_now(sample)
+        self._chart(sample)
+
+    def show_prediction(self, comparison: PredictionComparison | None) -> None:
+        self.prediction.show_comparison(comparison)
+
+    def show_loaded_model(self, model: LoadedModel | None) -> None:
+        """After a load (or None after an unload): the prediction box for this model."""
+        self.show_prediction(PredictionComparison.from_loaded(model) if model is not None else None)
+
+    # --- now: bars ---
+
+    def _show_now(self, sample: MemorySample) -> None:
+        if not self.status.isHidden():
+            self.status.setVisible(False)
+        self.host_section.show_parts(ram_parts(sample.ram, sample.engine_resident_bytes is not None))
+        self.host_section.show_figure(busy_text(sample.cpu_percent, "CPU"))
+        self._sync_gpu_sections(sample.gpus)
+        for gpu in sample.gpus:
+            section = self.gpu_sections[gpu.index]
+            section.show_parts(vram_parts(gpu.split))
+            section.show_figure(busy_text(gpu.utilisation_percent))
+
+    def _sync_gpu_sections(self, gpus: tuple[GpuMemory, ...]) -> None:
+        """One bar per GPU, created the first time it shows up; hidden while it is missing."""
+        present = {gpu.index for gpu in gpus}
+        for gpu in gpus:
+            if gpu.index not in self.gpu_sections:
+                self._add_gpu(gpu)
+        for index, section in self.gpu_sections.items():
+            _show(section, index in present)
+        _show(self.no_gpu, not present)
+        _show(self.vram_chart, bool(present))
+
+    def _add_gpu(self, gpu: GpuMemory) -> None:
+        section = MemoryBarSection(gpu_title(gpu), f"GPU {gpu.index} memory")
+        self.gpu_sections[gpu.index] = section
+        self.gpu_area.addWidget(section)
+        slot = gpu.index + 1
+        self.vram_chart.add_line(f"gpu{gpu.index}-app", f"GPU {gpu.index} app", color=slot)
+        self.vram_chart.add_line(f"gpu{gpu.index}-used", f"GPU {gpu.index} total", color=slot, dashed=True)
+        self.busy_chart.add_line(f"gpu{gpu.index}", f"GPU {gpu.index}", color=slot)
+
+    # --- over time: charts ---
+
+    def _chart(self, sample: MemorySample) -> None:
+        t = sample.timestamp
+        self.ram_chart.append("engine", t, sample.engine_resident_bytes or 0)  # no engine: it holds nothing
+        self.ram_chart.append("app", t, sample.app_resident_bytes)
+        self.busy_chart.append("cpu", t, sample.cpu_percent)
+        for gpu in sample.gpus:
+            if gpu.index not in self.gpu_sections:
+                self._add_gpu(gpu)
+            self.vram_chart.append(f"gpu{gpu.index}-app", t, gpu.app_used_bytes)
+            self.vram_chart.append(f"gpu{gpu.index}-used", t, gpu.used_bytes)
+            self.busy_chart.append(f"gpu{gpu.index}", t, gpu.utilisation_percent)
+        for chart in (self.ram_chart, self.vram_chart, self.busy_chart):
+            chart.end_update(t)
+        self._show_peaks()
+
+    def _show_peaks(self) -> None:
+        peaks = [f"engine {format_bytes(self.ram_chart.peak('engine'))}",
+                 f"app {format_bytes(self.ram_chart.peak('app'))}"]
+        peaks += [f"GPU {index} app {format_bytes(self.vram_chart.peak(f'gpu{index}-app'))}"
+                  for index in self.gpu_sections]
+        text = "Peak in the last 10 minutes: " + " · ".join(peaks)
+        if text != self.peaks.text():
+            self.peaks.setText(text)
+
+
+def _label(text: str, object_name: str, accessible_name: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName(object_name)
+    label.setAccessibleName(accessible_name)
+    return label
+
+
+def _show(widget: QWidget, visible: bool) -> None:
+    """setVisible only on a change (a call per second per widget adds up)."""
+    if widget.isHidden() == visible:
+        widget.setVisible(visible)

@@ -1,0 +1,216 @@
+"""A QtCharts line chart of the last ten minutes that grows by one point per line each second.
+
+Lines are created once (add_line) and then only appended to; the oldest point is dropped once a line
+holds `capacity` points, so an update costs a few appends, not a rebuilt series. Byte charts label
+their axis in MiB or GiB, whichever reads better for the largest figure shown; the points are rescaled
+only when that unit changes.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLineSeries, QValueAxis
+from PySide6.QtCore import QDateTime, QMargins, QPointF, Qt
+from PySide6.QtGui import QColor, QFont, QPainter, QPen
+
+from core.memory_history import CAPACITY, WINDOW_SECONDS
+
+MIB = 2**20
+GIB = 2**30
+MIN_HEIGHT = 150
+MAX_HEIGHT = 240
+GRID = "#e6e9ed"
+AXIS_TEXT = "#5b6670"
+TITLE_TEXT = "#1d2329"
+# Each line differs by colour and by dash, so lines stay apart for anyone who does not see the colours.
+COLORS = ("#2f6fdb", "#e07b00", "#1a9e8f", "#8a4fd1", "#c2410c", "#5b6670")
+
+
+@dataclass(frozen=True)
+class AxisUnit:
+    name: str  # "MiB", "GiB", "%"
+    scale: float  # bytes per unit (1 for percent)
+    label_format: str
+
+
+PERCENT = AxisUnit("%", 1.0, "%.0f %%")
+
+
+def bytes_unit(largest_bytes: float) -> AxisUnit:
+    if largest_bytes >= 2 * GIB:
+        return AxisUnit("GiB", GIB, "%.1f GiB" if largest_bytes < 10 * GIB else "%.0f GiB")
+    return AxisUnit("MiB", MIB, "%.0f MiB")
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^k that is at least `value` (and at least 1)."""
+    if value <= 1:
+        return 1.0
+    magnitude = 10 ** (len(str(int(value))) - 1)
+    for step in (1, 2, 2.5, 5, 10):
+        if step * magnitude >= value:
+            return step * magnitude
+    return 10.0 * magnitude
+
+
+def tick_interval(top: float) -> float:
+    """Four or five even steps up to a nice ceiling: 2.5 -> 0.5, 20 -> 5, 100 -> 25, 500 -> 100."""
+    leading = top / 10 ** (len(str(int(top))) - 1) if top >= 1 else top
+    return top / 4 if leading in (1, 2) else top / 5
+
+
+class _Line:
+    """One series plus its raw (unscaled) values, kept to rescale and to find the largest."""
+
+    def __init__(self, series: QLineSeries, capacity: int) -> None:
+        self.series = series
+        self.times: deque[float] = deque(maxlen=capacity)
+        self.values: deque[float] = deque(maxlen=capacity)
+
+    def append(self, msecs: float, value: float, scale: float) -> None:
+        self.times.append(msecs)
+        self.values.append(value)
+        self.series.append(msecs, value / scale)
+        overflow = self.series.count() - self.times.maxlen
+        if overflow > 0:
+            self.series.removePoints(0, overflow)
+
+    def rescale(self, scale: float) -> None:
+        self.series.replace([QPointF(t, v / scale) for t, v in zip(self.times, self.values)])
+
+    def clear(self) -> None:
+        self.times.clear()
+        self.values.clear()
+        self.series.clear()
+
+
+class HistoryChart(QChartView):
+    def __init__(self, title: str, *, percent: bool = False, capacity: int = CAPACITY, parent=None) -> None:
+        super().__init__(parent)
+        self.capacity = capacity
+        self.percent = percent
+        self.unit = PERCENT if percent else bytes_unit(0)
+        self.lines: dict[str, _Line] = {}
+        self._build_chart(title)
+        self.setAccessibleName(f"{title} chart")
+        self.setRenderHint(QPainter.RenderHint.Antialiasing)
+        self.setMinimumHeight(MIN_HEIGHT)
+        self.setMaximumHeight(MAX_HEIGHT)
+
+    # --- building ---
+
+    def _build_chart(self, title: str) -> None:
+        chart = QChart()
+        chart.setTitle(title)
+        chart.setTitleFont(_font(9, bold=True))
+        chart.setTitleBrush(QColor(TITLE_TEXT))
+        chart.setAnimationOptions(QChart.AnimationOption.NoAnimation)
+        chart.setBackgroundRoundness(0)
+        chart.setMargins(QMargins(2, 2, 2, 2))
+        chart.layout().setContentsMargins(0, 0, 0, 0)
+        chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
+        chart.legend().setFont(_font(8))
+        chart.legend().setLabelColor(QColor(AXIS_TEXT))
+        self.time_axis = _time_axis()
+        self.value_axis = _value_axis(self.unit, 100.0 if self.percent else 1.0)
+        chart.addAxis(self.time_axis, Qt.AlignmentFlag.AlignBottom)
+        chart.addAxis(self.value_axis, Qt.AlignmentFlag.AlignLeft)
+        self.setChart(chart)
+
+    def add_line(self, key: str, label: str, *, color: int | None = None, dashed: bool = False) -> None:
+        """A new line named `label` in the legend, in COLORS[color] (the next colour when None);
+        does nothing when `key` already has one."""
+        if key in self.lines:
+            return
+        slot = len(self.lines) if color is None else color
+        series = QLineSeries()
+        series.setName(label)
+        pen = QPen(QColor(COLORS[slot % len(COLORS)]), 2, Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
+        series.setPen(pen)
+        self.chart().addSeries(series)
+        series.attachAxis(self.time_axis)
+        series.attachAxis(self.value_axis)
+        self.lines[key] = _Line(series, self.capacity)
+
+    # --- feeding ---
+
+    def append(self, key: str, timestamp: float, value: float | None) -> None:
+        """One point (seconds since the epoch); an unknown value (None) leaves a line as it was."""
+        if value is not None:
+            self.lines[key].append(timestamp * 1000.0, float(value), self.unit.scale)
+
+    def end_update(self, timestamp: float) -> None:
+        """After a round of appends: slide the time window to end at `timestamp`, fit the value axis."""
+        end = QDateTime.fromMSecsSinceEpoch(int(timestamp * 1000))
+        self.time_axis.setRange(end.addSecs(-WINDOW_SECONDS), end)
+        if not self.percent:
+            self._fit_bytes()
+
+    def clear(self) -> None:
+        for line in self.lines.values():
+            line.clear()
+
+    def point_count(self, key: str) -> int:
+        return self.lines[key].series.count()
+
+    # --- value axis ---
+
+    def peak(self, key: str) -> float | None:
+        """The largest value `key`'s line holds (in bytes or %), None when it has no point."""
+        values = self.lines[key].values
+        return max(values) if values else None
+
+    def largest(self) -> float:
+        return max((max(line.values) for line in self.lines.values() if line.values), default=0.0)
+
+    def _fit_bytes(self) -> None:
+        largest = self.largest()
+        unit = bytes_unit(largest)
+        if unit != self.unit:
+            self.unit = unit
+            self.value_axis.setLabelFormat(unit.label_format)
+            for line in self.lines.values():
+                line.rescale(unit.scale)
+        top = nice_ceiling(largest * 1.1 / unit.scale)
+        if top != self.value_axis.max():
+            _set_top(self.value_axis, top)
+
+
+def _font(points: int, *, bold: bool = False) -> QFont:
+    font = QFont()
+    font.setPointSize(points)
+    font.setBold(bold)
+    return font
+
+
+def _style_axis(axis) -> None:
+    axis.setLabelsFont(_font(8))
+    axis.setLabelsColor(QColor(AXIS_TEXT))
+    axis.setGridLineColor(QColor(GRID))
+    axis.setLinePenColor(QColor(GRID))
+
+
+def _time_axis() -> QDateTimeAxis:
+    axis = QDateTimeAxis()
+    axis.setFormat("HH:mm")
+    axis.setTickCount(6)
+    _style_axis(axis)
+    now = QDateTime.currentDateTime()
+    axis.setRange(now.addSecs(-WINDOW_SECONDS), now)
+    return axis
+
+
+def _value_axis(unit: AxisUnit, top: float) -> QValueAxis:
+    axis = QValueAxis()
+    axis.setLabelFormat(unit.label_format)
+    axis.setTickType(QValueAxis.TickType.TicksDynamic)
+    axis.setTickAnchor(0)
+    _set_top(axis, top)
+    _style_axis(axis)
+    return axis
+
+
+def _set_top(axis: QValueAxis, top: float) -> None:
+    axis.setRange(0, top)
+    axis.setTickInterval(tick_interval(top))

@@ -1,0 +1,92 @@
+"""llama.cpp's own dry run in a subprocess: its figures, sparse stubs, per-device splits, and failures."""
+from __future__ import annotations
+
+import pytest
+
+from core.dryrun import DryRunError, dry_run, parse_log
+from core.gguf import read_model_info
+from core.memory import GpuDevice, MemorySettings, estimate
+from tests.fixtures.model_zoo import zoo_model
+from tests.fixtures.rpc_server import rpc_server  # noqa: F401  (fixture)
+
+MiB = 1024 * 1024
+
+
+def tolerance(total: int) -> float:
+    return max(0.02 * total, 32 * MiB)
+
+
+def sparse_stub(source, target):
+    """The header of `source` followed by a hole as long as its tensor data (ARCHITECTURE §4)."""
+    info = read_model_info(source)
+    with open(source, "rb") as handle, open(target, "wb") as out:
+        out.write(handle.read(info.tensor_data_offset))
+        out.truncate(info.file_size)
+    return target
+
+
+def test_smollm2_figures_from_the_log(smollm2):
+    info = read_model_info(smollm2)
+    result = dry_run(smollm2, MemorySettings(n_ctx=8192), model=info)
+    host = result.host
+    assert host.kv_bytes == 180 * MiB
+    assert host.weights_bytes == info.weights_bytes()
+    assert 90 * MiB < host.compute_bytes < 110 * MiB
+    assert 0 < host.other_bytes < 1 * MiB  # the output buffer: one row of logits
+    assert result.n_ctx == 8192 and len(result.layer_devices) == info.n_layers + 1
+
+
+def test_a_sparse_stub_gives_the_same_figures(smollm2, tmp_path):
+    stub = sparse_stub(smollm2, tmp_path / "stub.gguf")
+    settings = MemorySettings(n_ctx=4096)
+    assert dry_run(stub, settings).devices == dry_run(smollm2, settings).devices
+
+
+def test_quantized_kv_is_smaller(smollm2):
+    f16 = dry_run(smollm2, MemorySettings(n_ctx=4096)).host.kv_bytes
+    q8 = dry_run(smollm2, MemorySettings(n_ctx=4096, kv_type="q8_0")).host.kv_bytes
+    assert q8 < f16 * 0.6
+
+
+def test_a_file_llama_cpp_refuses_gives_a_dry_run_error_with_its_log(tmp_path):
+    path = zoo_model("llama3.2-1b")
+    info = read_model_info(path)
+    broken = tmp_path / "short.gguf"
+    with open(path, "rb") as handle, open(broken, "wb") as out:
+        out.write(handle.read(info.tensor_data_offset))
+        out.truncate(info.file_size // 2)  # the tensor table points past the end
+    with pytest.raises(DryRunError) as caught:
+        dry_run(broken, MemorySettings(n_ctx=2048), model=info)
+    assert "llama.cpp" in str(caught.value) and "\n" in str(caught.value)
+
+
+def test_parse_log_reads_split_kv_and_compute():
+    info = read_model_info(zoo_model("llama3.2-1b"))
+    lines = [(1, f"load_tensors: layer {i:3d} assigned to device {'CPU' if i < 12 else 'RPC0'}, is_swa = 0\n")
+             for i in range(17)]
+    lines += [(1, f"llama_kv_cache: layer {i:3d}: dev = {'CPU' if i < 12 else 'RPC0[127.0.0.1:5]'}\n")
+              for i in range(16)]
+    lines += [(2, "llama_kv_cache: size =  256.00 MiB (  8192 cells,  16 layers,  1/1 seqs), K (f16): 128.00 MiB\n"),
+              (2, "sched_reserve: RPC0[127.0.0.1:5] compute buffer size =   254.50 MiB\n"),
+              (2, "sched_reserve:        CPU compute buffer size =    72.01 MiB\n"),
+              (2, "llama_context:        CPU  output buffer size =     0.49 MiB\n")]
+    result = parse_log(lines, info, MemorySettings(n_ctx=8192, n_gpu_layers=5))
+    gpu, host = result.device("RPC0"), result.host
+    assert (gpu.kv_bytes, host.kv_bytes) == (64 * MiB, 192 * MiB)
+    assert gpu.compute_bytes == round(254.5 * MiB) and host.compute_bytes == round(72.01 * MiB)
+    assert gpu.other_bytes == 0 and host.other_bytes > 0
+
+
+@pytest.mark.parametrize("layers", [1, 12, 31])
+def test_split_across_an_rpc_device_matches_the_estimate(smollm2, rpc_server, layers):  # noqa: F811
+    info = read_model_info(smollm2)
+    settings = MemorySettings(n_gpu_layers=layers, n_ctx=8192)
+    exact = dry_run(smollm2, settings, model=info, rpc_endpoints=(rpc_server.endpoint,))
+    guess = estimate(info, settings, [GpuDevice("RPC0", 1)])
+    assert [d.name for d in exact.devices] == ["RPC0", "CPU"]
+    assert exact.layer_devices == guess.layer_devices
+    for device in exact.devices:
+        mine = guess.device(device.name)
+        assert mine.weights_bytes == device.weights_bytes
+        assert abs(mine.kv_bytes - device.kv_bytes) < MiB
+        assert abs(mine.total_bytes - device.total_bytes) <= tolerance(device.total_bytes)

@@ -1,0 +1,207 @@
+"""core.monitor and core.memory_history: real figures from this machine, splits that always add up,
+the ten-minute ring buffer, and predicted-vs-measured after a load."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from core.engine.protocol import LoadedModel, LoadSettings
+from core.hardware import GpuInfo
+from core.memory_history import CAPACITY, MemoryHistory, engine_resident, gpu_app_used, gpu_used
+from core.monitor import (GpuMemory, MemorySample, PredictedVsMeasured, PredictionComparison, gpu_memory,
+                          sample_memory, split_ram, split_vram)
+
+GIB, MIB = 2**30, 2**20
+
+
+@pytest.fixture
+def sleeping_child():
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(32 * 2**20); time.sleep(60)"])
+    try:
+        psutil.Process(child.pid).memory_info()
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def sample(t: float = 0.0, engine: int | None = None, gpus: tuple[GpuMemory, ...] = ()) -> MemorySample:
+    return MemorySample(timestamp=t, host_used_bytes=8 * GIB, host_total_bytes=16 * GIB,
+                        app_resident_bytes=200 * MIB, engine_resident_bytes=engine, gpus=gpus)
+
+
+# --- sampling this machine ---
+
+def test_sample_memory_measures_this_machine_and_the_engine_process(sleeping_child):
+    import time
+
+    time.sleep(0.3)  # let the child allocate its 32 MiB
+    first = sample_memory(sleeping_child.pid)
+    second = sample_memory(sleeping_child.pid)
+    host = psutil.virtual_memory()
+    assert first.host_total_bytes == host.total
+    assert 0 < first.host_used_bytes <= first.host_total_bytes
+    assert first.app_resident_bytes == pytest.approx(psutil.Process(os.getpid()).memory_info().rss, rel=0.2)
+    assert first.engine_resident_bytes is not None and first.engine_resident_bytes > 30 * MIB
+    assert second.cpu_percent is not None and 0.0 <= second.cpu_percent <= 100.0
+    assert second.timestamp >= first.timestamp
+    ram = second.ram
+    assert ram.total_bytes == second.host_total_bytes
+    assert ram.engine_bytes == second.engine_resident_bytes
+
+
+def test_sample_memory_without_an_engine():
+    result = sample_memory(None)
+    assert result.engine_resident_bytes is None
+    assert result.ram.engine_bytes == 0
+    assert result.ram.total_bytes == result.host_total_bytes
+
+
+def test_a_gone_engine_process_reads_as_not_running(sleeping_child):
+    sleeping_child.kill()
+    sleeping_child.wait()
+    assert sample_memory(sleeping_child.pid).engine_resident_bytes is None
+
+
+# --- splits ---
+
+@pytest.mark.parametrize("total, used, ours", [
+    (24 * GIB, 10 * GIB, 6 * GIB),
+    (24 * GIB, 10 * GIB, 0),
+    (24 * GIB, 10 * GIB, 12 * GIB),   # the driver's per-process figure above its own "used"
+    (24 * GIB, 30 * GIB, 6 * GIB),    # "used" above the total
+    (24 * GIB, -5, 6 * GIB),
+    (24 * GIB, 10 * GIB, -1),
+    (24 * GIB, 10 * GIB, None),       # per-process figure unknown
+    (0, 0, None),
+])
+def test_vram_split_is_never_negative_and_adds_up(total, used, ours):
+    split = split_vram(total, used, ours)
+    assert min(split.app_bytes or 0, split.others_bytes, split.free_bytes) >= 0
+    assert split.total_bytes == total
+
+
+def test_vram_split_figures():
+    split = split_vram(24 * GIB, 10 * GIB, 6 * GIB)
+    assert (split.app_bytes, split.others_bytes, split.free_bytes) == (6 * GIB, 4 * GIB, 14 * GIB)
+    unknown = split_vram(24 * GIB, 10 * GIB, None)
+    assert (unknown.app_bytes, unknown.others_bytes, unknown.free_bytes) == (None, 10 * GIB, 14 * GIB)
+
+
+@pytest.mark.parametrize("total, used, engine, app", [
+    (64 * GIB, 20 * GIB, 6 * GIB, 300 * MIB),
+    (64 * GIB, 20 * GIB, None, 300 * MIB),
+    (64 * GIB, 2 * GIB, 6 * GIB, 300 * MIB),    # mmapped weights count in RSS but as cache in "used"
+    (64 * GIB, 2 * GIB, 70 * GIB, 300 * MIB),   # more than the machine has
+    (64 * GIB, 80 * GIB, 1 * GIB, 300 * MIB),
+    (64 * GIB, -1, -1, -1),
+])
+def test_ram_split_is_never_negative_and_adds_up(total, used, engine, app):
+    split = split_ram(total, used, engine, app)
+    assert min(split.engine_bytes, split.app_bytes, split.others_bytes, split.free_bytes) >= 0
+    assert split.total_bytes == total
+
+
+def test_ram_split_figures():
+    split = split_ram(64 * GIB, 20 * GIB, 6 * GIB, 512 * MIB)
+    assert split.engine_bytes == 6 * GIB
+    assert split.app_bytes == 512 * MIB
+    assert split.others_bytes == 20 * GIB - 6 * GIB - 512 * MIB
+    assert split.free_bytes == 44 * GIB
+    grown = split_ram(64 * GIB, 2 * GIB, 6 * GIB, 512 * MIB)
+    assert (grown.engine_bytes, grown.others_bytes, grown.used_bytes) == (6 * GIB, 0, 6 * GIB + 512 * MIB)
+
+
+def test_gpu_line_from_hand_built_gpu_figures():
+    info = GpuInfo(index=1, name="NVIDIA GeForce RTX 4090", vendor="nvidia", total_bytes=24 * GIB,
+                   free_bytes=9 * GIB, used_bytes=15 * GIB)
+    gpu = gpu_memory(info, app_used_bytes=14 * GIB, utilisation_percent=87.0)
+    assert (gpu.index, gpu.name, gpu.used_bytes, gpu.total_bytes) == (1, "NVIDIA GeForce RTX 4090", 15 * GIB, 24 * GIB)
+    assert gpu.utilisation_percent == 87.0
+    assert (gpu.split.app_bytes, gpu.split.others_bytes, gpu.split.free_bytes) == (14 * GIB, 1 * GIB, 9 * GIB)
+    apple = GpuInfo(index=0, name="Apple M2 Pro", vendor="apple", total_bytes=21 * GIB, free_bytes=12 * GIB,
+                    used_bytes=9 * GIB, unified_memory=True)
+    shared = gpu_memory(apple)
+    assert shared.unified_memory and shared.app_used_bytes is None and shared.utilisation_percent is None
+    assert shared.split.others_bytes == 9 * GIB
+
+
+# --- history ---
+
+def test_history_wraps_around_after_ten_minutes():
+    history = MemoryHistory()
+    assert history.capacity == CAPACITY == 600
+    for second in range(700):
+        history.append(sample(float(second), engine=second * MIB))
+    assert len(history) == 600
+    assert [s.timestamp for s in history][:2] == [100.0, 101.0]
+    assert history.latest.timestamp == 699.0
+    points = history.series(engine_resident)
+    assert len(points) == 600 and points[0] == (100.0, 100.0 * MIB) and points[-1] == (699.0, 699.0 * MIB)
+    assert history.peak(engine_resident) == 699 * MIB
+
+
+def test_history_series_skip_unknown_figures():
+    history = MemoryHistory(capacity=4)
+    gpu = GpuMemory(0, "GPU", 3 * GIB, 8 * GIB, None)
+    history.append(sample(1.0, engine=None, gpus=(gpu,)))
+    history.append(sample(2.0, engine=5 * MIB, gpus=(GpuMemory(0, "GPU", 4 * GIB, 8 * GIB, 2 * GIB),)))
+    history.append(sample(3.0, engine=6 * MIB))
+    assert history.series(engine_resident) == [(2.0, 5.0 * MIB), (3.0, 6.0 * MIB)]
+    assert history.series(gpu_used(0)) == [(1.0, 3.0 * GIB), (2.0, 4.0 * GIB)]
+    assert history.series(gpu_app_used(0)) == [(2.0, 2.0 * GIB)]
+    assert history.peak(gpu_app_used(1)) is None
+    history.clear()
+    assert len(history) == 0 and history.latest is None
+
+
+def test_history_needs_room_for_a_sample():
+    with pytest.raises(ValueError):
+        MemoryHistory(capacity=0)
+
+
+# --- prediction vs measurement ---
+
+def test_predicted_vs_measured_figures():
+    figure = PredictedVsMeasured(predicted_bytes=262 * MIB, measured_bytes=251 * MIB)
+    assert figure.difference_bytes == -11 * MIB
+    assert figure.difference_percent == pytest.approx(-4.198, abs=0.001)
+    assert figure.sentence() == "Predicted 262.0 MiB · measured 251.0 MiB · \u22124.2 % (\u221211.0 MiB)"
+    over = PredictedVsMeasured(predicted_bytes=2 * GIB, measured_bytes=int(2.1 * GIB))
+    assert over.sentence().endswith("+5.0 % (+102.4 MiB)")
+    assert PredictedVsMeasured(MIB, MIB).sentence().endswith("±0.0 % (±0 B)")
+
+
+def test_predicted_vs_measured_with_a_figure_missing():
+    assert PredictedVsMeasured(None, 251 * MIB).sentence() == "No prediction · measured 251.0 MiB"
+    unmeasured = PredictedVsMeasured(1 * GIB, None)
+    assert unmeasured.difference_bytes is None and unmeasured.difference_percent is None
+    assert unmeasured.sentence() == "Predicted 1.0 GiB · not measured"
+    assert PredictedVsMeasured(0, 5).difference_percent is None
+
+
+def loaded(n_gpu_layers: int, gpu_bytes: int | None, predicted_gpu: int | None) -> LoadedModel:
+    settings = LoadSettings(model_path="/models/SmolLM2-135M-Instruct.Q4_1.gguf", n_gpu_layers=n_gpu_layers,
+                            predicted_host_bytes=262 * MIB, predicted_gpu_bytes=predicted_gpu)
+    return LoadedModel(model_path=settings.model_path, n_ctx=4096, n_gpu_layers=n_gpu_layers, n_layers=30,
+                       backend="CUDA" if n_gpu_layers else "CPU", load_seconds=0.4, resident_bytes=400 * MIB,
+                       resident_growth_bytes=251 * MIB, gpu_bytes=gpu_bytes, chat_template_source="model",
+                       settings=settings)
+
+
+def test_prediction_comparison_from_a_cpu_load():
+    comparison = PredictionComparison.from_loaded(loaded(0, None, None))
+    assert comparison.model_name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert comparison.host == PredictedVsMeasured(262 * MIB, 251 * MIB)
+    assert comparison.gpu is None
+
+
+def test_prediction_comparison_from_a_gpu_load():
+    comparison = PredictionComparison.from_loaded(loaded(12, 700 * MIB, 640 * MIB))
+    assert comparison.gpu is not None
+    assert comparison.gpu.difference_bytes == 60 * MIB
+    assert comparison.gpu.difference_percent == pytest.approx(9.375)

@@ -1,0 +1,111 @@
+"""The planner's verdicts on the shipped hardware profiles, exact layer requests, speeds and explanations."""
+from __future__ import annotations
+
+import pytest
+
+from core.gguf import read_model_info
+from core.hardware import load_profile
+from core.plan import CPU_ONLY, FULL, TOO_LARGE, PlanError, PlanRequest, plan
+from tests.fixtures.model_zoo import zoo_model
+
+
+@pytest.fixture(scope="module")
+def llama8b():
+    return read_model_info(zoo_model("llama3.1-8b"))
+
+
+@pytest.fixture(scope="module")
+def mixtral():
+    return read_model_info(zoo_model("mixtral-8x7b"))
+
+
+def test_8b_on_an_8gb_laptop_fits_at_a_small_context_or_partly(llama8b):
+    chosen = plan(llama8b, load_profile("laptop-8gb"), PlanRequest())
+    assert chosen.verdict == FULL
+    assert 4096 <= chosen.context < llama8b.context_length
+    fixed = plan(llama8b, load_profile("laptop-8gb"), PlanRequest(context=32768, allow_context_shrink=False))
+    assert fixed.verdict.startswith("Partial: ")
+    assert 0 < fixed.n_gpu_layers < fixed.n_layers
+    assert fixed.verdict == f"Partial: {fixed.n_gpu_layers} of {fixed.n_layers} layers on GPU"
+
+
+def test_8b_runs_fully_on_a_24gb_gpu(llama8b):
+    chosen = plan(llama8b, load_profile("desktop-24gb"), PlanRequest(context=8192))
+    assert chosen.verdict == FULL
+    assert chosen.n_gpu_layers == chosen.n_layers == llama8b.n_layers + 1
+    gpu = chosen.devices[0]
+    assert gpu.kind == "gpu" and gpu.total_bytes <= gpu.free_bytes - 1024 ** 3
+    assert chosen.devices[-1].kind == "host"
+
+
+def test_cpu_only_machine(llama8b):
+    chosen = plan(llama8b, load_profile("cpu-only-16gb"), PlanRequest(context=8192))
+    assert chosen.verdict == CPU_ONLY
+    assert chosen.n_gpu_layers == 0 and [d.kind for d in chosen.devices] == ["host"]
+
+
+def test_a_huge_model_is_too_large(mixtral):
+    chosen = plan(mixtral, load_profile("cpu-only-16gb"))
+    assert chosen.verdict == TOO_LARGE
+    assert chosen.predicted_tokens_per_second is None
+    assert "Does not fit" in chosen.explanation and "needs" in chosen.deciding_figure
+
+
+def test_two_gpus_share_the_layers(mixtral):
+    chosen = plan(mixtral, load_profile("dual-24gb"), PlanRequest(context=8192))
+    assert chosen.verdict == FULL
+    first, second = chosen.devices[0], chosen.devices[1]
+    assert first.weights_bytes > 0 and second.weights_bytes > 0
+
+
+def test_context_shrinks_before_layers_are_dropped(llama8b):
+    request = PlanRequest(context=65536)
+    chosen = plan(llama8b, load_profile("laptop-8gb"), request)
+    assert chosen.verdict == FULL and chosen.context < 65536
+    assert chosen.context % 256 == 0 and chosen.context >= request.min_context
+
+
+def test_exact_gpu_layers_fit_or_not(llama8b):
+    few = plan(llama8b, load_profile("laptop-8gb"), PlanRequest(context=8192, n_gpu_layers=10))
+    assert few.n_gpu_layers == 10 and few.verdict == "Partial: 10 of 33 layers on GPU"
+    too_many = plan(llama8b, load_profile("laptop-8gb"), PlanRequest(context=131072, n_gpu_layers=-1))
+    assert too_many.n_gpu_layers == 33 and too_many.verdict == TOO_LARGE
+    assert too_many.context == 131072
+
+
+def test_exact_gpu_layers_without_a_gpu_stay_on_the_host(llama8b):
+    chosen = plan(llama8b, load_profile("cpu-only-16gb"), PlanRequest(context=4096, n_gpu_layers=20))
+    assert chosen.n_gpu_layers == 0 and chosen.verdict == CPU_ONLY
+
+
+def test_partial_offload_is_slower_than_full(llama8b):
+    laptop = load_profile("laptop-8gb")
+    full = plan(llama8b, laptop, PlanRequest(context=4096))
+    partial = plan(llama8b, laptop, PlanRequest(context=4096, n_gpu_layers=16))
+    cpu = plan(llama8b, laptop, PlanRequest(context=4096, n_gpu_layers=0))
+    speeds = [p.predicted_tokens_per_second for p in (full, partial, cpu)]
+    assert speeds[0] > speeds[1] > speeds[2] > 0
+
+
+def test_moe_reads_only_the_experts_in_use(mixtral, llama8b):
+    box = load_profile("dual-24gb")
+    moe = plan(mixtral, box, PlanRequest(context=4096)).predicted_tokens_per_second
+    dense = plan(llama8b, box, PlanRequest(context=4096)).predicted_tokens_per_second
+    ratio = mixtral.weights_bytes() / llama8b.weights_bytes()
+    assert dense / moe < ratio / 2  # ~13 B active of 47 B: far faster than its size suggests
+
+
+def test_bad_requests_are_refused(llama8b):
+    with pytest.raises(PlanError):
+        plan(llama8b, load_profile("laptop-8gb"), PlanRequest(context=0))
+    with pytest.raises(PlanError, match="flash attention"):
+        plan(llama8b, load_profile("laptop-8gb"), PlanRequest(kv_type="q8_0", flash_attn=False))
+
+
+def test_plan_as_a_dict(llama8b):
+    data = plan(llama8b, load_profile("laptop-8gb")).to_dict()
+    for key in ("verdict", "n_gpu_layers", "n_layers", "context", "kv_type", "flash_attn",
+                "predicted_tokens_per_second", "explanation", "devices"):
+        assert key in data
+    assert set(data["devices"][0]) == {"name", "kind", "free_bytes", "weights_bytes", "kv_bytes", "compute_bytes",
+                                       "other_bytes", "total_bytes"}
