@@ -271,7 +271,7 @@ def fit_file(entries: HeaderEntry | Sequence[HeaderEntry], hardware, request=Non
 
 
 def fit_files(targets: Iterable[tuple[str, str, Sequence[str], str | None, int | None]], hardware, request=None, *,
-              cache: HeaderCache | None = None, workers: int = 8) -> list[FileFit]:
+              cache: HeaderCache | None = None, workers: int = 8, revision: str = "main") -> list[FileFit]:
     """Plan many files: targets are (repo_id, display filename, part filenames, quant, size); errors per file."""
     cache = cache or HeaderCache()
     items = list(targets)
@@ -279,7 +279,7 @@ def fit_files(targets: Iterable[tuple[str, str, Sequence[str], str | None, int |
     def one(target) -> FileFit:
         repo_id, filename, parts, quant, size = target
         try:
-            entries = tuple(cache.get(repo_id, part) for part in parts)
+            entries = tuple(cache.get(repo_id, part, revision) for part in parts)
             plan = fit_file(entries, hardware, request, cache=cache)
         except Exception as error:  # one unreadable file must not stop the list
             log.info("fit check of %s/%s failed: %s", repo_id, filename, error)

@@ -23,6 +23,7 @@ import itertools
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import threading
@@ -232,6 +233,32 @@ def _umask() -> int:
     return current
 
 
+class _BackgroundHasher:
+    """SHA-256 on its own thread (hashlib releases the GIL), so hashing overlaps with receiving bytes."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=256)
+        self._thread = threading.Thread(target=self._consume, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _consume(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            self._sha.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._chunks.put(chunk)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._sha.hexdigest()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+
+
 # -- one transfer ---------------------------------------------------------------------------------------------------
 class _Transfer:
     """Fetch one resolved file into its part file, resuming, retrying and hashing; then verify and place it."""
@@ -241,10 +268,16 @@ class _Transfer:
         self.job, self.target, self.layout, self.policy = job, target, layout, policy
         self.report, self.chunk_size, self.progress_interval = report, chunk_size, progress_interval
         self.part = layout.part(target.sha256)
-        self.hasher = hashlib.sha256()
+        self.hasher = _BackgroundHasher()
         self.done = 0
 
     def run(self) -> Path:
+        try:
+            return self._run()
+        finally:
+            self.hasher.close()
+
+    def _run(self) -> Path:
         self._hash_existing_part()
         failures = 0
         while self.done < self.target.size:
@@ -305,38 +338,60 @@ class _Transfer:
 
     def _write_body(self, response: httpx2.Response) -> None:
         mode = "ab" if self.done else "wb"
-        # iter_raw() without a size yields what arrives, so a dropped connection loses no received byte;
-        # the file's buffer (chunk_size) batches the writes.
         try:
-            with open(self.part, mode, buffering=self.chunk_size) as handle:
+            with open(self.part, mode, buffering=0) as handle:
                 self._copy(response, handle)
         except OSError as error:
             raise _disk_error(error, self.part) from error
         self.job.bytes_done = self.done
 
     def _copy(self, response: httpx2.Response, handle) -> None:
+        """Received bytes are batched to ``chunk_size`` blocks, each written and hashed once.
+
+        iter_raw() without a size yields what arrives, and the batch is flushed even when the connection
+        drops, so no received byte is lost and a resume starts exactly where the bytes stopped.
+        """
+        pending: list[bytes] = []
+        pending_bytes = 0
         last_report = time.monotonic()
         window_start, window_bytes = last_report, 0
-        for chunk in response.iter_raw():
-            self._check_stop()
-            if self.done + len(chunk) > self.target.size:
-                raise ChecksumMismatch(f"The hub sent more bytes for {self.job.request.filename} than its "
-                                       "listed size; the download was stopped.")
-            handle.write(chunk)
-            self.hasher.update(chunk)
-            self.done += len(chunk)
-            window_bytes += len(chunk)
-            now = time.monotonic()
-            if now - last_report >= self.progress_interval:
-                self.job.speed = window_bytes / max(now - window_start, 1e-6)
-                self.job.bytes_done = self.done
-                self.report()
-                last_report = now
-                if now - window_start > 3.0:
-                    window_start, window_bytes = now, 0
+        try:
+            for chunk in response.iter_raw():
+                self._check_stop()
+                if self.done + pending_bytes + len(chunk) > self.target.size:
+                    raise ChecksumMismatch(f"The hub sent more bytes for {self.job.request.filename} than its "
+                                           "listed size; the download was stopped.")
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+                window_bytes += len(chunk)
+                if pending_bytes < self.chunk_size:
+                    continue
+                self._flush(handle, pending)
+                pending, pending_bytes = [], 0
+                now = time.monotonic()
+                if now - last_report >= self.progress_interval:
+                    self.job.speed = window_bytes / max(now - window_start, 1e-6)
+                    self.job.bytes_done = self.done
+                    self.report()
+                    last_report = now
+                    if now - window_start > 3.0:
+                        window_start, window_bytes = now, 0
+        finally:
+            self._flush(handle, pending)
+
+    def _flush(self, handle, pending: list[bytes]) -> None:
+        if not pending:
+            return
+        block = pending[0] if len(pending) == 1 else b"".join(pending)
+        view = memoryview(block)
+        while view:
+            view = view[handle.write(view):]
+        self.hasher.update(block)
+        self.done += len(block)
 
     def _restart(self) -> None:
-        self.hasher = hashlib.sha256()
+        self.hasher.close()
+        self.hasher = _BackgroundHasher()
         self.done = 0
         self.part.unlink(missing_ok=True)
 

@@ -10,26 +10,26 @@ from dataclasses import dataclass
 from core import hardware
 from core.engine.protocol import LoadSettings
 from core.gguf import ModelInfo, read_model_info
+from core.plan import Plan, PlanRequest, plan
 
 log = logging.getLogger(__name__)
+
+# The engine and the planner must agree: flash attention changes the compute buffer a lot.
+FLASH_ATTENTION = True
 
 
 @dataclass(frozen=True)
 class PreparedLoad:
     info: ModelInfo
+    plan: Plan
     settings: LoadSettings
 
 
-def automatic_gpu_layers(info: ModelInfo, context: int,
-                         snapshot: "hardware.HardwareSnapshot | None" = None) -> int:
-    snapshot = snapshot or hardware.probe()
-    if not snapshot.gpus:
-        return 0
-    from core.plan import PlanRequest, plan
-
-    chosen = plan(info, snapshot, PlanRequest(context=context, allow_context_shrink=False))
-    log.info("auto offload for %s: %s", info.source, chosen.verdict)
-    return chosen.n_gpu_layers
+def plan_for(info: ModelInfo, context: int, gpu_layers: int | None,
+             snapshot: "hardware.HardwareSnapshot | None" = None) -> Plan:
+    request = PlanRequest(context=context, n_gpu_layers=gpu_layers, flash_attn=FLASH_ATTENTION,
+                          allow_context_shrink=False)
+    return plan(info, snapshot or hardware.probe(), request)
 
 
 def prepare_load(path: str, *, context: int, threads: int | None = None, gpu_layers: int | None = None,
@@ -37,11 +37,17 @@ def prepare_load(path: str, *, context: int, threads: int | None = None, gpu_lay
     """Read the model's header (GGUFError if it is not a usable GGUF) and choose its load settings.
 
     gpu_layers None means automatic; the context is capped at the model's trained length unless asked.
+    The plan's predicted memory travels with the settings, so the load can be compared with it.
     """
     info = read_model_info(path)
     if cap_context_at_trained and info.context_length:
         context = min(context, info.context_length)
-    if gpu_layers is None:
-        gpu_layers = automatic_gpu_layers(info, context)
-    settings = LoadSettings(model_path=str(path), n_ctx=context, n_threads=threads, n_gpu_layers=gpu_layers)
-    return PreparedLoad(info, settings)
+    chosen = plan_for(info, context, gpu_layers)
+    log.info("plan for %s: %s (%s)", info.source, chosen.verdict, chosen.explanation)
+    settings = LoadSettings(
+        model_path=str(path), n_ctx=context, n_threads=threads, flash_attn=chosen.flash_attn,
+        n_gpu_layers=chosen.n_gpu_layers if gpu_layers is None else gpu_layers,
+        predicted_host_bytes=sum(d.total_bytes for d in chosen.devices if d.kind == "host"),
+        predicted_gpu_bytes=sum(d.total_bytes for d in chosen.devices if d.kind == "gpu") or None,
+    )
+    return PreparedLoad(info, chosen, settings)

@@ -32,6 +32,7 @@ class MainWindow(QMainWindow):
         self.resize(1100, 760)
         self.settings = settings
         self.conversation = Conversation(system_prompt=settings.system_prompt)
+        self.sampling = SamplingSettings()
         self.session = EngineSession(self)
         self.model_bar = ModelBar()
         self.notice = NoticeBar()
@@ -147,7 +148,7 @@ class MainWindow(QMainWindow):
         self.chat.transcript.add_message("user", text)
         self.chat.transcript.begin_answer()
         self.chat.set_generating(True)
-        self.session.ask(self.conversation.engine_messages(), SamplingSettings())
+        self.session.ask(self.conversation.engine_messages(), self.sampling)
 
     def _answer_finished(self, finished: AnswerFinished) -> None:
         stats = finished.stats

@@ -8,7 +8,12 @@ import sys
 
 # Each module exposes register(subparsers), which adds its commands with set_defaults(handler=...).
 # A handler takes the parsed args and returns the process exit code.
-COMMAND_MODULES = ["core.cli.hardware_cmd", "core.cli.inspect_cmd", "core.cli.chat_cmd"]
+COMMAND_MODULES = [
+    "core.cli.hardware_cmd",
+    "core.cli.inspect_cmd",
+    "core.cli.chat_cmd",
+    "core.cli.fit_cmd",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,18 +115,18 @@ def _files_json(listing: hub.RepoListing, fits: dict) -> dict:
 
 # -- download -------------------------------------------------------------------------------------------------------
 def run_download(args: argparse.Namespace) -> int:
-    from core.downloads import DownloadError, DownloadRequest, download
+    from core.downloads import DownloadError, download
 
     try:
         parts = _parts_to_fetch(args.repo, args.file, args.revision)
         paths = [download(request, on_progress=_ProgressLine()) for request in parts]
     except (DownloadError, hub.HubError) as error:
-        print(file=sys.stderr)
         return fail(str(error))
     except KeyboardInterrupt:
         return fail("interrupted; run the same command again to resume from the bytes already downloaded.")
-    for path in paths:
+    for path in paths[1:]:
         print(path)
+    print(paths[0])  # last line: the file to load (a split model's first part)
     return 0
 
 

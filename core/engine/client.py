@@ -14,106 +14,28 @@ from __future__ import annotations
 
 import itertools
 import logging
-import multiprocessing
 import signal
 import threading
-import time
 from dataclasses import replace
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from core import locations
 from core.engine.errors import EngineCrashed, EngineError, EngineLoadError, NotLoaded, PromptTooLong
-from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatRequest, ContextTrimmed,
+from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatRequest,
                                   FailureKind, LoadedModel, LoadFailed, LoadProgress, LoadRequest,
-                                  LoadSettings, LoadSucceeded, SamplingSettings, ShutdownRequest,
+                                  LoadSettings, LoadSucceeded, SamplingSettings,
                                   TokenText)
 from core.engine.step_down import ladder
-from core.engine.worker import worker_main
+from core.engine.worker_handle import WorkerDied, WorkerHandle, prune_crash_logs
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_SECONDS = 5.0
-KILL_SECONDS = 2.0
-STDERR_TAIL_LINES = 20
-STDERR_TAIL_BYTES = 16384
-KEPT_CRASH_LOGS = 10
 ANSWER_DRAIN_SECONDS = 2.0
-
-
-class _WorkerDied(Exception):
-    pass
-
-
-class _Worker:
-    """One spawned worker process, its pipe, its stop value and its stderr file."""
-
-    _numbers = itertools.count(1)
-
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.log_path = _new_log_path(next(self._numbers))
-        self.stop_value = context.RawValue("q", 0)
-        self.connection, child_end = context.Pipe(duplex=True)
-        self.process = context.Process(target=worker_main, name="llamadesk-engine", daemon=True,
-                                       args=(child_end, self.stop_value, str(self.log_path)))
-        self.process.start()
-        child_end.close()            # so a dead worker reads as end-of-file here
-        log.info("engine worker started (pid %s, stderr %s)", self.process.pid, self.log_path)
-
-    def send(self, message: object) -> None:
-        try:
-            self.connection.send(message)
-        except (BrokenPipeError, EOFError, OSError) as error:
-            raise _WorkerDied() from error
-
-    def receive(self) -> object:
-        """The next message; _WorkerDied when the process is gone and nothing is left to read."""
-        ready = wait([self.connection, self.process.sentinel])
-        if self.connection in ready:
-            try:
-                return self.connection.recv()
-            except (EOFError, OSError):
-                pass
-        raise _WorkerDied()
-
-    def exit_code(self) -> int | None:
-        self.process.join(timeout=KILL_SECONDS)
-        return self.process.exitcode
-
-    def stderr_tail(self) -> str:
-        try:
-            with open(self.log_path, "rb") as stream:
-                stream.seek(0, 2)
-                stream.seek(max(0, stream.tell() - STDERR_TAIL_BYTES))
-                lines = stream.read().decode("utf-8", errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-STDERR_TAIL_LINES:])
-
-    def shut_down(self) -> None:
-        """Ask politely, then terminate, then kill; the stderr file goes when the exit was clean."""
-        if self.process.is_alive():
-            try:
-                self.connection.send(ShutdownRequest())
-            except OSError:
-                pass
-            self.process.join(timeout=SHUTDOWN_SECONDS)
-        for ending in (self.process.terminate, self.process.kill):
-            if not self.process.is_alive():
-                break
-            log.warning("engine worker %s does not exit; %s", self.process.pid, ending.__name__)
-            ending()
-            self.process.join(timeout=KILL_SECONDS)
-        self.connection.close()
-        if self.process.exitcode == 0:
-            self.log_path.unlink(missing_ok=True)
 
 
 class EngineClient:
     def __init__(self) -> None:
-        self._worker: _Worker | None = None
+        self._worker: WorkerHandle | None = None
         self._loaded: LoadedModel | None = None
         self._request_ids = itertools.count(1)
         self._current_request = 0
@@ -142,12 +64,20 @@ class EngineClient:
         """Load in a fresh worker; on a memory failure step down (when allowed). Blocking."""
         with self._load_lock:
             self._finish_answer_then(self._end_worker)
-            result = self._attempt(settings, on_progress)
-            if isinstance(result, LoadedModel):
-                return self._accept(result, ())
-            if not step_down or not result.kind.may_step_down:
-                raise EngineLoadError(result.reason, kind=result.kind.value)
-            return self._step_down(settings, result, on_progress)
+            try:
+                return self._load_with_ladder(settings, on_progress, step_down)
+            except EngineLoadError:
+                self._end_worker()               # no idle process left behind
+                raise
+
+    def _load_with_ladder(self, settings: LoadSettings, on_progress: Callable[[float], None] | None,
+                          step_down: bool) -> LoadedModel:
+        result = self._attempt(settings, on_progress)
+        if isinstance(result, LoadedModel):
+            return self._accept(result, ())
+        if not step_down or not result.kind.may_step_down:
+            raise EngineLoadError(result.reason, kind=result.kind.value)
+        return self._step_down(settings, result, on_progress)
 
     def _step_down(self, settings: LoadSettings, failure: LoadFailed,
                    on_progress: Callable[[float], None] | None) -> LoadedModel:
@@ -179,7 +109,7 @@ class EngineClient:
                     return message.model
                 elif isinstance(message, LoadFailed):
                     return message
-        except _WorkerDied:
+        except WorkerDied:
             reason = self._describe_death(worker, "while loading the model")
             killed = (worker.process.exitcode or 0) < 0      # by a signal: abort, OOM killer ...
             self._forget_dead_worker()
@@ -200,11 +130,13 @@ class EngineClient:
         if self._loaded is None or self._worker is None:
             raise NotLoaded("No model is loaded: load one before chatting.")
         request = ChatRequest(next(self._request_ids), tuple(dict(m) for m in messages), sampling)
-        self._current_request = request.request_id     # so stop() works even before iteration
+        with self._state:
+            if not self._answering:                        # so stop() works even before iteration
+                self._current_request = request.request_id
         return self._stream(request)
 
     def _stream(self, request: ChatRequest) -> Iterator[ChatEvent]:
-        worker = self._begin_answer()
+        worker = self._begin_answer(request.request_id)
         partial: list[str] = []
         finished = False
         try:
@@ -218,7 +150,7 @@ class EngineClient:
                 if isinstance(message, TokenText):
                     partial.append(message.text)
                 yield message
-        except _WorkerDied:
+        except WorkerDied:
             finished = True
             raise self._crash_error(worker, "".join(partial)) from None
         finally:
@@ -226,13 +158,14 @@ class EngineClient:
                 self._abandon(worker, request.request_id)
             self._end_answer()
 
-    def _begin_answer(self) -> _Worker:
+    def _begin_answer(self, request_id: int) -> WorkerHandle:
         with self._state:
             if self._answering:
                 raise EngineError("The engine is still answering: stop that answer first.")
             if self._worker is None or self._loaded is None:
                 raise NotLoaded("No model is loaded: load one before chatting.")
             self._answering = True
+            self._current_request = request_id
             return self._worker
 
     def _end_answer(self) -> None:
@@ -249,13 +182,13 @@ class EngineClient:
                 log.warning("an answer was not drained in %.0f s; ending its worker", ANSWER_DRAIN_SECONDS)
         action()
 
-    def _abandon(self, worker: _Worker, request_id: int) -> None:
+    def _abandon(self, worker: WorkerHandle, request_id: int) -> None:
         """Stop the answer nobody reads any more, and drain it so the next chat starts clean."""
         worker.stop_value.value = request_id
         try:
             while not isinstance(worker.receive(), (AnswerFinished, ChatFailed)):
                 pass
-        except _WorkerDied:
+        except WorkerDied:
             self._forget_dead_worker()
 
     def stop(self) -> None:
@@ -284,10 +217,10 @@ class EngineClient:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _ensure_worker(self) -> _Worker:
+    def _ensure_worker(self) -> WorkerHandle:
         if self._worker is None or not self._worker.process.is_alive():
             self._forget_dead_worker()
-            self._worker = _Worker()
+            self._worker = WorkerHandle()
         return self._worker
 
     def _end_worker(self) -> None:
@@ -300,11 +233,11 @@ class EngineClient:
         if worker is not None:
             worker.exit_code()
             worker.connection.close()
-            _prune_crash_logs(worker.log_path.parent)
+            prune_crash_logs(worker.log_path.parent)
 
     # ------------------------------------------------------------------------------ crashes
 
-    def _crash_error(self, worker: _Worker, partial_text: str) -> EngineError:
+    def _crash_error(self, worker: WorkerHandle, partial_text: str) -> EngineError:
         if self._closing:
             return EngineError("The model was unloaded while it was answering.")
         message = self._describe_death(worker, "while answering")
@@ -314,7 +247,7 @@ class EngineClient:
                              exit_code=worker.process.exitcode, log_path=str(worker.log_path))
 
     @staticmethod
-    def _describe_death(worker: _Worker, when: str) -> str:
+    def _describe_death(worker: WorkerHandle, when: str) -> str:
         code = worker.exit_code()
         last_line = next((line for line in reversed(worker.stderr_tail().splitlines()) if line.strip()), "")
         detail = f" Its last words: {last_line.strip()}" if last_line else ""
@@ -345,15 +278,3 @@ def _exit_text(code: int | None) -> str:
                  "SIGSEGV": "a crash inside llama.cpp", "SIGABRT": "llama.cpp aborted"}
         return f"{name}: {hints[name]}" if name in hints else name
     return f"exit code {code}"
-
-
-def _new_log_path(number: int) -> Path:
-    folder = locations.log_dir() / "engine"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{number}.log"
-
-
-def _prune_crash_logs(folder: Path) -> None:
-    logs = sorted(folder.glob("worker-*.log"), key=lambda path: path.stat().st_mtime)
-    for old in logs[:-KEPT_CRASH_LOGS]:
-        old.unlink(missing_ok=True)

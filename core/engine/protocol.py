@@ -4,7 +4,7 @@ Public values (what callers of EngineClient see): LoadSettings, SamplingSettings
 AnswerStats and the chat events TokenText, ContextTrimmed, AnswerFinished.
 
 Private envelopes (client <-> worker only): the requests the client sends (LoadRequest,
-ChatRequest, UnloadRequest, ShutdownRequest) and the replies the worker sends back besides the
+ChatRequest, ShutdownRequest) and the replies the worker sends back besides the
 chat events (LoadProgress, LoadSucceeded, LoadFailed, ChatFailed).
 """
 from __future__ import annotations
@@ -132,11 +132,6 @@ class ChatRequest:
     request_id: int                  # Stop names this id in the shared stop value
     messages: tuple[dict, ...]
     sampling: SamplingSettings
-
-
-@dataclass(frozen=True)
-class UnloadRequest:
-    pass
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ The conversation object in memory is kept in step with the store, using the stor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from PySide6.QtCore import QObject, Signal
 
@@ -83,6 +84,7 @@ class AnswerFlow(QObject):
         if answer is None:
             return
         answer.text += text
+        answer.conversation.update(answer.message_id, content=answer.text)
         self._queue.call(self._store.append_answer, answer.message_id, text)
         self.streamed.emit(answer.conversation, answer.message_id)
 
@@ -104,7 +106,7 @@ class AnswerFlow(QObject):
         if answer is None:
             return
         answer.conversation.update(answer.message_id, content=text, stopped_early=stopped, stats=stats)
-        self._queue.call(self._store.finish_answer, answer.message_id, stats, stopped, text)
+        self._queue.call(partial(self._store.finish_answer, answer.message_id, stats, stopped, text=text))
         self.changed.emit(answer.conversation)
         self.running_changed.emit(False)
 

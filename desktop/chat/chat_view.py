@@ -104,6 +104,12 @@ class ChatView(QTextBrowser):
         elif self._views and self._views[-1].id == view.id and not self._queue:
             self._rewrite(len(self._views) - 1, view)
 
+    def resizeEvent(self, event) -> None:
+        following = self._at_bottom()
+        super().resizeEvent(event)
+        if following:
+            self._scroll_to_end()
+
     # --- text of the messages (for Copy and tests) ---
 
     def message_text(self, message_id: str) -> str:

@@ -32,6 +32,8 @@ class ConversationList(QWidget):
         self.list = QListWidget()
         self.list.setAccessibleName("Conversations")
         self.list.setObjectName("conversations")
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setEditTriggers(QListWidget.EditTrigger.EditKeyPressed | QListWidget.EditTrigger.DoubleClicked)
         self.new_button = _button("New chat", "New conversation (Ctrl+N)", "primary")
         self.rename_button = _button("Rename", "Rename the conversation (F2)")

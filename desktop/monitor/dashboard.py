@@ -95,6 +95,7 @@ class MemoryDashboard(QWidget):
         self.status = _label(WAITING, "dashboardNote", "Memory dashboard status")
         self.host_section = MemoryBarSection("Host RAM", "Host RAM")
         self.no_gpu = _label(NO_GPU, "dashboardNote", "GPU status")
+        self.no_gpu.setVisible(False)  # until a sample says so
         self.prediction = PredictionBox()
         capacity = self._history.capacity
         self.ram_chart = HistoryChart("RAM · last 10 minutes", capacity=capacity)

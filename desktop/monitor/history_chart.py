@@ -1,16 +1,20 @@
 """A QtCharts line chart of the last ten minutes that grows by one point per line each second.
 
 Lines are created once (add_line) and then only appended to; the oldest point is dropped once a line
-holds `capacity` points, so an update costs a few appends, not a rebuilt series. Byte charts label
-their axis in MiB or GiB, whichever reads better for the largest figure shown; the points are rescaled
-only when that unit changes.
+holds `capacity` points. Each append and removal would make QtCharts recompute the line's geometry, so
+points change with the series' signals blocked; end_update() then slides the time axis, which makes
+QtCharts re-read every line once (a line changed without a new time range is told by pointsReplaced).
+While the chart is hidden, that redraw waits until it is shown.
+
+Byte charts label their axis in MiB or GiB, whichever reads better for the largest figure shown; the
+points are rescaled only when that unit changes.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
 
-from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLineSeries, QValueAxis
+from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLegend, QLineSeries, QValueAxis
 from PySide6.QtCore import QDateTime, QMargins, QPointF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 
@@ -18,6 +22,7 @@ from core.memory_history import CAPACITY, WINDOW_SECONDS
 
 MIB = 2**20
 GIB = 2**30
+SMALLEST_BYTES_TOP = 100 * MIB  # an empty or nearly empty byte chart still reads 0 … 100 MiB
 MIN_HEIGHT = 150
 MAX_HEIGHT = 240
 GRID = "#e6e9ed"
@@ -43,21 +48,32 @@ def bytes_unit(largest_bytes: float) -> AxisUnit:
     return AxisUnit("MiB", MIB, "%.0f MiB")
 
 
+# Nice axis tops (times a power of ten) and how many even steps each splits into.
+NICE_TOPS = ((1, 4), (1.2, 4), (1.5, 3), (2, 4), (2.5, 5), (3, 3), (4, 4), (5, 5), (6, 3), (8, 4), (10, 4))
+
+
+def _leading(value: float) -> tuple[float, float]:
+    """value = leading × magnitude with 1 <= leading < 10 (value >= 1)."""
+    magnitude = 10 ** (len(str(int(value))) - 1)
+    return value / magnitude, magnitude
+
+
 def nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 × 10^k that is at least `value` (and at least 1)."""
+    """The smallest nice top (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 × 10^k) at least `value`, at least 1."""
     if value <= 1:
         return 1.0
-    magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
-        if step * magnitude >= value:
-            return step * magnitude
-    return 10.0 * magnitude
+    leading, magnitude = _leading(value)
+    top = next(top for top, _steps in NICE_TOPS if top >= leading - 1e-9)
+    return top * magnitude
 
 
 def tick_interval(top: float) -> float:
-    """Four or five even steps up to a nice ceiling: 2.5 -> 0.5, 20 -> 5, 100 -> 25, 500 -> 100."""
-    leading = top / 10 ** (len(str(int(top))) - 1) if top >= 1 else top
-    return top / 4 if leading in (1, 2) else top / 5
+    """Three to five even steps up to a nice top: 6 -> 2, 2.5 -> 0.5, 100 -> 25."""
+    if top < 1:
+        return top / 4
+    leading, _magnitude = _leading(top)
+    steps = next((steps for nice, steps in NICE_TOPS if abs(nice - leading) < 1e-6), 4)
+    return top / steps
 
 
 class _Line:
@@ -67,17 +83,28 @@ class _Line:
         self.series = series
         self.times: deque[float] = deque(maxlen=capacity)
         self.values: deque[float] = deque(maxlen=capacity)
+        self.changed = False  # points added since QtCharts last read them
 
     def append(self, msecs: float, value: float, scale: float) -> None:
+        """Adds a point without redrawing; publish() redraws once for any number of appends."""
         self.times.append(msecs)
         self.values.append(value)
+        blocked = self.series.blockSignals(True)
         self.series.append(msecs, value / scale)
         overflow = self.series.count() - self.times.maxlen
         if overflow > 0:
             self.series.removePoints(0, overflow)
+        self.series.blockSignals(blocked)
+        self.changed = True
+
+    def publish(self) -> None:
+        if self.changed:
+            self.changed = False
+            self.series.pointsReplaced.emit()
 
     def rescale(self, scale: float) -> None:
         self.series.replace([QPointF(t, v / scale) for t, v in zip(self.times, self.values)])
+        self.changed = False
 
     def clear(self) -> None:
         self.times.clear()
@@ -92,6 +119,7 @@ class HistoryChart(QChartView):
         self.percent = percent
         self.unit = PERCENT if percent else bytes_unit(0)
         self.lines: dict[str, _Line] = {}
+        self._pending_end: float | None = None
         self._build_chart(title)
         self.setAccessibleName(f"{title} chart")
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -110,10 +138,11 @@ class HistoryChart(QChartView):
         chart.setMargins(QMargins(2, 2, 2, 2))
         chart.layout().setContentsMargins(0, 0, 0, 0)
         chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
+        chart.legend().setMarkerShape(QLegend.MarkerShape.MarkerShapeFromSeries)  # a dashed line for a dashed one
         chart.legend().setFont(_font(8))
         chart.legend().setLabelColor(QColor(AXIS_TEXT))
         self.time_axis = _time_axis()
-        self.value_axis = _value_axis(self.unit, 100.0 if self.percent else 1.0)
+        self.value_axis = _value_axis(self.unit, 100.0 if self.percent else SMALLEST_BYTES_TOP / MIB)
         chart.addAxis(self.time_axis, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(self.value_axis, Qt.AlignmentFlag.AlignLeft)
         self.setChart(chart)
@@ -141,9 +170,28 @@ class HistoryChart(QChartView):
             self.lines[key].append(timestamp * 1000.0, float(value), self.unit.scale)
 
     def end_update(self, timestamp: float) -> None:
-        """After a round of appends: slide the time window to end at `timestamp`, fit the value axis."""
+        """After a round of appends: slide the time window to end at `timestamp`, fit the value axis.
+        While the chart is hidden (a closed panel, another tab) this waits until it is shown."""
+        self._pending_end = timestamp
+        if self.isVisible():
+            self._redraw()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        timestamp, self._pending_end = self._pending_end, None
+        if timestamp is None:
+            return
         end = QDateTime.fromMSecsSinceEpoch(int(timestamp * 1000))
-        self.time_axis.setRange(end.addSecs(-WINDOW_SECONDS), end)
+        if end != self.time_axis.max():
+            # A new time range makes QtCharts re-read every line's points: no need to tell each one.
+            self.time_axis.setRange(end.addSecs(-WINDOW_SECONDS), end)
+            for line in self.lines.values():
+                line.changed = False
+        for line in self.lines.values():
+            line.publish()
         if not self.percent:
             self._fit_bytes()
 
@@ -172,7 +220,7 @@ class HistoryChart(QChartView):
             self.value_axis.setLabelFormat(unit.label_format)
             for line in self.lines.values():
                 line.rescale(unit.scale)
-        top = nice_ceiling(largest * 1.1 / unit.scale)
+        top = nice_ceiling(max(largest * 1.1, SMALLEST_BYTES_TOP) / unit.scale)
         if top != self.value_axis.max():
             _set_top(self.value_axis, top)
 

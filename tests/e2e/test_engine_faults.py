@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 
 import pytest
 
 from core.engine.client import EngineClient
-from core.engine.errors import EngineCrashed, EngineLoadError, NotLoaded
+from core.engine.errors import EngineCrashed, EngineError, EngineLoadError, NotLoaded
 from core.engine.protocol import AnswerFinished, LoadSettings, SamplingSettings, TokenText
 
 pytestmark = pytest.mark.model
@@ -105,3 +107,22 @@ def test_without_step_down_the_memory_failure_is_reported(engine, smollm2):
         engine.load(LoadSettings(str(smollm2), n_ctx=16 * 1024 * 1024), step_down=False)
     assert caught.value.kind == "memory"
     assert engine.loaded is None
+
+
+def test_unload_during_an_answer_ends_it_cleanly(engine, smollm2):
+    engine.load(LoadSettings(str(smollm2), n_ctx=2048))
+    events = engine.chat(QUESTION, LONG_ANSWER)
+    first = next(event for event in events if isinstance(event, TokenText))
+    assert first.text
+    with pytest.raises(EngineError, match="still answering"):
+        next(iter(engine.chat(QUESTION, LONG_ANSWER)))
+    reader_saw: list = []
+    reader = threading.Thread(target=lambda: reader_saw.extend(events))
+    reader.start()
+    started = time.perf_counter()
+    engine.unload()
+    reader.join(timeout=5)
+    assert time.perf_counter() - started < 3.0
+    assert isinstance(reader_saw[-1], AnswerFinished)
+    assert reader_saw[-1].stats.stop_reason == "cancelled"
+    assert engine.loaded is None and engine.pid is None

@@ -6,6 +6,7 @@ import time
 import pytest
 from PySide6.QtCore import Qt
 
+from core.engine.protocol import SamplingSettings
 from core.settings import Settings
 from desktop.main_window import MainWindow
 
@@ -15,6 +16,7 @@ LOAD_TIMEOUT_MS = 60_000
 @pytest.fixture
 def window(qtbot):
     window = MainWindow(Settings(threads=2))
+    window.sampling = SamplingSettings(max_tokens=48, seed=7)
     qtbot.addWidget(window)
     window.show()
     yield window
@@ -52,6 +54,7 @@ def test_a_message_gets_a_streamed_reply(qtbot, window, smollm2):
 @pytest.mark.model
 def test_stop_ends_a_generation_within_half_a_second(qtbot, window, smollm2):
     load(qtbot, window, smollm2)
+    window.sampling = SamplingSettings(max_tokens=2000, seed=7)
     streamed: list[str] = []
     window.session.token_arrived.connect(streamed.append)
     send(qtbot, window, "Write a very long story about a dragon who learns to bake bread.")
@@ -65,6 +68,7 @@ def test_stop_ends_a_generation_within_half_a_second(qtbot, window, smollm2):
     assert elapsed < 0.5, f"Stop took {elapsed:.3f} s"
     assert window.conversation.messages[-1].stopped_early
     # The model stays loaded: the next message is answered.
+    window.sampling = SamplingSettings(max_tokens=24, seed=7)
     with qtbot.waitSignal(window.session.answer_finished, timeout=LOAD_TIMEOUT_MS) as again:
         send(qtbot, window, "Thanks. Now say hi.")
     assert again.args[0].text.strip()

@@ -103,3 +103,14 @@ def test_missing_file_is_not_found(smol_hub):
 def test_unsafe_name_is_refused(smol_hub):
     with pytest.raises(hub.UnsafeFileName):
         HeaderCache().get(REPO, "../../etc/passwd")
+
+
+def test_parsed_header_is_kept_as_a_summary_that_reads_back_equal(smol_hub):
+    entry = HeaderCache().get(REPO, NAME)
+    parsed = HeaderCache().model_info(entry)
+    summary = entry.header_path.with_suffix(".info.json")
+    assert summary.is_file()
+    again = HeaderCache().model_info(entry)  # a new cache object: from the summary, not a parse
+    assert again == parsed
+    summary.write_text("{broken")
+    assert HeaderCache().model_info(entry) == parsed

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""The chat workspace's longest UI event-loop stall while it opens, scrolls and streams long chats.
+
+A timer probe fires every PROBE_MS on the UI thread; a stall is the time between two firings beyond
+PROBE_MS. Scenarios (no model needed; offscreen unless QT_QPA_PLATFORM says otherwise):
+  open       start the workspace on a 500-message chat (code in every answer) until fully rendered
+  scroll     page down the whole chat and back up, one page per 16 ms frame
+  switch     open another 500-message chat from the list
+  stream     a 1,500-token answer (prose and code) arriving at 100 tokens/s, re-rendered at <= 15 Hz
+  resize     drag the window narrower and wider (re-wraps the whole document)
+Prints a table, then `RESULT chat_ui_longest_stall_ms=... target=<50 ok|short` (the worst of open,
+scroll, switch and stream; resize is reported for information).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if sys.version_info < (3, 12):   # PySide6 6.12 (abi3) drops None references on Python 3.11: see report
+    ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("LLAMADESK_HOME", tempfile.mkdtemp(prefix="bench-chat-ui-"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from core.chats import Conversation  # noqa: E402
+from core.store import ChatStore  # noqa: E402
+from desktop.chat.message_views import MessageView  # noqa: E402
+from desktop.chat.workspace import ChatWorkspace  # noqa: E402
+from desktop.engine_session import EngineSession  # noqa: E402
+
+PROBE_MS = 5
+TARGET_MS = 50
+MESSAGES = 500
+ANSWER = ("Here is one way to do it, with a short explanation of **why** it works and a list:\n\n"
+          "- it keeps the *original* list\n- it runs in linear time\n\n"
+          "```python\ndef reverse(items):\n    result = []\n    for item in items:\n"
+          "        result.insert(0, item)  # slow on purpose\n    return result\n```\n\n"
+          "Slicing (`items[::-1]`) is the idiomatic choice.")
+
+
+class StallProbe:
+    def __init__(self) -> None:
+        self._clock = QElapsedTimer()
+        self._timer = QTimer(interval=PROBE_MS)
+        self._timer.timeout.connect(self._tick)
+        self.gaps: list[float] = []
+
+    def start(self) -> None:
+        self.gaps = []
+        self._clock.start()
+        self._timer.start()
+
+    def stop(self) -> float:
+        self._timer.stop()
+        return self.longest
+
+    @property
+    def longest(self) -> float:
+        return max(self.gaps, default=0.0)
+
+    def _tick(self) -> None:
+        self.gaps.append(max(self._clock.restart() - PROBE_MS, 0))
+
+
+def run_until(app: QApplication, done, limit_s: float = 60.0) -> float:
+    started = time.perf_counter()
+    while not done():
+        app.processEvents()
+        time.sleep(0.001)
+        if time.perf_counter() - started > limit_s:
+            raise TimeoutError("scenario did not finish")
+    return time.perf_counter() - started
+
+
+def run_for(app: QApplication, seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def long_chat(title: str) -> Conversation:
+    conversation = Conversation(title=title)
+    for number in range(MESSAGES // 2):
+        conversation.add("user", f"Question {number}: how do I reverse a list without changing it?")
+        conversation.add("assistant", ANSWER)
+    return conversation
+
+
+def scenario(app, probe, name, action, done) -> tuple[str, float, float]:
+    probe.start()
+    action()
+    seconds = run_until(app, done)
+    run_for(app, 0.1)
+    return name, seconds, probe.stop()
+
+
+def scroll_through(app, view) -> None:
+    bar = view.verticalScrollBar()
+    for direction in (1, -1):
+        while (bar.value() < bar.maximum()) if direction > 0 else (bar.value() > 0):
+            bar.setValue(bar.value() + direction * bar.pageStep())
+            run_for(app, 0.016)
+
+
+def stream_answer(app, workspace) -> None:
+    view = workspace.pane.view
+    text = ""
+    words = (ANSWER.replace("\n", " \n ").split(" ") * 40)[:1500]
+    base = view.views[-1]
+    for word in words:
+        text += word + " "
+        view.stream(MessageView(base.id, "assistant", text, streaming=True))
+        run_for(app, 0.01)
+    view.end_stream(MessageView(base.id, "assistant", text, footnote="1500 tokens"))
+
+
+def resize_back_and_forth(app, workspace) -> None:
+    for width in (900, 800, 700, 800, 1000, 1200):
+        workspace.resize(width, 800)
+        run_for(app, 0.05)
+
+
+def main() -> int:
+    app = QApplication(sys.argv)
+    store = ChatStore(Path(os.environ["LLAMADESK_HOME"]) / "bench-chats.sqlite3")
+    second, first = long_chat("Second long chat"), long_chat("First long chat")
+    store.save_conversation(second)
+    store.save_conversation(first)
+    session = EngineSession()
+    probe = StallProbe()
+    holder: dict[str, ChatWorkspace] = {}
+
+    def open_workspace() -> None:
+        workspace = ChatWorkspace(session, store)
+        workspace.resize(1100, 800)
+        workspace.show()
+        holder["w"] = workspace
+
+    def opened() -> bool:
+        w = holder.get("w")
+        return bool(w and w.conversation and len(w.pane.view.views) == MESSAGES and not w.pane.view.rendering)
+
+    rows = [scenario(app, probe, "open 500 messages", open_workspace, opened)]
+    workspace = holder["w"]
+    view = workspace.pane.view
+    rows.append(scenario(app, probe, "scroll down and up", lambda: scroll_through(app, view), lambda: True))
+    rows.append(scenario(app, probe, "switch to another 500", lambda: workspace._open(second.id),
+                         lambda: workspace.conversation.id == second.id and len(view.views) == MESSAGES
+                         and not view.rendering))
+    rows.append(scenario(app, probe, "stream 1,500 tokens", lambda: stream_answer(app, workspace), lambda: True))
+    resize = scenario(app, probe, "resize (information)", lambda: resize_back_and_forth(app, workspace),
+                      lambda: True)
+
+    print(f"{'scenario':<24} {'seconds':>8} {'longest stall ms':>17} {'target ms':>10}")
+    for name, seconds, stall in [*rows, resize]:
+        print(f"{name:<24} {seconds:>8.2f} {stall:>17.1f} {'<' + str(TARGET_MS):>10}")
+    print(f"(probe every {PROBE_MS} ms; median gap while streaming "
+          f"{statistics.median(probe.gaps or [0]):.1f} ms)")
+    worst = max(stall for _, _, stall in rows)
+    print(f"RESULT chat_ui_longest_stall_ms={worst:.1f} target=<{TARGET_MS} {'ok' if worst < TARGET_MS else 'short'}")
+    session.shutdown()
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

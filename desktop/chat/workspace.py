@@ -1,0 +1,351 @@
+"""The chat workspace: the conversation list beside the open conversation.
+
+API for the main window:
+
+    workspace = ChatWorkspace(session, store)      # store: a ChatStore the window opened off the UI thread
+    workspace.notice.connect(lambda level, sentence: ...)   # level "info" | "error"
+    workspace.set_model_ready(True, "SmolLM2-135M")           # enables Send; False while loading / after a crash
+    workspace.new_conversation()    # Ctrl+N         workspace.stop()            # Esc
+    workspace.focus_composer()
+    state = workspace.save_state(); workspace.restore_state(state)   # splitter sizes, settings shown
+
+Every store call runs off the UI thread, in order (StoreQueue); answers stream through AnswerFlow.
+It starts on the most recent conversation, or a new one when there is none.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QDataStream, QIODevice, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QHBoxLayout, QMessageBox, QSplitter, QWidget
+
+from core.chats import Conversation
+from core.store import ChatStore, ConversationSummary
+from desktop.chat import chat_files
+from desktop.chat.answer_flow import AnswerFlow
+from desktop.chat.conversation_list import UNTITLED, ConversationList
+from desktop.chat.conversation_pane import ConversationPane
+from desktop.chat.message_views import last_context_use, message_view, thread_views
+from desktop.chat.store_queue import StoreQueue
+from desktop.engine_session import EngineSession
+
+STYLE_SHEET = Path(__file__).with_name("chat.qss")
+_STATE_VERSION = 1
+
+
+class ChatWorkspace(QWidget):
+    notice = Signal(str, str)          # level "info" | "error", a sentence for the notice bar
+
+    def __init__(self, session: EngineSession, store: ChatStore, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chatWorkspace")
+        self.store = store
+        self.queue = StoreQueue(self)
+        self.answers = AnswerFlow(session, store, self.queue, self)
+        self.conversations = ConversationList()
+        self.pane = ConversationPane()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.conversation: Conversation | None = None
+        self._editing_id: str | None = None
+        self._model_name = ""
+        self._model_ready = False
+        self._search = ""
+        self._export_folder = Path.home()
+        self._lay_out()
+        self._connect()
+        self._add_shortcuts()
+        self._set_focus_order()
+        self._apply_style()
+        self._start()
+
+    # --- public API ---
+
+    def set_model_ready(self, ready: bool, model_name: str = "") -> None:
+        self._model_ready = ready
+        self._model_name = model_name or self._model_name
+        self.pane.set_ready(ready)
+        if self.conversation is not None and not self.conversation.messages:
+            self.pane.view.show_hint(self._empty_hint())
+
+    def new_conversation(self) -> None:
+        if self.conversation is not None and not self.conversation.messages:
+            self.focus_composer()
+            return
+        self.queue.call(self.store.create_conversation, done=self._created)
+
+    def stop(self) -> None:
+        self.answers.stop()
+
+    def focus_composer(self) -> None:
+        self.pane.composer.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def save_state(self) -> QByteArray:
+        state = QByteArray()
+        stream = QDataStream(state, QIODevice.OpenModeFlag.WriteOnly)
+        stream.writeInt32(_STATE_VERSION)
+        stream << self.splitter.saveState()
+        stream.writeBool(self.pane.settings_toggle.isChecked())
+        return state
+
+    def restore_state(self, state: QByteArray) -> None:
+        stream = QDataStream(state, QIODevice.OpenModeFlag.ReadOnly)
+        if state.isEmpty() or stream.readInt32() != _STATE_VERSION:
+            return
+        splitter_state = QByteArray()
+        stream >> splitter_state
+        self.splitter.restoreState(splitter_state)
+        self.pane.settings_toggle.setChecked(stream.readBool())
+
+    # --- building ---
+
+    def _lay_out(self) -> None:
+        self.splitter.addWidget(self.conversations)
+        self.splitter.addWidget(self.pane)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([240, 760])
+        self.splitter.setChildrenCollapsible(False)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.splitter)
+
+    def _connect(self) -> None:
+        listing, pane, answers = self.conversations, self.pane, self.answers
+        listing.chosen.connect(self._open)
+        listing.new_requested.connect(self.new_conversation)
+        listing.rename_requested.connect(self._rename)
+        listing.delete_requested.connect(self._delete)
+        listing.search_changed.connect(self._search_changed)
+        pane.send_requested.connect(self._send)
+        pane.stop_requested.connect(self.stop)
+        pane.edit_cancelled.connect(lambda: self._set_editing(None))
+        pane.export_requested.connect(self._export)
+        pane.import_requested.connect(self._import)
+        pane.settings.changed.connect(self._settings_changed)
+        pane.view.action.connect(self._message_action)
+        answers.changed.connect(self._conversation_changed)
+        answers.streamed.connect(self._answer_streamed)
+        answers.running_changed.connect(pane.set_generating)
+        answers.notice.connect(self.notice)
+        self.queue.failed.connect(lambda sentence: self.notice.emit("error", sentence))
+
+    def _add_shortcuts(self) -> None:
+        for text, keys, slot in (("New chat", QKeySequence.StandardKey.New, self.new_conversation),
+                                 ("Stop the answer", QKeySequence(Qt.Key.Key_Escape), self.stop)):
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(keys))
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.triggered.connect(slot)
+            self.addAction(action)
+
+    def _set_focus_order(self) -> None:
+        listing = self.conversations
+        chain = [listing.new_button, listing.search, listing.list, listing.rename_button, listing.delete_button,
+                 *self.pane.focus_chain()]
+        for first, second in zip(chain, chain[1:]):
+            QWidget.setTabOrder(first, second)
+
+    def _apply_style(self) -> None:
+        if STYLE_SHEET.exists():
+            self.setStyleSheet(STYLE_SHEET.read_text(encoding="utf-8"))
+
+    def _start(self) -> None:
+        self.pane.view.show_hint("Opening your chats…")
+        self.queue.call(self.store.list_conversations, done=self._first_listing)
+
+    def _first_listing(self, summaries: list[ConversationSummary]) -> None:
+        if summaries:
+            self.conversations.show_conversations(summaries, summaries[0].id)
+            self._open(summaries[0].id)
+        else:
+            self.new_conversation()
+
+    # --- conversations ---
+
+    def _open(self, conversation_id: str) -> None:
+        active = self.answers.active
+        if active is not None and active.conversation.id == conversation_id:
+            self._show(active.conversation)
+            return
+        self.queue.call(self.store.load_conversation, conversation_id, done=self._show)
+
+    def _show(self, conversation: Conversation) -> None:
+        self.pane.settings.flush()
+        self.conversation = conversation
+        self._set_editing(None)
+        self.pane.title.setText(conversation.title or UNTITLED)
+        self.pane.settings.show_conversation(conversation)
+        self.conversations.highlight(conversation.id)
+        self._render_all()
+
+    def _created(self, conversation: Conversation) -> None:
+        self._show(conversation)
+        self._refresh_list()
+        self.focus_composer()
+
+    def _rename(self, conversation_id: str, title: str) -> None:
+        if self.conversation is not None and self.conversation.id == conversation_id:
+            self.conversation.title = title
+            self.pane.title.setText(title)
+        self.queue.call(self.store.rename_conversation, conversation_id, title, done=lambda _: self._refresh_list())
+
+    def _delete(self, conversation_id: str) -> None:
+        title = next((t for i, t in zip(self.conversations.ids(), self.conversations.titles())
+                      if i == conversation_id), UNTITLED)
+        if not self._confirm_delete(title):
+            return
+        active = self.answers.active
+        if active is not None and active.conversation.id == conversation_id:
+            self.answers.stop()
+        self.queue.call(self.store.delete_conversation, conversation_id,
+                        done=lambda _: self._deleted(conversation_id))
+
+    def _confirm_delete(self, title: str) -> bool:
+        answer = QMessageBox.question(self, "Delete chat", f"Delete “{title}” and all its messages? "
+                                      "This cannot be undone.",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                                      QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _deleted(self, conversation_id: str) -> None:
+        if self.conversation is not None and self.conversation.id == conversation_id:
+            self.conversation = None
+            self.queue.call(self.store.list_conversations, done=self._first_listing)
+        else:
+            self._refresh_list()
+
+    def _search_changed(self, text: str) -> None:
+        self._search = text
+        self._refresh_list()
+
+    def _refresh_list(self) -> None:
+        current = self.conversation.id if self.conversation else None
+        self.queue.call(self.store.list_conversations, self._search,
+                        done=lambda summaries: self.conversations.show_conversations(summaries, current))
+
+    def _settings_changed(self, system_prompt: str, preset: str, sampling) -> None:
+        conversation = self.conversation
+        if conversation is None:
+            return
+        conversation.system_prompt, conversation.preset, conversation.sampling = system_prompt, preset, sampling
+        self.queue.call(partial(self.store.update_conversation, conversation.id, system_prompt=system_prompt,
+                                preset=preset, sampling=sampling))
+
+    # --- messages ---
+
+    def _send(self, text: str) -> None:
+        conversation = self.conversation
+        if conversation is None or self.answers.running:
+            return
+        self.pane.settings.flush()
+        parent = (conversation.message(self._editing_id).parent_id if self._editing_id
+                  else conversation.current_leaf_id)
+        self._set_editing(None)
+        self.answers.ask(conversation, text, parent)
+
+    def _message_action(self, name: str, message_id: str) -> None:
+        conversation = self.conversation
+        if conversation is None or self.answers.running:
+            if self.answers.running:
+                self.notice.emit("info", "Wait for the answer to finish, or press Esc to stop it.")
+            return
+        if name == "edit":
+            self._set_editing(message_id)
+        elif name == "regenerate":
+            if self._model_ready:
+                self.answers.ask(conversation, None, conversation.message(message_id).parent_id)
+        elif name in ("previous", "next"):
+            self._switch_branch(message_id, -1 if name == "previous" else 1)
+
+    def _switch_branch(self, message_id: str, step: int) -> None:
+        conversation = self.conversation
+        siblings = [m.id for m in conversation.siblings(message_id)]
+        target = siblings.index(message_id) + step
+        if 0 <= target < len(siblings):
+            leaf = conversation.select(siblings[target])
+            self.queue.call(self.store.set_current_leaf, conversation.id, leaf.id)
+            self._render_changes()
+
+    def _set_editing(self, message_id: str | None) -> None:
+        """Edit-and-resend: the message's text goes into the composer; Send makes it a new branch."""
+        was_editing, self._editing_id = self._editing_id is not None, message_id
+        if message_id is not None and self.conversation is not None:
+            self.pane.show_editing(self.conversation.message(message_id).content)
+            return
+        self.pane.show_editing(None)
+        if was_editing:
+            self.pane.composer.clear()
+
+    # --- showing answers ---
+
+    def _conversation_changed(self, conversation: Conversation) -> None:
+        if conversation is self.conversation:
+            self.pane.title.setText(conversation.title or UNTITLED)
+            self._render_changes()
+        if not self.answers.running:
+            self._refresh_list()
+
+    def _answer_streamed(self, conversation: Conversation, message_id: str) -> None:
+        if conversation is not self.conversation:
+            return
+        self.pane.view.stream(message_view(conversation, conversation.message(message_id), streaming=True))
+
+    def _render_all(self) -> None:
+        conversation = self.conversation
+        if not conversation.messages:
+            self.pane.view.show_hint(self._empty_hint())
+        else:
+            self.pane.view.show_thread(thread_views(conversation, self._streaming_id()))
+        self.pane.context_bar.show_usage(last_context_use(conversation))
+
+    def _render_changes(self) -> None:
+        """Re-render from the first message that differs from what is shown."""
+        conversation = self.conversation
+        new = thread_views(conversation, self._streaming_id())
+        old = self.pane.view.views
+        if not new or not old:
+            self._render_all()
+            return
+        first = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+        if first < len(new) or len(old) != len(new):
+            self.pane.view.replace_from(first, new[first:])
+        self.pane.context_bar.show_usage(last_context_use(conversation))
+
+    def _streaming_id(self) -> str | None:
+        active = self.answers.active
+        return active.message_id if active and active.conversation is self.conversation else None
+
+    def _empty_hint(self) -> str:
+        if self._model_ready:
+            return f"{self._model_name or 'The model'} is ready. Ask it anything."
+        return "Open a model to start chatting."
+
+    # --- files ---
+
+    def _export(self, kind: str) -> None:
+        if self.conversation is None:
+            return
+        path = chat_files.ask_export_path(self, self.conversation, kind, self._export_folder)
+        if path is None:
+            return
+        self._export_folder = path.parent
+        chat_files.export_in_background(
+            self.conversation, kind, path,
+            done=lambda saved: self.notice.emit("info", f"Chat exported to {saved}."),
+            failed=lambda error: self.notice.emit("error", f"Could not export the chat: {error}"))
+
+    def _import(self) -> None:
+        path = chat_files.ask_import_path(self, self._export_folder)
+        if path is None:
+            return
+        chat_files.import_in_background(
+            path, done=self._imported,
+            failed=lambda error: self.notice.emit("error", f"Could not import {path.name}: {error}"))
+
+    def _imported(self, conversation: Conversation) -> None:
+        def saved(_result) -> None:
+            self._show(conversation)
+            self._refresh_list()
+            self.notice.emit("info", f"Imported “{conversation.title or UNTITLED}”.")
+        self.queue.call(self.store.save_conversation, conversation, done=saved)

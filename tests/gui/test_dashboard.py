@@ -1,0 +1,255 @@
+"""The memory dashboard (offscreen): bars, legends, charts, the prediction box, empty states, cost."""
+from __future__ import annotations
+
+import ctypes
+import statistics
+import sys
+import time
+
+import pytest
+from PySide6.QtCharts import QChartView
+from PySide6.QtWidgets import QGroupBox, QLabel, QScrollArea
+
+from core.engine.protocol import LoadedModel, LoadSettings
+from core.memory_history import MemoryHistory
+from core.monitor import GpuMemory, MemorySample, PredictedVsMeasured, PredictionComparison
+from desktop.monitor.dashboard import NO_GPU, MemoryDashboard
+from desktop.monitor.sampler import MemorySampler
+from desktop.monitor.stacked_bar import StackedBar
+
+GIB, MIB = 2**30, 2**20
+START = 1_700_000_000.0
+
+
+def _qt_drops_references_to_none() -> bool:
+    """PySide6 6.12.0 on Python < 3.12 (where None is not immortal) releases a reference to None on
+    every call of a method returning void: after a few thousand calls the interpreter aborts with
+    'deallocating None'. Reported to the lead; these tests make ~40 such calls per sample."""
+    label = QLabel()
+    before = sys.getrefcount(None)
+    for _ in range(10):
+        label.setText("x")
+    return sys.getrefcount(None) < before
+
+
+@pytest.fixture(autouse=True)
+def _outlive_the_pyside_refcount_bug(qapp):
+    if _qt_drops_references_to_none():
+        for immortal in (None, True, False):  # never freed in a healthy process, so a larger count is harmless
+            ctypes.c_ssize_t.from_address(id(immortal)).value += 10**8
+
+
+@pytest.fixture
+def dashboard(qtbot):
+    widget = MemoryDashboard()
+    qtbot.addWidget(widget)
+    widget.resize(440, 1200)
+    widget.show()
+    return widget
+
+
+def two_gpus(second: int = 0) -> tuple[GpuMemory, ...]:
+    return (GpuMemory(0, "NVIDIA GeForce RTX 4090", int(15.4 * GIB), 24 * GIB, int(14.1 * GIB) + second, 87.0),
+            GpuMemory(1, "NVIDIA GeForce RTX 3090", 9 * GIB, 24 * GIB, int(8.6 * GIB), None))
+
+
+def sample(second: int = 0, *, gpus=(), engine: int | None = 5 * GIB, cpu: float | None = 42.0) -> MemorySample:
+    return MemorySample(timestamp=START + second, host_used_bytes=20 * GIB, host_total_bytes=64 * GIB,
+                        app_resident_bytes=300 * MIB, engine_resident_bytes=engine, gpus=gpus, cpu_percent=cpu)
+
+
+def test_feeding_700_samples_keeps_the_last_600_points(dashboard):
+    for second in range(700):
+        dashboard.show_sample(sample(second, gpus=two_gpus(second), engine=5 * GIB + second))
+    assert len(dashboard.history) == 600
+    assert dashboard.history.latest.timestamp == START + 699
+    for chart, keys in ((dashboard.ram_chart, ("engine", "app")),
+                        (dashboard.vram_chart, ("gpu0-app", "gpu0-used", "gpu1-app", "gpu1-used")),
+                        (dashboard.busy_chart, ("cpu", "gpu0"))):
+        for key in keys:
+            assert chart.point_count(key) == 600, (chart.accessibleName(), key)
+    first = dashboard.ram_chart.lines["engine"].series.at(0)
+    assert first.x() == (START + 100) * 1000
+    assert dashboard.busy_chart.point_count("gpu1") == 0  # its utilisation was never known
+    assert dashboard.vram_chart.peak("gpu0-app") == int(14.1 * GIB) + 699
+
+
+def test_bars_and_labels_show_a_two_gpu_sample(dashboard):
+    dashboard.show_sample(sample(gpus=two_gpus()))
+    assert set(dashboard.gpu_sections) == {0, 1}
+    first, second = dashboard.gpu_sections[0], dashboard.gpu_sections[1]
+    assert first.title.text() == "GPU 0 · NVIDIA GeForce RTX 4090"
+    assert first.figure.text() == "87 % busy" and second.figure.text() == ""
+    assert [(p.name, p.bytes) for p in first.bar.parts] == [
+        ("This app", int(14.1 * GIB)), ("Others", int(15.4 * GIB) - int(14.1 * GIB)), ("Free", int(8.6 * GIB) + 1)]
+    description = first.bar.accessibleDescription()
+    assert "This app 14.1 GiB (59 %)" in description and "Others 1.3 GiB" in description
+    assert "Free 8.6 GiB" in description and "of 24.0 GiB" in description
+    assert "This&nbsp;app" in first.legend.text() and "14.1&nbsp;GiB" in first.legend.text()
+    assert "This app 8.6 GiB" in second.bar.accessibleDescription()
+    host = dashboard.host_section
+    assert [p.name for p in host.bar.parts] == ["Engine", "App", "Others", "Free"]
+    assert sum(p.bytes for p in host.bar.parts) == 64 * GIB
+    assert "Engine 5.0 GiB (8 %)" in host.bar.accessibleDescription()
+    assert "Others 14.7 GiB" in host.bar.accessibleDescription()
+    assert "Free 44.0 GiB" in host.bar.accessibleDescription()
+    assert host.figure.text() == "CPU 42 % busy"
+    assert dashboard.no_gpu.isHidden() and dashboard.vram_chart.isVisible()
+    assert "GPU 1 app 8.6 GiB" in dashboard.peaks.text()
+
+
+def test_unknown_per_process_vram_is_said_in_words(dashboard):
+    apple = GpuMemory(0, "Apple M2 Pro", 9 * GIB, 21 * GIB, None, None, unified_memory=True)
+    dashboard.show_sample(sample(gpus=(apple,)))
+    section = dashboard.gpu_sections[0]
+    assert section.title.text() == "GPU 0 · Apple M2 Pro (shares host RAM)"
+    assert [p.name for p in section.bar.parts] == ["Used (per-process share unknown)", "Free"]
+
+
+def test_prediction_box_after_a_load_and_an_unload(dashboard):
+    box = dashboard.prediction
+    dashboard.show_prediction(PredictionComparison(
+        "Qwen2.5-7B-Instruct-Q4_K_M.gguf", PredictedVsMeasured(262 * MIB, 251 * MIB),
+        PredictedVsMeasured(4 * GIB, None)))
+    assert box.model_label.text() == "Qwen2.5-7B-Instruct-Q4_K_M.gguf"
+    assert box.host_label.text() == "Predicted 262.0 MiB · measured 251.0 MiB · \u22124.2 % (\u221211.0 MiB)"
+    assert box.gpu_label.text() == "Predicted 4.0 GiB · not measured"
+    dashboard.show_prediction(None)
+    assert box.model_label.text() == "No model loaded"
+    assert not box.host_label.isVisible() and not box.gpu_label.isVisible()
+
+
+def test_prediction_box_from_a_loaded_model(dashboard):
+    settings = LoadSettings(model_path="/m/SmolLM2-135M-Instruct.Q4_1.gguf", predicted_host_bytes=262 * MIB)
+    model = LoadedModel(model_path=settings.model_path, n_ctx=4096, n_gpu_layers=0, n_layers=30, backend="CPU",
+                        load_seconds=0.3, resident_bytes=380 * MIB, resident_growth_bytes=251 * MIB, gpu_bytes=None,
+                        chat_template_source="model", settings=settings)
+    dashboard.show_loaded_model(model)
+    box = dashboard.prediction
+    assert box.model_label.text() == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert box.host_label.text().startswith("Predicted 262.0 MiB · measured 251.0 MiB · \u22124.2 %")
+    assert box.gpu_label.text() == "Not used — every layer runs on the CPU"
+    dashboard.show_loaded_model(None)
+    assert box.model_label.text() == "No model loaded"
+
+
+def test_empty_states_read_well(dashboard):
+    assert dashboard.status.isVisible() and "Waiting" in dashboard.status.text()
+    assert dashboard.prediction.model_label.text() == "No model loaded"
+    assert dashboard.no_gpu.isHidden()  # nothing is claimed before the first sample
+    dashboard.show_sample(sample(engine=None, cpu=None))
+    assert dashboard.status.isHidden()
+    assert dashboard.no_gpu.isVisible() and dashboard.no_gpu.text() == NO_GPU
+    assert not dashboard.vram_chart.isVisible() and not dashboard.gpu_sections
+    assert [p.name for p in dashboard.host_section.bar.parts] == ["App", "Others", "Free"]
+    assert dashboard.host_section.figure.text() == ""
+    assert dashboard.busy_chart.point_count("cpu") == 0
+    assert dashboard.ram_chart.point_count("engine") == 1  # a stopped engine holds nothing
+
+
+def test_a_dashboard_opened_later_shows_the_history_so_far(qtbot):
+    history = MemoryHistory()
+    for second in range(30):
+        history.append(sample(second, gpus=two_gpus()))
+    widget = MemoryDashboard(history)
+    qtbot.addWidget(widget)
+    assert widget.history is history
+    assert widget.ram_chart.point_count("app") == 30 and widget.vram_chart.point_count("gpu1-used") == 30
+    assert set(widget.gpu_sections) == {0, 1} and widget.status.isHidden()
+
+
+def test_byte_axis_reads_in_mib_or_gib(dashboard):
+    dashboard.show_sample(sample(0, engine=300 * MIB))
+    assert dashboard.ram_chart.unit.name == "MiB" and dashboard.ram_chart.value_axis.max() == 400
+    dashboard.show_sample(sample(1, engine=5 * GIB))
+    assert dashboard.ram_chart.unit.name == "GiB" and dashboard.ram_chart.value_axis.max() == 6
+    assert dashboard.ram_chart.lines["engine"].series.at(0).y() == pytest.approx(300 / 1024)
+
+
+def test_every_part_has_an_accessible_name(dashboard):
+    dashboard.show_sample(sample(gpus=two_gpus()))
+    dashboard.show_prediction(PredictionComparison("m.gguf", PredictedVsMeasured(1, 1), None))
+    named = [*dashboard.findChildren(StackedBar), *dashboard.findChildren(QChartView),
+             *dashboard.findChildren(QGroupBox), *dashboard.findChildren(QScrollArea),
+             *(label for label in dashboard.findChildren(QLabel) if label.objectName())]
+    assert len(named) > 15
+    assert [w for w in named if not w.accessibleName()] == []
+
+
+def test_update_cost(dashboard, qapp):
+    for second in range(600):
+        dashboard.show_sample(sample(second, gpus=two_gpus(second)))
+    qapp.processEvents()
+    costs = []
+    for second in range(600, 700):
+        started = time.perf_counter()
+        dashboard.show_sample(sample(second, gpus=two_gpus(second)))
+        costs.append((time.perf_counter() - started) * 1000)
+    print(f"\nMemoryDashboard.show_sample, 2 GPUs, 600-point charts, shown: median {statistics.median(costs):.2f} ms, "
+          f"max {max(costs):.2f} ms over {len(costs)} samples")
+
+
+def test_sampler_emits_real_samples_off_the_ui_thread(qtbot):
+    sampler = MemorySampler(lambda: None, interval_ms=50)
+    with qtbot.waitSignal(sampler.sampled, timeout=5000) as got:
+        sampler.start()
+    sampler.stop()
+    assert isinstance(got.args[0], MemorySample) and got.args[0].host_total_bytes > 0
+
+
+def test_sampler_skips_a_tick_while_a_sample_is_running(qtbot):
+    calls: list[int | None] = []
+
+    def slow_sample(pid):
+        calls.append(pid)
+        time.sleep(0.3)
+        return sample()
+
+    sampler = MemorySampler(lambda: 1234, sample=slow_sample)
+    with qtbot.waitSignal(sampler.sampled, timeout=5000):
+        sampler.sample_now()
+        sampler.sample_now()
+    assert calls == [1234]
+
+
+def test_a_chart_draws_every_point_it_was_fed(qtbot, qapp):
+    """Points are added with the series' signals blocked (see history_chart): the picture must still
+    match a chart whose points were appended the ordinary way, both after a new time range and after
+    a point at an unchanged time."""
+    from desktop.monitor.history_chart import HistoryChart
+
+    fed, reference = HistoryChart("fed"), HistoryChart("fed")
+    for chart in (fed, reference):
+        qtbot.addWidget(chart)
+        chart.add_line("a", "A")
+        chart.resize(400, 220)
+        chart.show()
+    points = [(START + second, 50.0 if second % 7 else 300.0) for second in range(120)]
+    for time_s, mib in points:
+        fed.append("a", time_s, mib * MIB)
+        fed.end_update(time_s)
+
+    def same_picture() -> bool:
+        reference.time_axis.setRange(fed.time_axis.min(), fed.time_axis.max())
+        reference.value_axis.setRange(fed.value_axis.min(), fed.value_axis.max())
+        reference.value_axis.setTickInterval(fed.value_axis.tickInterval())
+        qapp.processEvents()
+        return fed.grab().toImage() == reference.grab().toImage()
+
+    for time_s, mib in points:
+        reference.lines["a"].series.append(time_s * 1000, mib)
+    assert same_picture()
+    fed.append("a", START + 119, 20 * MIB)  # the same time again: no new range
+    fed.end_update(START + 119)
+    reference.lines["a"].series.append((START + 119) * 1000, 20.0)
+    assert fed.point_count("a") == 121
+    assert same_picture()
+
+
+@pytest.mark.parametrize("value, top, step", [(0.3, 1, 0.25), (5.7, 6, 2), (2.2, 2.5, 0.5), (110, 120, 30),
+                                              (26.4, 30, 10), (100, 100, 25), (801, 1000, 250)])
+def test_value_axis_tops_and_steps_are_round(value, top, step):
+    from desktop.monitor.history_chart import nice_ceiling, tick_interval
+
+    assert nice_ceiling(value) == pytest.approx(top)
+    assert tick_interval(nice_ceiling(value)) == pytest.approx(step)
