@@ -225,7 +225,9 @@ class HeaderCache:
 
 
 # -- parsed headers as JSON (a cache: any mismatch means "parse again") ---------------------------------------------
-_SUMMARY_FORMAT = [2, [f.name for f in dataclasses.fields(ModelInfo)], [f.name for f in dataclasses.fields(TensorInfo)]]
+_TENSOR_FIELDS = [f.name for f in dataclasses.fields(TensorInfo) if f.init]
+_SUMMARY_FORMAT = [3, [f.name for f in dataclasses.fields(ModelInfo) if f.init], _TENSOR_FIELDS]
+_SHAPE_AT = _TENSOR_FIELDS.index("shape")
 
 
 def _encode(value):
@@ -233,8 +235,6 @@ def _encode(value):
         return {"$array": [value.type_name, value.length]}
     if isinstance(value, StringSummary):
         return {"$string": value.n_bytes}
-    if isinstance(value, TensorInfo):
-        return [_encode(getattr(value, f.name)) for f in dataclasses.fields(TensorInfo)]
     if isinstance(value, (tuple, list)):
         return [_encode(v) for v in value]
     if isinstance(value, Mapping):
@@ -242,6 +242,15 @@ def _encode(value):
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     raise TypeError(f"cannot summarise {type(value).__name__}")
+
+
+def _encode_tensor(tensor: TensorInfo) -> list:
+    return [getattr(tensor, name) for name in _TENSOR_FIELDS]
+
+
+def _decode_tensor(row: list) -> TensorInfo:
+    row[_SHAPE_AT] = tuple(row[_SHAPE_AT])
+    return TensorInfo(*row)
 
 
 def _decode(value):
@@ -260,7 +269,9 @@ def _decode(value):
 
 def _write_summary(path: Path, stamp: int, info: ModelInfo) -> None:
     try:
-        fields = {f.name: _encode(getattr(info, f.name)) for f in dataclasses.fields(ModelInfo)}
+        fields = {f.name: _encode(getattr(info, f.name)) for f in dataclasses.fields(ModelInfo)
+                  if f.init and f.name != "tensors"}
+        fields["tensors"] = [_encode_tensor(t) for t in info.tensors]
         _atomic_write(path, json.dumps({"format": _SUMMARY_FORMAT, "stamp": stamp, "info": fields}).encode())
     except (TypeError, ValueError, OSError) as error:
         log.debug("not caching the parsed header %s: %s", path, error)
@@ -271,8 +282,9 @@ def _read_summary(path: Path, stamp: int) -> ModelInfo | None:
         data = json.loads(path.read_bytes())
         if data.get("format") != _SUMMARY_FORMAT or data.get("stamp") != stamp:
             return None
-        values = {name: _decode(value) for name, value in data["info"].items()}
-        values["tensors"] = tuple(TensorInfo(*t) for t in values["tensors"])
+        info = data["info"]
+        values = {name: _decode(value) for name, value in info.items() if name != "tensors"}
+        values["tensors"] = tuple(_decode_tensor(row) for row in info["tensors"])
         return ModelInfo(**values)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None

@@ -257,7 +257,7 @@ class PredictionComparison:
     @classmethod
     def from_loaded(cls, model: LoadedModel) -> "PredictionComparison":
         settings = model.settings
-        uses_gpu = model.n_gpu_layers != 0 or settings.predicted_gpu_bytes or model.gpu_bytes
+        uses_gpu = model.n_gpu_layers != 0 or bool(settings.predicted_gpu_bytes) or bool(model.gpu_bytes)
         gpu = PredictedVsMeasured(settings.predicted_gpu_bytes, model.gpu_bytes) if uses_gpu else None
         return cls(model_name=os.path.basename(model.model_path),
                    host=PredictedVsMeasured(settings.predicted_host_bytes, model.resident_growth_bytes),

@@ -4,25 +4,24 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from core import settings as settings_store
 from core import starter
 from core.chats import Conversation
 from core.engine.protocol import AnswerFinished, SamplingSettings
-from core.monitor import MemorySample, sample_memory
 from core.offload import PreparedLoad, prepare_load
 from core.settings import Settings
 from desktop.chat.chat_panel import ChatPanel
 from desktop.engine_session import EngineSession
 from desktop.models.model_bar import ModelBar
+from desktop.monitor.dashboard import MemoryDashboard
 from desktop.monitor.memory_strip import MemoryStrip
+from desktop.monitor.sampler import MemorySampler
 from desktop.notice_bar import NoticeBar
 from desktop.tasks import Task
-
-SAMPLE_INTERVAL_MS = 1000
 
 
 class MainWindow(QMainWindow):
@@ -38,17 +37,16 @@ class MainWindow(QMainWindow):
         self.notice = NoticeBar()
         self.chat = ChatPanel()
         self.memory = MemoryStrip()
-        self._sampling = False
+        self.dashboard = MemoryDashboard()
+        self.dashboard.setAccessibleName("Memory dashboard")
+        self.sampler = MemorySampler(lambda: self.session.engine_pid, parent=self)
         self._lay_out()
         self._connect()
         self._add_shortcuts()
         self.chat.system_prompt.setText(settings.system_prompt)
         self.model_bar.set_recent_models(settings.recent_models)
         self.chat.transcript.show_empty_hint("Open a model to start chatting.")
-        self._sampler = QTimer(self)
-        self._sampler.setInterval(SAMPLE_INTERVAL_MS)
-        self._sampler.timeout.connect(self._request_sample)
-        self._sampler.start()
+        self.sampler.start()
 
     def _lay_out(self) -> None:
         central = QWidget()
@@ -61,7 +59,12 @@ class MainWindow(QMainWindow):
         chat_layout = QVBoxLayout(chat_area)
         chat_layout.setContentsMargins(12, 10, 12, 10)
         chat_layout.addWidget(self.chat)
-        layout.addWidget(chat_area, 1)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(chat_area)
+        self.splitter.addWidget(self.dashboard)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setSizes([760, 380])
+        layout.addWidget(self.splitter, 1)
         layout.addWidget(self.memory)
         self.setCentralWidget(central)
 
@@ -80,6 +83,9 @@ class MainWindow(QMainWindow):
         session.answer_finished.connect(self._answer_finished)
         session.answer_failed.connect(self._answer_failed)
         session.busy_changed.connect(self.model_bar.set_enabled_for_busy)
+        session.loaded.connect(self.dashboard.show_loaded_model)
+        self.sampler.sampled.connect(self.memory.show_sample)
+        self.sampler.sampled.connect(self.dashboard.show_sample)
 
     def _add_shortcuts(self) -> None:
         stop = QAction("Stop the answer", self)
@@ -88,7 +94,10 @@ class MainWindow(QMainWindow):
         open_model = QAction("Open model…", self)
         open_model.setShortcut(QKeySequence.StandardKey.Open)
         open_model.triggered.connect(self.model_bar.open_button.click)
-        self.addActions([stop, open_model])
+        dashboard = QAction("Show the memory dashboard", self)
+        dashboard.setShortcut(QKeySequence("Ctrl+M"))
+        dashboard.triggered.connect(lambda: self.dashboard.setVisible(not self.dashboard.isVisible()))
+        self.addActions([stop, open_model, dashboard])
 
     # --- start-up ---
 
@@ -175,21 +184,6 @@ class MainWindow(QMainWindow):
         self.notice.show_info(f"The conversation is longer than the model's context: the {dropped} oldest "
                               "message(s) were left out of this answer (the system prompt is kept).")
 
-    # --- memory strip ---
-
-    def _request_sample(self) -> None:
-        if self._sampling:
-            return
-        self._sampling = True
-        (Task(sample_memory, self.session.engine_pid)
-         .success(self._show_sample)
-         .failure(lambda _error: setattr(self, "_sampling", False))
-         .run_in_background())
-
-    def _show_sample(self, sample: MemorySample) -> None:
-        self._sampling = False
-        self.memory.show_sample(sample)
-
     # --- settings ---
 
     def _system_prompt_changed(self, text: str) -> None:
@@ -201,6 +195,6 @@ class MainWindow(QMainWindow):
         Task(settings_store.save, new_settings).run_in_background()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self._sampler.stop()
+        self.sampler.stop()
         self.session.shutdown()
         super().closeEvent(event)

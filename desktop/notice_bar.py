@@ -1,6 +1,7 @@
 """A dismissible line above the chat that says what went wrong (or right), without a modal dialog."""
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QWidget
 
 
@@ -8,6 +9,7 @@ class NoticeBar(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setObjectName("noticeBar")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # let the stylesheet paint it
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setAccessibleName("Notice")

@@ -8,18 +8,29 @@ Copy and "Copy code" go to the clipboard here.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
-from PySide6.QtCore import QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QGuiApplication, QTextCharFormat, QTextCursor, QTextBlockFormat, QTextFrame
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextFrame
 from PySide6.QtWidgets import QTextBrowser
 
+from desktop.chat.markdown_blocks import Block, split_blocks
 from desktop.chat.message_views import MessageView
 from desktop.chat.message_writer import MUTED, MessageWriter
 
 STREAM_FPS = 15
-SLICE_BUDGET_S = 0.012      # rendering work per event-loop turn while opening a long chat
+SLICE_BUDGET_S = 0.006      # rendering work per event-loop turn while opening a long chat
 FOLLOW_SLACK_PX = 48        # "at the bottom" if this close: new text keeps the view scrolled down
+
+
+@dataclass
+class _StreamTail:
+    """The streaming answer as drawn: its final blocks end at `position`; what follows is drawn again."""
+
+    message_id: str
+    position: int
+    final: list[Block] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)
 
 
 class ChatView(QTextBrowser):
@@ -44,6 +55,7 @@ class ChatView(QTextBrowser):
         self._stream_timer = QTimer(self, interval=1000 // STREAM_FPS)
         self._stream_timer.timeout.connect(self._render_stream)
         self._stream_view: MessageView | None = None
+        self._tail: _StreamTail | None = None
 
     # --- what is shown ---
 
@@ -91,18 +103,46 @@ class ChatView(QTextBrowser):
             self._stream_timer.start()
 
     def end_stream(self, view: MessageView) -> None:
+        """The answer is complete: draw its final text and footer."""
         self._stream_timer.stop()
         self._stream_view = None
         self._finish_rendering()
         if self._views and self._views[-1].id == view.id:
-            self._rewrite(len(self._views) - 1, view)
+            self._draw_streaming(len(self._views) - 1, view)
+        self._tail = None
 
     def _render_stream(self) -> None:
         view, self._stream_view = self._stream_view, None
         if view is None:
             self._stream_timer.stop()
         elif self._views and self._views[-1].id == view.id and not self._queue:
-            self._rewrite(len(self._views) - 1, view)
+            self._draw_streaming(len(self._views) - 1, view)
+
+    def _draw_streaming(self, index: int, view: MessageView) -> None:
+        """Draw again only what changed: the blocks after the last one already final, and the footer."""
+        following = self._at_bottom()
+        blocks = split_blocks(view.text)
+        tail = self._tail
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        if tail is None or tail.message_id != view.id or blocks[:len(tail.final)] != tail.final:
+            self._clear_frame(cursor, self._frames[index])
+            self._writer.write_heading(cursor, view)
+            tail = self._tail = _StreamTail(view.id, cursor.position())
+        else:
+            cursor.setPosition(tail.position)
+            cursor.setPosition(self._frames[index].lastPosition(), QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+        final = blocks[:-1]
+        tail.codes += self._writer.write_blocks(cursor, view, final[len(tail.final):], len(tail.codes))
+        tail.final, tail.position = final, cursor.position()
+        last_codes = self._writer.write_blocks(cursor, view, blocks[-1:], len(tail.codes))
+        self._writer.write_footer(cursor, view)
+        cursor.endEditBlock()
+        self._codes[view.id] = tail.codes + last_codes
+        self._views[index] = view
+        if following:
+            self._scroll_to_end()
 
     def resizeEvent(self, event) -> None:
         following = self._at_bottom()
@@ -119,6 +159,7 @@ class ChatView(QTextBrowser):
 
     def _reset(self) -> None:
         self._slicer.stop()
+        self._tail = None
         self._queue = []
         self._views, self._frames, self._codes = [], [], {}
         self.document().clear()
@@ -148,20 +189,12 @@ class ChatView(QTextBrowser):
         self._views.append(view)
         self._frames.append(frame)
 
-    def _rewrite(self, index: int, view: MessageView) -> None:
-        following = self._at_bottom()
-        frame = self._frames[index]
-        cursor = QTextCursor(self.document())
+    @staticmethod
+    def _clear_frame(cursor: QTextCursor, frame: QTextFrame) -> None:
         cursor.setPosition(frame.firstPosition())
         cursor.setPosition(frame.lastPosition(), QTextCursor.MoveMode.KeepAnchor)
-        cursor.beginEditBlock()
         cursor.removeSelectedText()
         cursor.setBlockFormat(QTextBlockFormat())
-        self._codes[view.id] = self._writer.write(cursor, view)
-        cursor.endEditBlock()
-        self._views[index] = view
-        if following:
-            self._scroll_to_end()
 
     def _remove_from(self, index: int) -> None:
         if index >= len(self._frames):
@@ -172,6 +205,7 @@ class ChatView(QTextBrowser):
         cursor.removeSelectedText()
         del self._frames[index:]
         del self._views[index:]
+        self._tail = None
 
     def _at_bottom(self) -> bool:
         bar = self.verticalScrollBar()

@@ -10,6 +10,16 @@ from pygments.util import ClassNotFound
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QTextCharFormat, QTextCursor
 
 STYLE = "friendly"
+COMMON_LANGUAGES = ("python", "javascript", "typescript", "bash", "json", "c", "cpp", "rust", "go", "java",
+                    "html", "css", "sql", "yaml", "toml", "markdown", "text")
+
+
+def warm_up() -> None:
+    """Background: load the style and the common lexers (tens of ms each the first time) before a chat
+    with code is shown, so the UI thread never pays for it."""
+    for language in COMMON_LANGUAGES:
+        _lexer(language)
+    _style()
 
 
 def insert_code(cursor: QTextCursor, code: str, language: str) -> None:
@@ -33,9 +43,14 @@ def _lexer(language: str):
         return TextLexer()
 
 
+@lru_cache(maxsize=1)
+def _style():
+    return get_style_by_name(STYLE)
+
+
 @lru_cache(maxsize=512)
 def _format_for(token_type) -> QTextCharFormat:
-    style = get_style_by_name(STYLE).style_for_token(token_type)
+    style = _style().style_for_token(token_type)
     char_format = QTextCharFormat()
     char_format.setFont(code_font())
     if style["color"]:

@@ -1,8 +1,9 @@
 """Split a chat message's Markdown into prose and fenced code blocks.
 
-Prose is rendered by Qt's own Markdown reader; code blocks get syntax highlighting and a Copy link. A
-fence that is still open (an answer streaming in the middle of a code block) runs to the end of the text,
-so half-written code already looks like code.
+Prose is rendered by Qt's own Markdown reader, one paragraph (text between blank lines) per block; code
+blocks get syntax highlighting and a Copy link. A fence that is still open (an answer streaming in the
+middle of a code block) runs to the end of the text, so half-written code already looks like code. While
+an answer streams, every block but the last is final, so only the last one needs drawing again.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def split_blocks(markdown: str) -> list[Block]:
             if opening:
                 _flush_prose(prose, blocks)
                 fence, language, code = opening.group(1), opening.group(2), []
+            elif not line.strip():
+                _flush_prose(prose, blocks)
             else:
                 prose.append(line)
         elif line.strip().startswith(fence[0] * len(fence)) and not line.strip().strip(fence[0]):

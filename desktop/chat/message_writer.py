@@ -10,7 +10,7 @@ from PySide6.QtGui import (QColor, QFont, QTextBlockFormat, QTextCharFormat, QTe
                            QTextLength, QTextTableFormat)
 
 from desktop.chat.code_highlight import insert_code
-from desktop.chat.markdown_blocks import split_blocks
+from desktop.chat.markdown_blocks import Block, split_blocks
 from desktop.chat.message_views import MessageView
 
 ACCENT = "#2f6fdb"
@@ -45,19 +45,23 @@ class MessageWriter:
 
     def write(self, cursor: QTextCursor, view: MessageView) -> list[str]:
         """Write the message at the cursor (inside its frame); returns the code of its code blocks."""
-        name, _ = SPEAKERS[view.role]
-        cursor.insertText(name, self._headings[view.role])
-        if view.streaming:
-            cursor.insertText("  writing…", self._muted)
-        codes = self._write_body(cursor, view)
-        self._write_footer(cursor, view)
+        self.write_heading(cursor, view)
+        codes = self.write_blocks(cursor, view, split_blocks(view.text))
+        self.write_footer(cursor, view)
         return codes
 
-    def _write_body(self, cursor: QTextCursor, view: MessageView) -> list[str]:
+    def write_heading(self, cursor: QTextCursor, view: MessageView) -> None:
+        name, _ = SPEAKERS[view.role]
+        cursor.insertText(name, self._headings[view.role])
+
+    def write_blocks(self, cursor: QTextCursor, view: MessageView, blocks: list[Block],
+                     first_code: int = 0) -> list[str]:
+        """Write Markdown blocks; code blocks are numbered from `first_code` for their Copy links."""
         codes: list[str] = []
-        for block in split_blocks(view.text):
+        for block in blocks:
             if block.kind == "code":
-                self._write_code(cursor, block.text, block.language, f"act:code/{view.id}/{len(codes)}")
+                self._write_code(cursor, block.text, block.language,
+                                 f"act:code/{view.id}/{first_code + len(codes)}")
                 codes.append(block.text)
             else:
                 cursor.insertBlock(QTextBlockFormat(), self._body)
@@ -67,6 +71,19 @@ class MessageWriter:
                     cursor.insertText(block.text, self._body)
         return codes
 
+    def write_footer(self, cursor: QTextCursor, view: MessageView) -> None:
+        footer = QTextBlockFormat()
+        footer.setTopMargin(4)
+        cursor.insertBlock(footer, self._muted)
+        if view.streaming:
+            cursor.insertText("Writing…", self._muted)
+            return
+        if view.footnote:
+            cursor.insertText(view.footnote + "    ", self._muted)
+        for label, action in _actions(view):
+            cursor.insertText(label, _link_format(self._link, f"act:{action}/{view.id}") if action else self._muted)
+            cursor.insertText("  ", self._muted)
+
     def _write_code(self, cursor: QTextCursor, code: str, language: str, copy_href: str) -> None:
         table = cursor.insertTable(2, 1, _code_table_format())
         header = table.cellAt(0, 0).firstCursorPosition()
@@ -75,18 +92,6 @@ class MessageWriter:
         body = table.cellAt(1, 0).firstCursorPosition()
         insert_code(body, code, language)
         cursor.setPosition(table.lastPosition() + 1)
-
-    def _write_footer(self, cursor: QTextCursor, view: MessageView) -> None:
-        if view.streaming:
-            return
-        footer = QTextBlockFormat()
-        footer.setTopMargin(4)
-        cursor.insertBlock(footer, self._muted)
-        if view.footnote:
-            cursor.insertText(view.footnote + "    ", self._muted)
-        for label, action in _actions(view):
-            cursor.insertText(label, _link_format(self._link, f"act:{action}/{view.id}") if action else self._muted)
-            cursor.insertText("  ", self._muted)
 
 
 def _actions(view: MessageView) -> list[tuple[str, str]]:

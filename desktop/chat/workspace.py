@@ -23,13 +23,14 @@ from PySide6.QtWidgets import QHBoxLayout, QMessageBox, QSplitter, QWidget
 
 from core.chats import Conversation
 from core.store import ChatStore, ConversationSummary
-from desktop.chat import chat_files
+from desktop.chat import chat_files, code_highlight
 from desktop.chat.answer_flow import AnswerFlow
 from desktop.chat.conversation_list import UNTITLED, ConversationList
 from desktop.chat.conversation_pane import ConversationPane
 from desktop.chat.message_views import last_context_use, message_view, thread_views
 from desktop.chat.store_queue import StoreQueue
 from desktop.engine_session import EngineSession
+from desktop.tasks import Task
 
 STYLE_SHEET = Path(__file__).with_name("chat.qss")
 _STATE_VERSION = 1
@@ -58,6 +59,7 @@ class ChatWorkspace(QWidget):
         self._add_shortcuts()
         self._set_focus_order()
         self._apply_style()
+        Task(code_highlight.warm_up).run_in_background()
         self._start()
 
     # --- public API ---

@@ -1,9 +1,7 @@
 """The memory dashboard (offscreen): bars, legends, charts, the prediction box, empty states, cost."""
 from __future__ import annotations
 
-import ctypes
 import statistics
-import sys
 import time
 
 import pytest
@@ -19,24 +17,6 @@ from desktop.monitor.stacked_bar import StackedBar
 
 GIB, MIB = 2**30, 2**20
 START = 1_700_000_000.0
-
-
-def _qt_drops_references_to_none() -> bool:
-    """PySide6 6.12.0 on Python < 3.12 (where None is not immortal) releases a reference to None on
-    every call of a method returning void: after a few thousand calls the interpreter aborts with
-    'deallocating None'. Reported to the lead; these tests make ~40 such calls per sample."""
-    label = QLabel()
-    before = sys.getrefcount(None)
-    for _ in range(10):
-        label.setText("x")
-    return sys.getrefcount(None) < before
-
-
-@pytest.fixture(autouse=True)
-def _outlive_the_pyside_refcount_bug(qapp):
-    if _qt_drops_references_to_none():
-        for immortal in (None, True, False):  # never freed in a healthy process, so a larger count is harmless
-            ctypes.c_ssize_t.from_address(id(immortal)).value += 10**8
 
 
 @pytest.fixture
