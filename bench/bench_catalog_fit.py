@@ -5,8 +5,8 @@ What the fake hub serves under each catalog file name: a header-only GGUF at the
 (architecture, layers, embedding, heads, KV heads, feed-forward, experts, vocabulary size), written with
 gguf.GGUFWriter through tests/fixtures/model_zoo.py's builders, padded with zeros to the stub's real size; the
 SmolLM2 135M files get the real SmolLM2 bytes. The tensor mix is the zoo's Q4_K_M-style mix whatever quant the
-file name says, so Q8_0/F16 rows plan like Q4_K_M: the timings are what this bench measures. Split models serve
-the whole tensor table in part 1 and tensor-less headers in the other parts.
+file name says, so Q8_0/F16 rows plan like Q4_K_M: the timings are what this bench measures. Split models are
+written as real split files by gguf.GGUFWriter (split_max_tensors), each part a header-only stub.
 
 Cold: empty header cache — range reads over HTTP, parse, plan (8 files in parallel). Warm, after a restart: a
 new HeaderCache reading the headers and their parsed summaries from disk, then planning. Warm, same session:
@@ -111,19 +111,15 @@ def _stub(model) -> tuple[bytes, int]:
         return handle.read(offset), path.stat().st_size
 
 
-def _empty_part(arch: str) -> bytes:
-    """A split model's later part: a valid GGUF header with no tensors."""
-    import gguf
+def _split_stub(model, n_parts: int) -> list[tuple[bytes, int]]:
+    """[(header bytes, real size)] of the model written as n_parts split stubs, written once per machine."""
+    from tests.fixtures.fake_hub import header_and_size, write_split_stub
 
-    path = STUB_DIR / f"empty-part-{arch}.gguf"
-    if not path.exists():
-        writer = gguf.GGUFWriter(path, arch)
-        writer.add_uint16("split.no", 1)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        writer.close()
-    return path.read_bytes()
+    folder = STUB_DIR / f"{model.name}-split{n_parts}"
+    names = [folder / f"{model.name}-{i:05d}-of-{n_parts:05d}.gguf" for i in range(1, n_parts + 1)]
+    if not all(p.exists() for p in names):
+        names = write_split_stub(model, folder, n_parts)
+    return [header_and_size(path) for path in names]
 
 
 def serve_catalog(server, catalog) -> None:
@@ -137,10 +133,11 @@ def serve_catalog(server, catalog) -> None:
         header, size = (smol, len(smol)) if spec is None else _stub(spec)
         files = {}
         for f in model.files:
-            first, *rest = f.all_parts
-            files[first] = FakeFile.real(header) if spec is None else FakeFile.virtual(header, size)
-            for part in rest:
-                files[part] = FakeFile.real(_empty_part(spec.arch if spec else "llama"))
+            if len(f.all_parts) > 1:
+                for name, (part_header, part_size) in zip(f.all_parts, _split_stub(spec, len(f.all_parts))):
+                    files[name] = FakeFile.virtual(part_header, part_size)
+            else:
+                files[f.filename] = FakeFile.real(header) if spec is None else FakeFile.virtual(header, size)
         server.add_repo(model.repo_id, files, gated=False)
 
 

@@ -3,8 +3,9 @@
 
 For each model (the real SmolLM2 and a synthetic llama of realistic shape, ~360 MB of q8_0 weights
 written into a temporary folder), both sides load the same file with the same threads, context,
-batch and sampling, and answer the same rendered prompts. Runs alternate engine / raw, ROUNDS times,
-so both see the same machine load; medians are compared:
+batch and sampling, and answer the same rendered prompts. Runs alternate engine / raw, ROUNDS times;
+ratios and TTFT differences are medians over the rounds' pairs (the two runs of a round see the same
+machine load):
 
   generation tok/s   engine: (tokens - 1) / (last text received - first text received), client clock
                      raw:    (tokens - 1) / (last token - first token) of Llama.generate + detokenize
@@ -47,8 +48,10 @@ TURNS = 20
 RATIO_TARGET = 0.97
 TTFT_TARGET_MS = 50.0
 TURN_RATIO_TARGET = 2.0
+# Both sides generate exactly TOKENS tokens, end-of-generation tokens included (the synthetic model's
+# random weights would otherwise stop at random lengths).
 SAMPLING = SamplingSettings(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1,
-                            seed=1234, max_tokens=TOKENS)
+                            seed=1234, max_tokens=TOKENS, ignore_eos=True)
 QUESTION = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
 SYNTHETIC_SHAPE = dict(n_layers=8, n_embd=2048, n_ff=5632, n_head=32, n_head_kv=4, context_length=4096,
                        chat_template=None, tensor_type="q8_0", name="synthetic-llama-8x2048-q8_0")
@@ -126,20 +129,12 @@ def raw_run(llm, prompt: str) -> Run:
         last = time.perf_counter()
         if not first:
             first = last
-        if llm.token_eos() == token or llama_is_eog(llm, token):
-            break
         pieces.append(llm.detokenize([token]))
         count += 1
         if count >= TOKENS:
             break
     rate = (count - 1) / (last - first) if count > 1 else 0.0
     return Run(count, first - started, rate)
-
-
-def llama_is_eog(llm, token: int) -> bool:
-    import llama_cpp
-
-    return bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token))
 
 
 def open_raw(path: Path):
@@ -227,14 +222,17 @@ def main() -> int:
         comparisons = [compare(name, path) for name, path in models]
         turn_seconds = conversation(smollm2_path())
     print(f"\nEngine vs raw llama-cpp-python: {THREADS} threads, n_ctx {N_CTX}, {TOKENS} tokens, "
-          f"{ROUNDS} alternating rounds, medians; host bandwidth {bandwidth / 1e9:.1f} GB/s")
+          f"{ROUNDS} alternating rounds, medians; host bandwidth {bandwidth / 1e9:.1f} GB/s; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'model':<10} {'weights MiB':>11} {'engine tok/s':>12} {'raw tok/s':>10} {'ratio':>6} "
           f"{'engine TTFT ms':>14} {'raw TTFT ms':>11} {'delta ms':>8} {'BW fraction':>11}")
     for item in comparisons:
         engine_rate, raw_rate = item["engine"].median_rate(), item["raw"].median_rate()
-        delta_ms = (item["engine"].median_ttft() - item["raw"].median_ttft()) * 1000
+        pairs = list(zip(item["engine"].runs, item["raw"].runs))   # same round, same machine load
+        ratio = statistics.median(e.tokens_per_second / r.tokens_per_second for e, r in pairs)
+        delta_ms = statistics.median((e.ttft - r.ttft) * 1000 for e, r in pairs)
         fraction = engine_rate * item["weight_bytes"] / bandwidth
-        item.update(ratio=engine_rate / raw_rate, delta_ms=delta_ms, fraction=fraction)
+        item.update(ratio=ratio, delta_ms=delta_ms, fraction=fraction)
         print(f"{item['name']:<10} {item['weight_bytes'] / 2**20:>11.0f} {engine_rate:>12.1f} {raw_rate:>10.1f} "
               f"{item['ratio']:>6.3f} {item['engine'].median_ttft() * 1000:>14.1f} "
               f"{item['raw'].median_ttft() * 1000:>11.1f} {delta_ms:>8.1f} {fraction:>11.2f}")

@@ -264,9 +264,10 @@ def fit_file(entries: HeaderEntry | Sequence[HeaderEntry], hardware, request=Non
     """Plan one remote file (or the parts of a split model) from its cached header(s): a core.plan.Plan."""
     from core import plan as planner
 
-    parts = [entries] if isinstance(entries, HeaderEntry) else list(entries)
+    first, *later = [entries] if isinstance(entries, HeaderEntry) else list(entries)
     cache = cache or HeaderCache()
-    info = combine_split([cache.model_info(entry) for entry in parts])
+    info = combine_split(cache.model_info(first), [entry.part_tensors() for entry in later],
+                         [entry.file_size for entry in later])
     return planner.plan(info, hardware, request if request is not None else planner.PlanRequest())
 
 

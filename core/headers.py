@@ -15,8 +15,9 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -43,6 +44,7 @@ MAX_HEADER_BYTES = 64 * 1024 * 1024
 TIMEOUT = httpx2.Timeout(30.0, connect=10.0)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SPLIT = re.compile(r"^.+-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 
 
 class HeaderError(hub.HubError):
@@ -75,6 +77,10 @@ class HeaderEntry:
 
     def model_info(self) -> ModelInfo:
         return parse_model_info(self.header_bytes(), file_size=self.file_size, source=self.label)
+
+    def part_tensors(self) -> tuple[TensorInfo, ...]:
+        """The tensor table of a split model's later part (which has no model description of its own)."""
+        return split_part_tensors(self.header_bytes(), self.file_size, self.label)[0]
 
 
 @dataclass(frozen=True)
@@ -131,9 +137,13 @@ def fetch_header(repo_id: str, filename: str, revision: str = "main", *,
     data, response = _read_range(url, 0, first_read - 1, label)
     size, commit, sha = _file_facts(response)
     buffer = bytearray(data)
+    later_part = is_later_split_part(filename)
     while True:
         try:
-            info = parse_model_info(bytes(buffer), file_size=size, source=label)
+            if later_part:
+                header_end = split_part_tensors(bytes(buffer), size, label)[1]
+            else:
+                header_end = parse_model_info(bytes(buffer), file_size=size, source=label).tensor_data_offset
             break
         except GGUFHeaderIncomplete as incomplete:
             want = min(size, max(incomplete.needed_bytes, 2 * len(buffer)))
@@ -148,7 +158,7 @@ def fetch_header(repo_id: str, filename: str, revision: str = "main", *,
             buffer += more
         except GGUFError as error:
             raise HeaderError(f"Not a readable GGUF file: {error}") from error
-    header = bytes(buffer[:max(info.tensor_data_offset, 0) or len(buffer)])
+    header = bytes(buffer[:header_end or len(buffer)])
     log.info("fetched the header of %s: %d bytes of %d", label, len(header), size)
     return _Fetched(header, size, commit, sha)
 
@@ -290,13 +300,53 @@ def _read_summary(path: Path, stamp: int) -> ModelInfo | None:
         return None
 
 
-def combine_split(infos: list[ModelInfo]) -> ModelInfo:
-    """One ModelInfo for a split model: the first part's metadata with every part's tensors and sizes."""
-    if len(infos) == 1:
-        return infos[0]
-    tensors = tuple(t for info in infos for t in info.tensors)
-    sizes = [info.file_size for info in infos]
-    return dataclasses.replace(infos[0], tensors=tensors,
+def is_later_split_part(filename: str) -> bool:
+    """``X-00002-of-00003.gguf`` and later: parts that carry tensors but no model description."""
+    match = _SPLIT.match(filename.rsplit("/", 1)[-1])
+    return match is not None and int(match["index"]) > 1
+
+
+def split_part_tensors(header: bytes, file_size: int, label: str) -> tuple[tuple[TensorInfo, ...], int]:
+    """(tensors, tensor-data offset) of a later split part, read by the gguf package's GGUFReader.
+
+    core/gguf.py only opens first parts; later parts are small (split keys and a tensor table), so the
+    reader runs on a temporary sparse stub of the part. Raises GGUFHeaderIncomplete when ``header`` stops
+    before the tensor data begins (reading past it would see the stub's zeros).
+    """
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    with tempfile.TemporaryDirectory(prefix="llamadesk-part-") as folder:
+        stub = Path(folder) / "part.gguf"
+        with open(stub, "wb") as handle:
+            handle.write(header)
+            handle.truncate(max(file_size, len(header)))
+        try:
+            reader = GGUFReader(stub, "r")
+        except (ValueError, IndexError, KeyError, OverflowError) as error:
+            if len(header) < file_size:  # zeros past a cut header read as nonsense: read more first
+                raise GGUFHeaderIncomplete(f"{label}: the header may go on past byte {len(header)}",
+                                           needed_bytes=2 * len(header)) from error
+            raise GGUFError(f"{label}: cannot read this split part's tensor table ({error})") from error
+        if reader.data_offset > len(header):
+            raise GGUFHeaderIncomplete(f"{label}: the header goes on past byte {len(header)}",
+                                       needed_bytes=reader.data_offset)
+        tensors = tuple(
+            TensorInfo(t.name, int(t.tensor_type), GGMLQuantizationType(int(t.tensor_type)).name,
+                       tuple(int(d) for d in t.shape), int(t.data_offset - reader.data_offset), int(t.n_bytes))
+            for t in reader.tensors)
+        offset = int(reader.data_offset)
+        del reader  # release the memory map before the folder goes
+    return tensors, offset
+
+
+def combine_split(first: ModelInfo, later_parts: Sequence[tuple[TensorInfo, ...]] = (),
+                  later_sizes: Sequence[int | None] = ()) -> ModelInfo:
+    """One ModelInfo for a split model: the first part's description with every part's tensors and sizes."""
+    if not later_parts:
+        return first
+    tensors = first.tensors + tuple(t for part in later_parts for t in part)
+    sizes = [first.file_size, *later_sizes]
+    return dataclasses.replace(first, tensors=tensors,
                                file_size=None if None in sizes else sum(sizes),  # type: ignore[arg-type]
                                parameter_count=sum(t.n_elements for t in tensors))
 

@@ -1,7 +1,9 @@
 """User settings: one declared schema, versioned, saved atomically in the app's data folder.
 
 A setting that is missing, of the wrong type or out of range falls back to its default (logged), so a
-damaged file never stops the app; an unreadable file is kept aside as settings.json.broken.
+damaged file never stops the app; an unreadable file is kept aside as settings.json.broken. A file
+written by an earlier version is migrated on load (its values kept) and saved in the current version
+by the next save.
 """
 from __future__ import annotations
 
@@ -11,13 +13,23 @@ import os
 import tempfile
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Callable
 
 from core import locations
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_RECENT_MODELS = 10
+MiB = 1024 * 1024
+
+KV_TYPES = ("f16", "q8_0", "q4_0")          # the KV cache types the app offers
+THEMES = ("system", "light", "dark")
+ALL_GPU_LAYERS = -1
+MIN_CONTEXT, MAX_CONTEXT = 256, 1 << 20
+MAX_THREADS = 1024
+MAX_GPU_LAYERS = 4096
+MAX_SAFETY_MARGIN_MIB = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,15 @@ class Settings:
     context_length: int = 4096
     threads: int = 0  # 0: the engine picks (physical cores)
     model_folders: tuple[str, ...] = field(default_factory=tuple)
+    gpu_layers: int | None = None  # None: Auto (the planner); a count: exactly that many; -1: all
+    kv_type: str = "f16"
+    flash_attn: bool = True  # the planner and the engine assume it on; quantized KV caches need it
+    safety_margin_mib: int = 1024  # kept free on each GPU by the planner
+    theme: str = "system"
+
+    @property
+    def safety_margin_bytes(self) -> int:
+        return self.safety_margin_mib * MiB
 
     def with_recent_model(self, path: str) -> "Settings":
         recent = (path, *[p for p in self.recent_models if p != path])[:MAX_RECENT_MODELS]
@@ -36,8 +57,65 @@ class Settings:
         return replace(self, recent_models=tuple(p for p in self.recent_models if p != path))
 
 
-_LIMITS = {"context_length": (256, 1 << 20), "threads": (0, 1024)}
+# --- the schema: what each value may be ---------------------------------------------------------------
 
+_INVALID = object()
+
+
+def _whole(low: int, high: int) -> Callable[[object], object]:
+    def check(value: object) -> object:
+        if type(value) is int and low <= value <= high:
+            return value
+        return _INVALID
+    return check
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[object], object]:
+    return lambda value: value if value in choices and isinstance(value, str) else _INVALID
+
+
+def _text(value: object) -> object:
+    return value if isinstance(value, str) else _INVALID
+
+
+def _flag(value: object) -> object:
+    return value if isinstance(value, bool) else _INVALID
+
+
+def _texts(value: object) -> object:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return _INVALID
+
+
+def _gpu_layers(value: object) -> object:
+    return None if value is None else _whole(ALL_GPU_LAYERS, MAX_GPU_LAYERS)(value)
+
+
+_RULES: dict[str, Callable[[object], object]] = {
+    "recent_models": _texts,
+    "system_prompt": _text,
+    "context_length": _whole(MIN_CONTEXT, MAX_CONTEXT),
+    "threads": _whole(0, MAX_THREADS),
+    "model_folders": _texts,
+    "gpu_layers": _gpu_layers,
+    "kv_type": _one_of(KV_TYPES),
+    "flash_attn": _flag,
+    "safety_margin_mib": _whole(0, MAX_SAFETY_MARGIN_MIB),
+    "theme": _one_of(THEMES),
+}
+
+
+def _from_v1(values: dict) -> dict:
+    """Version 1 had recent models, system prompt, context, threads and model folders: all kept as they are;
+    the offload and theme settings it lacked start at their defaults."""
+    return dict(values)
+
+
+_MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _from_v1}  # version N -> version N + 1
+
+
+# --- files --------------------------------------------------------------------------------------------
 
 def settings_path() -> Path:
     return locations.data_dir() / "settings.json"
@@ -56,7 +134,24 @@ def load() -> Settings:
     if not isinstance(raw, dict):
         _keep_aside(path)
         return Settings()
-    return _from_dict(raw.get("values", {}))
+    values = raw.get("values", {})
+    if not isinstance(values, dict):
+        return Settings()
+    return _from_dict(migrate(values, raw.get("schema", 1)))
+
+
+def migrate(values: dict, version: object) -> dict:
+    """The values of a file written in schema `version`, brought up to SCHEMA_VERSION."""
+    if type(version) is not int or version < 1:
+        log.warning("settings file has no usable schema version (%r); reading it as version 1", version)
+        version = 1
+    if version > SCHEMA_VERSION:
+        log.warning("settings file is from a newer LlamaDesk (schema %d); reading what this version knows",
+                    version)
+    while version < SCHEMA_VERSION:
+        values = _MIGRATIONS[version](values)
+        version += 1
+    return values
 
 
 def save(settings: Settings) -> None:
@@ -76,33 +171,25 @@ def save(settings: Settings) -> None:
         raise
 
 
-def _from_dict(values: object) -> Settings:
-    defaults = Settings()
-    if not isinstance(values, dict):
-        return defaults
+def _from_dict(values: dict) -> Settings:
     accepted = {}
     for spec in fields(Settings):
         if spec.name not in values:
             continue
-        value = _coerce(spec.name, values[spec.name], getattr(defaults, spec.name))
-        if value is None:
+        value = _RULES[spec.name](values[spec.name])
+        if value is _INVALID:
             log.warning("setting %r has an invalid value %r; using the default", spec.name, values[spec.name])
             continue
         accepted[spec.name] = value
-    return replace(defaults, **accepted)
+    return _consistent(replace(Settings(), **accepted))
 
 
-def _coerce(name: str, value: object, default: object) -> object | None:
-    if isinstance(default, tuple):
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return tuple(value)
-        return None
-    if isinstance(default, bool) or type(value) is not type(default):
-        return value if type(value) is type(default) else None
-    low, high = _LIMITS.get(name, (None, None))
-    if low is not None and not low <= value <= high:
-        return None
-    return value
+def _consistent(settings: Settings) -> Settings:
+    """A quantized KV cache needs flash attention (llama.cpp refuses it otherwise): turn it on."""
+    if settings.kv_type != "f16" and not settings.flash_attn:
+        log.warning("a %s KV cache needs flash attention; turning flash attention on", settings.kv_type)
+        return replace(settings, flash_attn=True)
+    return settings
 
 
 def _keep_aside(path: Path) -> None:

@@ -227,8 +227,8 @@ def offer_unseen_reports(parent, recorder: CrashRecorder):
     show = box.addButton("Show the report", QMessageBox.ButtonRole.AcceptRole)
     box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
     box.setWindowModality(Qt.WindowModality.NonModal)
-    # Not WA_DeleteOnClose: the box lives until its window goes (deleting it on close made PySide 6.12
-    # crash when the window was torn down later).
+    # Not WA_DeleteOnClose: the box lives as long as its window (with PySide6 6.12.0, deleting it on close
+    # crashed the process when the window was destroyed later).
 
     def answered(button) -> None:
         if button is show:

@@ -22,7 +22,12 @@ from core.engine.sampler import effective_seed, sampler_chain
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.04          # at most ~25 text messages a second
-SLOW_TOKEN_SECONDS = 0.05     # tokens slower than this get the abort callback, so Stop stays prompt
+# Between tokens Stop is checked for free. When tokens are slow (a big model on the CPU), llama.cpp's
+# abort callback is switched on too, so Stop also ends a token mid-way; it costs ~1 % of a token's
+# time, so fast models do without it. "Slow" is judged on a running average, not on one token that a
+# busy machine happened to delay.
+SLOW_TOKEN_SECONDS = 0.08
+TOKEN_TIME_SMOOTHING = 0.25
 
 STOP, LENGTH, CANCELLED = "stop", "length", "cancelled"
 
@@ -35,9 +40,32 @@ class _Clock:
     last_token: float = 0.0
 
 
+class _TokenTime:
+    """A running average of the time per token; says once when it crosses SLOW_TOKEN_SECONDS."""
+
+    def __init__(self) -> None:
+        self.average = 0.0
+        self.count = 0
+        self.slow = False
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        if self.count == 2:                     # the first interval is the first token's own piece
+            self.average = seconds
+        elif self.count > 2:
+            self.average += TOKEN_TIME_SMOOTHING * (seconds - self.average)
+
+    def became_slow(self) -> bool:
+        if self.slow or self.count < 3 or self.average < SLOW_TOKEN_SECONDS:
+            return False
+        self.slow = True
+        return True
+
+
 class ChatTurn:
     def __init__(self, runtime: LlamaRuntime, template: ChatTemplate, request: ChatRequest, *,
-                 should_stop: Callable[[], bool], send: Callable[[object], None]) -> None:
+                 should_stop: Callable[[], bool], send: Callable[[object], None],
+                 at_least_dropped: int = 0) -> None:
         self.runtime = runtime
         self.template = template
         self.sampling = request.sampling
@@ -47,6 +75,8 @@ class ChatTurn:
         self.text = AnswerText(self._stop_strings(request.sampling))
         self.clock = _Clock()
         self.completion_tokens = 0
+        self.at_least_dropped = at_least_dropped
+        self.dropped_messages = 0
         self._unsent: list[str] = []
 
     def _stop_strings(self, sampling: SamplingSettings) -> tuple[str, ...]:
@@ -58,7 +88,9 @@ class ChatTurn:
         """Raises PromptTooLong or ChatTemplateError before anything is evaluated."""
         self.clock.started = perf_counter()
         fitted = fit_conversation(self.messages, budget=self._prompt_budget(),
-                                  render=self.template.render, tokenize=self._tokenize)
+                                  render=self.template.render, tokenize=self._tokenize,
+                                  at_least_dropped=self.at_least_dropped)
+        self.dropped_messages = fitted.dropped_messages
         if fitted.dropped_messages:
             self.send(ContextTrimmed(fitted.dropped_messages, fitted.kept_messages))
         reused = self._reuse_prefix(fitted.tokens)
@@ -102,17 +134,19 @@ class ChatTurn:
 
     def _decode_loop(self, chain) -> str:
         runtime, text, should_stop = self.runtime, self.text, self.should_stop
-        max_tokens, n_ctx = self.sampling.max_tokens, runtime.n_ctx
-        last_flush = previous = -1.0
-        abortable = False
+        max_tokens, n_ctx, ignore_eos = self.sampling.max_tokens, runtime.n_ctx, self.sampling.ignore_eos
+        last_flush = -1.0
+        token_time = _TokenTime()
         token = runtime.sample(chain)
         self.clock.first_token = self.clock.last_token = perf_counter()
         while True:
-            if runtime.is_end_of_generation(token):
+            if not ignore_eos and runtime.is_end_of_generation(token):
                 return STOP
             self.completion_tokens += 1
             piece = text.feed(runtime.piece(token))
-            now = self.clock.last_token = perf_counter()
+            now = perf_counter()
+            token_time.add(now - self.clock.last_token)
+            self.clock.last_token = now
             if piece:
                 self._unsent.append(piece)
                 if now - last_flush >= FLUSH_SECONDS:
@@ -124,10 +158,8 @@ class ChatTurn:
                 return LENGTH
             if should_stop():
                 return CANCELLED
-            if not abortable and previous > 0 and now - previous > SLOW_TOKEN_SECONDS:
+            if token_time.became_slow():
                 runtime.set_abort(should_stop)
-                abortable = True
-            previous = now
             if not runtime.evaluate_one(token):
                 return CANCELLED
             token = runtime.sample(chain)

@@ -47,6 +47,7 @@ class SamplingSettings:
     seed: int | None = None          # None = the load seed
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False         # generate past end-of-generation tokens (benchmarks only)
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,6 +72,7 @@ class LoadedModel:
     steps: tuple[str, ...] = ()      # the step-down ladder's reports, first to last
     n_ctx_train: int = 0
     description: str = ""            # llama.cpp's one-line model description
+    n_threads: int = 0               # the CPU threads actually used
 
 
 @dataclass(frozen=True)

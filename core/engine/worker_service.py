@@ -62,6 +62,8 @@ class WorkerService:
         self.native_log = NativeLog()
         self.runtime: LlamaRuntime | None = None
         self.template: ChatTemplate | None = None
+        self._conversation: tuple[dict, ...] = ()   # the previous request's messages ...
+        self._dropped = 0                           # ... and how many of them did not fit
 
     def serve(self) -> None:
         while True:
@@ -135,7 +137,8 @@ class WorkerService:
             n_layers=runtime.n_layers, backend=backend_name(settings.n_gpu_layers),
             load_seconds=seconds, resident_bytes=after, resident_growth_bytes=after - before,
             gpu_bytes=gpu_bytes(), chat_template_source=self.template.source, settings=settings,
-            n_ctx_train=runtime.n_ctx_train, description=runtime.description())
+            n_ctx_train=runtime.n_ctx_train, description=runtime.description(),
+            n_threads=runtime.n_threads)
 
     def _unload(self) -> None:
         if self.runtime is not None:
@@ -145,6 +148,12 @@ class WorkerService:
 
     # ------------------------------------------------------------------------------------ chat
 
+    def _dropped_before(self, request: ChatRequest) -> int:
+        """What the previous turn dropped, when this request continues that conversation."""
+        previous = self._conversation
+        continues = previous and request.messages[:len(previous)] == previous
+        return self._dropped if continues else 0
+
     def _chat(self, request: ChatRequest) -> None:
         if self.runtime is None:
             self.connection.send(ChatFailed("No model is loaded.", kind="not_loaded"))
@@ -152,9 +161,10 @@ class WorkerService:
         stop_value, request_id = self.stop_value, request.request_id
         turn = ChatTurn(self.runtime, self.template, request,
                         should_stop=lambda: stop_value.value == request_id,
-                        send=self.connection.send)
+                        send=self.connection.send, at_least_dropped=self._dropped_before(request))
         try:
             turn.run()
+            self._conversation, self._dropped = request.messages, turn.dropped_messages
         except PromptTooLong as error:
             self.connection.send(ChatFailed(str(error), kind="prompt_too_long"))
         except ChatTemplateError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPlainTextEdit,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QLabel, QPlainTextEdit,
                                QSpinBox, QWidget)
 
 from core.chats import CUSTOM_PRESET, PRESETS, Conversation, SamplingValues, preset_name
@@ -39,15 +39,16 @@ class ChatSettings(QWidget):
         self._connect()
 
     def _lay_out(self) -> None:
-        sampling = QHBoxLayout()
-        for label, field in (("Preset", self.preset), ("Temperature", self.temperature), ("Top P", self.top_p),
-                             ("Top K", self.top_k), ("Repeat penalty", self.repeat_penalty),
-                             ("Max tokens", self.max_tokens)):
+        sampling = QGridLayout()
+        fields = (("Preset", self.preset), ("Temperature", self.temperature), ("Top P", self.top_p),
+                  ("Max tokens", self.max_tokens), ("Top K", self.top_k), ("Repeat penalty", self.repeat_penalty))
+        for number, (label, field) in enumerate(fields):
             caption = QLabel(label)
             caption.setBuddy(field)
-            sampling.addWidget(caption)
-            sampling.addWidget(field)
-        sampling.addStretch(1)
+            row, column = divmod(number, 3)
+            sampling.addWidget(caption, row, column * 2)
+            sampling.addWidget(field, row, column * 2 + 1)
+        sampling.setColumnStretch(6, 1)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 6)
         form.addRow("System prompt", self.system_prompt)

@@ -19,7 +19,7 @@ from desktop.chat.message_views import MessageView
 from desktop.chat.message_writer import MUTED, MessageWriter
 
 STREAM_FPS = 15
-SLICE_BUDGET_S = 0.006      # rendering work per event-loop turn while opening a long chat
+SLICE_BUDGET_S = 0.005      # rendering work per event-loop turn while opening a long chat
 FOLLOW_SLACK_PX = 48        # "at the bottom" if this close: new text keeps the view scrolled down
 
 
@@ -85,13 +85,24 @@ class ChatView(QTextBrowser):
         self._queue = list(views)
         self._render_slice()
 
-    def replace_from(self, index: int, views: list[MessageView]) -> None:
-        """Keep messages before `index`; show `views` (the thread from `index` on) after them."""
+    def update_thread(self, views: list[MessageView]) -> None:
+        """Show `views` (the whole visible thread), drawing again only from the first message that changed.
+        A finished answer that was streaming gets only its last block and its footer drawn."""
+        self._cancel_stream()
         self._finish_rendering()
         if not self._views:
-            self.document().clear()
-        self._remove_from(index)
-        self._queue = list(views)
+            self.show_thread(views)
+            return
+        old = self._views
+        first = next((i for i, (a, b) in enumerate(zip(old, views)) if a != b), min(len(old), len(views)))
+        if first == len(old) == len(views):
+            return
+        if first == len(old) - 1 == len(views) - 1 and old[first].id == views[first].id:
+            self._draw_streaming(first, views[first])
+            self._tail = None
+            return
+        self._remove_from(first)
+        self._queue = list(views[first:])
         self._render_slice()
 
     # --- streaming ---
@@ -102,14 +113,9 @@ class ChatView(QTextBrowser):
         if not self._stream_timer.isActive():
             self._stream_timer.start()
 
-    def end_stream(self, view: MessageView) -> None:
-        """The answer is complete: draw its final text and footer."""
+    def _cancel_stream(self) -> None:
         self._stream_timer.stop()
         self._stream_view = None
-        self._finish_rendering()
-        if self._views and self._views[-1].id == view.id:
-            self._draw_streaming(len(self._views) - 1, view)
-        self._tail = None
 
     def _render_stream(self) -> None:
         view, self._stream_view = self._stream_view, None
@@ -159,6 +165,7 @@ class ChatView(QTextBrowser):
 
     def _reset(self) -> None:
         self._slicer.stop()
+        self._cancel_stream()
         self._tail = None
         self._queue = []
         self._views, self._frames, self._codes = [], [], {}

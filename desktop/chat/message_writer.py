@@ -64,7 +64,7 @@ class MessageWriter:
                                  f"act:code/{view.id}/{first_code + len(codes)}")
                 codes.append(block.text)
             else:
-                cursor.insertBlock(QTextBlockFormat(), self._body)
+                _start_block(cursor, QTextBlockFormat(), self._body)
                 if view.role == "assistant":
                     cursor.insertMarkdown(block.text)
                 else:
@@ -74,7 +74,7 @@ class MessageWriter:
     def write_footer(self, cursor: QTextCursor, view: MessageView) -> None:
         footer = QTextBlockFormat()
         footer.setTopMargin(4)
-        cursor.insertBlock(footer, self._muted)
+        _start_block(cursor, footer, self._muted)
         if view.streaming:
             cursor.insertText("Writing…", self._muted)
             return
@@ -92,6 +92,21 @@ class MessageWriter:
         body = table.cellAt(1, 0).firstCursorPosition()
         insert_code(body, code, language)
         cursor.setPosition(table.lastPosition() + 1)
+
+
+def _start_block(cursor: QTextCursor, block_format: QTextBlockFormat, char_format: QTextCharFormat) -> None:
+    """A new paragraph, reusing the empty one Qt leaves after a code block's table."""
+    if cursor.block().length() == 1 and cursor.currentTable() is None and _follows_table(cursor):
+        cursor.setBlockFormat(block_format)
+        cursor.setCharFormat(char_format)
+    else:
+        cursor.insertBlock(block_format, char_format)
+
+
+def _follows_table(cursor: QTextCursor) -> bool:
+    probe = QTextCursor(cursor)
+    probe.movePosition(QTextCursor.MoveOperation.PreviousCharacter)
+    return probe.currentTable() is not None
 
 
 def _actions(view: MessageView) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ API for the main window:
     workspace.set_model_ready(True, "SmolLM2-135M")           # enables Send; False while loading / after a crash
     workspace.new_conversation()    # Ctrl+N         workspace.stop()            # Esc
     workspace.focus_composer()
+    workspace.new_chat_action, workspace.stop_action  # QActions (Ctrl+N, Esc; window-wide) for a menu
     state = workspace.save_state(); workspace.restore_state(state)   # splitter sizes, settings shown
 
 Every store call runs off the UI thread, in order (StoreQueue); answers stream through AnswerFlow.
@@ -133,13 +134,17 @@ class ChatWorkspace(QWidget):
         self.queue.failed.connect(lambda sentence: self.notice.emit("error", sentence))
 
     def _add_shortcuts(self) -> None:
-        for text, keys, slot in (("New chat", QKeySequence.StandardKey.New, self.new_conversation),
-                                 ("Stop the answer", QKeySequence(Qt.Key.Key_Escape), self.stop)):
-            action = QAction(text, self)
-            action.setShortcut(QKeySequence(keys))
-            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            action.triggered.connect(slot)
-            self.addAction(action)
+        """Ctrl+N and Esc work anywhere in the window; the window may also put these actions in a menu."""
+        self.new_chat_action = self._action("New chat", QKeySequence.StandardKey.New, self.new_conversation)
+        self.stop_action = self._action("Stop the answer", Qt.Key.Key_Escape, self.stop)
+
+    def _action(self, text: str, keys, slot) -> QAction:
+        action = QAction(text, self)
+        action.setShortcut(QKeySequence(keys))
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
 
     def _set_focus_order(self) -> None:
         listing = self.conversations
@@ -302,16 +307,11 @@ class ChatWorkspace(QWidget):
         self.pane.context_bar.show_usage(last_context_use(conversation))
 
     def _render_changes(self) -> None:
-        """Re-render from the first message that differs from what is shown."""
         conversation = self.conversation
-        new = thread_views(conversation, self._streaming_id())
-        old = self.pane.view.views
-        if not new or not old:
+        if not conversation.messages:
             self._render_all()
             return
-        first = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
-        if first < len(new) or len(old) != len(new):
-            self.pane.view.replace_from(first, new[first:])
+        self.pane.view.update_thread(thread_views(conversation, self._streaming_id()))
         self.pane.context_bar.show_usage(last_context_use(conversation))
 
     def _streaming_id(self) -> str | None:

@@ -205,3 +205,19 @@ def test_an_overlong_conversation_keeps_the_system_prompt_and_the_newest_turns(s
     assert "Question 0:" not in prompt and "Answer 11:" in prompt
     assert finished.stats.dropped_messages == trims[0].dropped_messages
     assert finished.stats.prompt_tokens + 32 <= 512
+
+
+def test_once_trimmed_the_next_turns_still_reuse_the_cache(small_context_engine):
+    engine = small_context_engine
+    messages = [{"role": "system", "content": "Be brief."}]
+    for turn in range(12):
+        messages.append({"role": "user", "content": f"Question {turn}: " + "tell me more " * 8})
+        messages.append({"role": "assistant", "content": f"Answer {turn}: " + "here is more " * 8})
+    messages.append({"role": "user", "content": "What now?"})
+    sampling = SamplingSettings(temperature=0.0, max_tokens=24)
+    first = collect(engine.chat(messages, sampling))[2]
+    messages += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "And then?"}]
+    second = collect(engine.chat(messages, sampling))[2]
+    assert first.stats.dropped_messages > 0
+    assert second.stats.dropped_messages == first.stats.dropped_messages
+    assert second.stats.reused_prefix_tokens > first.stats.prompt_tokens - 30

@@ -26,7 +26,7 @@ if sys.version_info < (3, 12):
     ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
 
 ANSWER_TIMEOUT_MS = 60_000
-MAX_TOKENS = 40
+MAX_TOKENS = 48
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,3 +410,16 @@ def test_a_500_message_chat_opens_in_slices(qtbot, session, store):
     assert workspace.pane.view.views[-1].text.startswith("Answer 249.")
     bar = workspace.pane.view.verticalScrollBar()
     assert bar.maximum() > 0 and bar.value() == bar.maximum()
+
+
+def test_layout_state_is_saved_and_restored(qtbot, session, store, workspace):
+    workspace.pane.settings_toggle.setChecked(True)
+    workspace.splitter.setSizes([300, 700])
+    qtbot.wait(10)
+    state = workspace.save_state()
+    other = make_workspace(qtbot, session, store)
+    other.restore_state(state)
+    qtbot.wait(10)
+    assert other.pane.settings_toggle.isChecked() and other.pane.settings.isVisible()
+    assert other.splitter.sizes()[0] == workspace.splitter.sizes()[0] == 300
+    other.restore_state(b"not a state")   # an old or damaged state is ignored

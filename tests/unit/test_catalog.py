@@ -92,3 +92,25 @@ def test_fit_check_plans_remote_files_from_their_headers(fake_hub, smollm2):  # 
     assert missing.plan is None and "not found" in missing.error
     cpu = cat.fit_file(ok.entries, load_profile("cpu-only-16gb"), cache=cache)
     assert cpu.verdict == "CPU only"
+
+
+def test_a_split_model_is_planned_from_all_its_parts(fake_hub, tmp_path):  # noqa: F811
+    from core.gguf import read_model_info
+    from tests.fixtures.fake_hub import FakeFile, header_and_size, write_split_stub
+    from tests.fixtures.model_zoo import ZOO, zoo_model
+
+    model = ZOO["mistral-7b-v0.3"]
+    parts = write_split_stub(model, tmp_path / "split", 3)
+    fake_hub.add_repo("o/Split-GGUF", {p.name: FakeFile.virtual(*header_and_size(p)) for p in parts})
+    names = tuple(p.name for p in parts)
+    (fit,) = cat.fit_files([("o/Split-GGUF", names[0], names, "Q4_K_M", None)], load_profile("desktop-24gb"))
+    whole = read_model_info(zoo_model(model.name))
+    assert fit.plan is not None, fit.error
+    assert len(fit.entries) == 3
+    combined_weights = sum(t.n_bytes for e in fit.entries[1:] for t in e.part_tensors())
+    first = HeaderCache().model_info(fit.entries[0])
+    assert first.weights_bytes() + combined_weights == whole.weights_bytes()
+    single = cat.fit_file(HeaderCache().get("o/Split-GGUF", names[0]), load_profile("desktop-24gb"))
+    split_weights = sum(d.weights_bytes for d in fit.plan.devices)
+    assert split_weights > sum(d.weights_bytes for d in single.devices), "later parts' weights must count"
+    assert abs(split_weights - whole.weights_bytes()) <= 0.01 * whole.weights_bytes()

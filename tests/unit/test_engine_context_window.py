@@ -1,7 +1,7 @@
 """Fitting a conversation into the context: system prompt kept, oldest turns dropped first."""
 import pytest
 
-from core.engine.context_window import answer_reserve, fit_conversation
+from core.engine.context_window import HEADROOM, answer_reserve, fit_conversation
 from core.engine.errors import PromptTooLong
 
 
@@ -52,12 +52,24 @@ def test_the_kept_part_starts_with_a_user_message():
         assert after_system.startswith("<user>")
 
 
-def test_as_many_recent_messages_as_fit_are_kept():
+def test_trimming_leaves_headroom_so_the_next_turns_fit_as_they_are():
     messages = conversation(8)
-    budget = 60
+    budget = 80
     fitted = fit_conversation(messages, budget=budget, render=render, tokenize=tokenize)
+    assert len(fitted.tokens) <= budget * (1 - HEADROOM)
     one_more = [messages[0]] + messages[len(messages) - fitted.kept_messages - 1:]
-    assert len(tokenize(render(one_more))) > budget or one_more[1]["role"] == "assistant"
+    assert len(tokenize(render(one_more))) > budget * (1 - HEADROOM) or one_more[1]["role"] == "assistant"
+
+
+def test_a_continuing_conversation_keeps_dropping_the_same_messages():
+    messages = conversation(8)
+    budget = 80
+    first = fit_conversation(messages, budget=budget, render=render, tokenize=tokenize)
+    messages += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": "and then"}]
+    second = fit_conversation(messages, budget=budget, render=render, tokenize=tokenize,
+                              at_least_dropped=first.dropped_messages)
+    assert second.dropped_messages == first.dropped_messages
+    assert second.prompt.startswith(first.prompt.rsplit("<user> last question", 1)[0])
 
 
 def test_a_last_message_longer_than_the_context_is_refused_with_a_sentence():

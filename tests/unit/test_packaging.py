@@ -130,7 +130,8 @@ def run_spec(monkeypatch) -> SpecRecorder:
     return recorder
 
 
-def test_the_spec_carries_llama_cpp_resources_and_the_entry_point(monkeypatch, contents):
+def test_the_spec_carries_llama_cpp_resources_and_the_entry_point(qapp, monkeypatch, contents):
+    load_packaging_module("make_icons").make_icons()  # as the build does first (nothing when up to date)
     spec = run_spec(monkeypatch)
     analysis = spec.calls["Analysis"]
     assert analysis["args"][0] == [str(PACKAGING / "llamadesk_main.py")]

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 from core import settings as store
 from core.settings import MAX_RECENT_MODELS, Settings
@@ -48,3 +49,66 @@ def test_saving_leaves_no_temporary_files():
     store.save(Settings())
     store.save(Settings(system_prompt="again"))
     assert sorted(p.name for p in store.settings_path().parent.iterdir()) == ["settings.json"]
+
+
+def write_settings_file(document: dict) -> None:
+    path = store.settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document))
+
+
+def test_every_field_survives_a_save_and_load():
+    saved = Settings(recent_models=("/m/a.gguf",), system_prompt="Terse.", context_length=16384, threads=6,
+                     model_folders=("/models", "/mnt/gguf"), gpu_layers=20, kv_type="q8_0", flash_attn=True,
+                     safety_margin_mib=512, theme="dark")
+    store.save(saved)
+    assert store.load() == saved
+    store.save(replace(saved, gpu_layers=None, kv_type="f16", flash_attn=False, theme="light"))
+    assert store.load().gpu_layers is None
+    assert store.load().flash_attn is False
+
+
+def test_the_new_fields_have_the_planner_s_defaults():
+    settings = Settings()
+    assert settings.gpu_layers is None  # Auto
+    assert (settings.kv_type, settings.flash_attn, settings.theme) == ("f16", True, "system")
+    assert settings.safety_margin_bytes == 1024 * 1024 * 1024
+
+
+def test_a_version_1_file_migrates_keeping_its_values():
+    write_settings_file({"schema": 1, "values": {
+        "recent_models": ["/m/x.gguf"], "system_prompt": "Old prompt.", "context_length": 2048, "threads": 3,
+        "model_folders": ["/old/models"]}})
+    loaded = store.load()
+    assert loaded == Settings(recent_models=("/m/x.gguf",), system_prompt="Old prompt.", context_length=2048,
+                              threads=3, model_folders=("/old/models",))
+    store.save(loaded)
+    assert json.loads(store.settings_path().read_text())["schema"] == store.SCHEMA_VERSION == 2
+
+
+def test_a_file_without_a_schema_number_is_read_as_version_1():
+    write_settings_file({"values": {"threads": 5}})
+    assert store.load().threads == 5
+
+
+def test_out_of_range_offload_and_theme_values_fall_back_one_by_one():
+    write_settings_file({"schema": 2, "values": {
+        "gpu_layers": -7, "kv_type": "q2_k", "safety_margin_mib": -1, "theme": "purple", "flash_attn": "yes",
+        "threads": 4}})
+    loaded = store.load()
+    defaults = Settings()
+    assert (loaded.gpu_layers, loaded.kv_type, loaded.safety_margin_mib, loaded.theme, loaded.flash_attn) == (
+        defaults.gpu_layers, defaults.kv_type, defaults.safety_margin_mib, defaults.theme, defaults.flash_attn)
+    assert loaded.threads == 4
+
+
+def test_all_layers_and_a_manual_count_are_kept():
+    for layers in (-1, 0, 33):
+        write_settings_file({"schema": 2, "values": {"gpu_layers": layers}})
+        assert store.load().gpu_layers == layers
+
+
+def test_a_quantized_kv_cache_turns_flash_attention_back_on():
+    write_settings_file({"schema": 2, "values": {"kv_type": "q4_0", "flash_attn": False}})
+    loaded = store.load()
+    assert (loaded.kv_type, loaded.flash_attn) == ("q4_0", True)

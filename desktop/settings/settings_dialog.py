@@ -1,0 +1,175 @@
+"""The settings dialog: model folders, threads, default context, GPU safety margin and theme.
+
+    dialog = SettingsDialog(settings, physical_cores=snapshot.host.physical_cores)
+    dialog.settings_changed.connect(use_settings)        # Settings, emitted once they are saved
+    dialog.open()
+
+Saving goes through core.settings in a Task; the theme applies live and is put back on Cancel.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
+                               QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+
+from core import hardware
+from core import settings as settings_store
+from core.settings import Settings
+from desktop.settings.folder_list import FolderList
+from desktop.tasks import Task
+from desktop.theme import THEME_LABELS, THEMES, apply_theme
+
+NO_TELEMETRY = ("LlamaDesk sends no telemetry: nothing leaves this computer except the model downloads "
+                "you start.")
+MARGIN_NOTE = "Kept free on each GPU for the driver, the desktop and other apps."
+
+
+def _spin(name: str, low: int, high: int, step: int, suffix: str) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setAccessibleName(name)
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setSuffix(suffix)
+    spin.setGroupSeparatorShown(True)
+    return spin
+
+
+def _note(text: str, name: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("settingsNote")
+    label.setAccessibleName(name)
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    return label
+
+
+def cores_text(physical: int | None) -> str:
+    if physical is None:
+        return "Auto uses this computer's physical cores."
+    return f"Auto uses the {physical} physical cores of this computer."
+
+
+class SettingsDialog(QDialog):
+    settings_changed = Signal(object)  # Settings, after they are saved
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None, *,
+                 physical_cores: int | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("settingsDialog")
+        self.setWindowTitle("Settings")
+        self.setAccessibleName("Settings")
+        self.original = settings
+        self._build(settings)
+        self._lay_out()
+        self._connect()
+        self._show_cores(physical_cores)
+
+    # --- building ---
+
+    def _build(self, settings: Settings) -> None:
+        self.folders = FolderList(settings.model_folders)
+        self.threads_spin = _spin("Threads (0 = auto)", 0, settings_store.MAX_THREADS, 1, "")
+        self.threads_spin.setSpecialValueText("Auto")
+        self.threads_spin.setValue(settings.threads)
+        self.cores_note = _note(cores_text(None), "Detected cores")
+        self.context_spin = _spin("Default context length", settings_store.MIN_CONTEXT,
+                                  settings_store.MAX_CONTEXT, 512, " tokens")
+        self.context_spin.setValue(settings.context_length)
+        self.margin_spin = _spin("GPU safety margin", 0, settings_store.MAX_SAFETY_MARGIN_MIB, 256, " MiB")
+        self.margin_spin.setValue(settings.safety_margin_mib)
+        self.theme_combo = QComboBox()
+        self.theme_combo.setAccessibleName("Theme")
+        for theme in THEMES:
+            self.theme_combo.addItem(THEME_LABELS[theme], theme)
+        self.theme_combo.setCurrentIndex(self.theme_combo.findData(settings.theme))
+        self.telemetry = _note(NO_TELEMETRY, "Privacy")
+        self.error = _note("", "Save error")
+        self.error.setObjectName("settingsError")
+        self.error.hide()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save |
+                                        QDialogButtonBox.StandardButton.Cancel)
+        self.save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        self.save_button.setObjectName("primary")
+        self.save_button.setAccessibleName("Save the settings")
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setAccessibleName("Cancel without saving")
+
+    def _lay_out(self) -> None:
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        form.addRow("Model &folders", self.folders)
+        form.addRow("&Threads", self.threads_spin)
+        form.addRow("", self.cores_note)
+        form.addRow("Default &context", self.context_spin)
+        form.addRow("GPU safety &margin", self.margin_spin)
+        form.addRow("", _note(MARGIN_NOTE, "About the safety margin"))
+        form.addRow("T&heme", self.theme_combo)
+        form.labelForField(self.folders).setBuddy(self.folders.list)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addSpacing(8)
+        layout.addWidget(self.telemetry)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+        order = (self.folders.list, self.folders.add_button, self.folders.remove_button, self.threads_spin,
+                 self.context_spin, self.margin_spin, self.theme_combo, self.save_button,
+                 self.buttons.button(QDialogButtonBox.StandardButton.Cancel))
+        for before, after in zip(order, order[1:]):
+            QWidget.setTabOrder(before, after)
+        self.setMinimumWidth(520)
+
+    def _connect(self) -> None:
+        self.theme_combo.currentIndexChanged.connect(lambda _index: self._apply_theme(self.chosen_theme()))
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+
+    def _show_cores(self, physical_cores: int | None) -> None:
+        if physical_cores is not None:
+            self.cores_note.setText(cores_text(physical_cores))
+            return
+        (Task(hardware.probe_host)
+         .success(lambda host: self.cores_note.setText(cores_text(host.physical_cores)))
+         .run_in_background())
+
+    # --- values ---
+
+    def chosen_theme(self) -> str:
+        return self.theme_combo.currentData()
+
+    def values(self) -> Settings:
+        """The settings as the dialog shows them (what it does not show is kept as it was)."""
+        return replace(self.original, model_folders=self.folders.folders(), threads=self.threads_spin.value(),
+                       context_length=self.context_spin.value(), safety_margin_mib=self.margin_spin.value(),
+                       theme=self.chosen_theme())
+
+    # --- saving ---
+
+    def save(self) -> None:
+        chosen = self.values()
+        self.save_button.setEnabled(False)
+        self.error.hide()
+        (Task(settings_store.save, chosen)
+         .success(lambda _none: self._saved(chosen))
+         .failure(self._save_failed)
+         .run_in_background())
+
+    def _saved(self, chosen: Settings) -> None:
+        self.original = chosen
+        self.settings_changed.emit(chosen)
+        self.accept()
+
+    def _save_failed(self, error: BaseException) -> None:
+        self.save_button.setEnabled(True)
+        self.error.setText(f"The settings could not be saved: {error}")
+        self.error.show()
+
+    def reject(self) -> None:
+        self._apply_theme(self.original.theme)  # a theme tried and not saved goes back
+        super().reject()
+
+    @staticmethod
+    def _apply_theme(theme: str) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            apply_theme(app, theme)
