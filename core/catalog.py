@@ -291,5 +291,23 @@ def fit_files(targets: Iterable[tuple[str, str, Sequence[str], str | None, int |
         return list(pool.map(one, items))
 
 
+def exact_figures(entries: HeaderEntry | Sequence[HeaderEntry], settings, *, cache: HeaderCache | None = None,
+                  rpc_endpoints: tuple[str, ...] = ()):
+    """llama.cpp's own dry run (core/dryrun.py) on header-only sparse stubs of a remote file: exact figures
+    before downloading. ``settings`` is a core.memory.MemorySettings; returns a core.dryrun.DryRunResult."""
+    from core import dryrun
+    from core.headers import write_sparse_stub
+
+    first, *later = [entries] if isinstance(entries, HeaderEntry) else list(entries)
+    cache = cache or HeaderCache()
+    folder = locations.cache_dir() / "stubs" / first.header_path.parent.relative_to(cache.root)
+    for entry in (first, *later):  # llama.cpp finds later parts by name beside the first
+        stub = folder / entry.filename
+        if not stub.is_file() or stub.stat().st_size != entry.file_size:
+            write_sparse_stub(entry, stub)
+    info = combine_split(cache.model_info(first), [e.part_tensors() for e in later], [e.file_size for e in later])
+    return dryrun.dry_run(folder / first.filename, settings, model=info, rpc_endpoints=rpc_endpoints)
+
+
 def catalog_targets(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...], str | None, int | None]]:
     return [(m.repo_id, f.filename, f.all_parts, f.quant, f.size) for m, f in catalog.files()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
 
@@ -25,6 +25,8 @@ from desktop.tasks import Task
 
 
 class MainWindow(QMainWindow):
+    model_open_failed = Signal(str)  # the sentence shown to the user when a model cannot be opened or loaded
+
     def __init__(self, settings: Settings, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("LlamaDesk")
@@ -126,6 +128,7 @@ class MainWindow(QMainWindow):
 
     def _model_rejected(self, path: str, error: BaseException) -> None:
         self.notice.show_error(f"Could not open {Path(path).name}: {error}")
+        self.model_open_failed.emit(self.notice.text())
         if path in self.settings.recent_models:
             self._store(self.settings.without_recent_model(path))
 
@@ -145,6 +148,7 @@ class MainWindow(QMainWindow):
     def _model_load_failed(self, sentence: str) -> None:
         self.model_bar.show_unloaded("Open a model to start chatting")
         self.notice.show_error(f"The model could not be loaded: {sentence}")
+        self.model_open_failed.emit(self.notice.text())
         self.chat.set_ready(False)
 
     # --- chat ---

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 PROMPT = "In one short sentence: what is the capital of France?"
 DEFAULT_TIMEOUT_S = 180.0
-POLL_MS = 200
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_TIMED_OUT = 3
@@ -102,8 +101,7 @@ class SelfTest(QObject):
         self._asked = False
         self._deadline = QTimer(self, singleShot=True, interval=int(timeout_s * 1000))
         self._deadline.timeout.connect(self._timed_out)
-        self._watch = QTimer(self, interval=POLL_MS)
-        self._watch.timeout.connect(self._check_notice)
+        self.window.model_open_failed.connect(lambda sentence: self._fail(f"The window showed an error: {sentence}"))
 
     def start(self) -> None:
         session = self.window.session
@@ -112,7 +110,6 @@ class SelfTest(QObject):
         session.answer_finished.connect(self._answered)
         session.answer_failed.connect(lambda sentence, _partial: self._fail(f"The answer failed: {sentence}"))
         self._deadline.start()
-        self._watch.start()
         log.info("Self-test: opening %s", self.result.model)
         self.window.open_model(self.result.model)
 
@@ -142,12 +139,6 @@ class SelfTest(QObject):
         else:
             self._finish(True, "")
 
-    def _check_notice(self) -> None:
-        """The window reports some failures only as an error notice (e.g. a file that is not a model)."""
-        notice = self.window.notice
-        if notice.property("level") == "error" and notice.text():
-            self._fail(f"The window showed an error: {notice.text()}")
-
     def _timed_out(self) -> None:
         self._finish(False, f"No answer within {self.timeout_s:.0f} s (the self-test's time limit).",
                      EXIT_TIMED_OUT)
@@ -162,7 +153,6 @@ class SelfTest(QObject):
             return
         self._done = True
         self._deadline.stop()
-        self._watch.stop()
         self.result = replace(
             self.result, ok=ok, reason=reason, window_shown_seconds=_rounded(self.exposure.seconds),
             engine_resident_bytes=(resident_bytes(self.window.session.engine_pid)

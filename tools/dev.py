@@ -135,13 +135,16 @@ def ensure_llama_cpp() -> str:
     return backend
 
 
+PROJECT_EXTRAS = "test,package"  # the tests also build and smoke-test the installed bundle
+
+
 def ensure_project() -> None:
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + PROJECT_EXTRAS.encode()).hexdigest()
     stamp = VENV / ".llamadesk-project"
     if stamp.exists() and stamp.read_text().strip() == digest:
         return
     say("installing LlamaDesk and its dependencies into .venv")
-    run([venv_python(), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"])
+    run([venv_python(), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[{PROJECT_EXTRAS}]"])
     stamp.write_text(digest)
 
 
@@ -227,7 +230,6 @@ def command_screenshots(args: list[str]) -> int:
 
 def command_package(args: list[str]) -> int:
     env = setup()
-    run([venv_python(), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test,package]"])
     return subprocess.call([str(venv_python()), str(ROOT / "packaging" / "build.py"), *args], env=env, cwd=ROOT)
 
 

@@ -1,8 +1,9 @@
 """The conversation as one rich-text document (a QTextBrowser): one frame per message.
 
-Opening a long chat renders it in slices of a few milliseconds each, so the window never stalls; a
-streaming answer is re-rendered at most STREAM_FPS times a second, not per token. Branch changes
-re-render only from the message that changed. Clicking an action link emits `action(name, message_id)`;
+Opening a long chat renders it in slices of a few milliseconds each, so the window never stalls. A
+streaming answer is drawn at most STREAM_FPS times a second, not per token, and then only from its last
+Markdown block on (the blocks before it are final). `update_thread` draws again only from the first
+message that changed (a new branch, an edit, a finished answer). Clicking an action link emits `action(name, message_id)`;
 Copy and "Copy code" go to the clipboard here.
 """
 from __future__ import annotations
@@ -98,7 +99,7 @@ class ChatView(QTextBrowser):
         if first == len(old) == len(views):
             return
         if first == len(old) - 1 == len(views) - 1 and old[first].id == views[first].id:
-            self._draw_streaming(first, views[first])
+            self._redraw_tail(first, views[first])
             self._tail = None
             return
         self._remove_from(first)
@@ -122,9 +123,9 @@ class ChatView(QTextBrowser):
         if view is None:
             self._stream_timer.stop()
         elif self._views and self._views[-1].id == view.id and not self._queue:
-            self._draw_streaming(len(self._views) - 1, view)
+            self._redraw_tail(len(self._views) - 1, view)
 
-    def _draw_streaming(self, index: int, view: MessageView) -> None:
+    def _redraw_tail(self, index: int, view: MessageView) -> None:
         """Draw again only what changed: the blocks after the last one already final, and the footer."""
         following = self._at_bottom()
         blocks = split_blocks(view.text)

@@ -93,6 +93,7 @@ class ChatWorkspace(QWidget):
         return state
 
     def restore_state(self, state: QByteArray) -> None:
+        state = QByteArray(state)
         stream = QDataStream(state, QIODevice.OpenModeFlag.ReadOnly)
         if state.isEmpty() or stream.readInt32() != _STATE_VERSION:
             return

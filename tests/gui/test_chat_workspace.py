@@ -110,8 +110,8 @@ def seed_conversation(store: ChatStore, title: str, *turns: str) -> Conversation
 @pytest.mark.model
 def test_a_message_streams_into_the_view_and_is_stored(qtbot, ready, session, store):
     rewrites = []
-    real_draw = ready.pane.view._draw_streaming
-    ready.pane.view._draw_streaming = lambda index, view: (rewrites.append(view), real_draw(index, view))
+    real_draw = ready.pane.view._redraw_tail
+    ready.pane.view._redraw_tail = lambda index, view: (rewrites.append(view), real_draw(index, view))
     tokens: list[str] = []
     session.token_arrived.connect(tokens.append)
     started = time.monotonic()

@@ -5,7 +5,7 @@ import re
 
 import pytest
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QAbstractButton, QApplication, QComboBox, QListWidget, QSpinBox
+from PySide6.QtWidgets import QAbstractButton, QComboBox, QListWidget, QSpinBox
 
 from core import locations
 from core import settings as settings_store

@@ -114,3 +114,17 @@ def test_a_split_model_is_planned_from_all_its_parts(fake_hub, tmp_path):  # noq
     split_weights = sum(d.weights_bytes for d in fit.plan.devices)
     assert split_weights > sum(d.weights_bytes for d in single.devices), "later parts' weights must count"
     assert abs(split_weights - whole.weights_bytes()) <= 0.01 * whole.weights_bytes()
+
+
+@pytest.mark.model
+def test_exact_figures_from_the_remote_header_match_the_real_file(fake_hub, smollm2):  # noqa: F811
+    from core.dryrun import dry_run
+    from core.memory import MemorySettings
+
+    fake_hub.add_repo("o/Smol-GGUF", {"smol-Q4_1.gguf": smollm2.read_bytes()})
+    entry = HeaderCache().get("o/Smol-GGUF", "smol-Q4_1.gguf")
+    settings = MemorySettings(n_ctx=2048)
+    remote = cat.exact_figures(entry, settings)
+    local = dry_run(smollm2, settings)
+    assert remote.host.total_bytes == local.host.total_bytes
+    assert remote.n_ctx == local.n_ctx
