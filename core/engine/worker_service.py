@@ -69,17 +69,21 @@ class WorkerService:
         while True:
             try:
                 request = self.connection.recv()
+                if isinstance(request, ShutdownRequest):
+                    break
+                self._handle(request)
             except (EOFError, OSError):
-                break                               # the client is gone
-            if isinstance(request, ShutdownRequest):
+                log.info("the client is gone")
                 break
-            if isinstance(request, LoadRequest):
-                self.connection.send(self._load(request.settings))
-            elif isinstance(request, ChatRequest):
-                self._chat(request)
-            else:
-                log.warning("ignoring unknown request %r", request)
         self._unload()
+
+    def _handle(self, request) -> None:
+        if isinstance(request, LoadRequest):
+            self.connection.send(self._load(request.settings))
+        elif isinstance(request, ChatRequest):
+            self._chat(request)
+        else:
+            log.warning("ignoring unknown request %r", request)
 
     # ------------------------------------------------------------------------------------ load
 
@@ -173,6 +177,8 @@ class WorkerService:
             log.exception("llama.cpp could not evaluate the prompt")
             self.runtime.forget_from(0)
             self.connection.send(ChatFailed(f"llama.cpp could not evaluate the prompt: {error}."))
+        except OSError:
+            raise                                   # the pipe broke: the client is gone
         except Exception as error:  # a bug here must not take the loaded model down with it
             log.exception("the answer failed")
             self.runtime.forget_from(0)

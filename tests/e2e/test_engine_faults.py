@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 
+import gguf
 import pytest
 
 from core.engine.client import EngineClient
@@ -126,3 +127,17 @@ def test_unload_during_an_answer_ends_it_cleanly(engine, smollm2):
     assert isinstance(reader_saw[-1], AnswerFinished)
     assert reader_saw[-1].stats.stop_reason == "cancelled"
     assert engine.loaded is None and engine.pid is None
+
+
+def test_an_unknown_architecture_is_reported_as_unsupported(engine, tmp_path):
+    path = tmp_path / "future.gguf"
+    writer = gguf.GGUFWriter(path, "qwen9")
+    writer.add_block_count(1)
+    writer.add_context_length(512)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(EngineLoadError, match="does not support the model architecture 'qwen9'") as caught:
+        engine.load(LoadSettings(str(path)))
+    assert caught.value.kind == "unsupported" and caught.value.steps == ()
