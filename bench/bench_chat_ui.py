@@ -16,16 +16,12 @@ for information only).
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-if sys.version_info < (3, 12):   # PySide6 6.12 (abi3) drops None references on Python 3.11: see report
-    ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("LLAMADESK_HOME", tempfile.mkdtemp(prefix="bench-chat-ui-"))

@@ -15,7 +15,7 @@ machine load):
 
 Each engine prompt starts with a different system line, so the engine cannot reuse the previous run's
 KV cache (raw starts from an empty cache): both evaluate the whole prompt. Prints a table, then
-RESULT lines. Environment: LLAMADESK_BENCH_ROUNDS (default 5), LLAMADESK_BENCH_TOKENS (default 128),
+RESULT lines. Environment: LLAMADESK_BENCH_ROUNDS (default 9), LLAMADESK_BENCH_TOKENS (default 96),
 LLAMADESK_BENCH_THREADS (default: physical cores).
 """
 from __future__ import annotations
@@ -40,8 +40,8 @@ from core.engine.protocol import AnswerFinished, LoadSettings, SamplingSettings,
 
 log = logging.getLogger("bench_engine")
 
-ROUNDS = int(os.environ.get("LLAMADESK_BENCH_ROUNDS", "5"))
-TOKENS = int(os.environ.get("LLAMADESK_BENCH_TOKENS", "128"))
+ROUNDS = int(os.environ.get("LLAMADESK_BENCH_ROUNDS", "9"))
+TOKENS = int(os.environ.get("LLAMADESK_BENCH_TOKENS", "96"))
 THREADS = int(os.environ.get("LLAMADESK_BENCH_THREADS", "0")) or psutil.cpu_count(logical=False) or 1
 N_CTX = 2048
 TURNS = 20

@@ -29,7 +29,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx2
@@ -204,7 +204,7 @@ class HubCacheLayout:
         """Move a verified part file to its blob, link it from the snapshot and record the branch -> commit."""
         blob = self.blob(sha256)
         os.replace(part, blob)
-        os.chmod(blob, 0o666 & ~_umask())
+        os.chmod(blob, 0o666 & ~_UMASK)
         pointer = self.link(sha256, commit, filename)
         if revision != commit:
             ref = self.repo_dir / "refs" / revision
@@ -227,10 +227,13 @@ class HubCacheLayout:
         return pointer
 
 
-def _umask() -> int:
-    current = os.umask(0)
+def _read_umask() -> int:
+    current = os.umask(0o022)  # read once at import, before worker threads create files
     os.umask(current)
     return current
+
+
+_UMASK = _read_umask()
 
 
 class _BackgroundHasher:
@@ -238,7 +241,7 @@ class _BackgroundHasher:
 
     def __init__(self) -> None:
         self._sha = hashlib.sha256()
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=256)
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=32)  # at most 32 blocks (32 MiB) waiting
         self._thread = threading.Thread(target=self._consume, name="sha256", daemon=True)
         self._thread.start()
 

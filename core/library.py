@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core import hub, locations
@@ -104,16 +104,10 @@ def _inspect(model: LocalModel) -> LocalModel:
     try:
         info = read_model_info(model.path)
     except GGUFError as error:
-        return _replace(model, error=str(error))
+        return replace(model, error=str(error))
     except OSError as error:
-        return _replace(model, error=f"Cannot read {model.path}: {error.strerror or error}")
-    return _replace(model, info=info)
-
-
-def _replace(model: LocalModel, **changes) -> LocalModel:
-    from dataclasses import replace
-
-    return replace(model, **changes)
+        return replace(model, error=f"Cannot read {model.path}: {error.strerror or error}")
+    return replace(model, info=info)
 
 
 def _from_hf_cache(cache: Path | None) -> list[LocalModel]:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication
 
 from core import locations, logs
 from core import settings as settings_store
+from desktop.theme import apply_theme, follow_system_theme
 from desktop.crash_report import CrashRecorder, offer_unseen_reports
 
 log = logging.getLogger(__name__)
@@ -51,16 +52,14 @@ def application_icon() -> QIcon:
     return icon
 
 
-def create_application(argv: list[str]) -> QApplication:
+def create_application(argv: list[str], theme: str = "light") -> QApplication:
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName(locations.APP_NAME)
     app.setOrganizationName(locations.APP_NAME)
     app.setApplicationDisplayName(locations.APP_NAME)
     app.setDesktopFileName("llamadesk")
     app.setWindowIcon(application_icon())
-    style = locations.resources_dir() / "styles" / "app.qss"
-    if style.is_file():
-        app.setStyleSheet(style.read_text(encoding="utf-8"))
+    apply_theme(app, theme)
     return app
 
 
@@ -98,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(arguments: argparse.Namespace, argv: list[str], recorder: CrashRecorder | None) -> int:
-    app = create_application([sys.argv[0], *argv])
+    settings = settings_store.load()
+    app = create_application([sys.argv[0], *argv], settings.theme)
+    follow_system_theme(app)
     from desktop.main_window import MainWindow  # after QApplication exists
 
-    window = MainWindow(settings_store.load())
+    window = MainWindow(settings)
     if arguments.self_test:
         from desktop.self_test import DEFAULT_TIMEOUT_S, start_self_test
 

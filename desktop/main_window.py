@@ -8,19 +8,22 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
 
+from core import hardware, starter
 from core import settings as settings_store
-from core import starter
 from core.chats import Conversation
 from core.engine.protocol import AnswerFinished, SamplingSettings
 from core.offload import PreparedLoad, prepare_load
+from core.offload_choice import choice_from_settings, settings_with_choice
 from core.settings import Settings
 from desktop.chat.chat_panel import ChatPanel
 from desktop.engine_session import EngineSession
 from desktop.models.model_bar import ModelBar
+from desktop.models.offload_panel import OffloadDialog
 from desktop.monitor.dashboard import MemoryDashboard
 from desktop.monitor.memory_strip import MemoryStrip
 from desktop.monitor.sampler import MemorySampler
 from desktop.notice_bar import NoticeBar
+from desktop.settings.settings_dialog import SettingsDialog
 from desktop.tasks import Task
 
 
@@ -42,6 +45,7 @@ class MainWindow(QMainWindow):
         self.dashboard = MemoryDashboard()
         self.dashboard.setAccessibleName("Memory dashboard")
         self.sampler = MemorySampler(lambda: self.session.engine_pid, parent=self)
+        self._prepared: PreparedLoad | None = None
         self._lay_out()
         self._connect()
         self._add_shortcuts()
@@ -72,6 +76,8 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         self.model_bar.open_requested.connect(self.open_model)
+        self.model_bar.offload_requested.connect(self.show_offload_dialog)
+        self.model_bar.settings_requested.connect(self.show_settings_dialog)
         self.chat.send_requested.connect(self.send_message)
         self.chat.stop_requested.connect(self.session.stop)
         self.chat.system_prompt_changed.connect(self._system_prompt_changed)
@@ -96,10 +102,13 @@ class MainWindow(QMainWindow):
         open_model = QAction("Open model…", self)
         open_model.setShortcut(QKeySequence.StandardKey.Open)
         open_model.triggered.connect(self.model_bar.open_button.click)
+        preferences = QAction("Settings…", self)
+        preferences.setShortcut(QKeySequence.StandardKey.Preferences)
+        preferences.triggered.connect(self.show_settings_dialog)
         dashboard = QAction("Show the memory dashboard", self)
         dashboard.setShortcut(QKeySequence("Ctrl+M"))
         dashboard.triggered.connect(lambda: self.dashboard.setVisible(not self.dashboard.isVisible()))
-        self.addActions([stop, open_model, dashboard])
+        self.addActions([stop, open_model, preferences, dashboard])
 
     # --- start-up ---
 
@@ -116,13 +125,15 @@ class MainWindow(QMainWindow):
             self.notice.show_info("Please wait: the model is busy. Stop the answer first to switch models.")
             return
         self.notice.hide()
-        threads = self.settings.threads or None
-        (Task(prepare_load, path, context=self.settings.context_length, threads=threads)
+        settings = self.settings
+        (Task(prepare_load, path, choice_from_settings(settings), threads=settings.threads or None,
+              safety_margin_bytes=settings.safety_margin_bytes)
          .success(self._load_prepared)
          .failure(lambda error: self._model_rejected(path, error))
          .run_in_background())
 
     def _load_prepared(self, prepared: PreparedLoad) -> None:
+        self._prepared = prepared
         self.chat.set_ready(False)
         self.session.load(prepared.settings)
 
@@ -188,7 +199,35 @@ class MainWindow(QMainWindow):
         self.notice.show_info(f"The conversation is longer than the model's context: the {dropped} oldest "
                               "message(s) were left out of this answer (the system prompt is kept).")
 
-    # --- settings ---
+    # --- offload and settings ---
+
+    def show_offload_dialog(self) -> None:
+        prepared = self._prepared
+        if prepared is None:
+            return
+        dialog = OffloadDialog(self)
+        dialog.apply_requested.connect(self._offload_chosen)
+        choice = choice_from_settings(self.settings, prepared.settings.n_ctx)
+        margin = self.settings.safety_margin_bytes
+        (Task(hardware.probe)
+         .success(lambda snapshot: dialog.show_for(prepared.info, snapshot, choice, margin))
+         .failure(lambda error: self.notice.show_error(f"Could not read this machine's memory: {error}"))
+         .run_in_background())
+
+    def _offload_chosen(self, choice) -> None:
+        self._store(settings_with_choice(self.settings, choice))
+        if self._prepared is not None:
+            self.open_model(self._prepared.settings.model_path)
+
+    def show_settings_dialog(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        dialog.settings_changed.connect(self._settings_saved)
+        dialog.open()
+
+    def _settings_saved(self, new_settings: Settings) -> None:
+        self.settings = new_settings  # the dialog has saved them already
+        self.model_bar.set_recent_models(new_settings.recent_models)
+
 
     def _system_prompt_changed(self, text: str) -> None:
         self._store(replace(self.settings, system_prompt=text))

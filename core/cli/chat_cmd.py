@@ -15,6 +15,7 @@ from core.engine.client import EngineClient, EngineError
 from core.engine.protocol import AnswerFinished, SamplingSettings, TokenText
 from core.gguf import GGUFError
 from core.offload import prepare_load
+from core.offload_choice import OffloadChoice
 
 DEFAULT_CONTEXT = 4096
 
@@ -40,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tokens < 1 or (args.ctx is not None and args.ctx < 64) or args.temperature < 0:
         return fail("--max-tokens must be ≥ 1, --ctx ≥ 64 and --temperature ≥ 0")
     try:
-        prepared = prepare_load(args.model, context=args.ctx or DEFAULT_CONTEXT, threads=args.threads,
-                                gpu_layers=args.gpu_layers, cap_context_at_trained=args.ctx is None)
+        choice = OffloadChoice(gpu_layers=args.gpu_layers, context=args.ctx or DEFAULT_CONTEXT)
+        prepared = prepare_load(args.model, choice, threads=args.threads, cap_context_at_trained=args.ctx is None)
     except GGUFError as error:
         return fail(str(error))
     sampling = SamplingSettings(temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens)

@@ -135,10 +135,11 @@ class WorkerService:
     def _describe(self, runtime: LlamaRuntime, settings: LoadSettings, seconds: float,
                   before: int) -> LoadedModel:
         after = resident_bytes()
+        backend = backend_name(settings.n_gpu_layers)
+        offloaded = 0 if backend == "CPU" else offloaded_layers(settings.n_gpu_layers, runtime.n_layers)
         return LoadedModel(
-            model_path=settings.model_path, n_ctx=runtime.n_ctx,
-            n_gpu_layers=offloaded_layers(settings.n_gpu_layers, runtime.n_layers),
-            n_layers=runtime.n_layers, backend=backend_name(settings.n_gpu_layers),
+            model_path=settings.model_path, n_ctx=runtime.n_ctx, n_gpu_layers=offloaded,
+            n_layers=runtime.n_layers, backend=backend,
             load_seconds=seconds, resident_bytes=after, resident_growth_bytes=after - before,
             gpu_bytes=gpu_bytes(), chat_template_source=self.template.source, settings=settings,
             n_ctx_train=runtime.n_ctx_train, description=runtime.description(),

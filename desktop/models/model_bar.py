@@ -11,6 +11,8 @@ _PLACEHOLDER = "Recent models"
 
 class ModelBar(QWidget):
     open_requested = Signal(str)
+    offload_requested = Signal()
+    settings_requested = Signal()
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -29,6 +31,12 @@ class ModelBar(QWidget):
         self.recent.setMinimumWidth(220)
         self.open_button = QPushButton("Open model…")
         self.open_button.setAccessibleName("Open a model file")
+        self.offload_button = QPushButton("GPU && context…")
+        self.offload_button.setAccessibleName("GPU layers, context and KV cache")
+        self.offload_button.setToolTip("How many layers go on the GPU, the context length and the KV cache type")
+        self.offload_button.setEnabled(False)
+        self.settings_button = QPushButton("Settings…")
+        self.settings_button.setAccessibleName("Settings")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
         layout.addWidget(self.title)
@@ -36,7 +44,11 @@ class ModelBar(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.recent)
         layout.addWidget(self.open_button)
+        layout.addWidget(self.offload_button)
+        layout.addWidget(self.settings_button)
         self.open_button.clicked.connect(self._choose_file)
+        self.offload_button.clicked.connect(self.offload_requested)
+        self.settings_button.clicked.connect(self.settings_requested)
         self.recent.activated.connect(self._recent_chosen)
         self.set_recent_models(())
 
@@ -64,6 +76,7 @@ class ModelBar(QWidget):
     def show_loaded(self, title: str, details: str) -> None:
         self.title.setText(title)
         self.details.setText(details)
+        self.offload_button.setEnabled(True)
         self._idle()
 
     def show_unloaded(self, message: str) -> None:

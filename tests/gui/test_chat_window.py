@@ -98,3 +98,22 @@ def test_the_memory_strip_refreshes_without_a_model(qtbot, window):
     assert "App" in window.memory.app_label.text()
     assert window.memory.engine_label.text() == "Engine not running"
     assert not window.chat.send_button.isEnabled()
+
+
+@pytest.mark.model
+def test_the_offload_dialog_choice_reloads_the_model_with_it(qtbot, window, smollm2):
+    from core.offload_choice import OffloadChoice
+    from desktop.models.offload_panel import OffloadDialog
+
+    load(qtbot, window, smollm2)
+    assert window.model_bar.offload_button.isEnabled()
+    window.model_bar.offload_button.click()
+    qtbot.waitUntil(lambda: window.findChild(OffloadDialog) is not None
+                    and window.findChild(OffloadDialog).isVisible(), timeout=10_000)
+    dialog = window.findChild(OffloadDialog)
+    with qtbot.waitSignal(window.session.loaded, timeout=LOAD_TIMEOUT_MS) as reloaded:
+        dialog.apply_requested.emit(OffloadChoice(gpu_layers=None, context=2048, kv_type="q8_0", flash_attn=True))
+    assert reloaded.args[0].n_ctx == 2048
+    assert reloaded.args[0].settings.kv_type == "q8_0"
+    assert window.settings.context_length == 2048 and window.settings.kv_type == "q8_0"
+    assert "2,048 context" in window.model_bar.details.text()
