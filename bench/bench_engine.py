@@ -14,7 +14,8 @@ machine load):
   bandwidth          decode tok/s x bytes read per token (the weights) / measured host bandwidth
 
 Each engine prompt starts with a different system line, so the engine cannot reuse the previous run's
-KV cache (raw starts from an empty cache): both evaluate the whole prompt. Prints a table, then
+KV cache beyond the template's first few tokens (raw starts from an empty cache): both evaluate
+practically the whole prompt. Host bandwidth is core.bandwidth's copy figure (bytes read + written). Prints a table, then
 RESULT lines. Environment: LLAMADESK_BENCH_ROUNDS (default 9), LLAMADESK_BENCH_TOKENS (default 96),
 LLAMADESK_BENCH_THREADS (default: physical cores).
 """
@@ -123,7 +124,7 @@ def raw_run(llm, prompt: str) -> Run:
     tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
     first = last = 0.0
     count = 0
-    pieces = []
+    pieces = []                                              # detokenised, as an app would
     for token in llm.generate(tokens, top_k=SAMPLING.top_k, top_p=SAMPLING.top_p, min_p=SAMPLING.min_p,
                               temp=SAMPLING.temperature, repeat_penalty=SAMPLING.repeat_penalty):
         last = time.perf_counter()

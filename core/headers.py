@@ -339,6 +339,22 @@ def split_part_tensors(header: bytes, file_size: int, label: str) -> tuple[tuple
     return tensors, offset
 
 
+def read_split_part_tensors(path: str | os.PathLike) -> tuple[TensorInfo, ...]:
+    """The tensor table of a local later split part, read in growing chunks (never the whole file)."""
+    size = os.path.getsize(path)
+    want = min(size, FIRST_READ_BYTES)
+    with open(path, "rb") as handle:
+        while True:
+            handle.seek(0)
+            try:
+                return split_part_tensors(handle.read(want), size, os.fspath(path))[0]
+            except GGUFHeaderIncomplete as incomplete:
+                grown = min(size, max(incomplete.needed_bytes, 2 * want))
+                if grown <= want or grown > MAX_HEADER_BYTES:
+                    raise GGUFError(f"{os.fspath(path)}: the split part's header does not end") from incomplete
+                want = grown
+
+
 def combine_split(first: ModelInfo, later_parts: Sequence[tuple[TensorInfo, ...]] = (),
                   later_sizes: Sequence[int | None] = ()) -> ModelInfo:
     """One ModelInfo for a split model: the first part's description with every part's tensors and sizes."""

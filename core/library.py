@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core import hub, locations
 from core.gguf import GGUFError, ModelInfo, read_model_info
+from core.headers import combine_split, read_split_part_tensors
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,10 @@ def _inspect(model: LocalModel) -> LocalModel:
         return model
     try:
         info = read_model_info(model.path)
+        later = model.parts[1:]
+        if later:  # a split model: every part's tensors count
+            info = combine_split(info, [read_split_part_tensors(p) for p in later],
+                                 [p.stat().st_size for p in later])
     except GGUFError as error:
         return replace(model, error=str(error))
     except OSError as error:

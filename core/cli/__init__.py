@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "core.cli.inspect_cmd",
     "core.cli.chat_cmd",
     "core.cli.fit_cmd",
+    "core.cli.models_cmd",
 ]
 
 

@@ -35,6 +35,8 @@ def register(subparsers) -> None:
 
     models = subparsers.add_parser("models", help="the models already on this computer")
     models.add_argument("--folder", action="append", default=[], help="also look in this folder (repeatable)")
+    models.add_argument("--hardware", help="fit-check for a hardware profile (name or JSON file), not this machine")
+    models.add_argument("--no-fit", action="store_true", help="list only, without fit badges")
     models.add_argument("--json", action="store_true", help="print one JSON object")
     models.set_defaults(handler=run_models)
 
@@ -181,25 +183,49 @@ def run_models(args: argparse.Namespace) -> int:
 
     folders = tuple(Path(f).expanduser() for f in (*_saved_folders(settings), *args.folder))
     models = library.scan(library.LibrarySources(user_dirs=folders))
+    verdicts = {} if args.no_fit else _local_verdicts(models, args.hardware)
+    if isinstance(verdicts, int):
+        return verdicts
     if args.json:
         print(json.dumps([{"name": m.name, "source": m.source, "path": str(m.path), "size": m.size,
                            "parts": [str(p) for p in m.parts], "repo_id": m.repo_id,
                            "architecture": m.info.architecture if m.info else None,
                            "quantization": m.info.quantization if m.info else None,
-                           "error": m.error} for m in models], indent=2))
+                           "verdict": verdicts.get(m.path), "error": m.error} for m in models], indent=2))
         return 0
     if not models:
         print("No local GGUF models found (Hugging Face cache, LlamaDesk's folder, LM Studio, Ollama).")
         return 0
     width = max(len(m.name) for m in models)
-    print(f"{'MODEL':<{width}}  {'SOURCE':<11}  {'SIZE':>10}  {'ARCH':<10}  {'QUANT':<8}  PATH")
+    print(f"{'MODEL':<{width}}  {'SOURCE':<11}  {'SIZE':>10}  {'ARCH':<10}  {'QUANT':<8}  {'FIT':<32}  PATH")
     for m in models:
         arch = m.info.architecture if m.info else "unreadable"
         quant = m.info.quantization if m.info else "—"
-        print(f"{m.name:<{width}}  {m.source:<11}  {format_bytes(m.size):>10}  {arch:<10}  {quant:<8}  {m.path}")
+        fit = verdicts.get(m.path) or ""
+        print(f"{m.name:<{width}}  {m.source:<11}  {format_bytes(m.size):>10}  {arch:<10}  {quant:<8}  "
+              f"{fit:<32}  {m.path}")
         if m.error:
             print(f"{'':<{width}}  ! {m.error}")
     return 0
+
+
+def _local_verdicts(models, profile: str | None):
+    """{path: verdict} for the readable models (split parts are planned from their first part's table)."""
+    from core import hardware, plan
+
+    try:
+        machine = hardware.load_profile(profile) if profile else hardware.probe()
+    except hardware.HardwareError as error:
+        return fail(str(error))
+    verdicts = {}
+    for model in models:
+        if model.info is None:
+            continue
+        try:
+            verdicts[model.path] = plan.plan(model.info, machine).verdict
+        except plan.PlanError as error:
+            verdicts[model.path] = f"Unknown ({error})"
+    return verdicts
 
 
 def _saved_folders(settings_module) -> tuple[str, ...]:

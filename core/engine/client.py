@@ -249,9 +249,23 @@ class EngineClient:
     @staticmethod
     def _describe_death(worker: WorkerHandle, when: str) -> str:
         code = worker.exit_code()
-        last_line = next((line for line in reversed(worker.stderr_tail().splitlines()) if line.strip()), "")
-        detail = f" Its last words: {last_line.strip()}" if last_line else ""
+        words = _last_words(worker.stderr_tail())
+        detail = f" Its last words: {words}" if words else ""
         return f"The engine process stopped unexpectedly {when} ({_exit_text(code)}).{detail}"
+
+
+_TELLING = (("GGML_ASSERT", "Fatal Python error", "terminate called", "GGML_ABORT"),
+            ("error", "Error", "abort", "failed"))
+
+
+def _last_words(stderr_tail: str) -> str:
+    """The last stderr line that names a problem (the strongest kind first), else the last line."""
+    lines = [line.strip() for line in stderr_tail.splitlines() if line.strip()]
+    for words in _TELLING:
+        for line in reversed(lines):
+            if any(word in line for word in words):
+                return line
+    return lines[-1] if lines else ""
 
 
 def _changes(steps: Sequence[str]) -> list[str]:

@@ -22,6 +22,8 @@ from core.engine.native_log import NativeLog
 from core.engine.protocol import (ChatFailed, ChatRequest, FailureKind, LoadedModel, LoadFailed,
                                   LoadProgress, LoadRequest, LoadSettings, LoadSucceeded,
                                   ShutdownRequest)
+from core.hardware import process_gpu_bytes
+from core.rpc import RpcError, attach_servers
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ def resident_bytes() -> int:
 def gpu_bytes() -> int | None:
     """This process's VRAM through NVML, None where that cannot be known."""
     try:
-        from core.hardware import process_gpu_bytes
-
         per_device = process_gpu_bytes([os.getpid()])
     except Exception as error:  # no NVML, no driver: unknown, not an error
         log.debug("no per-process VRAM figure: %s", error)
@@ -115,8 +115,6 @@ class WorkerService:
     def _attach_rpc(settings: LoadSettings) -> LoadFailure | None:
         if not settings.rpc_servers:
             return None
-        from core.rpc import RpcError, attach_servers
-
         try:
             attach_servers(settings.rpc_servers)
         except RpcError as error:
@@ -150,6 +148,7 @@ class WorkerService:
             self.runtime.close()
             self.runtime = None
             self.template = None
+        self._conversation, self._dropped = (), 0
 
     # ------------------------------------------------------------------------------------ chat
 

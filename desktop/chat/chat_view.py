@@ -22,6 +22,16 @@ from desktop.chat.message_writer import MUTED, MessageWriter
 STREAM_FPS = 15
 SLICE_BUDGET_S = 0.005      # rendering work per event-loop turn while opening a long chat
 FOLLOW_SLACK_PX = 48        # "at the bottom" if this close: new text keeps the view scrolled down
+MAX_TEXT_WIDTH = 900        # a readable column, centred; wider windows do not re-wrap the text
+REWRAP_DELAY_MS = 150       # re-wrap once the window stops changing size, not on every step of a drag
+
+
+def _flatten_first_block(document) -> None:
+    """Qt keeps an empty paragraph before the first frame; make it 1 px high so the chat starts at the top."""
+    flat = QTextBlockFormat()
+    flat.setLineHeight(1, QTextBlockFormat.LineHeightTypes.FixedHeight.value)
+    cursor = QTextCursor(document)
+    cursor.setBlockFormat(flat)
 
 
 @dataclass
@@ -46,6 +56,11 @@ class ChatView(QTextBrowser):
         self.setOpenLinks(False)
         self.anchorClicked.connect(self._link_clicked)
         self.document().setDocumentMargin(16)
+        self.setLineWrapMode(QTextBrowser.LineWrapMode.FixedPixelWidth)
+        self.setLineWrapColumnOrWidth(MAX_TEXT_WIDTH)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._rewrap_timer = QTimer(self, singleShot=True, interval=REWRAP_DELAY_MS)
+        self._rewrap_timer.timeout.connect(self._rewrap)
         self._writer = MessageWriter(self.font())
         self._views: list[MessageView] = []
         self._frames: list[QTextFrame] = []
@@ -154,6 +169,19 @@ class ChatView(QTextBrowser):
     def resizeEvent(self, event) -> None:
         following = self._at_bottom()
         super().resizeEvent(event)
+        self._rewrap_timer.start()
+        if following:
+            self._scroll_to_end()
+
+    def _rewrap(self) -> None:
+        """Fit the text column to the width (at most MAX_TEXT_WIDTH, centred): one re-layout per resize."""
+        following = self._at_bottom()
+        available = self.width() - 2 * self.frameWidth() - self.verticalScrollBar().sizeHint().width()
+        text_width = max(min(available, MAX_TEXT_WIDTH), 200)
+        side = max((available - text_width) // 2, 0)
+        self.setViewportMargins(side, 0, side, 0)
+        if self.lineWrapColumnOrWidth() != text_width:
+            self.setLineWrapColumnOrWidth(text_width)
         if following:
             self._scroll_to_end()
 
@@ -171,6 +199,7 @@ class ChatView(QTextBrowser):
         self._queue = []
         self._views, self._frames, self._codes = [], [], {}
         self.document().clear()
+        _flatten_first_block(self.document())
 
     def _finish_rendering(self) -> None:
         while self._queue:

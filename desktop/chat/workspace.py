@@ -138,6 +138,8 @@ class ChatWorkspace(QWidget):
         """Ctrl+N and Esc work anywhere in the window; the window may also put these actions in a menu."""
         self.new_chat_action = self._action("New chat", QKeySequence.StandardKey.New, self.new_conversation)
         self.stop_action = self._action("Stop the answer", Qt.Key.Key_Escape, self.stop)
+        self.stop_action.setEnabled(False)   # only while answering: Esc keeps its usual meaning otherwise
+        self.answers.running_changed.connect(self.stop_action.setEnabled)
 
     def _action(self, text: str, keys, slot) -> QAction:
         action = QAction(text, self)
@@ -254,15 +256,17 @@ class ChatWorkspace(QWidget):
 
     def _message_action(self, name: str, message_id: str) -> None:
         conversation = self.conversation
-        if conversation is None or self.answers.running:
-            if self.answers.running:
-                self.notice.emit("info", "Wait for the answer to finish, or press Esc to stop it.")
+        if self.answers.running:
+            self.notice.emit("info", "Wait for the answer to finish, or press Esc to stop it.")
+            return
+        if conversation is None:
             return
         if name == "edit":
             self._set_editing(message_id)
+        elif name == "regenerate" and not self._model_ready:
+            self.notice.emit("info", "Open a model first: a new answer needs a loaded model.")
         elif name == "regenerate":
-            if self._model_ready:
-                self.answers.ask(conversation, None, conversation.message(message_id).parent_id)
+            self.answers.ask(conversation, None, conversation.message(message_id).parent_id)
         elif name in ("previous", "next"):
             self._switch_branch(message_id, -1 if name == "previous" else 1)
 

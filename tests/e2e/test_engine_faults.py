@@ -65,7 +65,8 @@ def test_a_segfault_is_reported_with_the_workers_last_words(engine, smollm2):
     engine.load(LoadSettings(str(smollm2), n_ctx=2048))
     _, crash = answer_until_the_worker_dies(engine, signal.SIGSEGV)
     assert crash.exit_code == -signal.SIGSEGV
-    assert "Segmentation fault" in crash.stderr_tail     # faulthandler's report from inside the worker
+    assert "Fatal Python error: Segmentation fault" in crash.stderr_tail   # faulthandler, inside the worker
+    assert "Its last words: Fatal Python error: Segmentation fault" in str(crash)
     assert os.path.exists(crash.log_path)
     engine.load(LoadSettings(str(smollm2), n_ctx=2048))
     assert answers(engine).strip()
@@ -141,3 +142,15 @@ def test_an_unknown_architecture_is_reported_as_unsupported(engine, tmp_path):
     with pytest.raises(EngineLoadError, match="does not support the model architecture 'qwen9'") as caught:
         engine.load(LoadSettings(str(path)))
     assert caught.value.kind == "unsupported" and caught.value.steps == ()
+
+
+def test_a_quantized_kv_cache_loads_and_answers(engine, smollm2):
+    loaded = engine.load(LoadSettings(str(smollm2), n_ctx=2048, kv_type="q8_0"))
+    assert loaded.settings.kv_type == "q8_0" and loaded.steps == ()
+    assert answers(engine).strip()
+
+
+def test_an_unknown_kv_cache_type_is_refused_in_words(engine, smollm2):
+    with pytest.raises(EngineLoadError, match="Unknown KV cache type 'q3_x'") as caught:
+        engine.load(LoadSettings(str(smollm2), kv_type="q3_x"))
+    assert caught.value.kind == "invalid"

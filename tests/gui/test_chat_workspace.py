@@ -196,7 +196,7 @@ def test_a_killed_engine_keeps_the_partial_answer_and_a_restarted_app_shows_it(q
     assert partial.text.strip() and "".join(tokens).startswith(partial.text[:10])
     assert partial.footnote.startswith("Interrupted")
     assert notices and notices[-1][0] == "error" and "kept" in notices[-1][1]
-    assert ready.pane.send_button.isEnabled() is False or ready.pane.stop_button.isEnabled() is False
+    assert not ready.pane.stop_button.isEnabled()
 
     store.close()   # the app quits; a new one opens the same history
     reopened = ChatStore(tmp_path / "chats.sqlite3")
@@ -208,6 +208,27 @@ def test_a_killed_engine_keeps_the_partial_answer_and_a_restarted_app_shows_it(q
         assert restarted.pane.view.views[-1].footnote.startswith("Interrupted")
     finally:
         reopened.close()
+
+
+@pytest.mark.model
+def test_switching_chats_while_an_answer_streams_keeps_it_in_its_own_chat(qtbot, ready, session, store):
+    tokens: list[str] = []
+    session.token_arrived.connect(tokens.append)
+    send(qtbot, ready, "Count from one to twenty in words.")
+    qtbot.waitUntil(lambda: len(tokens) >= 2, timeout=ANSWER_TIMEOUT_MS)
+    asking = ready.conversation
+    with qtbot.waitSignal(session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as finished:
+        qtbot.keyClick(ready.pane.composer, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+        qtbot.waitUntil(lambda: ready.conversation is not asking, timeout=5000)
+    settle(qtbot, ready)
+    assert shown(ready) == [] and "ready" in ready.pane.view.toPlainText()
+    assert not ready.pane.stop_button.isEnabled()
+    assert store.load_conversation(asking.id).messages[-1].content == finished.args[0].text
+
+    ready._open(asking.id)
+    qtbot.waitUntil(lambda: ready.conversation.id == asking.id, timeout=5000)
+    settle(qtbot, ready)
+    assert shown(ready)[-1] == ("assistant", finished.args[0].text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,6 +378,7 @@ def test_shift_enter_adds_a_line_and_ctrl_n_starts_a_new_chat(qtbot, session, st
     qtbot.keyClick(composer, Qt.Key.Key_Return)   # no model: nothing is sent, nothing is lost
     assert composer.toPlainText() == "first line\nsecond line"
 
+    assert not workspace.stop_action.isEnabled(), "Esc only stops while an answer is running"
     qtbot.keyClick(composer, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: len(workspace.conversations.ids()) == 2 and not workspace.conversation.messages,
                     timeout=5000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from pathlib import Path
 
 import pytest
 from huggingface_hub import scan_cache_dir
@@ -223,3 +224,19 @@ def test_a_full_disk_while_writing_fails_with_a_clear_message(repo, tmp_path, mo
     with pytest.raises(NotEnoughDiskSpace, match="is full.*Free some space"):
         download(DownloadRequest(REPO, NAME), policy=FAST_RETRY)
     assert not list(hub.hf_cache_dir().rglob("blobs/*[0-9a-f]"))
+
+
+def test_huggingface_hub_finds_our_download_and_we_find_its(repo, payload):
+    """The cache is shared with other tools: each side sees the other's files without downloading again."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cache = hub.hf_cache_dir()
+    ours = download(DownloadRequest(REPO, NAME))
+    assert try_to_load_from_cache(REPO, NAME, cache_dir=cache) == str(ours)
+    gets = len(_cdn_gets(repo))
+    assert hf_hub_download(REPO, NAME, cache_dir=cache) == str(ours)
+    theirs = hf_hub_download(REPO, "second.gguf", cache_dir=cache)
+    assert len(_cdn_gets(repo)) == gets  # nothing fetched for ours
+    second_gets = len(_cdn_gets(repo, "second.gguf"))
+    assert download(DownloadRequest(REPO, "second.gguf")) == Path(theirs)
+    assert len(_cdn_gets(repo, "second.gguf")) == second_gets

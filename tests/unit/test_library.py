@@ -128,3 +128,16 @@ def test_delete_ollama_and_folder_models(sources):
     left = {m.name for m in scan(sources)}
     assert "tinyllama:latest" not in left and "lmstudio-community/Tiny-GGUF/tiny.gguf" not in left
     assert "someone/custom:q4" in left
+
+
+def test_a_local_split_model_counts_every_part(tmp_path):
+    from core.gguf import read_model_info
+    from tests.fixtures.fake_hub import write_split_stub
+    from tests.fixtures.model_zoo import ZOO, zoo_model
+
+    write_split_stub(ZOO["mistral-7b-v0.3"], tmp_path / "lms" / "org" / "Mistral-GGUF", 3)
+    (model,) = scan(LibrarySources(hf_cache=tmp_path / "x", app_dir=tmp_path / "y", lmstudio_dirs=(tmp_path / "lms",),
+                                   ollama_dir=tmp_path / "z"))
+    whole = read_model_info(zoo_model("mistral-7b-v0.3"))
+    assert model.usable and len(model.parts) == 3
+    assert model.info.weights_bytes() == whole.weights_bytes()

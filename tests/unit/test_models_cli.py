@@ -87,7 +87,8 @@ def test_models_lists_what_was_downloaded_and_user_folders(smol_hub, capsys, tmp
     folder.mkdir()
     write_tiny_model(folder / "own.gguf")
     capsys.readouterr()
-    assert run_cli("models", "--folder", str(folder)) == 0
+    assert run_cli("models", "--folder", str(folder), "--hardware", "laptop-8gb") == 0
     out = capsys.readouterr().out
-    assert "tiny-F32.gguf" in out and "huggingface" in out
+    downloaded = next(line for line in out.splitlines() if line.startswith("tiny-F32.gguf"))
+    assert "huggingface" in downloaded and "Runs fully on GPU" in downloaded
     assert "own.gguf" in out and "folder" in out

@@ -1,0 +1,60 @@
+"""Fit badges: the planner's verdict as a short text and a kind the style sheet colours (never colour alone)."""
+from __future__ import annotations
+
+import re
+
+from core.plan import CPU_ONLY, FULL, TOO_LARGE
+from desktop.models.picker.rows import PickerRow
+
+CHECKING = "Checking…"
+UNKNOWN = "Unknown"
+_PARTIAL = re.compile(r"Partial: (\d+) of (\d+) layers on GPU")
+
+# kind -> (light background, light text, dark background, dark text)
+COLOURS = {
+    "full": ("#dff3e5", "#1c6b36", "#1f3b29", "#7fd69b"),
+    "partial": ("#e3ecfb", "#1b4a8a", "#1b2d4a", "#9cc0f5"),
+    "cpu": ("#eceff2", "#3c4650", "#2f353c", "#d0d6dc"),
+    "too-large": ("#fdecea", "#b3261e", "#4a1f1b", "#ff9b90"),
+    "unknown": ("#fff4e0", "#6b4a12", "#45361b", "#f0cf8f"),
+    "checking": ("#f3f4f6", "#5b6670", "#23282e", "#a3acb5"),
+}
+
+
+def badge_text(row: PickerRow) -> str:
+    if row.fit is None:
+        return CHECKING
+    if row.fit.plan is None:
+        return UNKNOWN
+    return short_verdict(row.fit.plan.verdict)
+
+
+def short_verdict(verdict: str) -> str:
+    """'Partial: 28 of 33 layers on GPU' -> 'Partial 28/33 on GPU'; 'Too large for this machine' -> 'Too large'."""
+    partial = _PARTIAL.fullmatch(verdict)
+    if partial:
+        return f"Partial {partial[1]}/{partial[2]} on GPU"
+    return "Too large" if verdict == TOO_LARGE else verdict
+
+
+def badge_kind(row: PickerRow) -> str:
+    if row.fit is None:
+        return "checking"
+    if row.fit.plan is None:
+        return "unknown"
+    return {FULL: "full", CPU_ONLY: "cpu", TOO_LARGE: "too-large"}.get(row.fit.plan.verdict, "partial")
+
+
+def badge_colours(kind: str, dark: bool) -> tuple[str, str]:
+    light_bg, light_fg, dark_bg, dark_fg = COLOURS[kind]
+    return (dark_bg, dark_fg) if dark else (light_bg, light_fg)
+
+
+def speed_text(row: PickerRow) -> str:
+    speed = row.fit.tokens_per_second if row.fit is not None else None
+    return f"{speed:,.0f} tok/s" if speed else "—"
+
+
+def fits(row: PickerRow) -> bool:
+    """For the 'Fits this machine' filter: rows not yet checked stay visible until they are known not to fit."""
+    return badge_kind(row) != "too-large"

@@ -1,0 +1,69 @@
+"""Fit-checks the rows of a file table in the background and fills each row in as its result arrives.
+
+A new check (new rows, a different machine or choice) stops the previous one; results of a stopped check are
+dropped. The work is desktop.models.picker.work.fit_rows, streamed through a generator Task.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import shiboken6
+from PySide6.QtCore import QObject, Signal
+
+from core.catalog import FileFit
+from desktop.models.picker.file_table import FileTableModel
+from desktop.models.picker.rows import PickerRow
+from desktop.models.picker.work import Planning, fit_rows
+from desktop.tasks import Task
+
+
+class FitChecker(QObject):
+    row_fitted = Signal(object)    # the PickerRow with its fit
+    finished = Signal()
+
+    def __init__(self, model: FileTableModel, parent=None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self._stop = threading.Event()
+        self._generation = 0
+        self.pending = 0
+
+    def check(self, rows: list[PickerRow], planning: Planning) -> None:
+        """Check `rows` (already in the model) under `planning`; earlier results for them are replaced."""
+        self.stop()
+        self._generation += 1
+        generation, stop = self._generation, threading.Event()
+        self._stop = stop
+        self.pending = len(rows)
+        if not rows:
+            self.finished.emit()
+            return
+        (Task(fit_rows, rows, planning, stop)
+         .progress(lambda result: self._fitted(generation, *result))
+         .success(lambda _none: self._done(generation))
+         .failure(lambda _error: self._done(generation))
+         .run_in_background())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self.pending > 0
+
+    def _fitted(self, generation: int, key: str, fit: FileFit) -> None:
+        if generation != self._generation or not shiboken6.isValid(self):
+            return
+        self.pending = max(self.pending - 1, 0)
+        current = self.model.row(key)
+        if current is None:
+            return
+        row = replace(current, fit=fit)
+        self.model.replace_row(row)
+        self.row_fitted.emit(row)
+
+    def _done(self, generation: int) -> None:
+        if generation == self._generation and shiboken6.isValid(self):
+            self.pending = 0
+            self.finished.emit()

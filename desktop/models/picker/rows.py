@@ -1,0 +1,87 @@
+"""What one line of a file table shows: a model file from the catalog, a hub repository or this computer.
+
+Rows are values: a fit check or a finished download makes a new row (dataclasses.replace), never a change in place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from core.catalog import Catalog, FileFit
+from core.hub import RepoListing
+from core.library import LocalModel
+
+CATALOG, SEARCH, LOCAL = "catalog", "search", "local"
+
+
+@dataclass(frozen=True)
+class PickerRow:
+    key: str                              # unique within the picker: "catalog:repo/file", "local:/path" ...
+    origin: str                           # CATALOG | SEARCH | LOCAL
+    title: str                            # the model's name (catalog) or the file's name
+    filename: str                         # the file (a split model: its first part)
+    quant: str | None
+    size: int | None
+    repo_id: str | None = None
+    revision: str = "main"
+    parts: tuple[str, ...] = ()           # file names of every part (remote rows)
+    sha256s: tuple[str | None, ...] = ()  # per part, from the hub's LFS metadata when known
+    sizes: tuple[int | None, ...] = ()    # per part
+    local: LocalModel | None = None       # set when the file is on this computer (and complete)
+    fit: FileFit | None = None            # set once the fit check is done
+
+    @property
+    def is_remote(self) -> bool:
+        return self.repo_id is not None and self.origin != LOCAL
+
+    @property
+    def on_disk(self) -> bool:
+        return self.local is not None and self.local.usable
+
+    @property
+    def load_path(self) -> Path | None:
+        return self.local.path if self.on_disk else None
+
+    def fit_target(self) -> tuple[str, str, tuple[str, ...], str | None, int | None]:
+        """The tuple core.catalog.fit_files takes."""
+        return (self.repo_id or "", self.filename, self.parts or (self.filename,), self.quant, self.size)
+
+
+def rows_from_catalog(catalog: Catalog) -> list[PickerRow]:
+    rows = []
+    for model, f in catalog.files():
+        parts = f.all_parts
+        rows.append(PickerRow(f"{CATALOG}:{model.repo_id}/{f.filename}", CATALOG, model.name, f.filename, f.quant,
+                              f.size, model.repo_id, model.revision, parts,
+                              (f.sha256,) if len(parts) == 1 else (None,) * len(parts),
+                              (f.size,) if len(parts) == 1 else (None,) * len(parts)))
+    return rows
+
+
+def rows_from_listing(listing: RepoListing) -> list[PickerRow]:
+    return [PickerRow(f"{SEARCH}:{listing.repo_id}/{m.first_file.filename}", SEARCH, m.name,
+                      m.first_file.filename, m.quant, m.size, listing.repo_id, listing.commit,
+                      tuple(p.filename for p in m.parts), tuple(p.sha256 for p in m.parts),
+                      tuple(p.size for p in m.parts))
+            for m in listing.models if m.complete and not m.is_projector]
+
+
+def row_from_local(model: LocalModel) -> PickerRow:
+    quant = model.info.quantization if model.info is not None else None
+    return PickerRow(f"{LOCAL}:{model.path}", LOCAL, model.name, model.path.name, quant, model.size,
+                     model.repo_id, local=model)
+
+
+def with_local_copies(rows: list[PickerRow], library: list[LocalModel]) -> list[PickerRow]:
+    """Each remote row with the library's copy of its file, when this computer has one."""
+    return [replace(row, local=find_local_copy(row, library)) for row in rows]
+
+
+def find_local_copy(row: PickerRow, library: list[LocalModel]) -> LocalModel | None:
+    if not row.is_remote:
+        return row.local
+    wanted = row.filename
+    for model in library:
+        if model.repo_id == row.repo_id and model.path.as_posix().endswith("/" + wanted) and model.usable:
+            return model
+    return None

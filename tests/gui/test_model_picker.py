@@ -1,0 +1,222 @@
+"""The model picker (offscreen) against the fake hub: badges from remote headers before any download, the fits
+filter, the details pane re-planning, downloads (verified, failing), search, the library and delete."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QComboBox, QLineEdit, QMessageBox, QSlider,
+                               QSpinBox, QTableView)
+
+from core.downloads import DownloadManager, RetryPolicy
+from core.gguf import read_model_info
+from core.hardware import load_profile
+from core.library import LibrarySources
+from desktop.models.picker import ModelPicker
+from desktop.models.picker.badges import badge_text
+from tests.fixtures.fake_hub import FakeFile, Fault, fake_hub  # noqa: F401  (fixture)
+from tests.fixtures.model_zoo import zoo_model
+from tests.fixtures.tiny_gguf import write_tiny_model
+
+TIMEOUT_MS = 20000
+TINY = ("tester/Tiny-GGUF", "tiny-F32.gguf")
+LLAMA = ("tester/Llama-3.1-8B-GGUF", "Llama-3.1-8B-Q4_K_M.gguf")
+MIXTRAL = ("tester/Mixtral-8x7B-GGUF", "Mixtral-8x7B-Q4_K_M.gguf")
+GATED = ("tester/Gated-GGUF", "gated-F32.gguf")
+FAST_RETRY = RetryPolicy(stall_seconds=1.0, max_retries=1, first_backoff=0.01, max_backoff=0.05)
+
+
+def _virtual(name: str) -> FakeFile:
+    path = zoo_model(name)
+    offset = read_model_info(path).tensor_data_offset
+    with open(path, "rb") as handle:
+        return FakeFile.virtual(handle.read(offset), path.stat().st_size)
+
+
+def key(repo_file) -> str:
+    return f"catalog:{repo_file[0]}/{repo_file[1]}"
+
+
+@pytest.fixture
+def served(fake_hub, tmp_path):  # noqa: F811
+    """The fake hub with a tiny real model, Llama 3.1 8B and Mixtral (header-only), and a catalog naming them."""
+    tiny = write_tiny_model(tmp_path / "tiny.gguf").read_bytes()
+    files = {TINY: tiny, LLAMA: _virtual("llama3.1-8b"), MIXTRAL: _virtual("mixtral-8x7b"), GATED: tiny}
+    models = []
+    for i, ((repo, name), content) in enumerate(files.items()):
+        fake_hub.add_repo(repo, {name: content}, gated=(repo, name) == GATED, downloads=100 - i, likes=i)
+        size = content.size if isinstance(content, FakeFile) else len(content)
+        models.append({"id": f"m{i}", "name": repo.split("/")[1].removesuffix("-GGUF"), "family": "Test",
+                       "parameters": "?", "repo": repo, "license": "mit", "description": "d",
+                       "files": [{"file": name, "approx_size": size}]})
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps({"schema": 1, "updated": "test", "models": models}))
+    return path
+
+
+@pytest.fixture
+def user_folder(tmp_path):
+    folder = tmp_path / "my-models"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def picker(qtbot, served, tmp_path, user_folder):
+    manager = DownloadManager(state_file=tmp_path / "downloads.json", policy=FAST_RETRY, progress_interval=0.05)
+    sources = LibrarySources(app_dir=tmp_path / "app-models", lmstudio_dirs=(), ollama_dir=tmp_path / "ollama",
+                             user_dirs=(user_folder,))
+    widget = ModelPicker(hardware=load_profile("laptop-8gb"), downloads=manager, library_sources=sources,
+                         catalog_path=served, refresh_catalog=False, debounce_ms=5)
+    qtbot.addWidget(widget)
+    widget.resize(1200, 760)
+    yield widget
+    widget.shutdown()
+
+
+def wait_checked(qtbot, tab) -> None:
+    qtbot.waitUntil(lambda: bool(tab.table.source.rows) and not tab.checker.running
+                    and all(row.fit is not None for row in tab.table.source.rows), timeout=TIMEOUT_MS)
+
+
+def shown(qtbot, picker, row_key):
+    picker.show()
+    wait_checked(qtbot, picker.recommended)
+    assert picker.recommended.table.select_key(row_key)
+    qtbot.waitUntil(lambda: picker.details.shown is not None and picker.details.shown.key == row_key,
+                    timeout=TIMEOUT_MS)
+    return picker.details.shown
+
+
+def test_recommended_fills_with_badges_from_remote_headers_without_downloading(qtbot, picker, fake_hub):  # noqa: F811
+    picker.show()
+    wait_checked(qtbot, picker.recommended)
+    badges = {row.key: badge_text(row) for row in picker.recommended.table.source.rows}
+    assert badges[key(TINY)] == "Runs fully on GPU"
+    assert badges[key(LLAMA)] == "Runs fully on GPU"
+    assert badges[key(MIXTRAL)] == "Too large"
+    llama = picker.recommended.table.source.row(key(LLAMA))
+    assert llama.fit.tokens_per_second > 0
+    gated = picker.recommended.table.source.row(key(GATED))
+    assert gated.fit.plan is None and "gated" in gated.fit.error
+    cdn_gets = [r for r in fake_hub.requests if r.method == "GET" and r.path.startswith("/cdn/")]
+    assert cdn_gets and all(r.range and r.range.startswith("bytes=") and not r.range.endswith("-")
+                            for r in cdn_gets), "only header ranges are read, never whole files"
+
+
+def test_the_fits_filter_hides_too_large_rows_and_is_on_at_first_run(qtbot, picker):
+    picker.open_on_first_run()
+    picker.show()
+    wait_checked(qtbot, picker.recommended)
+    assert picker.tabs.currentWidget() is picker.recommended and picker.fits_only.isChecked()
+    visible = {row.key for row in picker.recommended.table.visible_rows()}
+    assert key(MIXTRAL) not in visible and {key(TINY), key(LLAMA)} <= visible
+    assert "hidden because they do not fit" in picker.recommended.status.text()
+    picker.fits_only.setChecked(False)
+    assert key(MIXTRAL) in {row.key for row in picker.recommended.table.visible_rows()}
+
+
+def test_context_and_kv_type_change_the_verdict(qtbot, picker):
+    first = shown(qtbot, picker, key(LLAMA))
+    assert first.plan.verdict == "Runs fully on GPU"
+    assert len(picker.details.sections) == 2, "a bar for the GPU and one for the host"
+    with qtbot.waitSignal(picker.details.planned, timeout=TIMEOUT_MS) as long_context:
+        picker.details.context_spin.setValue(65536)
+    longer = long_context.args[0].plan
+    assert longer.verdict != first.plan.verdict
+    assert picker.details.verdict.text() == longer.verdict
+    with qtbot.waitSignal(picker.details.planned, timeout=TIMEOUT_MS) as smaller_kv:
+        picker.details.kv_combo.setCurrentIndex(picker.details.kv_combo.findData("q4_0"))
+    quantized = smaller_kv.args[0].plan
+    assert quantized.kv_type == "q4_0"
+    assert sum(d.kv_bytes for d in quantized.devices) < sum(d.kv_bytes for d in longer.devices)
+    assert quantized.verdict != longer.verdict or quantized.n_gpu_layers > longer.n_gpu_layers
+
+
+def test_download_then_the_verified_file_is_on_this_computer_and_loads(qtbot, picker, tmp_path):
+    shown(qtbot, picker, key(TINY))
+    assert not picker.details.load_button.isEnabled()
+    picker.details.download_button.click()
+    qtbot.waitUntil(lambda: picker.recommended.table.source.row(key(TINY)).on_disk, timeout=TIMEOUT_MS)
+    assert any(row.local is not None and row.local.source == "huggingface"
+               for row in picker.local.table.source.rows)
+    entry = next(iter(picker.downloads.entries.values()))
+    assert "verified" in entry.status.text() and entry.bar.value() == entry.bar.maximum()
+    qtbot.waitUntil(picker.details.load_button.isEnabled, timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(picker.load_requested, timeout=TIMEOUT_MS) as load:
+        picker.details.load_button.click()
+    assert open(load.args[0], "rb").read() == (tmp_path / "tiny.gguf").read_bytes()
+
+
+def test_a_checksum_mismatch_shows_the_sentence_and_never_offers_load(qtbot, picker, fake_hub):  # noqa: F811
+    fake_hub.add_fault(*TINY, Fault(corrupt=True))
+    shown(qtbot, picker, key(TINY))
+    with qtbot.waitSignal(picker.notice, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda level, sentence: level == "error") as notice:
+        picker.details.download_button.click()
+    assert "did not match the hub's SHA-256" in notice.args[1]
+    entry = next(iter(picker.downloads.entries.values()))
+    assert "SHA-256" in entry.status.text() and entry.resume_button.text() == "Retry"
+    qtbot.wait(500)  # a library rescan, if any, has had time to run
+    assert not picker.recommended.table.source.row(key(TINY)).on_disk
+    assert not picker.details.load_button.isEnabled()
+    assert picker.details.download_button.isEnabled(), "the user can try again"
+
+
+def test_a_gated_repository_says_to_log_in(qtbot, picker):
+    shown(qtbot, picker, key(GATED))
+    with qtbot.waitSignal(picker.notice, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda level, sentence: level == "error") as notice:
+        picker.details.download_button.click()
+    assert "gated" in notice.args[1] and "log in" in notice.args[1]
+
+
+def test_search_shows_repositories_then_their_files_with_badges(qtbot, picker):
+    picker.show()
+    picker.tabs.setCurrentWidget(picker.search)
+    picker.search.query.setText("llama")
+    picker.search.go.click()
+    qtbot.waitUntil(lambda: picker.search.repos.rowCount() == 1, timeout=TIMEOUT_MS)
+    assert picker.search.repos.item(0, 0).text() == LLAMA[0]
+    picker.search.repos.selectRow(0)
+    wait_checked(qtbot, picker.search)
+    (row,) = picker.search.table.source.rows
+    assert row.filename == LLAMA[1] and badge_text(row) == "Runs fully on GPU"
+
+
+def test_delete_asks_for_confirmation_first(qtbot, picker, user_folder, monkeypatch):
+    model = write_tiny_model(user_folder / "mine.gguf")
+    picker.show()
+    picker.tabs.setCurrentWidget(picker.local)
+    qtbot.waitUntil(lambda: len(picker.local.table.source.rows) == 1, timeout=TIMEOUT_MS)
+    questions = []
+    answer = QMessageBox.StandardButton.Cancel
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: questions.append(args[2]) or answer)
+    assert picker.local.table.select_key(picker.local.table.source.rows[0].key)
+    picker.local.delete_button.click()
+    assert "mine.gguf" in questions[0] and model.exists()
+    answer = QMessageBox.StandardButton.Yes
+    picker.local.delete_button.click()
+    qtbot.waitUntil(lambda: not picker.local.table.source.rows, timeout=TIMEOUT_MS)
+    assert not model.exists()
+
+
+def test_every_control_has_an_accessible_name(qtbot, picker):
+    picker.show()
+    wait_checked(qtbot, picker.recommended)
+    picker.recommended.table.select_key(key(TINY))
+    controls = [w for kind in (QAbstractButton, QComboBox, QLineEdit, QSpinBox, QSlider, QAbstractItemView)
+                for w in picker.findChildren(kind)
+                if w.isVisibleTo(picker) and not isinstance(w.parent(), (QLineEdit, QTableView, QSpinBox))]
+    assert controls
+    unnamed = [f"{type(w).__name__} {w.objectName()!r}" for w in controls if not w.accessibleName()]
+    assert not unnamed
+
+
+@pytest.mark.model
+def test_exact_figures_come_from_llama_cpps_dry_run_on_the_header(qtbot, picker):
+    shown(qtbot, picker, key(TINY))
+    picker.details.exact_button.click()
+    qtbot.waitUntil(lambda: "dry run (exact)" in picker.details.exact.text()
+                    or "failed" in picker.details.exact.text(), timeout=60000)
+    assert "Host RAM" in picker.details.exact.text(), picker.details.exact.text()
