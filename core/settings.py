@@ -44,6 +44,8 @@ class Settings:
     flash_attn: bool = True  # the planner and the engine assume it on; quantized KV caches need it
     safety_margin_mib: int = 1024  # kept free on each GPU by the planner
     theme: str = "system"
+    # The window's geometry, splitters and panels (opaque base64 strings and flags written by desktop/).
+    window_state: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def safety_margin_bytes(self) -> int:
@@ -88,6 +90,12 @@ def _texts(value: object) -> object:
     return _INVALID
 
 
+def _window_state(value: object) -> object:
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, (str, bool)) for k, v in value.items()):
+        return dict(value)
+    return _INVALID
+
+
 def _gpu_layers(value: object) -> object:
     return None if value is None else _whole(ALL_GPU_LAYERS, MAX_GPU_LAYERS)(value)
 
@@ -103,6 +111,7 @@ _RULES: dict[str, Callable[[object], object]] = {
     "flash_attn": _flag,
     "safety_margin_mib": _whole(0, MAX_SAFETY_MARGIN_MIB),
     "theme": _one_of(THEMES),
+    "window_state": _window_state,
 }
 
 

@@ -69,6 +69,9 @@ class EngineSession(QObject):
     def stop(self) -> None:
         self._client.stop()
 
+    def engine_alive(self) -> bool:
+        return self._client.is_alive()
+
     def shutdown(self) -> None:
         self._client.stop()
         self._client.close()

@@ -1,21 +1,25 @@
-"""The main window: model bar, notices, chat, and the live memory strip."""
+"""The main window: model bar, notices, the chat workspace, the memory dashboard and the memory strip.
+
+The window owns the model's life (open, plan, load, reload after a crash); the chat workspace owns
+conversations and answers; the dashboard only shows what the sampler measures.
+"""
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QByteArray, Qt, QThreadPool, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from core import hardware, starter
 from core import settings as settings_store
-from core.chats import Conversation
-from core.engine.protocol import AnswerFinished, SamplingSettings
 from core.offload import PreparedLoad, prepare_load
 from core.offload_choice import choice_from_settings, settings_with_choice
 from core.settings import Settings
-from desktop.chat.chat_panel import ChatPanel
+from core.store import ChatStore
+from desktop.chat.workspace import ChatWorkspace
 from desktop.engine_session import EngineSession
 from desktop.models.model_bar import ModelBar
 from desktop.models.offload_panel import OffloadDialog
@@ -26,33 +30,36 @@ from desktop.notice_bar import NoticeBar
 from desktop.settings.settings_dialog import SettingsDialog
 from desktop.tasks import Task
 
+SHUTDOWN_WAIT_MS = 2000
+
 
 class MainWindow(QMainWindow):
     model_open_failed = Signal(str)  # the sentence shown to the user when a model cannot be opened or loaded
+    chat_ready = Signal()            # the chat workspace is in place (its store opened off the UI thread)
 
     def __init__(self, settings: Settings, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("LlamaDesk")
-        self.resize(1100, 760)
+        self.resize(1240, 800)
         self.settings = settings
-        self.conversation = Conversation(system_prompt=settings.system_prompt)
-        self.sampling = SamplingSettings()
         self.session = EngineSession(self)
         self.model_bar = ModelBar()
         self.notice = NoticeBar()
-        self.chat = ChatPanel()
+        self.chat: ChatWorkspace | None = None
+        self.store: ChatStore | None = None
         self.memory = MemoryStrip()
         self.dashboard = MemoryDashboard()
         self.dashboard.setAccessibleName("Memory dashboard")
         self.sampler = MemorySampler(lambda: self.session.engine_pid, parent=self)
         self._prepared: PreparedLoad | None = None
+        self._model_title = ""
         self._lay_out()
         self._connect()
         self._add_shortcuts()
-        self.chat.system_prompt.setText(settings.system_prompt)
         self.model_bar.set_recent_models(settings.recent_models)
-        self.chat.transcript.show_empty_hint("Open a model to start chatting.")
+        self._restore_geometry()
         self.sampler.start()
+        self._open_chat_store()
 
     def _lay_out(self) -> None:
         central = QWidget()
@@ -61,15 +68,14 @@ class MainWindow(QMainWindow):
         layout.setSpacing(0)
         layout.addWidget(self.model_bar)
         layout.addWidget(self.notice)
-        chat_area = QWidget()
-        chat_layout = QVBoxLayout(chat_area)
-        chat_layout.setContentsMargins(12, 10, 12, 10)
-        chat_layout.addWidget(self.chat)
+        self._chat_placeholder = QLabel("Opening your chats…")
+        self._chat_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(chat_area)
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.addWidget(self._chat_placeholder)
         self.splitter.addWidget(self.dashboard)
         self.splitter.setStretchFactor(0, 1)
-        self.splitter.setSizes([760, 380])
+        self.splitter.setSizes([860, 380])
         layout.addWidget(self.splitter, 1)
         layout.addWidget(self.memory)
         self.setCentralWidget(central)
@@ -78,27 +84,19 @@ class MainWindow(QMainWindow):
         self.model_bar.open_requested.connect(self.open_model)
         self.model_bar.offload_requested.connect(self.show_offload_dialog)
         self.model_bar.settings_requested.connect(self.show_settings_dialog)
-        self.chat.send_requested.connect(self.send_message)
-        self.chat.stop_requested.connect(self.session.stop)
-        self.chat.system_prompt_changed.connect(self._system_prompt_changed)
         session = self.session
-        session.load_started.connect(self.model_bar.show_loading)
+        session.load_started.connect(self._load_started)
         session.load_progressed.connect(self.model_bar.set_progress)
         session.loaded.connect(self._model_loaded)
         session.load_failed.connect(self._model_load_failed)
-        session.token_arrived.connect(self.chat.transcript.append_answer)
-        session.context_trimmed.connect(self._context_trimmed)
-        session.answer_finished.connect(self._answer_finished)
-        session.answer_failed.connect(self._answer_failed)
+        session.answer_finished.connect(lambda finished: self.memory.show_speed(finished.stats.tokens_per_second))
+        session.answer_failed.connect(self._engine_failed)
         session.busy_changed.connect(self.model_bar.set_enabled_for_busy)
         session.loaded.connect(self.dashboard.show_loaded_model)
         self.sampler.sampled.connect(self.memory.show_sample)
         self.sampler.sampled.connect(self.dashboard.show_sample)
 
     def _add_shortcuts(self) -> None:
-        stop = QAction("Stop the answer", self)
-        stop.setShortcut(QKeySequence(Qt.Key.Key_Escape))
-        stop.triggered.connect(self.session.stop)
         open_model = QAction("Open model…", self)
         open_model.setShortcut(QKeySequence.StandardKey.Open)
         open_model.triggered.connect(self.model_bar.open_button.click)
@@ -108,9 +106,30 @@ class MainWindow(QMainWindow):
         dashboard = QAction("Show the memory dashboard", self)
         dashboard.setShortcut(QKeySequence("Ctrl+M"))
         dashboard.triggered.connect(lambda: self.dashboard.setVisible(not self.dashboard.isVisible()))
-        self.addActions([stop, open_model, preferences, dashboard])
+        self.addActions([open_model, preferences, dashboard])
 
     # --- start-up ---
+
+    def _open_chat_store(self) -> None:
+        (Task(ChatStore)
+         .success(self._chat_store_opened)
+         .failure(lambda error: self._chat_placeholder.setText(f"Your chats could not be opened: {error}"))
+         .run_in_background())
+
+    def _chat_store_opened(self, store: ChatStore) -> None:
+        self.store = store
+        self.chat = ChatWorkspace(self.session, store)
+        self.chat.notice.connect(self._show_notice)
+        self.splitter.replaceWidget(0, self.chat)
+        self._chat_placeholder.deleteLater()
+        self._restore_workspace_state()
+        self.chat.set_model_ready(bool(self._model_title) and not self.session.busy, self._model_title)
+        if store.recovered:
+            self.notice.show_error(store.recovered)
+        elif store.interrupted_answers:
+            self.notice.show_info(f"{store.interrupted_answers} answer(s) were cut off when LlamaDesk last "
+                                  "stopped; their text is kept and marked as interrupted.")
+        self.chat_ready.emit()
 
     def open_initial_model(self) -> None:
         """First start opens the starter model; later starts reopen the last model used."""
@@ -134,8 +153,11 @@ class MainWindow(QMainWindow):
 
     def _load_prepared(self, prepared: PreparedLoad) -> None:
         self._prepared = prepared
-        self.chat.set_ready(False)
         self.session.load(prepared.settings)
+
+    def _load_started(self, path: str) -> None:
+        self._set_model_ready(False)
+        self.model_bar.show_loading(path)
 
     def _model_rejected(self, path: str, error: BaseException) -> None:
         self.notice.show_error(f"Could not open {Path(path).name}: {error}")
@@ -151,53 +173,33 @@ class MainWindow(QMainWindow):
         for step in loaded.steps:
             self.notice.show_info(step)
         self._store(self.settings.with_recent_model(loaded.model_path))
-        self.chat.set_ready(True)
-        if not self.conversation.messages:
-            self.chat.transcript.show_empty_hint(f"{title} is ready. Ask it anything.")
-        self.chat.composer.setFocus()
+        self._model_title = title
+        self._set_model_ready(True)
+        if self.chat is not None:
+            self.chat.focus_composer()
 
     def _model_load_failed(self, sentence: str) -> None:
+        self._model_title = ""
         self.model_bar.show_unloaded("Open a model to start chatting")
         self.notice.show_error(f"The model could not be loaded: {sentence}")
         self.model_open_failed.emit(self.notice.text())
-        self.chat.set_ready(False)
+        self._set_model_ready(False)
 
-    # --- chat ---
+    def _engine_failed(self, sentence: str, _partial: str) -> None:
+        """The chat keeps the partial answer (the workspace says so); the window brings the model back."""
+        if not self.session.engine_alive():
+            self._set_model_ready(False)
+            if self.session.last_settings:
+                self.notice.show_error(f"The engine stopped unexpectedly ({sentence}). Your chat is kept; "
+                                       "reloading the model…")
+                self.session.load(self.session.last_settings)
 
-    def send_message(self, text: str) -> None:
-        if not self.conversation.messages:
-            self.chat.transcript.clear()
-        self.conversation.system_prompt = self.chat.system_prompt.text()
-        self.conversation.add("user", text)
-        self.chat.transcript.add_message("user", text)
-        self.chat.transcript.begin_answer()
-        self.chat.set_generating(True)
-        self.session.ask(self.conversation.engine_messages(), self.sampling)
+    def _set_model_ready(self, ready: bool) -> None:
+        if self.chat is not None:
+            self.chat.set_model_ready(ready, self._model_title)
 
-    def _answer_finished(self, finished: AnswerFinished) -> None:
-        stats = finished.stats
-        cancelled = stats.stop_reason == "cancelled"
-        self.conversation.add("assistant", finished.text, stopped_early=cancelled)
-        note = "Stopped · " if cancelled else ""
-        self.chat.transcript.end_answer(
-            f"{note}{stats.completion_tokens} tokens · {stats.tokens_per_second:.1f} tok/s · "
-            f"first token {stats.ttft_seconds * 1000:.0f} ms · context {stats.context_used:,}/{stats.context_size:,}")
-        self.memory.show_speed(stats.tokens_per_second)
-        self.chat.set_generating(False)
-
-    def _answer_failed(self, sentence: str, partial: str) -> None:
-        self.conversation.add("assistant", partial, stopped_early=True)
-        self.chat.transcript.end_answer("Interrupted: the engine stopped. The text above is kept.")
-        self.chat.set_generating(False)
-        self.chat.set_ready(False)
-        self.notice.show_error(f"The engine stopped unexpectedly ({sentence}). Your chat is kept; "
-                               "reloading the model…")
-        if self.session.last_settings:
-            self.session.load(self.session.last_settings)
-
-    def _context_trimmed(self, dropped: int) -> None:
-        self.notice.show_info(f"The conversation is longer than the model's context: the {dropped} oldest "
-                              "message(s) were left out of this answer (the system prompt is kept).")
+    def _show_notice(self, level: str, sentence: str) -> None:
+        (self.notice.show_error if level == "error" else self.notice.show_info)(sentence)
 
     # --- offload and settings ---
 
@@ -228,16 +230,56 @@ class MainWindow(QMainWindow):
         self.settings = new_settings  # the dialog has saved them already
         self.model_bar.set_recent_models(new_settings.recent_models)
 
-
-    def _system_prompt_changed(self, text: str) -> None:
-        self._store(replace(self.settings, system_prompt=text))
-
     def _store(self, new_settings: Settings) -> None:
         self.settings = new_settings
         self.model_bar.set_recent_models(new_settings.recent_models)
         Task(settings_store.save, new_settings).run_in_background()
 
+    # --- window state ---
+
+    def _restore_geometry(self) -> None:
+        state = self.settings.window_state
+        if state.get("geometry"):
+            self.restoreGeometry(_decode(state["geometry"]))
+        if state.get("splitter"):
+            self.splitter.restoreState(_decode(state["splitter"]))
+        if state.get("dashboard_hidden"):
+            self.dashboard.hide()
+
+    def _restore_workspace_state(self) -> None:
+        saved = self.settings.window_state.get("chat")
+        if saved and self.chat is not None:
+            self.chat.restore_state(_decode(saved))
+
+    def _window_state(self) -> dict[str, object]:
+        state: dict[str, object] = {
+            "geometry": _encode(self.saveGeometry()),
+            "splitter": _encode(self.splitter.saveState()),
+            "dashboard_hidden": not self.dashboard.isVisible(),
+        }
+        if self.chat is not None:
+            state["chat"] = _encode(self.chat.save_state())
+        return state
+
     def closeEvent(self, event: QCloseEvent) -> None:
         self.sampler.stop()
+        if self.chat is not None:
+            self.chat.stop()
         self.session.shutdown()
+        settings = replace(self.settings, window_state=self._window_state())
+        settings_store.save(settings)  # small and must land before the process ends
+        QThreadPool.globalInstance().waitForDone(SHUTDOWN_WAIT_MS)
+        if self.store is not None:
+            self.store.close()  # writes any answer text still buffered
         super().closeEvent(event)
+
+
+def _encode(data: QByteArray) -> str:
+    return base64.b64encode(bytes(data.data())).decode("ascii")
+
+
+def _decode(text: object) -> QByteArray:
+    try:
+        return QByteArray(base64.b64decode(str(text), validate=True))
+    except ValueError:
+        return QByteArray()

@@ -122,11 +122,17 @@ class SelfTest(QObject):
         self.result = replace(self.result, load_seconds=round(loaded.load_seconds, 3), backend=loaded.backend,
                               n_gpu_layers=loaded.n_gpu_layers, engine_resident_bytes=loaded.resident_bytes)
         log.info("Self-test: model loaded in %.2f s; asking %r", loaded.load_seconds, PROMPT)
-        chat = self.window.chat
-        chat.composer.setPlainText(PROMPT)
-        chat.send_button.click()
-        if chat.composer.toPlainText():
-            self._fail("The chat panel did not accept the question (its Send button is disabled).")
+        if self.window.chat is None:
+            self.window.chat_ready.connect(self._ask)
+        else:
+            self._ask()
+
+    def _ask(self) -> None:
+        pane = self.window.chat.pane
+        pane.composer.setPlainText(PROMPT)
+        pane.send_button.click()
+        if pane.composer.toPlainText():
+            self._fail("The chat did not accept the question (its Send button is disabled).")
 
     def _answered(self, finished) -> None:
         stats = finished.stats

@@ -55,6 +55,7 @@ def main() -> int:
     window.resize(1180, 780)
     window.move(20, 20)
     window.show()
+    wait_until(lambda: window.chat is not None)
     shoot(app, "01-first-start-no-model")
 
     bad = Path(os.environ["LLAMADESK_HOME"]) / "holiday-photos.gguf"
@@ -66,11 +67,12 @@ def main() -> int:
     finished = []
     window.session.answer_finished.connect(finished.append)
     window.open_model(str(model))
-    wait_until(lambda: window.chat.send_button.isEnabled())
-    window.chat.composer.setPlainText("What are three good reasons to learn Python?")
-    window.chat.send_button.click()
+    pane = window.chat.pane
+    wait_until(lambda: pane.send_button.isEnabled())
+    pane.composer.setPlainText("Write a short Python function that reverses a string, with an example.")
+    pane.send_button.click()
     wait_until(lambda: finished)
-    window.chat.composer.setPlainText("Which one matters most for a beginner?")
+    pane.composer.setPlainText("Now explain it in one sentence.")
     shoot(app, "03-chat-with-smollm2")
     window.close()
     return 0

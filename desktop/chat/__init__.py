@@ -4,6 +4,5 @@ One concept per module: conversation_list, conversation_pane (title, settings, v
 chat_view (the messages as one rich-text document), message_views / message_writer / markdown_blocks /
 code_highlight (what a message shows and how it is drawn), chat_settings, context_bar, composer,
 answer_flow (question -> stored, streamed answer), store_queue (ordered store calls off the UI thread),
-chat_files (export / import). chat_panel and transcript are the walking skeleton's chat, used by the
-main window until it hosts the workspace.
+chat_files (export / import).
 """

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from core.library import LocalModel
@@ -28,6 +28,8 @@ class FileListTab(QWidget):
         self.layout_.setContentsMargins(6, 6, 6, 6)
         self.layout_.addWidget(self.table, 1)
         self.layout_.addWidget(self.status)
+        self._count_timer = QTimer(self, singleShot=True, interval=100)
+        self._count_timer.timeout.connect(self._show_count)
         self.checker.row_fitted.connect(self._row_fitted)
         self.checker.finished.connect(self._show_count)
 
@@ -65,8 +67,7 @@ class FileListTab(QWidget):
 
     def _row_fitted(self, row: PickerRow) -> None:
         self.row_changed.emit(row)
-        if self.checker.pending % 8 == 0:
-            self._show_count()
+        self._count_timer.start()
 
     def _show_count(self) -> None:
         total = len(self.table.source.rows)

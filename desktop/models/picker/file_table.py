@@ -53,6 +53,16 @@ class FileTableModel(QAbstractTableModel):
         self.dataChanged.emit(self.index(at, 0), self.index(at, len(COLUMNS) - 1))
         return True
 
+    def replace_rows(self, rows: list[PickerRow]) -> None:
+        """Several rows at once: one change notice spanning them, so the view and filter update once."""
+        places = [(self._index_of[row.key], row) for row in rows if row.key in self._index_of]
+        if not places:
+            return
+        for at, row in places:
+            self.rows[at] = row
+        first, last = min(at for at, _ in places), max(at for at, _ in places)
+        self.dataChanged.emit(self.index(first, 0), self.index(last, len(COLUMNS) - 1))
+
     def row(self, key: str) -> PickerRow | None:
         at = self._index_of.get(key)
         return None if at is None else self.rows[at]

@@ -19,7 +19,7 @@ from desktop.tasks import Task
 
 
 class FitChecker(QObject):
-    row_fitted = Signal(object)    # the PickerRow with its fit
+    row_fitted = Signal(object)    # the PickerRow with its fit (after the table shows it)
     finished = Signal()
 
     def __init__(self, model: FileTableModel, parent=None) -> None:
@@ -40,7 +40,7 @@ class FitChecker(QObject):
             self.finished.emit()
             return
         (Task(fit_rows, rows, planning, stop)
-         .progress(lambda result: self._fitted(generation, *result))
+         .progress(lambda batch: self._fitted(generation, batch))
          .success(lambda _none: self._done(generation))
          .failure(lambda _error: self._done(generation))
          .run_in_background())
@@ -52,16 +52,14 @@ class FitChecker(QObject):
     def running(self) -> bool:
         return self.pending > 0
 
-    def _fitted(self, generation: int, key: str, fit: FileFit) -> None:
+    def _fitted(self, generation: int, batch: list[tuple[str, FileFit]]) -> None:
         if generation != self._generation or not shiboken6.isValid(self):
             return
-        self.pending = max(self.pending - 1, 0)
-        current = self.model.row(key)
-        if current is None:
-            return
-        row = replace(current, fit=fit)
-        self.model.replace_row(row)
-        self.row_fitted.emit(row)
+        self.pending = max(self.pending - len(batch), 0)
+        rows = [replace(current, fit=fit) for key, fit in batch if (current := self.model.row(key)) is not None]
+        self.model.replace_rows(rows)
+        for row in rows:
+            self.row_fitted.emit(row)
 
     def _done(self, generation: int) -> None:
         if generation == self._generation and shiboken6.isValid(self):

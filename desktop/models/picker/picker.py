@@ -67,6 +67,8 @@ class ModelPicker(QWidget):
         self.catalog: Catalog | None = None
         self.library: list[LocalModel] = []
         self.queue = DownloadQueue(downloads, self)
+        self.fit_processes = work.FitProcesses()
+        self.destroyed.connect(self.fit_processes.close)
         self._started = False
         self._look = ""
         self._rescan_timer = QTimer(self, singleShot=True, interval=RESCAN_DELAY_MS)
@@ -175,13 +177,14 @@ class ModelPicker(QWidget):
         """Stop fit checks and pause downloads (their bytes are kept and resume next time)."""
         for tab in self._tabs():
             tab.checker.stop()
+        self.fit_processes.close()
         self.queue.close()
 
     def planning(self) -> work.Planning | None:
         if self.hardware is None:
             return None
         return work.Planning(self.hardware, choice_from_settings(self.settings), self.settings.safety_margin_bytes,
-                             self.cache)
+                             self.cache, self.fit_processes)
 
     def rescan_library(self) -> None:
         (Task(work.scan_library, self.sources).success(self._library_scanned)
