@@ -225,7 +225,7 @@ def command_screenshots(args: list[str]) -> int:
     apt_install_missing(XVFB_DEBS)
     env["QT_QPA_PLATFORM"] = "xcb"
     script = [str(venv_python()), str(ROOT / "tools" / "screenshots.py"), *args]
-    return subprocess.call(["xvfb-run", "-a", "-s", "-screen 0 1240x840x24", *script], env=env, cwd=ROOT)
+    return subprocess.call(["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", *script], env=env, cwd=ROOT)
 
 
 def command_package(args: list[str]) -> int:

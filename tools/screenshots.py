@@ -52,7 +52,7 @@ def main() -> int:
     from desktop.main_window import MainWindow
 
     window = MainWindow(Settings(threads=2))
-    window.resize(1180, 780)
+    window.resize(1340, 840)
     window.move(20, 20)
     window.show()
     wait_until(lambda: window.chat is not None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy,
+                               QWidget)
 
 _PLACEHOLDER = "Recent models"
 
@@ -21,6 +22,9 @@ class ModelBar(QWidget):
         self.title.setObjectName("modelTitle")
         self.details = QLabel("Open a .gguf file to start chatting")
         self.details.setObjectName("modelDetails")
+        # Long details may be cut on a narrow window (the tooltip keeps them whole), never widen the window.
+        self.details.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.details.setMinimumWidth(80)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setFixedWidth(140)
@@ -28,7 +32,7 @@ class ModelBar(QWidget):
         self.progress.hide()
         self.recent = QComboBox()
         self.recent.setAccessibleName("Recent models")
-        self.recent.setMinimumWidth(220)
+        self.recent.setMinimumWidth(160)
         self.open_button = QPushButton("Open model…")
         self.open_button.setAccessibleName("Open a model file")
         self.offload_button = QPushButton("GPU && context…")
@@ -76,6 +80,7 @@ class ModelBar(QWidget):
     def show_loaded(self, title: str, details: str) -> None:
         self.title.setText(title)
         self.details.setText(details)
+        self.details.setToolTip(details)
         self.offload_button.setEnabled(True)
         self._idle()
 
