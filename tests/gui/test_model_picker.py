@@ -222,3 +222,37 @@ def test_exact_figures_come_from_llama_cpps_dry_run_on_the_header(qtbot, picker)
     qtbot.waitUntil(lambda: "dry run (exact)" in picker.details.exact.text()
                     or "failed" in picker.details.exact.text(), timeout=60000)
     assert "Host RAM" in picker.details.exact.text(), picker.details.exact.text()
+
+
+@pytest.mark.parametrize("verdict, badge", [
+    ("Runs fully on GPU", "Runs fully on GPU"), ("Partial: 28 of 33 layers on GPU", "Partial 28/33 on GPU"),
+    ("CPU only", "CPU only"), ("Too large for this machine", "Too large")])
+def test_badges_are_short_words_not_only_colours(verdict, badge):
+    from desktop.models.picker.badges import short_verdict
+
+    assert short_verdict(verdict) == badge
+
+
+def test_searching_offline_says_so_in_a_sentence(qtbot, picker, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    picker.show()
+    picker.tabs.setCurrentWidget(picker.search)
+    picker.search.query.setText("llama")
+    with qtbot.waitSignal(picker.notice, timeout=TIMEOUT_MS) as notice:
+        picker.search.go.click()
+    assert notice.args[0] == "error" and "offline mode is on" in notice.args[1]
+    assert picker.search.status.text() == notice.args[1]
+
+
+def test_the_catalog_is_refreshed_from_the_hub_and_keeps_the_badges(qtbot, served, tmp_path):
+    sources = LibrarySources(app_dir=tmp_path / "app-models", lmstudio_dirs=(), ollama_dir=tmp_path / "ollama")
+    widget = ModelPicker(hardware=load_profile("laptop-8gb"), library_sources=sources, catalog_path=served,
+                         downloads=DownloadManager(state_file=tmp_path / "downloads.json"))
+    qtbot.addWidget(widget)
+    widget.show()
+    tab = widget.recommended
+    qtbot.waitUntil(lambda: bool(tab.table.source.rows) and all(r.sha256s[0] for r in tab.table.source.rows)
+                    and not tab.checker.running and all(r.fit is not None for r in tab.table.source.rows),
+                    timeout=TIMEOUT_MS)
+    assert badge_text(tab.table.source.row(key(LLAMA))) == "Runs fully on GPU"
+    widget.shutdown()

@@ -20,7 +20,7 @@ from core.settings import KV_TYPES
 from core.units import format_bytes
 from desktop.models.offload_panel import device_figure, device_parts, device_title, kv_text, speed_text, verdict_kind
 from desktop.models.picker.rows import PickerRow
-from desktop.models.picker.work import Planning, RowPlan, exact_figures, plan_row
+from desktop.models.picker.work import Planning, RowPlan, exact_figures, plan_row_off_thread
 from desktop.monitor.stacked_bar import MemoryBarSection
 from desktop.tasks import Task
 
@@ -174,22 +174,24 @@ class DetailsPane(QWidget):
         """Show `row` planned with `planning`'s choice (a new row starts from it; the same row keeps the controls)."""
         same = row is not None and self.row is not None and row.key == self.row.key
         was_ready = same and self.row.fit is not None  # type: ignore[union-attr]
+        first_planning = self.planning is None and planning is not None
         self.row, self._downloading = row, downloading
-        if planning is not None and not same:
+        if planning is not None and (not same or first_planning):
             self.planning = planning
         self._show_buttons()
         self.controls.setVisible(row is not None)
         self.results.setVisible(row is not None)
         self.exact_button.setVisible(row is not None)
+        self.exact.setVisible(row is not None)
         if row is None:
             self._clear("")
             self.heading.setText(NOTHING_SELECTED)
             return
         self.heading.setText(heading_text(row))
-        if not same:
+        if not same or first_planning:
             self.exact.setText("")
             self._set_controls(self.planning)
-        if not same or (row.fit is not None and not was_ready):
+        if not same or first_planning or (row.fit is not None and not was_ready):
             self._plan_now()
 
     def set_downloading(self, downloading: bool) -> None:
@@ -251,14 +253,17 @@ class DetailsPane(QWidget):
         self._timer.stop()
         self._generation += 1
         row, planning = self.row, self.planning
-        if row is None or planning is None:
+        if row is None:
+            return
+        if planning is None:
+            self._clear("Reading this machine's memory…")
             return
         if row.is_remote and row.fit is None:
             self._clear("Reading this file's header from the hub…")
             return
         generation = self._generation
         chosen = replace(planning, choice=self.choice())
-        (Task(plan_row, row, chosen)
+        (Task(plan_row_off_thread, row, chosen)
          .success(lambda result: self._plan_ready(generation, result))
          .failure(lambda error: self._plan_failed(generation, error))
          .run_in_background())

@@ -29,9 +29,9 @@ class FileListTab(QWidget):
         self.layout_.addWidget(self.table, 1)
         self.layout_.addWidget(self.status)
         self._count_timer = QTimer(self, singleShot=True, interval=100)
-        self._count_timer.timeout.connect(self._show_count)
+        self._count_timer.timeout.connect(self.show_count)
         self.checker.row_fitted.connect(self._row_fitted)
-        self.checker.finished.connect(self._show_count)
+        self.checker.finished.connect(self.show_count)
 
     def show_rows(self, rows: list[PickerRow], planning: Planning | None) -> None:
         """Replace the table's rows and fit-check them (when the machine is known)."""
@@ -48,7 +48,7 @@ class FileListTab(QWidget):
             self.table.select_key(selected.key)
         if planning is not None:
             self.checker.check([row for row in kept if row.fit is None], planning)
-            self._show_count()
+            self.show_count()
 
     def refit(self, planning: Planning | None) -> None:
         rows = self.table.source.rows
@@ -56,7 +56,7 @@ class FileListTab(QWidget):
             self.status.setText("Reading this machine's memory…")
             return
         self.checker.check(list(rows), planning)
-        self._show_count()
+        self.show_count()
 
     def apply_library(self, library: list[LocalModel]) -> None:
         """Mark the rows whose file is on this computer (and clear those deleted since)."""
@@ -69,7 +69,7 @@ class FileListTab(QWidget):
         self.row_changed.emit(row)
         self._count_timer.start()
 
-    def _show_count(self) -> None:
+    def show_count(self) -> None:
         total = len(self.table.source.rows)
         hidden = total - self.table.filter.rowCount()
         if self.checker.running:

@@ -125,6 +125,8 @@ class FileTableModel(QAbstractTableModel):
             return row.fit.plan.explanation if row.fit.plan is not None else (row.fit.error or "")
         if column == FILE:
             return "\n".join(row.parts) if row.parts else str(row.local.path if row.local else row.filename)
+        if column == MODEL:
+            return f"{row.title}\n{row.repo_id}" if row.repo_id else row.title
         return ""
 
 

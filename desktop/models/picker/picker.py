@@ -67,8 +67,8 @@ class ModelPicker(QWidget):
         self.catalog: Catalog | None = None
         self.library: list[LocalModel] = []
         self.queue = DownloadQueue(downloads, self)
-        self.fit_processes = work.FitProcesses()
-        self.destroyed.connect(self.fit_processes.close)
+        self.workers = work.WorkerProcesses()
+        self.destroyed.connect(self.workers.close)
         self._started = False
         self._look = ""
         self._rescan_timer = QTimer(self, singleShot=True, interval=RESCAN_DELAY_MS)
@@ -146,7 +146,7 @@ class ModelPicker(QWidget):
         self.details.download_clicked.connect(self._download)
         self.details.load_clicked.connect(self._load)
         self.queue.progressed.connect(self._download_progressed)
-        self.queue.failed_to_start.connect(lambda sentence: self.notice.emit("error", sentence))
+        self.queue.failed_to_start.connect(self._download_not_started)
         self.downloads.pause_clicked.connect(self.queue.pause)
         self.downloads.resume_clicked.connect(self.queue.resume)
         self.downloads.cancel_clicked.connect(self.queue.cancel)
@@ -168,8 +168,8 @@ class ModelPicker(QWidget):
              .failure(lambda error: self._failed("Could not read this machine's memory", error)).run_in_background())
         else:
             self._machine_known(self.hardware)
-        Task(work.load_catalog, self.catalog_path).success(self._catalog_loaded) \
-            .failure(lambda error: self._failed("Could not read the model catalog", error)).run_in_background()
+        (Task(work.load_catalog, self.catalog_path).success(self._catalog_loaded)
+         .failure(lambda error: self._failed("Could not read the model catalog", error)).run_in_background())
         self.rescan_library()
         Task(self._restore_downloads).success(self._downloads_restored).run_in_background()
 
@@ -177,17 +177,17 @@ class ModelPicker(QWidget):
         """Stop fit checks and pause downloads (their bytes are kept and resume next time)."""
         for tab in self._tabs():
             tab.checker.stop()
-        self.fit_processes.close()
+        self.workers.close()
         self.queue.close()
 
     def planning(self) -> work.Planning | None:
         if self.hardware is None:
             return None
         return work.Planning(self.hardware, choice_from_settings(self.settings), self.settings.safety_margin_bytes,
-                             self.cache, self.fit_processes)
+                             self.cache, self.workers)
 
     def rescan_library(self) -> None:
-        (Task(work.scan_library, self.sources).success(self._library_scanned)
+        (Task(work.scan_library, self.sources, self.workers).success(self._library_scanned)
          .failure(lambda error: self._failed("Could not look for models on this computer", error))
          .run_in_background())
 
@@ -247,7 +247,7 @@ class ModelPicker(QWidget):
     def _filter_changed(self, on: bool) -> None:
         for tab in self._tabs():
             tab.table.filter.set_only_fitting(on)
-            tab._show_count()
+            tab.show_count()
 
     def _search(self, text: str, sort: str) -> None:
         self.search.status.setText("Searching the hub…")
@@ -284,6 +284,11 @@ class ModelPicker(QWidget):
     def _download(self, row: PickerRow) -> None:
         self.queue.download(row)
         self.details.set_downloading(True)
+
+    def _download_not_started(self, sentence: str) -> None:
+        self.notice.emit("error", sentence)
+        if self.details.row is not None:
+            self.details.set_downloading(self._downloading(self.details.row))
 
     def _download_progressed(self, progress: DownloadProgress) -> None:
         self.queue.record(progress)

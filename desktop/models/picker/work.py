@@ -37,14 +37,20 @@ class Planning:
     choice: OffloadChoice
     margin_bytes: int
     cache: HeaderCache
-    processes: "FitProcesses | None" = field(default=None, compare=False)
+    processes: "WorkerProcesses | None" = field(default=None, compare=False)
+
+    def worker_arguments(self) -> dict:
+        """What a worker process needs to rebuild this planning (the cache by its folder)."""
+        return {"hardware": self.hardware, "choice": self.choice, "margin_bytes": self.margin_bytes,
+                "cache_root": self.cache.root}
 
 
-class FitProcesses:
-    """Worker processes for fit-checking lists. Parsing headers and planning are CPU-bound Python: in threads
-    they hold the GIL the UI thread needs (a 200-file check stalled the UI for 0.4-0.6 s), in processes they
-    do not. Started on first use ("spawn", as the engine); one per picker, so each sees the environment
-    (HF_ENDPOINT, LLAMADESK_HOME) of its time."""
+class WorkerProcesses:
+    """Worker processes for the picker's CPU-bound work: parsing headers, planning lists, inspecting the library.
+    That is pure Python: in threads it holds the GIL the UI thread needs (a 200-file fit check stalled the UI for
+    0.4-0.6 s), in processes it does not. Started on first use ("spawn", as the engine) at a lower priority; one
+    set per picker, so they see the environment (HF_ENDPOINT, LLAMADESK_HOME) of their time. Call run() from a
+    Task, never from the UI thread."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or max(1, min(FIT_WORKERS, (os.cpu_count() or 2) - 1))
@@ -57,6 +63,10 @@ class FitProcesses:
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_lower_priority)
             return self._pool
+
+    def run(self, function, /, *args, **kwargs):
+        """``function(*args, **kwargs)`` in a worker process (a module-level function); blocks for the result."""
+        return self.pool().submit(function, *args, **kwargs).result()
 
     def close(self) -> None:
         with self._lock:
@@ -82,8 +92,7 @@ def fit_rows(rows: list[PickerRow], planning: Planning, stop: threading.Event,
     the list fills in progressively while the UI thread handles a few updates a second, not one per file."""
     if planning.processes is not None:
         pool, owned = planning.processes.pool(), False
-        submit = partial(pool.submit, _fit_row_in_worker, hardware=planning.hardware, choice=planning.choice,
-                         margin_bytes=planning.margin_bytes, cache_root=planning.cache.root)
+        submit = partial(pool.submit, _fit_row_in_worker, **planning.worker_arguments())
     else:
         pool, owned = ThreadPoolExecutor(FIT_WORKERS, thread_name_prefix="fit"), True
         submit = partial(pool.submit, fit_row, planning=planning)
@@ -119,11 +128,18 @@ def _lower_priority() -> None:
 _worker_caches: dict[Path, HeaderCache] = {}
 
 
-def _fit_row_in_worker(row: PickerRow, *, hardware: HardwareSnapshot, choice: OffloadChoice, margin_bytes: int,
-                       cache_root: Path) -> FileFit:
-    """fit_row in a worker process, with that process's own in-memory view of the shared header cache."""
-    cache = _worker_caches.setdefault(cache_root, HeaderCache(cache_root))
-    return fit_row(row, Planning(hardware, choice, margin_bytes, cache))
+def _planning_in_worker(hardware: HardwareSnapshot, choice: OffloadChoice, margin_bytes: int,
+                        cache_root: Path) -> Planning:
+    """The planning rebuilt in a worker process, with that process's own in-memory view of the header cache."""
+    return Planning(hardware, choice, margin_bytes, _worker_caches.setdefault(cache_root, HeaderCache(cache_root)))
+
+
+def _fit_row_in_worker(row: PickerRow, **planning) -> FileFit:
+    return fit_row(row, _planning_in_worker(**planning))
+
+
+def _plan_row_in_worker(row: PickerRow, **planning) -> "RowPlan":
+    return plan_row(row, _planning_in_worker(**planning))
 
 
 def fit_row(row: PickerRow, planning: Planning) -> FileFit:
@@ -154,6 +170,13 @@ def combined_info(entries: tuple[HeaderEntry, ...], cache: HeaderCache) -> Model
 
 
 # -- one row, for the details pane -----------------------------------------------------------------------------------
+def plan_row_off_thread(row: PickerRow, planning: Planning) -> RowPlan:
+    """plan_row in a worker process when the planning has them (a first header parse can take 150 ms)."""
+    if planning.processes is None:
+        return plan_row(row, planning)
+    return planning.processes.run(_plan_row_in_worker, row, **planning.worker_arguments())
+
+
 def plan_row(row: PickerRow, planning: Planning) -> RowPlan:
     """The plan for the details pane's context and KV choice (the same planning a load does)."""
     info = row_info(row, planning.cache)
@@ -209,8 +232,12 @@ def list_repo(repo_id: str) -> hub.RepoListing:
     return hub.list_files(repo_id)
 
 
-def scan_library(sources: library.LibrarySources) -> list[library.LocalModel]:
-    return library.scan(sources)
+def scan_library(sources: library.LibrarySources, processes: WorkerProcesses | None = None
+                 ) -> list[library.LocalModel]:
+    """The local library, each model's header read (in a worker process when given)."""
+    if processes is None:
+        return library.scan(sources)
+    return processes.run(library.scan, sources)
 
 
 def delete_model(model: library.LocalModel, sources: library.LibrarySources) -> list:
