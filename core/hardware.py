@@ -557,6 +557,12 @@ def ggml_library() -> ctypes.CDLL:
     lib.ggml_backend_dev_name.restype = ctypes.c_char_p
     lib.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
     lib.ggml_backend_dev_description.restype = ctypes.c_char_p
+    lib.ggml_backend_dev_count.argtypes = []
+    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
+    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_type.restype = ctypes.c_int
     return lib
 
 

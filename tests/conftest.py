@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.rpc_server"]
+pytest_plugins = ["tests.fixtures.rpc_server", "tests.fixtures.fake_hub"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

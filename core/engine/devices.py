@@ -5,10 +5,8 @@ soname file, ARCHITECTURE §4). RPC servers join the list through core.rpc.attac
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import re
-from functools import lru_cache
 
 from core import hardware
 
@@ -19,24 +17,10 @@ _INDEX_AND_ENDPOINT = re.compile(r"[0-9]*(\[.*\])?$")
 _FAMILY_NAMES = {"MTL": "Metal"}
 
 
-@lru_cache(maxsize=1)
-def _ggml() -> ctypes.CDLL:
-    library = hardware.build_library("ggml")
-    library.ggml_backend_dev_count.argtypes = []
-    library.ggml_backend_dev_count.restype = ctypes.c_size_t
-    library.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-    library.ggml_backend_dev_get.restype = ctypes.c_void_p
-    library.ggml_backend_dev_name.argtypes = [ctypes.c_void_p]
-    library.ggml_backend_dev_name.restype = ctypes.c_char_p
-    library.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
-    library.ggml_backend_dev_type.restype = ctypes.c_int
-    return library
-
-
 def offload_devices() -> list[str]:
     """Names of the devices layers can go to (every device but the CPU), e.g. ["CUDA0"], ["RPC0"]."""
     try:
-        ggml = _ggml()
+        ggml = hardware.ggml_library()
     except (OSError, hardware.HardwareError) as error:
         log.warning("cannot list ggml devices: %s", error)
         return []

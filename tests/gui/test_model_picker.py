@@ -256,3 +256,14 @@ def test_the_catalog_is_refreshed_from_the_hub_and_keeps_the_badges(qtbot, serve
                     timeout=TIMEOUT_MS)
     assert badge_text(tab.table.source.row(key(LLAMA))) == "Runs fully on GPU"
     widget.shutdown()
+
+
+def test_new_settings_replan_the_lists(qtbot, picker):
+    from dataclasses import replace as replaced
+
+    picker.show()
+    wait_checked(qtbot, picker.recommended)
+    assert badge_text(picker.recommended.table.source.row(key(LLAMA))) == "Runs fully on GPU"
+    picker.set_settings(replaced(picker.settings, context_length=131072))
+    qtbot.waitUntil(lambda: badge_text(picker.recommended.table.source.row(key(LLAMA))) != "Runs fully on GPU"
+                    and not picker.recommended.checker.running, timeout=TIMEOUT_MS)

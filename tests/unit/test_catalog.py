@@ -8,7 +8,6 @@ import pytest
 from core import catalog as cat
 from core.hardware import load_profile
 from core.headers import HeaderCache
-from tests.fixtures.fake_hub import fake_hub  # noqa: F401  (fixture)
 
 
 def test_shipped_catalog_is_valid_and_broad():

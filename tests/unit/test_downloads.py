@@ -23,7 +23,7 @@ from core.downloads import (
     UnsafeFileName,
     download,
 )
-from tests.fixtures.fake_hub import TEST_TOKEN, Fault, fake_hub  # noqa: F401  (fixture)
+from tests.fixtures.fake_hub import TEST_TOKEN, Fault
 
 REPO = "tester/Blob-GGUF"
 NAME = "model-Q4_K_M.gguf"

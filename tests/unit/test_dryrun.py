@@ -7,7 +7,6 @@ from core.dryrun import DryRunError, dry_run, parse_log
 from core.gguf import read_model_info
 from core.memory import GpuDevice, MemorySettings, estimate
 from tests.fixtures.model_zoo import zoo_model
-from tests.fixtures.rpc_server import rpc_server  # noqa: F401  (fixture)
 
 MiB = 1024 * 1024
 

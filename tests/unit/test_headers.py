@@ -6,7 +6,7 @@ import pytest
 from core import hub
 from core.gguf import read_model_info
 from core.headers import FIRST_READ_BYTES, HeaderCache, HeaderError, HeaderUnavailable, write_sparse_stub
-from tests.fixtures.fake_hub import TEST_TOKEN, FakeFile, fake_hub  # noqa: F401  (fixture)
+from tests.fixtures.fake_hub import TEST_TOKEN, FakeFile
 from tests.fixtures.tiny_gguf import write_tiny_model
 
 REPO = "org/Smol-GGUF"

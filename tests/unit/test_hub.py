@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 
 from core import hub
-from tests.fixtures.fake_hub import fake_hub  # noqa: F401  (fixture)
 
 
 @pytest.fixture

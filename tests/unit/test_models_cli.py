@@ -6,7 +6,7 @@ import argparse
 import pytest
 
 from core.cli import models_cmd
-from tests.fixtures.fake_hub import Fault, fake_hub  # noqa: F401  (fixture)
+from tests.fixtures.fake_hub import Fault
 from tests.fixtures.tiny_gguf import write_tiny_model
 
 

@@ -8,7 +8,6 @@ import socket
 import pytest
 
 from core import rpc
-from tests.fixtures.rpc_server import rpc_server  # noqa: F401  (the fixture)
 
 CLIENT_TIMEOUT_S = 240
 

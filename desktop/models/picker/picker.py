@@ -10,6 +10,7 @@ what core returns. Work starts the first time the picker is shown.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import shiboken6
@@ -172,6 +173,15 @@ class ModelPicker(QWidget):
          .failure(lambda error: self._failed("Could not read the model catalog", error)).run_in_background())
         self.rescan_library()
         Task(self._restore_downloads).success(self._downloads_restored).run_in_background()
+
+    def set_settings(self, settings: Settings) -> None:
+        """New settings (context, KV type, safety margin, model folders): re-plan every list, look again on disk."""
+        self.settings = settings
+        self.sources = replace(self.sources, user_dirs=tuple(Path(f).expanduser() for f in settings.model_folders))
+        if self._started:
+            for tab in self._tabs():
+                tab.refit(self.planning())
+            self.rescan_library()
 
     def shutdown(self) -> None:
         """Stop fit checks and pause downloads (their bytes are kept and resume next time)."""
