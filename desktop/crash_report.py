@@ -244,7 +244,7 @@ def offer_unseen_reports(parent, recorder: CrashRecorder):
 
 def show_report(parent, report: CrashReport):
     """A plain, non-modal window with the report's text and a button to open its folder."""
-    from PySide6.QtCore import Qt, QUrl
+    from PySide6.QtCore import QUrl
     from PySide6.QtGui import QDesktopServices, QFontDatabase
     from PySide6.QtWidgets import QDialog, QDialogButtonBox, QPlainTextEdit, QVBoxLayout
 
