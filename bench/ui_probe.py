@@ -60,6 +60,9 @@ class StallProbe:
         if WATCH:
             import threading
 
+            self._slots: list[tuple[float, float, str]] = []   # (start, end, callable) run from the event loop
+            self._open_calls: dict[int, float] = {}
+            sys.setprofile(self._profile)   # this (the UI) thread only
             self._ui_thread = threading.get_ident()
             self._watching = True
             self._watcher = threading.Thread(target=self._watch, daemon=True)
@@ -72,6 +75,20 @@ class StallProbe:
         self.wait.append((wait - self._last_wait) * 1000)
         self.at.append(self._last - self._started)
         self._last, self._last_cpu, self._last_wait = now, cpu, wait
+
+    def _profile(self, frame, event, _arg) -> None:
+        """Diagnosis: time every Python callable the Qt event loop calls directly (a slot, a timer callback)."""
+        if event == "call":
+            back = frame.f_back
+            if back is not None and back.f_code is _LOOP_CODE and frame.f_code not in _OWN_CODES:
+                self._open_calls[id(frame)] = time.perf_counter()
+        elif event == "return" and self._open_calls:
+            began = self._open_calls.pop(id(frame), None)
+            if began is not None:
+                code = frame.f_code
+                self._slots.append((began, time.perf_counter(),
+                                    f"{getattr(code, 'co_qualname', code.co_name)} "
+                                    f"({Path(code.co_filename).name}:{code.co_firstlineno})"))
 
     def _watch(self, threshold_s: float = 0.03) -> None:
         """A diagnosis thread: when the UI has not ticked for threshold_s, note every thread's stack once."""
@@ -99,10 +116,20 @@ class StallProbe:
     def stop(self) -> dict:
         self._tick()  # the gap up to now counts too
         self._timer.stop()
+        worst = max(range(len(self.gaps)), key=self.gaps.__getitem__)
         if WATCH:
+            sys.setprofile(None)
             self._watching = False
             self._watcher.join()
-        worst = max(range(len(self.gaps)), key=self.gaps.__getitem__)
+            begin = self._started + self.at[worst]
+            end = begin + (self.gaps[worst] + self.interval_ms) / 1000
+            inside = sorted(((b2 - b1) * 1000, name) for b1, b2, name in self._slots if b2 > begin and b1 < end)
+            slow = sorted(((b2 - b1) * 1000, name) for b1, b2, name in self._slots)[-3:]
+            text = "    Python callables the event loop ran in that gap: " + (", ".join(
+                f"{name} {ms:.1f} ms" for ms, name in inside[-5:][::-1]) or "none (the time was in Qt/C++ or waiting)")
+            text += "\n    slowest callables in the whole round: " + ", ".join(
+                f"{name} {ms:.1f} ms" for ms, name in slow[::-1])
+            self.stacks[worst] = text + ("\n" + self.stacks[worst] if worst in self.stacks else "")
         own = [max(0.0, gap - wait) for gap, wait in zip(self.gaps, self.wait)]
         return {"stall_ms": self.gaps[worst], "stall_cpu_ms": self.cpu[worst], "stall_wait_ms": self.wait[worst],
                 "own_stall_ms": max(own),
@@ -134,6 +161,11 @@ def run_until(condition, timeout_s: float, poll_ms: int = 10) -> bool:
     loop.exec()
     timer.stop()
     return result["ok"]
+
+
+_LOOP_CODE = run_until.__code__
+_OWN_CODES = (next(c for c in run_until.__code__.co_consts if getattr(c, "co_name", "") == "check"),
+              StallProbe._tick.__code__)   # the bench's own callbacks are not the app's work
 
 
 def run_for(seconds: float) -> None:

@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import shiboken6
 from PySide6.QtCore import QObject, Signal
 
 from core.downloads import DownloadManager, DownloadProgress, DownloadRequest
@@ -24,7 +25,8 @@ class DownloadQueue(QObject):
     def _on_progress(self, progress: DownloadProgress) -> None:
         if self._earlier_listener is not None:
             self._earlier_listener(progress)
-        self.progressed.emit(progress)  # queued to the UI thread: this object lives there
+        if shiboken6.isValid(self):
+            self.progressed.emit(progress)  # queued to the UI thread: this object lives there
 
     def download(self, row: PickerRow) -> None:
         """Queue every part of the row's file (progress arrives through ``progressed``)."""
@@ -32,7 +34,7 @@ class DownloadQueue(QObject):
                     for part, sha, size in zip(row.parts, row.sha256s or (None,) * len(row.parts),
                                                row.sizes or (None,) * len(row.parts))]
         (Task(lambda: [self.manager.enqueue(request) for request in requests])
-         .failure(lambda error: self.failed_to_start.emit(str(error)))
+         .failure(lambda error: shiboken6.isValid(self) and self.failed_to_start.emit(str(error)))
          .run_in_background())
 
     def pause(self, job_id: str) -> None:

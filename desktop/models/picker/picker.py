@@ -165,14 +165,14 @@ class ModelPicker(QWidget):
             return
         self._started = True
         if self.hardware is None:
-            (Task(hardware_probe.probe).success(self._machine_known)
-             .failure(lambda error: self._failed("Could not read this machine's memory", error)).run_in_background())
+            self._background(hardware_probe.probe, done=self._machine_known,
+                             failed=lambda error: self._failed("Could not read this machine's memory", error))
         else:
             self._machine_known(self.hardware)
-        (Task(work.load_catalog, self.catalog_path).success(self._catalog_loaded)
-         .failure(lambda error: self._failed("Could not read the model catalog", error)).run_in_background())
+        self._background(work.load_catalog, self.catalog_path, done=self._catalog_loaded,
+                         failed=lambda error: self._failed("Could not read the model catalog", error))
         self.rescan_library()
-        Task(self._restore_downloads).success(self._downloads_restored).run_in_background()
+        self._background(self._restore_downloads, done=self._downloads_restored)
 
     def set_settings(self, settings: Settings) -> None:
         """New settings (context, KV type, safety margin, model folders): re-plan every list, look again on disk."""
@@ -197,9 +197,8 @@ class ModelPicker(QWidget):
                              self.cache, self.workers)
 
     def rescan_library(self) -> None:
-        (Task(work.scan_library, self.sources, self.workers).success(self._library_scanned)
-         .failure(lambda error: self._failed("Could not look for models on this computer", error))
-         .run_in_background())
+        self._background(work.scan_library, self.sources, self.workers, done=self._library_scanned,
+                         failed=lambda error: self._failed("Could not look for models on this computer", error))
 
     # -- Qt events -----------------------------------------------------------------------------------------------
     def showEvent(self, event) -> None:
@@ -240,7 +239,7 @@ class ModelPicker(QWidget):
         if first:
             self.recommended.show_rows(rows, self.planning())
             if self.refresh_wanted:
-                Task(work.refresh_catalog, catalog).success(self._catalog_refreshed).run_in_background()
+                self._background(work.refresh_catalog, catalog, done=self._catalog_refreshed)
         else:
             self.recommended.update_rows(rows, self.planning())
 
@@ -261,8 +260,7 @@ class ModelPicker(QWidget):
 
     def _search(self, text: str, sort: str) -> None:
         self.search.status.setText("Searching the hub…")
-        (Task(work.search_hub, text, sort).success(self.search.show_results)
-         .failure(lambda error: self._search_failed(error)).run_in_background())
+        self._background(work.search_hub, text, sort, done=self.search.show_results, failed=self._search_failed)
 
     def _search_failed(self, error: BaseException) -> None:
         self.search.status.setText(str(error))
@@ -270,10 +268,10 @@ class ModelPicker(QWidget):
 
     def _list_repo(self, repo_id: str) -> None:
         self.search.status.setText(f"Listing the GGUF files of {repo_id}…")
-        (Task(work.list_repo, repo_id)
-         .success(lambda listing: self.search.show_rows(with_local_copies(rows_from_listing(listing), self.library),
-                                                         self.planning()))
-         .failure(lambda error: self._search_failed(error)).run_in_background())
+        self._background(work.list_repo, repo_id, done=self._repo_listed, failed=self._search_failed)
+
+    def _repo_listed(self, listing) -> None:
+        self.search.show_rows(with_local_copies(rows_from_listing(listing), self.library), self.planning())
 
     # -- selection and the details pane --------------------------------------------------------------------------
     def _select_from(self, tab: FileListTab):
@@ -332,14 +330,23 @@ class ModelPicker(QWidget):
             QMessageBox.StandardButton.Cancel)
         if answer != QMessageBox.StandardButton.Yes:
             return
-        (Task(work.delete_model, model, self.sources)
-         .success(lambda _removed: self._deleted(model))
-         .failure(lambda error: self.notice.emit("error", str(error))).run_in_background())
+        self._background(work.delete_model, model, self.sources, done=lambda _removed: self._deleted(model),
+                         failed=lambda error: self.notice.emit("error", str(error)))
 
     def _deleted(self, model: LocalModel) -> None:
         self.notice.emit("info", f"Deleted {model.name} from disk.")
         self.rescan_library()
 
     def _failed(self, what: str, error: BaseException) -> None:
-        if shiboken6.isValid(self):
-            self.notice.emit("error", f"{what}: {error}")
+        self.notice.emit("error", f"{what}: {error}")
+
+    # -- background work -----------------------------------------------------------------------------------------
+    def _background(self, function, *args, done, failed=None) -> None:
+        """Run ``function(*args)`` in a Task; its answer reaches ``done`` (or ``failed``) while the picker exists."""
+        task = Task(function, *args).success(self._while_alive(done))
+        if failed is not None:
+            task.failure(self._while_alive(failed))
+        task.run_in_background()
+
+    def _while_alive(self, callback):
+        return lambda value: callback(value) if shiboken6.isValid(self) else None
