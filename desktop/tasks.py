@@ -15,6 +15,7 @@ import logging
 import traceback
 from typing import Any, Callable
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
@@ -98,15 +99,21 @@ class Task:
 
     def _deliver_success(self, result: Any) -> None:
         _live_tasks.discard(self)
-        if self._on_success:
+        if self._on_success and _receiver_alive(self._on_success):
             self._on_success(result)
 
     def _deliver_failure(self, error: BaseException) -> None:
         _live_tasks.discard(self)
-        if self._on_failure:
+        if self._on_failure and _receiver_alive(self._on_failure):
             self._on_failure(error)
-        else:
+        elif not self._on_failure:
             log.error("background task %s failed: %s", self.name, error)
+
+
+def _receiver_alive(callback: Callable) -> bool:
+    """A widget closed while its work ran is gone: its answer has no one to go to."""
+    owner = getattr(callback, "__self__", None)
+    return not isinstance(owner, QObject) or shiboken6.isValid(owner)
 
 
 def wait_for_serial_tasks(timeout_ms: int = 5000) -> bool:
