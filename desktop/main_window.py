@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QThreadPool, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDialog, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
 from core import hardware, starter
 from core import settings as settings_store
@@ -23,6 +23,7 @@ from desktop.chat.workspace import ChatWorkspace
 from desktop.engine_session import EngineSession
 from desktop.models.model_bar import ModelBar
 from desktop.models.offload_panel import OffloadDialog
+from desktop.models.picker.picker import ModelPicker
 from desktop.monitor.dashboard import MemoryDashboard
 from desktop.monitor.memory_strip import MemoryStrip
 from desktop.monitor.sampler import MemorySampler
@@ -52,6 +53,8 @@ class MainWindow(QMainWindow):
         self.dashboard.setAccessibleName("Memory dashboard")
         self.sampler = MemorySampler(lambda: self.session.engine_pid, parent=self)
         self._prepared: PreparedLoad | None = None
+        self.picker: ModelPicker | None = None  # made on first use: it owns header cache, downloads, workers
+        self._picker_dialog: QDialog | None = None
         self._model_title = ""
         self._lay_out()
         self._connect()
@@ -84,6 +87,7 @@ class MainWindow(QMainWindow):
         self.model_bar.open_requested.connect(self.open_model)
         self.model_bar.offload_requested.connect(self.show_offload_dialog)
         self.model_bar.settings_requested.connect(self.show_settings_dialog)
+        self.model_bar.models_requested.connect(self.show_model_picker)
         session = self.session
         session.load_started.connect(self._load_started)
         session.load_progressed.connect(self.model_bar.set_progress)
@@ -103,10 +107,13 @@ class MainWindow(QMainWindow):
         preferences = QAction("Settings…", self)
         preferences.setShortcut(QKeySequence.StandardKey.Preferences)
         preferences.triggered.connect(self.show_settings_dialog)
+        models = QAction("Models…", self)
+        models.setShortcut(QKeySequence("Ctrl+K"))
+        models.triggered.connect(self.show_model_picker)
         dashboard = QAction("Show the memory dashboard", self)
         dashboard.setShortcut(QKeySequence("Ctrl+M"))
         dashboard.triggered.connect(lambda: self.dashboard.setVisible(not self.dashboard.isVisible()))
-        self.addActions([open_model, preferences, dashboard])
+        self.addActions([open_model, preferences, models, dashboard])
 
     # --- start-up ---
 
@@ -132,10 +139,35 @@ class MainWindow(QMainWindow):
         self.chat_ready.emit()
 
     def open_initial_model(self) -> None:
-        """First start opens the starter model; later starts reopen the last model used."""
+        """Reopen the last model used, else the starter model; with no model at all, open the picker on
+        the recommended models that fit this machine."""
         (Task(starter.model_to_open_at_start, self.settings.recent_models)
-         .success(lambda path: self.open_model(str(path)) if path else None)
+         .success(lambda path: self.open_model(str(path)) if path else self.show_model_picker(first_run=True))
          .run_in_background())
+
+    # --- the model picker ---
+
+    def show_model_picker(self, first_run: bool = False) -> None:
+        if self._picker_dialog is None:
+            self._picker_dialog = self._make_picker_dialog()
+        if first_run:
+            self.picker.open_on_first_run()
+        self._picker_dialog.show()
+        self._picker_dialog.raise_()
+        self._picker_dialog.activateWindow()
+
+    def _make_picker_dialog(self) -> QDialog:
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Models — LlamaDesk")
+        dialog.setAccessibleName("Models")
+        dialog.resize(1180, 760)
+        self.picker = ModelPicker(self.settings, parent=dialog)
+        layout = QVBoxLayout(dialog)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.picker)
+        self.picker.load_requested.connect(lambda path: (dialog.hide(), self.open_model(path)))
+        self.picker.notice.connect(self._show_notice)
+        return dialog
 
     # --- models ---
 
@@ -229,6 +261,8 @@ class MainWindow(QMainWindow):
     def _settings_saved(self, new_settings: Settings) -> None:
         self.settings = new_settings  # the dialog has saved them already
         self.model_bar.set_recent_models(new_settings.recent_models)
+        if self.picker is not None:
+            self.picker.set_settings(new_settings)
 
     def _store(self, new_settings: Settings) -> None:
         self.settings = new_settings
@@ -263,6 +297,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.sampler.stop()
+        if self.picker is not None:
+            self.picker.shutdown()  # downloads pause and keep their bytes for the next start
         if self.chat is not None:
             self.chat.stop()
         self.session.shutdown()

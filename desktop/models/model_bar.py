@@ -13,6 +13,7 @@ _PLACEHOLDER = "Recent models"
 class ModelBar(QWidget):
     open_requested = Signal(str)
     offload_requested = Signal()
+    models_requested = Signal()
     settings_requested = Signal()
 
     def __init__(self, parent=None) -> None:
@@ -33,7 +34,11 @@ class ModelBar(QWidget):
         self.recent = QComboBox()
         self.recent.setAccessibleName("Recent models")
         self.recent.setMinimumWidth(160)
-        self.open_button = QPushButton("Open model…")
+        self.models_button = QPushButton("Models…")
+        self.models_button.setObjectName("primary")
+        self.models_button.setAccessibleName("Find, download and choose models")
+        self.models_button.setToolTip("Models that fit this machine, search, downloads and the models you have (Ctrl+K)")
+        self.open_button = QPushButton("Open file…")
         self.open_button.setAccessibleName("Open a model file")
         self.offload_button = QPushButton("GPU && context…")
         self.offload_button.setAccessibleName("GPU layers, context and KV cache")
@@ -47,10 +52,12 @@ class ModelBar(QWidget):
         layout.addWidget(self.details, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.recent)
+        layout.addWidget(self.models_button)
         layout.addWidget(self.open_button)
         layout.addWidget(self.offload_button)
         layout.addWidget(self.settings_button)
         self.open_button.clicked.connect(self._choose_file)
+        self.models_button.clicked.connect(self.models_requested)
         self.offload_button.clicked.connect(self.offload_requested)
         self.settings_button.clicked.connect(self.settings_requested)
         self.recent.activated.connect(self._recent_chosen)

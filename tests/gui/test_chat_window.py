@@ -164,3 +164,20 @@ def test_the_offload_dialog_choice_reloads_the_model_with_it(qtbot, window, smol
     assert reloaded.args[0].settings.kv_type == "q8_0"
     assert window.settings.context_length == 2048 and window.settings.kv_type == "q8_0"
     assert "2,048 context" in window.model_bar.details.text()
+
+
+def test_with_no_model_at_all_the_picker_opens_on_what_fits(qtbot, window, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network in tests: the catalog is read as shipped
+    window.open_initial_model()
+    qtbot.waitUntil(lambda: window._picker_dialog is not None and window._picker_dialog.isVisible(), timeout=10_000)
+    assert window.picker.isVisible()
+    assert window.picker.tabs.currentWidget() is window.picker.recommended
+    assert window.picker.fits_only.isChecked()
+    window._picker_dialog.hide()
+
+
+def test_ctrl_k_opens_the_model_picker(qtbot, window, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window._picker_dialog is not None and window._picker_dialog.isVisible(), timeout=10_000)
+    window._picker_dialog.hide()
