@@ -1,11 +1,27 @@
 """Render the main screens in a real window (run under Xvfb by `make screenshots`) and save PNGs.
 
 Each scene drives the app the way a user would, waits until the screen settles, then grabs the whole
-screen, so what is saved is what a person would see.
+screen, so what is saved is what a person would see:
+
+    01 first start (no model)              06 the memory dashboard while a long answer streams
+    02 a file that is not a GGUF           07 the settings dialog
+    03 a chat with code (SmolLM2)          08 GPU offload and context: Llama 3.1 8B on "laptop-8gb"
+    04 the model picker on first run       09 the dark theme with the chat of 03
+    05 a download in progress in the picker
+
+04 and 05 are taken right after 01, before any model is loaded, as a first run shows them.
+
+The picker talks only to the fake Hugging Face hub of the tests (tests/fixtures/fake_hub.py), run in a child
+process and serving every catalog file as a header-only stub at its real size (bench/bench_catalog_fit.py), so
+the fit badges are real plans; its body transfers are throttled so a download shows progress. HF_ENDPOINT,
+HF_HOME, HF_HUB_CACHE and LLAMADESK_HOME point at a temporary folder, removed at the end: nothing touches the
+network or the user's own folders. The picker plans for the "laptop-8gb" profile (an 8 GB GPU), so the badges
+and the per-device bars show a GPU whatever machine renders the screenshots.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -13,68 +29,331 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(os.environ.get("LLAMADESK_SCREENSHOTS", ROOT / "screenshots"))
-os.environ.setdefault("LLAMADESK_HOME", tempfile.mkdtemp(prefix="llamadesk-screens-"))
 sys.path.insert(0, str(ROOT))
 
-from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer  # noqa: E402
+# Nothing heavy at import: the fake hub and the picker's fit-check workers are "spawn" processes, which import
+# this module again before running their own work.
 
-from core.settings import Settings  # noqa: E402
-from desktop.app import create_application  # noqa: E402
+PICKER_PROFILE = "laptop-8gb"
+OFFLOAD_MODEL = "llama3.1-8b"                       # tests/fixtures/model_zoo.py
+PICKER_FILE = "Meta-Llama-3.1-8B-Instruct-Q8_0.gguf"      # selected in 04: partly on the 8 GB GPU
+DOWNLOAD_FILE = "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"  # downloaded in 05 (4.9 GB)
+THROTTLE_BYTES_PER_S = 48 << 20                    # the fake hub's speed for a whole-file transfer
+THROTTLE_FROM_BYTES = 64 << 20                     # range reads of headers stay fast
+CHART_HISTORY_S = 20.0                             # the window is up this long before the dashboard shot
+STREAMED_TOKENS = 60                               # tokens streamed before the dashboard shot
 
 
+# --- the fake hub, in its own process ------------------------------------------------------------------------------
+def _serve_catalog_in_child(connection, rate: int, from_bytes: int) -> None:
+    """The fake hub serving the whole catalog (bench_catalog_fit's stubs), whole-file transfers throttled."""
+    sys.path.insert(0, str(ROOT))
+    from core.catalog import load_catalog
+    from tests.fixtures import fake_hub
+
+    send_body = fake_hub._FakeHubHandler._send_body
+
+    def throttled_send_body(handler, f, start, end, fault):
+        return send_body(handler, _Throttled(f, rate) if end - start >= from_bytes else f, start, end, fault)
+
+    fake_hub._FakeHubHandler._send_body = throttled_send_body
+    with fake_hub.FakeHub() as server:
+        serve_catalog_by_quant(server, load_catalog(use_refresh_cache=False))
+        connection.send(server.url)
+        connection.recv()  # until the screenshots are done
+
+
+def serve_catalog_by_quant(server, catalog) -> None:
+    """bench_catalog_fit.serve_catalog, with each file's stub at the quant its name says: there every quant gets the
+    zoo's Q4_K_M mix (the bench measures time), which would show a 8.5 GB Q8_0 "fully on GPU" on an 8 GB card."""
+    from bench.bench_catalog_fit import _shapes, _split_stub, _stub
+    from tests.conftest import smollm2_path
+    from tests.fixtures.fake_hub import FakeFile
+
+    shapes = _shapes()
+    smol = smollm2_path().read_bytes()
+    for model in catalog.models:
+        spec = shapes.get(model.id)
+        files = {}
+        for f in model.files:
+            if spec is None:  # the SmolLM2 135M rows: the real file
+                files[f.filename] = FakeFile.real(smol)
+                continue
+            variant = _at_quant(spec, f.quant)
+            if len(f.all_parts) > 1:
+                for name, (header, size) in zip(f.all_parts, _split_stub(variant, len(f.all_parts))):
+                    files[name] = FakeFile.virtual(header, size)
+            else:
+                files[f.filename] = FakeFile.virtual(*_stub(variant))
+        server.add_repo(model.repo_id, files, gated=False)
+
+
+def _at_quant(spec, quant: str):
+    """The zoo model with its Q4_K_M-style tensor mix moved to ``quant`` (stubs are cached under the new name)."""
+    from dataclasses import replace
+
+    from gguf import GGMLQuantizationType as T
+
+    from tests.fixtures.model_zoo import _fit_type
+
+    quantised = (T.Q4_K, T.Q5_K, T.Q6_K, T.Q8_0)
+    moves = {"Q5_K_M": {T.Q4_K: T.Q5_K}, "Q6_K": {T.Q4_K: T.Q6_K, T.Q5_K: T.Q6_K},
+             "Q8_0": dict.fromkeys(quantised, T.Q8_0), "F16": dict.fromkeys(quantised, T.F16),
+             "BF16": dict.fromkeys(quantised, T.BF16)}.get((quant or "").upper())
+    if not moves:
+        return spec
+
+    def tensors(_model):
+        return [(name, shape, _fit_type(moves.get(kind, kind), shape[0])) for name, shape, kind in spec.tensors(spec)]
+
+    return replace(spec, name=f"{spec.name}-{quant.upper()}", tensors=tensors)
+
+
+class _Throttled:
+    """A FakeFile read at ``rate`` bytes a second (the fake hub reads a body in 1 MiB chunks)."""
+
+    def __init__(self, inner, rate: int) -> None:
+        self.inner, self.rate = inner, rate
+
+    def read(self, start: int, end: int) -> bytes:
+        time.sleep((end - start) / self.rate)
+        return self.inner.read(start, end)
+
+
+def start_fake_hub(hf_home: Path):
+    """Start the fake hub and point huggingface_hub (here and in every child started later) at it."""
+    import multiprocessing
+
+    from bench.bench_catalog_fit import _Env
+    from tests.fixtures.fake_hub import point_huggingface_hub_at
+
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_serve_catalog_in_child, args=(theirs, THROTTLE_BYTES_PER_S, THROTTLE_FROM_BYTES),
+                              daemon=True)
+    process.start()
+    url = ours.recv()
+    point_huggingface_hub_at(url, str(hf_home), _Env())
+    return process, ours
+
+
+# --- driving the window ----------------------------------------------------------------------------------------------
 def settle(seconds: float) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
     loop = QEventLoop()
     QTimer.singleShot(int(seconds * 1000), loop.quit)
     loop.exec()
 
 
-def wait_until(condition, timeout: float = 60.0) -> None:
+def wait_until(condition, timeout: float = 60.0, what: str = "the expected state") -> None:
+    from PySide6.QtCore import QCoreApplication, QEventLoop
+
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError("the screen did not reach the expected state")
+            raise TimeoutError(f"the screen did not reach {what} within {timeout:.0f} s")
         QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
         time.sleep(0.02)
 
 
-def shoot(app, name: str) -> Path:
-    settle(1.2)  # let the memory strip take a sample and the window paint
+def shoot(app, name: str, settle_s: float = 1.2) -> Path:
+    settle(settle_s)  # let the memory strip take a sample and the window paint
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.png"
     app.primaryScreen().grabWindow(0).save(str(path))
-    print(f"saved {path}")
+    print(f"saved {path}", flush=True)
     return path
 
 
-def main() -> int:
-    model = Path(os.environ["LLAMADESK_TEST_MODEL"])
-    app = create_application([sys.argv[0]])
-    from desktop.main_window import MainWindow
+def visible(widget_type, parent):
+    return next((w for w in parent.findChildren(widget_type) if w.isVisible()), None)
 
-    window = MainWindow(Settings(threads=2))
-    window.resize(1340, 840)
-    window.move(20, 20)
-    window.show()
-    wait_until(lambda: window.chat is not None)
+
+# --- scenes ----------------------------------------------------------------------------------------------------------
+def first_start(app, window) -> None:
     shoot(app, "01-first-start-no-model")
 
+
+def bad_file_and_chat(app, window, model: Path) -> None:
     bad = Path(os.environ["LLAMADESK_HOME"]) / "holiday-photos.gguf"
     bad.write_text("not a model")
     window.open_model(str(bad))
-    wait_until(window.notice.isVisible)
+    wait_until(window.notice.isVisible, what="the notice about the bad file")
     shoot(app, "02-not-a-gguf-file")
 
     finished = []
     window.session.answer_finished.connect(finished.append)
     window.open_model(str(model))
     pane = window.chat.pane
-    wait_until(lambda: pane.send_button.isEnabled())
+    wait_until(lambda: pane.send_button.isEnabled(), what="the model loaded")
     pane.composer.setPlainText("Write a short Python function that reverses a string, with an example.")
     pane.send_button.click()
-    wait_until(lambda: finished)
+    wait_until(lambda: finished, 120, "the answer finished")
     pane.composer.setPlainText("Now explain it in one sentence.")
     shoot(app, "03-chat-with-smollm2")
-    window.close()
+
+
+def picker_scenes(app, window) -> None:
+    from core.downloads import DownloadState
+    from core.hardware import load_profile
+
+    # The window's own picker (Ctrl+K, or the first run with no model), planned for an 8 GB laptop GPU.
+    window._picker_dialog = window._make_picker_dialog()
+    picker = window.picker
+    picker.hardware = load_profile(PICKER_PROFILE)
+    window._picker_dialog.move(60, 40)
+    window.show_model_picker(first_run=True)
+    tab = picker.recommended
+    rows = tab.table.source
+
+    def badges_done() -> bool:
+        return bool(rows.rows) and not tab.checker.running and all(r.fit is not None for r in rows.rows)
+
+    wait_until(badges_done, 120, "every fit badge filled in")
+    verdicts: dict[str, int] = {}
+    for row in rows.rows:
+        word = row.fit.badge.split(":")[0] if row.fit.plan else f"not planned ({row.fit.error})"
+        verdicts[word] = verdicts.get(word, 0) + 1
+    print("  fit badges: " + " · ".join(f"{count} {word}" for word, count in verdicts.items()), flush=True)
+
+    def select(filename: str, badge_word: str = ""):
+        shown = tab.table.visible_rows()
+        row = next((r for r in shown if filename in r.key and badge_word in r.fit.badge), None)
+        row = row or next((r for r in shown if badge_word in r.fit.badge), shown[0])
+        tab.table.select_key(row.key)
+        tab.table.scrollTo(tab.table.currentIndex())
+        wait_until(lambda: picker.details.shown is not None and picker.details.shown.key == row.key
+                   and picker.details.sections, 30, f"the details of {row.key}")
+        return row
+
+    select(PICKER_FILE, "Partial")  # a file partly on the GPU: both bars of the details pane have a share
+    shoot(app, "04-model-picker-first-run-fit-badges")
+
+    row = select(DOWNLOAD_FILE)
+    picker.details.download_button.click()
+    started = time.monotonic()
+
+    def progressing() -> bool:
+        found = [p for p in picker.queue.row_progress(row) if p.state == DownloadState.DOWNLOADING]
+        return bool(found) and (found[0].bytes_done >= 0.12 * (found[0].total_bytes or 1)
+                                or time.monotonic() - started > 12)
+
+    wait_until(progressing, 40, "the download under way")
+    shoot(app, "05-model-picker-download-in-progress", settle_s=0.6)
+    for progress in picker.queue.row_progress(row):
+        picker.queue.pause(progress.job_id)  # its bytes stay until the temporary folder goes
+    window._picker_dialog.hide()
+
+
+def dashboard_during_generation(app, window, shown_at: float) -> None:
+    chat = window.chat
+    before = chat.conversation
+    chat.new_conversation()
+    wait_until(lambda: chat.conversation is not None and chat.conversation is not before
+               and not chat.conversation.messages, what="a new chat")
+    tokens = []
+    window.session.token_arrived.connect(tokens.append)
+    settle(max(0.0, CHART_HISTORY_S - (time.monotonic() - shown_at)))  # the charts have points to show
+    pane = chat.pane
+    wait_until(lambda: pane.send_button.isEnabled(), what="the model ready")
+    pane.composer.setPlainText("Write a long story about a lighthouse keeper who finds a message in a bottle during "
+                               "a winter storm. Describe the sea, the lighthouse and the people of the village.")
+    pane.send_button.click()
+    sent = time.monotonic()
+    wait_until(lambda: len(tokens) >= STREAMED_TOKENS or not window.session.busy and tokens, 120,
+               "a long answer streaming")
+    print(f"  {len(tokens)} tokens shown {time.monotonic() - sent:.1f} s after Send; "
+          f"{'still generating' if window.session.busy else 'the answer had finished'}", flush=True)
+    shoot(app, "06-memory-dashboard-during-generation", settle_s=0.3)
+    if window.session.busy:
+        pane.stop_button.click()
+    wait_until(lambda: not window.session.busy, 60, "the answer stopped")
+
+
+def settings_dialog(app, window) -> None:
+    from desktop.settings.settings_dialog import SettingsDialog
+
+    window.show_settings_dialog()
+    wait_until(lambda: visible(SettingsDialog, window) is not None, what="the settings dialog")
+    dialog = visible(SettingsDialog, window)
+    shoot(app, "07-settings")
+    dialog.reject()
+
+
+def offload_dialog(app, window) -> None:
+    from core.gguf import read_model_info
+    from core.hardware import load_profile
+    from core.offload_choice import choice_from_settings, plan_choice
+    from desktop.models.offload_panel import OffloadDialog
+    from tests.fixtures.model_zoo import zoo_model
+
+    info = read_model_info(zoo_model(OFFLOAD_MODEL))
+    laptop = load_profile(PICKER_PROFILE)
+    margin = window.settings.safety_margin_bytes
+    # The default context first; a longer one when the whole model fits on the GPU, so the dialog shows a
+    # partial offload (the slider and both bars have something to say).
+    for context in (None, 16384, 32768, 65536):
+        choice = choice_from_settings(window.settings, context)
+        plan = plan_choice(info, laptop, choice, margin)
+        if 0 < plan.n_gpu_layers < plan.n_layers:
+            break
+    dialog = OffloadDialog(window)
+    dialog.move(380, 60)
+    dialog.show_for(info, laptop, choice, margin)
+    wait_until(lambda: dialog.panel.plan is not None and dialog.panel.sections, 30, "the offload plan")
+    shoot(app, "08-gpu-offload-and-context-laptop-8gb")
+    dialog.reject()
+    dialog.deleteLater()
+
+
+def dark_theme(app, window, chat_with_code_id: str) -> None:
+    from desktop.theme import apply_theme
+
+    conversations = window.chat.conversations
+    conversations.list.setCurrentRow(conversations.row_of(chat_with_code_id))
+    wait_until(lambda: window.chat.conversation is not None and window.chat.conversation.id == chat_with_code_id,
+               what="the chat with code")
+    apply_theme(app, "dark")
+    shoot(app, "09-dark-theme-chat", settle_s=1.5)
+    apply_theme(app, "light")
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="llamadesk-screens-"))
+    os.environ["LLAMADESK_HOME"] = str(work / "home")  # chats, settings, header cache, downloads list
+    started = time.monotonic()
+    model = Path(os.environ["LLAMADESK_TEST_MODEL"])
+    hub_process, hub_connection = start_fake_hub(work / "hf")
+    window = None
+    try:
+        from core.settings import Settings
+        from desktop.app import create_application
+
+        app = create_application([sys.argv[0]])
+        from desktop.main_window import MainWindow
+
+        window = MainWindow(Settings(threads=2))
+        window.resize(1340, 840)
+        window.move(20, 20)
+        window.show()
+        shown_at = time.monotonic()
+        wait_until(lambda: window.chat is not None, what="the chat workspace")
+        first_start(app, window)
+        picker_scenes(app, window)  # as on a first run: no model loaded yet (the file names keep their order)
+        bad_file_and_chat(app, window, model)
+        chat_with_code = window.chat.conversation.id
+        dashboard_during_generation(app, window, shown_at)
+        settings_dialog(app, window)
+        offload_dialog(app, window)
+        dark_theme(app, window, chat_with_code)
+    finally:
+        if window is not None:
+            window.close()  # stops the engine, pauses the download, stops the picker's workers
+        hub_connection.send("stop")
+        hub_process.join(5)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"screenshots done in {time.monotonic() - started:.0f} s", flush=True)
     return 0
 
 
