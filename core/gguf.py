@@ -428,7 +428,8 @@ class _HeaderParser:
     def _check_magic(self) -> None:
         head = bytes(self._data[:4])
         if head != GGUF_MAGIC[:len(head)]:
-            raise GGUFError(f"{self._source} is not a GGUF file (starts with {bytes(self._data[:8])!r})")
+            log.info("%s starts with %r, not the GGUF signature", self._source, bytes(self._data[:8]))
+            raise GGUFError(f"{self._source} is not a GGUF model file (it does not begin with the GGUF signature)")
 
     def _read_version(self) -> int:
         version = self._u32("the format version")

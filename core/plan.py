@@ -236,7 +236,7 @@ def plan(model: ModelInfo, hardware: HardwareSnapshot, request: PlanRequest | No
 def _settings(model: ModelInfo, request: PlanRequest) -> MemorySettings:
     context = request.context if request.context is not None else (model.context_length or DEFAULT_MIN_CONTEXT)
     if context < 1:
-        raise PlanError(f"A context of {context} tokens cannot hold a conversation; use at least 1.")
+        raise PlanError(f"A context of {context:,} tokens cannot hold a conversation; use at least 1.")
     flash = request.flash_attn if isinstance(request.flash_attn, bool) else True
     if is_quantized_kv(request.kv_type) and not flash:
         raise PlanError(f"A {request.kv_type} KV cache needs flash attention; turn it on or use f16.")
@@ -330,7 +330,7 @@ def _explain(search: _Search, request: PlanRequest, chosen: _Trial, devices: tup
     figure = (f"{_label(deciding).capitalize() if deciding.kind == 'host' else _label(deciding)} needs {format_bytes(deciding.total_bytes)} of "
               f"{format_bytes(deciding.budget_bytes)} usable")
     asked = search.base.n_ctx
-    context = f" with a context of {chosen.context} tokens" + (f" ({asked} asked)" if chosen.context < asked else "")
+    context = f" with a context of {chosen.context:,} tokens" + (f" ({asked:,} asked)" if chosen.context < asked else "")
     if verdict == TOO_LARGE:
         missing = format_bytes(max(deciding.total_bytes - deciding.budget_bytes, 0))
         return figure, f"Does not fit: {_label(deciding)} would need {missing} more than it can spare{context}."

@@ -180,15 +180,15 @@ class OffloadPanel(QWidget):
         for widget in (self.verdict, self.figure, self.explanation, self.speed, self.kv_figure, self.no_gpu,
                        self.devices):
             column.addWidget(widget)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(self.apply_button)
+        self.buttons = QHBoxLayout()
+        self.buttons.addStretch(1)
+        self.buttons.addWidget(self.apply_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.heading)
         layout.addLayout(form)
         layout.addWidget(results)
         layout.addStretch(1)
-        layout.addLayout(buttons)
+        layout.addLayout(self.buttons)
         self._set_tab_order()
 
     @staticmethod
@@ -391,10 +391,14 @@ class OffloadDialog(QDialog):
         self.panel = OffloadPanel(self)
         self.apply_requested = self.panel.apply_requested
         self.panel.apply_requested.connect(lambda _choice: self.accept())
+        cancel = QPushButton("Cancel")
+        cancel.setAccessibleName("Close without changing anything")
+        cancel.clicked.connect(self.reject)
+        self.panel.buttons.insertWidget(1, cancel)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.panel)
-        self.resize(600, 680)  # room for the wrapped legends; the dialog never shrinks below its content
+        self.resize(600, 520)  # room for the wrapped legends; the dialog never shrinks below its content
 
     def show_for(self, model_info: ModelInfo, hardware_snapshot: HardwareSnapshot,
                  current_choice: OffloadChoice, safety_margin_bytes: int = DEFAULT_GPU_MARGIN) -> None:

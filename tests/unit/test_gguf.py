@@ -244,7 +244,7 @@ def test_device_file_is_refused_without_reading_it():
 def test_text_file(tmp_path):
     text = tmp_path / "notes.gguf"
     text.write_text("hello, this is not a model\n")
-    with pytest.raises(GGUFError, match=r"is not a GGUF file \(starts with b'hello, t'\)"):
+    with pytest.raises(GGUFError, match=r"is not a GGUF model file \(it does not begin with the GGUF signature\)"):
         read_model_info(text)
 
 
