@@ -2,6 +2,12 @@
 
     apply_theme(app, settings.theme)       # at start, and live when the setting changes
     follow_system_theme(app)               # once: re-applies "system" when the desktop switches
+    look_now()                             # the look applied now: "light" | "dark" ("light" before any)
+    theme_notifier().look_changed.connect(...)   # after a new look is applied (str: the look)
+
+Widgets with their own colours re-read look_now() on a look change: the look is recorded before the
+palette and style sheet change, so their StyleChange / PaletteChange events already see the new look
+(see is_look_event), or they listen to the notifier.
 
 Dark also sets a dark palette, so the widgets no style sheet rule covers (dialogs, lists, menus) match.
 """
@@ -9,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
@@ -66,14 +72,43 @@ def apply_theme(app: QApplication, theme: str) -> str:
     app.setProperty(_CHOSEN, theme)
     if app.property(_LOOK) == look:
         return look
+    app.setProperty(_LOOK, look)  # first: the change events the next two lines send must see the new look
     app.setPalette(dark_palette() if look == "dark" else app.style().standardPalette())
     app.setStyleSheet(style_sheet(look))
-    app.setProperty(_LOOK, look)
+    theme_notifier().look_changed.emit(look)
     return look
 
 
 def current_look(app: QApplication) -> str:
     return app.property(_LOOK) or "light"
+
+
+def look_now() -> str:
+    """The look applied to the running application ("light" when there is none yet)."""
+    app = QApplication.instance()
+    return current_look(app) if app is not None else "light"
+
+
+_LOOK_EVENTS = (QEvent.Type.StyleChange, QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange)
+
+
+def is_look_event(event: QEvent) -> bool:
+    """An event a widget gets when the look may have changed (compare look_now() with the one it drew)."""
+    return event.type() in _LOOK_EVENTS
+
+
+class ThemeNotifier(QObject):
+    look_changed = Signal(str)  # "light" | "dark", after apply_theme changed the look
+
+
+_notifier: ThemeNotifier | None = None
+
+
+def theme_notifier() -> ThemeNotifier:
+    global _notifier
+    if _notifier is None:
+        _notifier = ThemeNotifier()
+    return _notifier
 
 
 def current_theme(app: QApplication) -> str:

@@ -5,6 +5,9 @@ streaming answer is drawn at most STREAM_FPS times a second, not per token, and 
 Markdown block on (the blocks before it are final). `update_thread` draws again only from the first
 message that changed (a new branch, an edit, a finished answer). Clicking an action link emits `action(name, message_id)`;
 Copy and "Copy code" go to the clipboard here.
+
+Colours follow the application's look (desktop/theme.py): when it changes, the messages shown are drawn
+again in the new look's colours.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from PySide6.QtWidgets import QTextBrowser
 
 from desktop.chat.markdown_blocks import Block, split_blocks
 from desktop.chat.message_views import MessageView
-from desktop.chat.message_writer import MUTED, MessageWriter
+from desktop import theme
+from desktop.chat.message_writer import MessageWriter
 
 STREAM_FPS = 15
 SLICE_BUDGET_S = 0.005      # rendering work per event-loop turn while opening a long chat
@@ -61,7 +65,8 @@ class ChatView(QTextBrowser):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._rewrap_timer = QTimer(self, singleShot=True, interval=REWRAP_DELAY_MS)
         self._rewrap_timer.timeout.connect(self._rewrap)
-        self._writer = MessageWriter(self.font())
+        self._writer = MessageWriter(self.font(), theme.look_now())
+        self._hint: str | None = None
         self._views: list[MessageView] = []
         self._frames: list[QTextFrame] = []
         self._codes: dict[str, list[str]] = {}
@@ -84,11 +89,17 @@ class ChatView(QTextBrowser):
         """True while a long chat is still being laid out slice by slice."""
         return bool(self._queue)
 
+    @property
+    def look(self) -> str:
+        """The look the messages are drawn in ("light" | "dark")."""
+        return self._writer.look
+
     def show_hint(self, text: str) -> None:
         """An empty chat: a muted line instead of messages."""
         self._reset()
+        self._hint = text
         hint = QTextCharFormat()
-        hint.setForeground(QColor(MUTED))
+        hint.setForeground(QColor(self._writer.colours.muted))
         centred = QTextBlockFormat()
         centred.setAlignment(Qt.AlignmentFlag.AlignCenter)
         centred.setTopMargin(40)
@@ -166,6 +177,31 @@ class ChatView(QTextBrowser):
         if following:
             self._scroll_to_end()
 
+    # --- the look ---
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if theme.is_look_event(event):
+            self.apply_look(theme.look_now())
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.apply_look(theme.look_now())  # a widget never shown may miss the look's change events
+
+    def apply_look(self, look: str) -> None:
+        """Draw what is shown again in `look`'s colours (nothing to do when it is the look drawn)."""
+        if look == self._writer.look:
+            return
+        self._writer = MessageWriter(self.font(), look)
+        pending, hint = self._stream_view, self._hint
+        views = self._views + self._queue
+        if pending is not None and views and views[-1].id == pending.id:
+            views[-1] = pending
+        if views:
+            self.show_thread(views)
+        elif hint is not None:
+            self.show_hint(hint)
+
     def resizeEvent(self, event) -> None:
         following = self._at_bottom()
         super().resizeEvent(event)
@@ -196,6 +232,7 @@ class ChatView(QTextBrowser):
         self._slicer.stop()
         self._cancel_stream()
         self._tail = None
+        self._hint = None
         self._queue = []
         self._views, self._frames, self._codes = [], [], {}
         self.document().clear()

@@ -1,4 +1,7 @@
-"""Syntax highlighting of a code block with Pygments, written as Qt character formats (no HTML)."""
+"""Syntax highlighting of a code block with Pygments, written as Qt character formats (no HTML).
+
+Each look has its Pygments style (STYLES); plain tokens get the look's text colour, so code stays readable
+on the code block's background whichever palette the application has."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -9,7 +12,9 @@ from pygments.styles import get_style_by_name
 from pygments.util import ClassNotFound
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QTextCharFormat, QTextCursor
 
-STYLE = "friendly"
+STYLE = "friendly"                                      # the light look's style
+STYLES = {"light": STYLE, "dark": "github-dark"}
+PLAIN_TEXT = {"light": "#1d2329", "dark": "#e6edf3"}    # tokens the style leaves uncoloured
 COMMON_LANGUAGES = ("python", "javascript", "typescript", "bash", "json", "c", "cpp", "rust", "go", "java",
                     "html", "css", "sql", "yaml", "toml", "markdown", "text")
 
@@ -19,13 +24,15 @@ def warm_up() -> None:
     with code is shown, so the UI thread never pays for it."""
     for language in COMMON_LANGUAGES:
         _lexer(language)
-    _style()
+    for look in STYLES:
+        _style(look)
 
 
-def insert_code(cursor: QTextCursor, code: str, language: str) -> None:
-    """Write highlighted code at the cursor."""
+def insert_code(cursor: QTextCursor, code: str, language: str, look: str = "light") -> None:
+    """Write highlighted code at the cursor, in the colours of `look` ("light" | "dark")."""
+    look = look if look in STYLES else "light"
     for token_type, value in _lexer(language.lower()).get_tokens(code):
-        cursor.insertText(value, _format_for(token_type))
+        cursor.insertText(value, _format_for(token_type, look))
 
 
 def code_font() -> QFont:
@@ -43,18 +50,17 @@ def _lexer(language: str):
         return TextLexer()
 
 
-@lru_cache(maxsize=1)
-def _style():
-    return get_style_by_name(STYLE)
+@lru_cache(maxsize=2)
+def _style(look: str = "light"):
+    return get_style_by_name(STYLES[look])
 
 
-@lru_cache(maxsize=512)
-def _format_for(token_type) -> QTextCharFormat:
-    style = _style().style_for_token(token_type)
+@lru_cache(maxsize=1024)
+def _format_for(token_type, look: str = "light") -> QTextCharFormat:
+    style = _style(look).style_for_token(token_type)
     char_format = QTextCharFormat()
     char_format.setFont(code_font())
-    if style["color"]:
-        char_format.setForeground(QColor(f"#{style['color']}"))
+    char_format.setForeground(QColor(f"#{style['color']}" if style["color"] else PLAIN_TEXT[look]))
     if style["bold"]:
         char_format.setFontWeight(QFont.Weight.Bold)
     if style["italic"]:

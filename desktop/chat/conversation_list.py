@@ -85,6 +85,18 @@ class ConversationList(QWidget):
         self._filling = False
         self._refresh_buttons()
 
+    def set_title(self, conversation_id: str, title: str) -> None:
+        """Show a chat's new title (the first question names a new chat) without listing the chats again."""
+        row = self.row_of(conversation_id)
+        item = self.list.item(row) if row >= 0 else None
+        if item is None or item.text() == title:
+            return
+        _, newline, details = item.toolTip().partition("\n")
+        self._filling = True  # not a rename by the user
+        item.setText(title)
+        item.setToolTip(title + newline + details)
+        self._filling = False
+
     def row_of(self, conversation_id: str | None) -> int:
         return next((row for row in range(self.list.count())
                      if self.list.item(row).data(_ID) == conversation_id), -1)

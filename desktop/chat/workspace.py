@@ -11,7 +11,8 @@ API for the main window:
     state = workspace.save_state(); workspace.restore_state(state)   # splitter sizes, settings shown
 
 Every store call runs off the UI thread, in order (StoreQueue); answers stream through AnswerFlow.
-It starts on the most recent conversation, or a new one when there is none.
+It starts on the most recent conversation, or a new one when there is none. Its style rules follow the
+app's look (chat.qss light, chat-dark.qss dark; desktop/theme.py), switched live with the theme.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import QHBoxLayout, QMessageBox, QSplitter, QWidget
 
 from core.chats import Conversation
 from core.store import ChatStore, ConversationSummary
+from desktop import theme
 from desktop.chat import chat_files, code_highlight
 from desktop.chat.answer_flow import AnswerFlow
 from desktop.chat.conversation_list import UNTITLED, ConversationList
@@ -34,6 +36,7 @@ from desktop.engine_session import EngineSession
 from desktop.tasks import Task
 
 STYLE_SHEET = Path(__file__).with_name("chat.qss")
+STYLE_SHEETS = {"light": STYLE_SHEET, "dark": Path(__file__).with_name("chat-dark.qss")}
 _STATE_VERSION = 1
 
 
@@ -55,6 +58,7 @@ class ChatWorkspace(QWidget):
         self._model_ready = False
         self._search = ""
         self._export_folder = Path.home()
+        self._look: str | None = None
         self._lay_out()
         self._connect()
         self._add_shortcuts()
@@ -157,8 +161,27 @@ class ChatWorkspace(QWidget):
             QWidget.setTabOrder(first, second)
 
     def _apply_style(self) -> None:
-        if STYLE_SHEET.exists():
-            self.setStyleSheet(STYLE_SHEET.read_text(encoding="utf-8"))
+        """The chat's rules in the app's current look; the messages are drawn again in its colours."""
+        look = theme.look_now()
+        if look == self._look:
+            return
+        self._look = look
+        sheet = STYLE_SHEETS.get(look, STYLE_SHEET)
+        self.setStyleSheet(sheet.read_text(encoding="utf-8") if sheet.exists() else "")
+        self.pane.view.apply_look(look)
+
+    @property
+    def look(self) -> str:
+        return self._look or "light"
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if theme.is_look_event(event):
+            self._apply_style()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._apply_style()  # a widget never shown may miss the look's change events
 
     def _start(self) -> None:
         self.pane.view.show_hint("Opening your chats…")
@@ -297,6 +320,9 @@ class ChatWorkspace(QWidget):
             self._render_changes()
         if not self.answers.running:
             self._refresh_list()
+        elif conversation.title:
+            # The first question titles a new chat while its answer streams: show it in the list now.
+            self.conversations.set_title(conversation.id, conversation.title)
 
     def _answer_streamed(self, conversation: Conversation, message_id: str) -> None:
         if conversation is not self.conversation:

@@ -7,7 +7,8 @@
 It never samples by itself: whoever owns the 1 Hz MemorySampler feeds it. From top to bottom: host RAM
 as a stacked bar (engine / app / others / free), one such bar per GPU (this app / others / free) or a
 sentence when there is none, the prediction box, and line charts of RAM, VRAM and utilisation. The
-content scrolls when the panel is shorter than it.
+content scrolls when the panel is shorter than it. Its colours follow the app's look (STYLES, and the bars'
+and charts' own; desktop/theme.py), switched live with the theme.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from core.engine.protocol import LoadedModel
 from core.memory_history import MemoryHistory
 from core.monitor import GpuMemory, MemorySample, PredictionComparison, RamSplit, VramSplit
 from core.units import format_bytes
+from desktop import theme
 from desktop.monitor.history_chart import HistoryChart
 from desktop.monitor.prediction_box import PredictionBox
 from desktop.monitor.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
@@ -41,6 +43,19 @@ STYLE = """
 #predictionBox QLabel { font-weight: normal; color: #3c4650; }
 #predictionBox QLabel#predictionModel { font-weight: 600; color: #1d2329; }
 """
+DARK_STYLE = """
+#memoryDashboard, #memoryDashboardContent { background: #1e2227; }
+#dashboardHeading { font-weight: 600; font-size: 11pt; color: #f1f3f5; }
+#dashboardSectionTitle { font-weight: 600; color: #f1f3f5; }
+#dashboardSectionFigure, #dashboardNote { color: #a3acb5; }
+#dashboardLegend { color: #c5ccd3; }
+#predictionBox { font-weight: 600; color: #f1f3f5; border: 1px solid #3a414a; border-radius: 6px;
+                 margin-top: 8px; padding: 6px 4px 4px 4px; background: #252a30; }
+#predictionBox::title { subcontrol-origin: margin; left: 8px; padding: 0 4px; }
+#predictionBox QLabel { font-weight: normal; color: #c5ccd3; }
+#predictionBox QLabel#predictionModel { font-weight: 600; color: #f1f3f5; }
+"""
+STYLES = {"light": STYLE, "dark": DARK_STYLE}
 
 
 # --- what the bars show (the figures come from core.monitor's splits) ---
@@ -78,7 +93,8 @@ class MemoryDashboard(QWidget):
         super().__init__(parent)
         self.setObjectName("memoryDashboard")
         self.setAccessibleName("Memory dashboard")
-        self.setStyleSheet(STYLE)
+        self._look: str | None = None
+        self._apply_look()
         self._history = history if history is not None else MemoryHistory()
         self.gpu_sections: dict[int, MemoryBarSection] = {}
         self._build()
@@ -87,6 +103,26 @@ class MemoryDashboard(QWidget):
     @property
     def history(self) -> MemoryHistory:
         return self._history
+
+    @property
+    def look(self) -> str:
+        return self._look or "light"
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if theme.is_look_event(event):
+            self._apply_look()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._apply_look()  # a widget never shown may miss the look's change events
+
+    def _apply_look(self) -> None:
+        """The dashboard's rules in the app's current look (the bars and charts follow it themselves)."""
+        look = theme.look_now()
+        if look != self._look:
+            self._look = look
+            self.setStyleSheet(STYLES.get(look, STYLE))
 
     # --- building ---
 

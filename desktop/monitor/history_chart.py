@@ -8,6 +8,9 @@ While the chart is hidden, that redraw waits until it is shown.
 
 Byte charts label their axis in MiB or GiB, whichever reads better for the largest figure shown; the
 points are rescaled only when that unit changes.
+
+Colours (background, title, axes, grid, legend and lines) follow the app's look (LOOKS; desktop/theme.py),
+switched live with the theme.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from PySide6.QtCore import QDateTime, QMargins, QPointF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 
 from core.memory_history import CAPACITY, WINDOW_SECONDS
+from desktop import theme
 
 MIB = 2**20
 GIB = 2**30
@@ -30,6 +34,20 @@ AXIS_TEXT = "#5b6670"
 TITLE_TEXT = "#1d2329"
 # Each line differs by colour and by dash, so lines stay apart for anyone who does not see the colours.
 COLORS = ("#2f6fdb", "#e07b00", "#1a9e8f", "#8a4fd1", "#c2410c", "#5b6670")
+DARK_COLORS = ("#5b9bf0", "#f0a040", "#3cc8b4", "#b48af0", "#f07850", "#a3acb5")  # same slots, on dark
+
+
+@dataclass(frozen=True)
+class ChartColours:
+    background: str
+    title: str
+    axis_text: str
+    grid: str
+    lines: tuple[str, ...]
+
+
+LOOKS = {"light": ChartColours("#ffffff", TITLE_TEXT, AXIS_TEXT, GRID, COLORS),
+         "dark": ChartColours("#1e2227", "#f1f3f5", "#a3acb5", "#353c45", DARK_COLORS)}
 
 
 @dataclass(frozen=True)
@@ -79,8 +97,10 @@ def tick_interval(top: float) -> float:
 class _Line:
     """One series plus its raw (unscaled) values, kept to rescale and to find the largest."""
 
-    def __init__(self, series: QLineSeries, capacity: int) -> None:
+    def __init__(self, series: QLineSeries, capacity: int, slot: int = 0, dashed: bool = False) -> None:
         self.series = series
+        self.slot = slot
+        self.dashed = dashed
         self.times: deque[float] = deque(maxlen=capacity)
         self.values: deque[float] = deque(maxlen=capacity)
         self.changed = False  # points added since QtCharts last read them
@@ -120,6 +140,7 @@ class HistoryChart(QChartView):
         self.unit = PERCENT if percent else bytes_unit(0)
         self.lines: dict[str, _Line] = {}
         self._pending_end: float | None = None
+        self.look = theme.look_now()
         self._build_chart(title)
         self.setAccessibleName(f"{title} chart")
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -132,7 +153,6 @@ class HistoryChart(QChartView):
         chart = QChart()
         chart.setTitle(title)
         chart.setTitleFont(_font(9, bold=True))
-        chart.setTitleBrush(QColor(TITLE_TEXT))
         chart.setAnimationOptions(QChart.AnimationOption.NoAnimation)
         chart.setBackgroundRoundness(0)
         chart.setMargins(QMargins(2, 2, 2, 2))
@@ -140,12 +160,44 @@ class HistoryChart(QChartView):
         chart.legend().setAlignment(Qt.AlignmentFlag.AlignBottom)
         chart.legend().setMarkerShape(QLegend.MarkerShape.MarkerShapeFromSeries)  # a dashed line for a dashed one
         chart.legend().setFont(_font(8))
-        chart.legend().setLabelColor(QColor(AXIS_TEXT))
         self.time_axis = _time_axis()
         self.value_axis = _value_axis(self.unit, 100.0 if self.percent else SMALLEST_BYTES_TOP / MIB)
         chart.addAxis(self.time_axis, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(self.value_axis, Qt.AlignmentFlag.AlignLeft)
         self.setChart(chart)
+        self._colour_chart()
+
+    # --- the look ---
+
+    @property
+    def colours(self) -> ChartColours:
+        return LOOKS.get(self.look, LOOKS["light"])
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if theme.is_look_event(event):
+            self._follow_look()
+
+    def _follow_look(self) -> None:
+        if theme.look_now() != self.look:
+            self.look = theme.look_now()
+            self._colour_chart()
+
+    def _colour_chart(self) -> None:
+        colours, chart = self.colours, self.chart()
+        chart.setBackgroundBrush(QColor(colours.background))
+        chart.setPlotAreaBackgroundVisible(False)
+        chart.setTitleBrush(QColor(colours.title))
+        chart.legend().setLabelColor(QColor(colours.axis_text))
+        for axis in (self.time_axis, self.value_axis):
+            _style_axis(axis, colours)
+        self.setBackgroundBrush(QColor(colours.background))
+        for line in self.lines.values():
+            line.series.setPen(self._pen(line.slot, line.dashed))
+
+    def _pen(self, slot: int, dashed: bool) -> QPen:
+        lines = self.colours.lines
+        return QPen(QColor(lines[slot % len(lines)]), 2, Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
 
     def add_line(self, key: str, label: str, *, color: int | None = None, dashed: bool = False) -> None:
         """A new line named `label` in the legend, in COLORS[color] (the next colour when None);
@@ -155,12 +207,11 @@ class HistoryChart(QChartView):
         slot = len(self.lines) if color is None else color
         series = QLineSeries()
         series.setName(label)
-        pen = QPen(QColor(COLORS[slot % len(COLORS)]), 2, Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
-        series.setPen(pen)
+        series.setPen(self._pen(slot, dashed))
         self.chart().addSeries(series)
         series.attachAxis(self.time_axis)
         series.attachAxis(self.value_axis)
-        self.lines[key] = _Line(series, self.capacity)
+        self.lines[key] = _Line(series, self.capacity, slot, dashed)
 
     # --- feeding ---
 
@@ -178,6 +229,7 @@ class HistoryChart(QChartView):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        self._follow_look()  # a widget never shown may miss the look's change events
         self._redraw()
 
     def _redraw(self) -> None:
@@ -232,11 +284,12 @@ def _font(points: int, *, bold: bool = False) -> QFont:
     return font
 
 
-def _style_axis(axis) -> None:
+def _style_axis(axis, colours: ChartColours | None = None) -> None:
+    colours = colours or LOOKS["light"]
     axis.setLabelsFont(_font(8))
-    axis.setLabelsColor(QColor(AXIS_TEXT))
-    axis.setGridLineColor(QColor(GRID))
-    axis.setLinePenColor(QColor(GRID))
+    axis.setLabelsColor(QColor(colours.axis_text))
+    axis.setGridLineColor(QColor(colours.grid))
+    axis.setLinePenColor(QColor(colours.grid))
 
 
 def _time_axis() -> QDateTimeAxis:

@@ -254,6 +254,28 @@ def test_an_empty_history_starts_a_new_conversation(qtbot, workspace, store):
     assert "SmolLM2 is ready" in workspace.pane.view.toPlainText()
 
 
+def test_a_new_chat_is_listed_under_its_title_while_the_answer_streams(qtbot, session, store, monkeypatch):
+    seed_conversation(store, "Existing", "hello", "hi")
+    workspace = make_workspace(qtbot, session, store)
+    asked = []
+    monkeypatch.setattr(session, "ask", lambda *args: asked.append(args))   # the answer never finishes
+    workspace.new_conversation()
+    qtbot.waitUntil(lambda: not workspace.conversation.messages and workspace.queue.idle, timeout=5000)
+    new_id = workspace.conversation.id
+    assert workspace.conversations.titles()[workspace.conversations.ids().index(new_id)] == "New chat"
+    workspace.set_model_ready(True, "SmolLM2")
+    renames = []
+    workspace.conversations.rename_requested.connect(lambda *args: renames.append(args))
+    send(qtbot, workspace, "Why is the sky blue?")
+    qtbot.waitUntil(lambda: bool(asked), timeout=5000)
+    assert workspace.answers.running
+    assert workspace.pane.title.text() == "Why is the sky blue?"
+    listing = workspace.conversations
+    assert listing.titles()[listing.ids().index(new_id)] == "Why is the sky blue?"
+    assert listing.current_id() == new_id
+    assert not renames, "showing the title is not a rename"
+
+
 def test_rename_delete_and_search(qtbot, session, store, monkeypatch):
     zebra = seed_conversation(store, "Animals", "Tell me about zebras", "Zebras have stripes.")
     seed_conversation(store, "Cooking", "How long to boil an egg?", "About 9 minutes.")
