@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QComboBox, QLineEdit, QMessageBox, QSlider,
-                               QSpinBox, QTableView)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QComboBox, QLineEdit, QMessageBox, QScrollArea,
+                               QSlider, QSpinBox, QTableView)
 
 from core.downloads import DownloadManager, RetryPolicy
 from core.gguf import read_model_info
@@ -267,3 +268,159 @@ def test_new_settings_replan_the_lists(qtbot, picker):
     picker.set_settings(replaced(picker.settings, context_length=131072))
     qtbot.waitUntil(lambda: badge_text(picker.recommended.table.source.row(key(LLAMA))) != "Runs fully on GPU"
                     and not picker.recommended.checker.running, timeout=TIMEOUT_MS)
+
+
+# -- layout at the window's size: names readable, badges legible, download buttons whole ------------------------------
+
+LONG_FILES = (("Llama 3.1 8B Instruct", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
+               "Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", "Q4_K_M", "Runs fully on GPU"),
+              ("Llama 3.1 8B Instruct", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
+               "Meta-Llama-3.1-8B-Instruct-Q8_0.gguf", "Q8_0", "Partial: 28 of 33 layers on GPU"),
+              ("Mixtral 8x7B Instruct", "TheBloke/Mixtral-8x7B-Instruct-v0.1-GGUF",
+               "mixtral-8x7b-instruct-v0.1.Q4_K_M.gguf", "Q4_K_M", "Too large for this machine"),
+              ("Phi-3.5 mini", "bartowski/Phi-3.5-mini-instruct-GGUF", "Phi-3.5-mini-instruct-IQ3_XS.gguf",
+               "IQ3_XS", "CPU only"))
+
+
+@pytest.fixture
+def idle_dialog(qtbot, tmp_path):
+    """The picker in a dialog of the main window's size (1180 x 760), showing rows set by the test, no background
+    work (nothing is loaded or planned)."""
+    from PySide6.QtWidgets import QDialog, QVBoxLayout
+
+    dialog = QDialog()
+    sources = LibrarySources(app_dir=tmp_path / "app-models", lmstudio_dirs=(), ollama_dir=tmp_path / "ollama",
+                             user_dirs=())
+    picker = ModelPicker(hardware=load_profile("laptop-8gb"), library_sources=sources,
+                         downloads=DownloadManager(state_file=tmp_path / "downloads.json"),
+                         catalog_path=tmp_path / "none.json", refresh_catalog=False, parent=dialog)
+    picker._started = True  # the test sets the rows itself
+    layout = QVBoxLayout(dialog)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(picker)
+    qtbot.addWidget(dialog)
+    dialog.resize(1180, 760)
+    yield dialog, picker
+    picker.shutdown()
+
+
+def _long_rows():
+    from types import SimpleNamespace
+
+    from desktop.models.picker.rows import PickerRow
+
+    return [PickerRow(key=f"catalog:{repo}/{name}", origin="catalog", title=title, filename=name, quant=quant,
+                      size=5_000_000_000, repo_id=repo, parts=(name,),
+                      fit=SimpleNamespace(plan=SimpleNamespace(verdict=verdict, explanation=""), error=None,
+                                          tokens_per_second=20.0))
+            for title, repo, name, quant, verdict in LONG_FILES]
+
+
+def _shown_text(table, proxy_row: int, column: int) -> str:
+    """The text the table's delegate draws in a cell, elided as it elides it."""
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    index = table.model().index(proxy_row, column)
+    option = QStyleOptionViewItem()
+    option.initFrom(table)
+    option.rect = table.visualRect(index)
+    table.itemDelegate().initStyleOption(option, index)
+    room = table.columnWidth(column) - 20  # the item's padding and the text margins, both sides
+    return option.fontMetrics.elidedText(option.text, option.textElideMode, room)
+
+
+def test_file_names_show_their_quantisation_at_the_windows_size(qtbot, idle_dialog):
+    from desktop.models.picker.file_table import FILE, FIT, MODEL
+
+    dialog, picker = idle_dialog
+    table = picker.recommended.table
+    table.source.set_rows(_long_rows())
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    assert table.columnWidth(FILE) >= 200 and table.columnWidth(MODEL) >= 140
+    assert table.columnWidth(FIT) <= 160
+    for proxy_row, (title, _repo, name, quant, _verdict) in enumerate(LONG_FILES):
+        shown_file = _shown_text(table, proxy_row, FILE)
+        assert shown_file.endswith(f"{quant}.gguf") and shown_file[:8] == name[:8], shown_file
+        assert _shown_text(table, proxy_row, MODEL) == title
+        assert table.model().index(proxy_row, FILE).data(Qt.ItemDataRole.ToolTipRole) == name
+
+
+def test_split_files_keep_the_quantisation_in_the_name(qtbot, idle_dialog):
+    from dataclasses import replace
+
+    from desktop.models.picker.file_table import FILE
+
+    dialog, picker = idle_dialog
+    parts = tuple(f"qwen2.5-14b-instruct-q4_k_m-0000{i}-of-00003.gguf" for i in (1, 2, 3))
+    row = replace(_long_rows()[0], key="catalog:split", filename=parts[0], parts=parts)
+    table = picker.recommended.table
+    table.source.set_rows([row])
+    assert table.model().index(0, FILE).data() == "qwen2.5-14b-instruct-q4_k_m.gguf (+2 parts)"
+    table.source.set_rows([replace(row, filename=f"{'x' * 40}-{row.filename}",
+                                   parts=tuple(f"{'x' * 40}-{part}" for part in parts))])
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    shown = _shown_text(table, 0, FILE)
+    assert "…" in shown and shown.endswith("q4_k_m.gguf (+2 parts)"), shown
+
+
+@pytest.mark.parametrize("look", ["light", "dark"])
+def test_fit_badges_keep_their_contrast_on_a_selected_row(qtbot, idle_dialog, look):
+    from PySide6.QtGui import QColor
+
+    from desktop.models.picker import style
+    from desktop.models.picker.badges import COLOURS, badge_colours, badge_kind, contrast_ratio
+    from desktop.models.picker.file_table import FIT, ROW_ROLE
+
+    for kind in COLOURS:
+        for dark in (False, True):
+            background, text = badge_colours(kind, dark)
+            assert contrast_ratio(background, text) >= 4.5, (kind, dark)
+    dialog, picker = idle_dialog
+    picker.setStyleSheet(style.style_sheet(look))
+    table = picker.recommended.table
+    table.source.set_rows(_long_rows())
+    table.source.set_dark(look == "dark")
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    for proxy_row in range(len(LONG_FILES)):
+        table.selectRow(proxy_row)  # selected, and the mouse over it
+        table.setFocus()
+        qtbot.wait(10)
+        index = table.model().index(proxy_row, FIT)
+        rect = table.visualRect(index)
+        image = table.viewport().grab(rect).toImage()
+        painted = image.pixelColor(int(image.width() * 0.02) + 6, image.height() // 2).name()
+        background, text = badge_colours(badge_kind(index.data(ROW_ROLE)), look == "dark")
+        assert contrast_ratio(painted, text) >= 4.5, (proxy_row, painted, text)
+        assert QColor(painted) == QColor(background)
+
+
+@pytest.mark.parametrize("width", [1180, 900])
+def test_download_buttons_stay_whole_and_names_shorten(qtbot, idle_dialog, width):
+    from core.downloads import DownloadProgress, DownloadState
+
+    dialog, picker = idle_dialog
+    name = "Meta-Llama-3.1-8B-Instruct-abliterated-uncensored-imatrix-with-a-very-long-name-for-this-test.gguf"
+    picker.downloads.show_progress(DownloadProgress("a", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF", name,
+                                                    DownloadState.DOWNLOADING, 10, 100, 5.0, 18))
+    picker.downloads.show_progress(DownloadProgress("b", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF", name,
+                                                    DownloadState.FAILED, 10, 100, 0.0, None,
+                                                    error="The file did not match the hub's SHA-256."))
+    dialog.resize(width, 760)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    qtbot.wait(20)
+    scroll = picker.downloads.findChild(QScrollArea)
+    assert not scroll.horizontalScrollBar().isVisible()
+    viewport = scroll.viewport()
+    for entry in picker.downloads.entries.values():
+        shown_name, _repo = entry.name.texts()
+        assert shown_name.endswith("test.gguf") and "…" in shown_name
+        buttons = [b for b in (entry.pause_button, entry.resume_button, entry.cancel_button) if b.isVisible()]
+        assert len(buttons) == 2
+        for button in buttons:
+            assert button.width() >= button.sizeHint().width(), button.text()
+            right = button.mapTo(viewport, button.rect().topRight()).x()
+            assert right < viewport.width(), (button.text(), right, viewport.width())

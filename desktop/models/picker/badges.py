@@ -10,7 +10,9 @@ CHECKING = "Checking…"
 UNKNOWN = "Unknown"
 _PARTIAL = re.compile(r"Partial: (\d+) of (\d+) layers on GPU")
 
-# kind -> (light background, light text, dark background, dark text)
+# kind -> (light background, light text, dark background, dark text). Each text/background pair has a contrast
+# ratio of at least 4.5:1 (tests check it); the table paints a badge as its own pill over the cell, so the pair holds
+# on a selected or hovered row too.
 COLOURS = {
     "full": ("#dff3e5", "#1c6b36", "#1f3b29", "#7fd69b"),
     "partial": ("#e3ecfb", "#1b4a8a", "#1b2d4a", "#9cc0f5"),
@@ -43,6 +45,19 @@ def badge_kind(row: PickerRow) -> str:
     if row.fit.plan is None:
         return "unknown"
     return {FULL: "full", CPU_ONLY: "cpu", TOO_LARGE: "too-large"}.get(row.fit.plan.verdict, "partial")
+
+
+def relative_luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of '#rrggbb'."""
+    channels = [int(colour.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(first: str, second: str) -> float:
+    """WCAG 2 contrast ratio of two '#rrggbb' colours (1 to 21); body text needs at least 4.5."""
+    lighter, darker = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
 
 
 def badge_colours(kind: str, dark: bool) -> tuple[str, str]:

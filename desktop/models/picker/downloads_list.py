@@ -3,12 +3,14 @@ download manager's sentence when it fails (checksum mismatch, no disk space, gat
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QFont, QFontMetrics, QPainter
 from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
-                               QVBoxLayout, QWidget)
+                               QSizePolicy, QVBoxLayout, QWidget)
 
 from core.downloads import DownloadProgress, DownloadState
 from core.units import format_bytes
+from desktop.models.picker.file_table import elide_file_name
 
 STATE_WORDS = {DownloadState.QUEUED: "Waiting", DownloadState.DOWNLOADING: "Downloading",
                DownloadState.VERIFYING: "Checking SHA-256", DownloadState.PAUSED: "Paused",
@@ -38,6 +40,57 @@ def status_text(progress: DownloadProgress) -> str:
     return " · ".join(item for item in items if item)
 
 
+class NameLine(QWidget):
+    """'<b>file.gguf</b> · owner/repo' on one line that shortens instead of pushing the buttons out: the repository
+    goes first (elided at its end), then the file name is shortened before its quantisation suffix, which stays."""
+
+    SEPARATOR = " · "
+
+    def __init__(self, filename: str, repo_id: str, parent=None) -> None:
+        super().__init__(parent)
+        self.filename = filename
+        self.repo_id = repo_id
+        self.setToolTip(f"{filename}\n{repo_id}" if repo_id else filename)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def _bold(self) -> QFont:
+        font = QFont(self.font())
+        font.setBold(True)
+        return font
+
+    def texts(self, width: int | None = None) -> tuple[str, str]:
+        """What fits in ``width`` (the widget's own by default): (file name part, ' · repository' part)."""
+        width = self.width() if width is None else width
+        bold, plain = QFontMetrics(self._bold()), self.fontMetrics()
+        name_width = bold.horizontalAdvance(self.filename)
+        if name_width > width:
+            return elide_file_name(self.filename, bold, width), ""
+        tail = plain.elidedText(self.SEPARATOR + self.repo_id, Qt.TextElideMode.ElideRight, width - name_width)
+        return self.filename, (tail if self.repo_id and len(tail.strip(" ·…")) >= 3 else "")
+
+    def sizeHint(self) -> QSize:
+        bold = QFontMetrics(self._bold())
+        text = bold.horizontalAdvance(self.filename) + self.fontMetrics().horizontalAdvance(
+            self.SEPARATOR + self.repo_id)
+        return QSize(text + 2, max(bold.height(), self.fontMetrics().height()) + 2)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(40, self.sizeHint().height())
+
+    def paintEvent(self, _event) -> None:
+        name, tail = self.texts()
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        align = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        painter.setFont(self._bold())
+        painter.drawText(self.rect(), align, name)
+        if tail:
+            painter.setFont(self.font())
+            offset = QFontMetrics(self._bold()).horizontalAdvance(name)
+            painter.drawText(self.rect().adjusted(offset, 0, 0, 0), align, tail)
+        painter.end()
+
+
 class DownloadEntry(QFrame):
     pause_clicked = Signal(str)
     resume_clicked = Signal(str)
@@ -47,7 +100,7 @@ class DownloadEntry(QFrame):
         super().__init__(parent)
         self.setObjectName("pickerDownload")
         self.job_id = progress.job_id
-        self.name = QLabel(f"<b>{progress.filename}</b> <span>· {progress.repo_id}</span>")
+        self.name = NameLine(progress.filename, progress.repo_id)
         self.name.setAccessibleName(f"Download of {progress.filename}")
         self.bar = QProgressBar()
         self.bar.setAccessibleName(f"Progress of {progress.filename}")
@@ -68,6 +121,7 @@ class DownloadEntry(QFrame):
     def _button(self, text: str, accessible: str, signal) -> QPushButton:
         button = QPushButton(text)
         button.setAccessibleName(accessible)
+        button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)  # never shrunk below its text
         button.clicked.connect(lambda: signal.emit(self.job_id))
         return button
 
@@ -125,6 +179,7 @@ class DownloadsList(QWidget):
         scroll = QScrollArea()
         scroll.setObjectName("pickerDownloadsScroll")
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # entries shorten their names
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(inner)
         layout = QVBoxLayout(self)

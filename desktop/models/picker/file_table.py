@@ -5,9 +5,12 @@ one row (a fit arriving) touches only that row, so a long list fills in without 
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+import re
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QRectF, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QColor, QFontMetrics, QPainter
+from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+                               QTableView, QWidget)
 
 from core.units import format_bytes
 from desktop.models.picker.badges import badge_colours, badge_kind, badge_text, fits, speed_text
@@ -17,6 +20,8 @@ COLUMNS = ("Model", "File", "Quant", "Size", "Fit on this machine", "Speed")
 MODEL, FILE, QUANT, SIZE, FIT, SPEED = range(len(COLUMNS))
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+BADGE_ROLE = Qt.ItemDataRole.UserRole + 3      # (background, text) of the fit badge, for the delegate's pill
+FIXED_WIDTHS = {QUANT: 72, SIZE: 76, FIT: 150, SPEED: 78}   # the text columns (Model, File) share the rest
 _FIT_ORDER = {"full": 0, "partial": 1, "cpu": 2, "unknown": 3, "checking": 4, "too-large": 5}
 
 
@@ -24,10 +29,28 @@ def _size_text(row: PickerRow) -> str:
     return format_bytes(row.size) if row.size else "—"
 
 
+_FILE_NOTES = re.compile(r"(.*?)((?: \(\+\d+ parts\))?(?: · downloaded)?)", re.DOTALL)
+_SPLIT_SUFFIX = re.compile(r"-\d{5}-of-\d{5}(?=\.gguf$)", re.IGNORECASE)
+_QUANT_TAIL = re.compile(r"[-.][^-.]*\.gguf$", re.IGNORECASE)  # "-Q4_K_M.gguf", ".Q8_0.gguf"
+
+
+def elide_file_name(text: str, metrics: QFontMetrics, width: int) -> str:
+    """Shorten a file name to ``width`` pixels keeping its end whole ("Meta-Llama-3.1-…-Q4_K_M.gguf"): the end names
+    the quantisation. Where even the end does not fit, it is elided in the middle."""
+    if metrics.horizontalAdvance(text) <= width:
+        return text
+    tail = _QUANT_TAIL.search(text)
+    if tail is not None:
+        room = width - metrics.horizontalAdvance(tail[0])
+        if room >= metrics.horizontalAdvance("xxx…"):
+            return metrics.elidedText(text[:tail.start()], Qt.TextElideMode.ElideRight, room) + tail[0]
+    return metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, max(width, 0))
+
+
 def _file_text(row: PickerRow) -> str:
     text = row.filename.rsplit("/", 1)[-1]
-    if len(row.parts) > 1:
-        text += f" (+{len(row.parts) - 1} parts)"
+    if len(row.parts) > 1:  # "x-Q4_K_M-00001-of-00003.gguf" -> "x-Q4_K_M.gguf (+2 parts)": the quant stays in view
+        text = _SPLIT_SUFFIX.sub("", text) + f" (+{len(row.parts) - 1} parts)"
     return text + (" · downloaded" if row.is_remote and row.on_disk else "")
 
 
@@ -81,7 +104,8 @@ class FileTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(COLUMNS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+        if orientation == Qt.Orientation.Horizontal and role in (Qt.ItemDataRole.DisplayRole,
+                                                                 Qt.ItemDataRole.ToolTipRole):
             return COLUMNS[section]
         return None
 
@@ -97,9 +121,8 @@ class FileTableModel(QAbstractTableModel):
             return self._sort_key(row, index.column())
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(row, index.column())
-        if index.column() == FIT and role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole):
-            background, text = badge_colours(badge_kind(row), self.dark)
-            return QBrush(QColor(background if role == Qt.ItemDataRole.BackgroundRole else text))
+        if index.column() == FIT and role == BADGE_ROLE:
+            return badge_colours(badge_kind(row), self.dark)
         if role == Qt.ItemDataRole.TextAlignmentRole and index.column() in (SIZE, SPEED):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -127,7 +150,7 @@ class FileTableModel(QAbstractTableModel):
             return "\n".join(row.parts) if row.parts else str(row.local.path if row.local else row.filename)
         if column == MODEL:
             return f"{row.title}\n{row.repo_id}" if row.repo_id else row.title
-        return ""
+        return FileTableModel._text(row, column)
 
 
 class FitsFilter(QSortFilterProxyModel):
@@ -152,6 +175,52 @@ class FitsFilter(QSortFilterProxyModel):
         return row is None or fits(row)
 
 
+class FileTableDelegate(QStyledItemDelegate):
+    """File names shorten before their end (which names the quantisation); the fit badge is a pill in its own colours,
+    drawn over the cell's selection or hover background so its text keeps its contrast in every state."""
+
+    PADDING = 20   # the item's padding (picker.qss) and the style's text margins, both sides together
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index) -> None:
+        super().initStyleOption(option, index)
+        option.textElideMode = (Qt.TextElideMode.ElideMiddle if index.column() == FILE
+                                else Qt.TextElideMode.ElideRight)
+        room = option.rect.width() - self.PADDING
+        if index.column() == FILE and room > 0 and option.fontMetrics.horizontalAdvance(option.text) > room:
+            # "long-name-Q4_K_M.gguf (+2 parts)": shorten the name before its quantisation, keep the notes whole
+            name, notes = _FILE_NOTES.fullmatch(option.text).groups()
+            rest = room - option.fontMetrics.horizontalAdvance(notes)
+            option.text = (elide_file_name(name, option.fontMetrics, rest) + notes if rest >= 80
+                           else elide_file_name(name, option.fontMetrics, room))  # narrow: the name before notes
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:
+        colours = index.data(BADGE_ROLE) if index.column() == FIT else None
+        if not colours:
+            super().paint(painter, option, index)
+            return
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        text, opt.text = opt.text, ""
+        widget = opt.widget
+        style = widget.style() if widget is not None else None
+        if style is not None:
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, widget)  # selection, hover
+        background, foreground = colours
+        metrics = opt.fontMetrics
+        pill = QRectF(opt.rect).adjusted(4, 3, -4, -3)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(background))
+        painter.drawRoundedRect(pill, 4, 4)
+        painter.setPen(QColor(foreground))
+        painter.setFont(opt.font)
+        inner = pill.adjusted(6, 0, -6, 0)
+        painter.drawText(inner, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                         metrics.elidedText(text, Qt.TextElideMode.ElideRight, int(inner.width())))
+        painter.restore()
+
+
 class FileTable(QTableView):
     """The view: whole-row selection, sortable columns; selected_changed(row or None)."""
 
@@ -170,6 +239,9 @@ class FileTable(QTableView):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSortingEnabled(True)
         self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.delegate = FileTableDelegate(self)
+        self.setItemDelegate(self.delegate)
         self.setAlternatingRowColors(True)
         self.verticalHeader().hide()
         self.verticalHeader().setDefaultSectionSize(26)
@@ -178,12 +250,22 @@ class FileTable(QTableView):
 
     def _size_columns(self) -> None:
         header = self.horizontalHeader()
-        header.setSectionResizeMode(MODEL, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(MODEL, QHeaderView.ResizeMode.Interactive)  # 40 % of the text width (resizeEvent)
         header.setSectionResizeMode(FILE, QHeaderView.ResizeMode.Stretch)
-        for column, width in ((QUANT, 80), (SIZE, 84), (FIT, 170), (SPEED, 96)):
+        header.setMinimumSectionSize(48)
+        for column, width in FIXED_WIDTHS.items():
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             self.setColumnWidth(column, width)
         self.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep the list's own order until a header is clicked
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._share_text_width()
+
+    def _share_text_width(self) -> None:
+        """Model gets 40 % of what the fixed columns leave, File (stretching) the rest: file names are longer."""
+        free = self.viewport().width() - sum(self.columnWidth(column) for column in FIXED_WIDTHS)
+        self.setColumnWidth(MODEL, max(90, int(free * 0.4)))
 
     def _emit_selected(self, current) -> None:
         self.selected_changed.emit(current.data(ROW_ROLE) if current.isValid() else None)

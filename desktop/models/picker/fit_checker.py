@@ -28,6 +28,7 @@ class FitChecker(QObject):
         self._stop = threading.Event()
         self._generation = 0
         self.pending = 0
+        self._active = False   # from check() until its task ends: the last rows can arrive before `finished`
 
     def check(self, rows: list[PickerRow], planning: Planning) -> None:
         """Check `rows` (already in the model) under `planning`; earlier results for them are replaced."""
@@ -36,6 +37,7 @@ class FitChecker(QObject):
         generation, stop = self._generation, threading.Event()
         self._stop = stop
         self.pending = len(rows)
+        self._active = bool(rows)
         if not rows:
             self.finished.emit()
             return
@@ -50,7 +52,7 @@ class FitChecker(QObject):
 
     @property
     def running(self) -> bool:
-        return self.pending > 0
+        return self._active
 
     def _fitted(self, generation: int, batch: list[tuple[str, FileFit]]) -> None:
         if generation != self._generation or not shiboken6.isValid(self):
@@ -64,4 +66,5 @@ class FitChecker(QObject):
     def _done(self, generation: int) -> None:
         if generation == self._generation and shiboken6.isValid(self):
             self.pending = 0
+            self._active = False
             self.finished.emit()

@@ -123,9 +123,10 @@ class ModelPicker(QWidget):
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(left)
         main.addWidget(self.details)
-        main.setStretchFactor(0, 3)
-        main.setStretchFactor(1, 2)
-        main.setSizes([640, 420])
+        main.setStretchFactor(0, 2)
+        main.setStretchFactor(1, 1)
+        main.setSizes([780, 380])  # the lists get most of the width: model and file names must stay readable
+        self.details.setMinimumWidth(320)  # its controls whole when the window is narrow (~900 px)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 10)
         layout.addLayout(header)
