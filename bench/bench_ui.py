@@ -16,11 +16,21 @@ says otherwise) under the real blocking Qt event loop, with LLAMADESK_HOME in a 
   start       cold start to a visible window, no model: a subprocess runs desktop.app.main() (what
               `python -m desktop.app` runs) with an empty LLAMADESK_HOME; an event filter records the main
               window's first expose/paint; time from just before the process is spawned
+  start-up    that process's event loop for 3 s once its window is painted (chats opening, warm-ups, the first
+              memory samples; with no model a first run opens the picker, offline here): a stall there is felt
+              as much as any other
   idle RSS    that process's resident memory ~5 s after its window is shown (psutil), no model
 
 The fake hub runs in its own process at a lower priority (the real hub's work happens on another machine).
 Each scenario runs ROUNDS times ($LLAMADESK_BENCH_ROUNDS, default 3): the table gives every round, the median
-and the worst. RESULT lines judge the median (noise on a shared 2-core machine), worst stall last.
+and the worst, and "own": the stall once the time the UI thread was runnable but given no CPU
+(/proc/thread-self/schedstat) is taken out. RESULT lines judge the median (noise on a shared 2-core machine),
+worst stall last. Informational rows: the idle window, and the answer again with the engine on one thread fewer
+than the machine's cores (does the engine starve the UI of a CPU?).
+
+Diagnosis: LLAMADESK_BENCH_STACKS=1 (LLAMADESK_BENCH_STACK_DEPTH=9) prints, for each worst gap, the Python
+callables the event loop ran in it (timed with sys.setprofile on the UI thread) and every thread's stack
+while the UI is stuck; it slows Python a lot, so judge only runs without it.
 """
 from __future__ import annotations
 
@@ -38,8 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-WORK = Path(tempfile.mkdtemp(prefix="llamadesk-bench-ui-"))
-os.environ["LLAMADESK_HOME"] = str(WORK / "home")   # never the user's data
+# Made in main() (spawned helpers re-import this module and must not make folders of their own); LLAMADESK_HOME
+# points inside it, never at the user's data.
+WORK = Path(tempfile.gettempdir()) / "llamadesk-bench-ui-unset"
 
 from ui_probe import PROBE_MS, StallProbe, run_for, run_until  # noqa: E402
 
@@ -268,7 +279,7 @@ def start_once(stay_s: float = 7.0) -> dict:
         raise RuntimeError(f"the app did not show its window: {process.communicate()[1][-800:]}")
     time.sleep(0.05)
     seen = json.loads(result_path.read_text())
-    time.sleep(max(0.0, seen["paint"] + 5.0 - time.time()))
+    time.sleep(max(0.0, seen["painted"] + 5.0 - time.time()))
     gui = psutil.Process(process.pid)
     rss = gui.memory_info().rss
     children = sum(child.memory_info().rss for child in gui.children(recursive=True))
@@ -277,13 +288,16 @@ def start_once(stay_s: float = 7.0) -> dict:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    return {"shown_s": seen["paint"] - spawned, "expose_s": seen["expose"] - spawned,
+    stalls = json.loads(result_path.with_suffix(".stalls.json").read_text())
+    return {"stalls": stalls, "shown_s": seen["painted"] - spawned, "paint_s": seen["paint"] - spawned,
+            "expose_s": seen["expose"] - spawned,
             "python_s": seen["driver_started"] - spawned, "rss_mib": rss / 2**20, "children_mib": children / 2**20,
             "exit": process.returncode}
 
 
 def real_app_rss(wait_s: float = 7.0) -> float:
-    """`python -m desktop.app` itself (no driver), its RSS after wait_s; ended with SIGTERM (its own pid)."""
+    """`python -m desktop.app` itself (no driver), its RSS after wait_s. Ended with SIGTERM, so its child
+    processes (the picker's fit workers) are ended here too, by their ids: a killed app leaves them running."""
     import psutil
 
     home = Path(tempfile.mkdtemp(prefix="home-real-", dir=WORK))
@@ -291,13 +305,22 @@ def real_app_rss(wait_s: float = 7.0) -> float:
     process = subprocess.Popen([sys.executable, "-m", "desktop.app"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(wait_s)
-    rss = psutil.Process(process.pid).memory_info().rss if process.poll() is None else float("nan")
+    rss, children = float("nan"), []
+    if process.poll() is None:
+        gui = psutil.Process(process.pid)
+        rss, children = gui.memory_info().rss, gui.children(recursive=True)
     process.terminate()
     try:
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(children, timeout=5)
     return rss / 2**20
 
 
@@ -315,10 +338,14 @@ def row(name: str, values: list[float], unit: str, target: str, own: list[float]
 
 
 def main() -> int:
+    global WORK
+    WORK = Path(tempfile.mkdtemp(prefix="llamadesk-bench-ui-"))
+    os.environ["LLAMADESK_HOME"] = str(WORK / "home")
     model = Path(os.environ.get("LLAMADESK_TEST_MODEL")
                  or Path.home() / ".cache/llamadesk/test-models/SmolLM2-135M-Instruct.Q4_1.gguf")
     if not model.is_file():
         print(f"bench_ui: no test model at {model}; set LLAMADESK_TEST_MODEL")
+        shutil.rmtree(WORK, ignore_errors=True)
         return 2
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {ROUNDS} rounds; work folder {WORK}",
           flush=True)
@@ -351,7 +378,8 @@ def _run(model: Path, hub_pipe) -> int:
 
     point_huggingface_hub_at(hub_url, str(WORK / "hf"), _Env())
     settings = settings_store.load()
-    app = create_application([sys.argv[0]], settings.theme)  # noqa: F841 - keeps the application alive
+    app = create_application([sys.argv[0]], settings.theme)
+    app.processEvents()
     from desktop.main_window import MainWindow
 
     window = MainWindow(settings)
@@ -360,7 +388,9 @@ def _run(model: Path, hub_pipe) -> int:
     if not run_until(lambda: ready.count > 0, 30):
         raise RuntimeError("the chat workspace never became ready")
     probe = StallProbe()
-    results: dict[str, list[dict]] = {}
+    results: dict[str, list[dict]] = {"window start-up, first 3 s": [start["stalls"] for start in starts]}
+    for start in starts:
+        start["stalls"]["note"] = "the subprocess, from its window's first paint (a first run: the picker opens)"
     print("idle ...", flush=True)
     results["idle window (baseline)"] = [measure(probe, lambda: None, lambda: True, 1, settle_s=2.0)
                                          for _ in range(ROUNDS)]
@@ -401,7 +431,8 @@ wait = runnable, waiting for a CPU; the rest the UI thread slept (the GIL or a l
         done = all(r.get("finished", True) for r in rounds)
         extra = (f"UI CPU {worst_round['stall_cpu_ms']:.0f} ms, wait {worst_round['stall_wait_ms']:.0f} ms, "
                  f"at {worst_round['stall_at_s']:.2f} s of {worst_round['seconds']:.1f} s; most UI CPU in one gap "
-                 f"{worst_round['max_cpu_ms']:.0f} ms; {worst_round.get('note', '')}{'' if done else ' [DID NOT FINISH]'}")
+                 f"{worst_round['max_cpu_ms']:.0f} ms; {worst_round.get('note', '')}"
+                 f"{'' if done else ' [DID NOT FINISH]'}")
         info = "baseline" in name or "(info)" in name
         row(name, stalls, "ms", "info" if info else f"<{STALL_TARGET_MS:.0f}", own, extra)
         if worst_round.get("stack"):
@@ -409,7 +440,9 @@ wait = runnable, waiting for a CPU; the rest the UI thread slept (the GIL or a l
         if not info:
             verdicts.append((name, statistics.median(stalls), max(stalls), statistics.median(own), max(own), done))
     row("cold start to window", [s["shown_s"] for s in starts], "s", f"<{START_TARGET_S:.0f}", None,
-        "to the main window's first paint; first expose " + " ".join(f"{s['expose_s']:.2f}" for s in starts)
+        "until the main window's first paint is done; first expose "
+        + " ".join(f"{s['expose_s']:.2f}" for s in starts)
+        + " s; first paint event " + " ".join(f"{s['paint_s']:.2f}" for s in starts)
         + " s; spawn to the driver's first line " + " ".join(f"{s['python_s']:.2f}" for s in starts) + " s")
     row("idle RSS, no model", [s["rss_mib"] for s in starts], "MiB", f"<{RSS_TARGET_MIB:.0f}", None,
         f"5 s after the window is shown; its child processes {max(s['children_mib'] for s in starts):.0f} MiB; "
@@ -422,7 +455,7 @@ wait = runnable, waiting for a CPU; the rest the UI thread slept (the GIL or a l
           f"target=<{START_TARGET_S:.0f} {'ok' if start_median < START_TARGET_S else 'short'}")
     print(f"RESULT ui_idle_rss_mib={rss_median:.0f} worst={max(s['rss_mib'] for s in starts):.0f} "
           f"target=<{RSS_TARGET_MIB:.0f} {'ok' if rss_median < RSS_TARGET_MIB else 'short'}")
-    keys = {"model load": "load", "200-file fit check": "fit_check"}
+    keys = {"model load": "load", "200-file fit check": "fit_check", "window start-up, first 3 s": "startup"}
     verdicts.sort(key=lambda v: v[1])
     for name, median, worst, own, own_worst, done in verdicts:
         key = keys.get(name, name.split()[0])

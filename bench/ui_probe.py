@@ -8,9 +8,11 @@ process out on this shared 2-core machine (wall time without UI CPU), or from wa
 
 Run as a script (`python bench/ui_probe.py`), it is the start-up driver: it runs the real `desktop.app.main()`
 (what `python -m desktop.app` runs) with one application-wide event filter added, which records when the main
-window is first exposed and first painted. It writes JSON to $LLAMADESK_PROBE_RESULT as soon as the window is
-painted, then quits the app after $LLAMADESK_PROBE_STAY_S seconds (so the bench can read its idle memory from
-outside). Nothing in desktop/ changes.
+window is first exposed and first painted. It writes JSON to $LLAMADESK_PROBE_RESULT as soon as the first
+paint event has been handled, then quits the app after $LLAMADESK_PROBE_STAY_S seconds (so the bench can read
+its idle memory from outside). From then on, a StallProbe watches the event loop for $LLAMADESK_PROBE_WATCH_S
+seconds (the window's start-up work: chats opening, warm-ups, the first memory samples, the first-run picker)
+and its result goes to <result>.stalls.json. Nothing in desktop/ changes.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 PROBE_MS = 5
 WATCH = bool(os.environ.get("LLAMADESK_BENCH_STACKS"))   # diagnosis: where the UI thread is during a stall
+DEPTH = int(os.environ.get("LLAMADESK_BENCH_STACK_DEPTH", "4"))
 
 
 def _runqueue_wait_s() -> float:
@@ -80,7 +83,7 @@ class StallProbe:
         """Diagnosis: time every Python callable the Qt event loop calls directly (a slot, a timer callback)."""
         if event == "call":
             back = frame.f_back
-            if back is not None and back.f_code is _LOOP_CODE and frame.f_code not in _OWN_CODES:
+            if back is not None and back.f_code in _LOOP_CODES and frame.f_code not in _OWN_CODES:
                 self._open_calls[id(frame)] = time.perf_counter()
         elif event == "return" and self._open_calls:
             began = self._open_calls.pop(id(frame), None)
@@ -107,7 +110,7 @@ class StallProbe:
                 for ident, frame in _sys._current_frames().items():
                     if ident == threading.get_ident():
                         continue
-                    where = traceback.extract_stack(frame)[-4:]
+                    where = traceback.extract_stack(frame)[-DEPTH:]
                     label = "UI" if ident == self._ui_thread else names.get(ident, str(ident))
                     lines.append(f"    [{label}] " + " <- ".join(
                         f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(where)))
@@ -163,7 +166,7 @@ def run_until(condition, timeout_s: float, poll_ms: int = 10) -> bool:
     return result["ok"]
 
 
-_LOOP_CODE = run_until.__code__
+_LOOP_CODES = {run_until.__code__}   # frames whose direct callees are event-loop callbacks
 _OWN_CODES = (next(c for c in run_until.__code__.co_consts if getattr(c, "co_name", "") == "check"),
               StallProbe._tick.__code__)   # the bench's own callbacks are not the app's work
 
@@ -186,6 +189,8 @@ def _driver() -> int:
     from PySide6.QtWidgets import QApplication
 
     seen: dict[str, float] = {"driver_started": started}
+    watch_s = float(os.environ.get("LLAMADESK_PROBE_WATCH_S", "3"))
+    probe: list[StallProbe] = []
 
     class FirstShow(QObject):
         def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
@@ -199,11 +204,21 @@ def _driver() -> int:
                 QTimer.singleShot(0, self._report)
             return False
 
+        def _stalls(self) -> None:
+            result = probe[0].stop()
+            result_path.with_suffix(".stalls.json").write_text(json.dumps(result))
+
         def _report(self) -> None:
+            """Runs right after the first paint event was handled: the window is visible."""
+            seen["painted"] = time.time()
             seen.setdefault("expose", seen["paint"])
+            probe.append(StallProbe())   # the event loop from here on, for watch_s
+            probe[0].start()
+            QTimer.singleShot(int(watch_s * 1000), self._stalls)
             result_path.write_text(json.dumps(seen))
             QTimer.singleShot(int(stay_s * 1000), QApplication.quit)
 
+    _LOOP_CODES.add(app_module._exec_and_close.__code__)   # the app's own app.exec(), for the diagnosis
     original = app_module.create_application
     keep: list[QObject] = []
 
