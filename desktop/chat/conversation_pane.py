@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMenu, QPushButton, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMenu, QPushButton, QSizePolicy, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from desktop.chat.chat_settings import ChatSettings
 from desktop.chat.chat_view import ChatView
@@ -25,6 +26,8 @@ class ConversationPane(QWidget):
         self.title = QLabel("New chat")
         self.title.setObjectName("chatTitle")
         self.title.setAccessibleName("Chat title")
+        # A long title may be cut, but must never push the conversation list narrower.
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.settings_toggle = _tool_button("Settings", "Show the chat's system prompt and sampling settings")
         self.settings_toggle.setCheckable(True)
         self.files_button = _tool_button("Export ▾", "Export or import chats")

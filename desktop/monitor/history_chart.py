@@ -22,6 +22,8 @@ from PySide6.QtCore import QDateTime, QMargins, QPointF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 
 from core.memory_history import CAPACITY, WINDOW_SECONDS
+
+MIN_SPAN_SECONDS = 120
 from desktop import theme
 
 MIB = 2**20
@@ -140,6 +142,7 @@ class HistoryChart(QChartView):
         self.unit = PERCENT if percent else bytes_unit(0)
         self.lines: dict[str, _Line] = {}
         self._pending_end: float | None = None
+        self._first_timestamp: float | None = None
         self.look = theme.look_now()
         self._build_chart(title)
         self.setAccessibleName(f"{title} chart")
@@ -217,6 +220,8 @@ class HistoryChart(QChartView):
 
     def append(self, key: str, timestamp: float, value: float | None) -> None:
         """One point (seconds since the epoch); an unknown value (None) leaves a line as it was."""
+        if self._first_timestamp is None:
+            self._first_timestamp = timestamp
         if value is not None:
             self.lines[key].append(timestamp * 1000.0, float(value), self.unit.scale)
 
@@ -239,7 +244,7 @@ class HistoryChart(QChartView):
         end = QDateTime.fromMSecsSinceEpoch(int(timestamp * 1000))
         if end != self.time_axis.max():
             # A new time range makes QtCharts re-read every line's points: no need to tell each one.
-            self.time_axis.setRange(end.addSecs(-WINDOW_SECONDS), end)
+            self.time_axis.setRange(end.addSecs(-self._span_seconds(timestamp)), end)
             for line in self.lines.values():
                 line.changed = False
         for line in self.lines.values():
@@ -250,6 +255,13 @@ class HistoryChart(QChartView):
     def clear(self) -> None:
         for line in self.lines.values():
             line.clear()
+        self._first_timestamp = None
+
+    def _span_seconds(self, end: float) -> int:
+        """The ten-minute window once there is that much history; until then only what has data (at least
+        two minutes), so a fresh chart is not a sliver at its right edge."""
+        first = self._first_timestamp if self._first_timestamp is not None else end
+        return int(min(WINDOW_SECONDS, max(MIN_SPAN_SECONDS, end - first)))
 
     def point_count(self, key: str) -> int:
         return self.lines[key].series.count()

@@ -233,3 +233,16 @@ def test_value_axis_tops_and_steps_are_round(value, top, step):
 
     assert nice_ceiling(value) == pytest.approx(top)
     assert tick_interval(nice_ceiling(value)) == pytest.approx(step)
+
+
+def test_a_fresh_chart_shows_the_span_it_has_data_for(dashboard):
+    for second in range(30):
+        dashboard.show_sample(sample(second))
+    chart = dashboard.findChildren(QChartView)[0]
+    axis = chart.time_axis
+    span = (axis.max().toMSecsSinceEpoch() - axis.min().toMSecsSinceEpoch()) / 1000
+    assert span == 120  # two minutes while there is little history, not a sliver of a ten-minute window
+    for second in range(30, 700):
+        dashboard.show_sample(sample(second))
+    span = (axis.max().toMSecsSinceEpoch() - axis.min().toMSecsSinceEpoch()) / 1000
+    assert span == 600
