@@ -134,12 +134,12 @@ class MemoryDashboard(QWidget):
         self.no_gpu.setVisible(False)  # until a sample says so
         self.prediction = PredictionBox()
         capacity = self._history.capacity
-        self.ram_chart = HistoryChart("RAM · last 10 minutes", capacity=capacity)
+        self.ram_chart = HistoryChart("RAM over time", capacity=capacity)
         self.ram_chart.add_line("engine", "Engine", color=CPU_LINE)
         self.ram_chart.add_line("app", "App", color=APP_LINE, dashed=True)
-        self.vram_chart = HistoryChart("VRAM · last 10 minutes", capacity=capacity)
+        self.vram_chart = HistoryChart("VRAM over time", capacity=capacity)
         self.vram_chart.setVisible(False)
-        self.busy_chart = HistoryChart("Utilisation · last 10 minutes", percent=True, capacity=capacity)
+        self.busy_chart = HistoryChart("Utilisation over time", percent=True, capacity=capacity)
         self.busy_chart.add_line("cpu", "CPU", color=CPU_LINE)
         self.peaks = _label("", "dashboardNote", "Peaks in the last 10 minutes")
         self.peaks.setWordWrap(True)

@@ -244,7 +244,9 @@ class HistoryChart(QChartView):
         end = QDateTime.fromMSecsSinceEpoch(int(timestamp * 1000))
         if end != self.time_axis.max():
             # A new time range makes QtCharts re-read every line's points: no need to tell each one.
-            self.time_axis.setRange(end.addSecs(-self._span_seconds(timestamp)), end)
+            span = self._span_seconds(timestamp)
+            self.time_axis.setFormat("HH:mm" if span >= WINDOW_SECONDS / 2 else "HH:mm:ss")
+            self.time_axis.setRange(end.addSecs(-span), end)
             for line in self.lines.values():
                 line.changed = False
         for line in self.lines.values():

@@ -211,6 +211,7 @@ def test_a_chart_draws_every_point_it_was_fed(qtbot, qapp):
 
     def same_picture() -> bool:
         reference.time_axis.setRange(fed.time_axis.min(), fed.time_axis.max())
+        reference.time_axis.setFormat(fed.time_axis.format())
         reference.value_axis.setRange(fed.value_axis.min(), fed.value_axis.max())
         reference.value_axis.setTickInterval(fed.value_axis.tickInterval())
         qapp.processEvents()
