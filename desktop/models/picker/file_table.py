@@ -21,7 +21,7 @@ MODEL, FILE, QUANT, SIZE, FIT, SPEED = range(len(COLUMNS))
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 BADGE_ROLE = Qt.ItemDataRole.UserRole + 3      # (background, text) of the fit badge, for the delegate's pill
-FIXED_WIDTHS = {QUANT: 72, SIZE: 76, FIT: 150, SPEED: 78}   # the text columns (Model, File) share the rest
+FIXED_WIDTHS = {QUANT: 72, SIZE: 90, FIT: 150, SPEED: 78}   # the text columns (Model, File) share the rest
 _FIT_ORDER = {"full": 0, "partial": 1, "cpu": 2, "unknown": 3, "checking": 4, "too-large": 5}
 
 
