@@ -15,16 +15,17 @@ import html
 import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QFormLayout, QFrame, QHBoxLayout,
-                               QLabel, QPushButton, QRadioButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
+                               QLabel, QPushButton, QRadioButton, QSlider, QVBoxLayout, QWidget)
 
 from core.gguf import ModelInfo
 from core.hardware import HardwareSnapshot
-from core.offload_choice import (KV_TYPE_LABELS, OffloadChoice, context_steps, manual_layers,
+from core.offload_choice import (KV_TYPE_LABELS, OffloadChoice, manual_layers,
                                  needs_flash_attention, normalized, offloadable_layers, plan_choice,
                                  trained_context)
 from core.plan import CPU_ONLY, DEFAULT_GPU_MARGIN, FULL, TOO_LARGE, DevicePlan, Plan
 from core.settings import ALL_GPU_LAYERS, KV_TYPES
 from core.units import format_bytes
+from desktop.models.context_control import ContextControl
 from desktop.monitor.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
 from desktop.tasks import Task
 
@@ -105,7 +106,6 @@ class OffloadPanel(QWidget):
         self.margin = DEFAULT_GPU_MARGIN
         self.plan: Plan | None = None
         self.sections: list[MemoryBarSection] = []
-        self._steps: tuple[int, ...] = (512,)
         self._generation = 0
         self._quiet = False  # True while the panel moves its own controls
         self._timer = QTimer(self, singleShot=True, interval=debounce_ms)
@@ -131,15 +131,8 @@ class OffloadPanel(QWidget):
         self.layers_slider.setAccessibleName("GPU layers")
         self.layers_slider.setPageStep(4)
         self.layers_value = _label("GPU layers value", "offloadNote")
-        self.context_slider = QSlider(Qt.Orientation.Horizontal)
-        self.context_slider.setAccessibleName("Context length steps")
-        self.context_slider.setPageStep(1)
-        self.context_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.context_spin = QSpinBox()
-        self.context_spin.setAccessibleName("Context length in tokens")
-        self.context_spin.setSingleStep(512)
-        self.context_spin.setSuffix(" tokens")
-        self.context_spin.setGroupSeparatorShown(True)
+        self.context = ContextControl(ticks=True)
+        self.context_slider, self.context_spin = self.context.slider, self.context.spin
         self.kv_combo = QComboBox()
         self.kv_combo.setAccessibleName("KV cache type")
         for kv_type in KV_TYPES:
@@ -170,7 +163,7 @@ class OffloadPanel(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("GPU layers", self._row(self.auto_button, self.manual_button))
         form.addRow("", self._row(self.layers_slider, self.layers_value, stretch_first=True))
-        form.addRow("Context", self._row(self.context_slider, self.context_spin, stretch_first=True))
+        form.addRow("Context", self.context)
         form.addRow("&KV cache", self.kv_combo)
         form.addRow("", self.flash_check)
         form.labelForField(self.kv_combo).setBuddy(self.kv_combo)
@@ -211,8 +204,7 @@ class OffloadPanel(QWidget):
     def _connect(self) -> None:
         self.auto_button.toggled.connect(self._mode_changed)
         self.layers_slider.valueChanged.connect(self._layers_moved)
-        self.context_slider.valueChanged.connect(self._context_step_moved)
-        self.context_spin.valueChanged.connect(self._context_typed)
+        self.context.changed.connect(lambda _value: self._changed())
         self.kv_combo.currentIndexChanged.connect(self._kv_changed)
         self.flash_check.toggled.connect(lambda _on: self._changed())
         self.apply_button.clicked.connect(lambda: self.apply_requested.emit(self.choice()))
@@ -230,7 +222,7 @@ class OffloadPanel(QWidget):
         self.layers_slider.setRange(0, n_layers)
         self.layers_slider.setValue(0 if choice.is_auto else manual_layers(choice, n_layers))
         (self.auto_button if choice.is_auto else self.manual_button).setChecked(True)
-        self._set_context_range(trained_context(model_info), choice.context)
+        self.context.set_range(trained_context(model_info), choice.context)
         self.kv_combo.setCurrentIndex(max(self.kv_combo.findData(choice.kv_type), 0))
         self.flash_check.setChecked(choice.flash_attn)
         self._quiet = False
@@ -254,15 +246,6 @@ class OffloadPanel(QWidget):
         trained = f" · trained for {model.context_length:,} tokens" if model.context_length else ""
         return f"<b>{html.escape(name)}</b> · {model.quantization} · {n_layers} layers{trained}"
 
-    def _set_context_range(self, trained: int, context: int) -> None:
-        self._steps = context_steps(trained)
-        self.context_slider.setRange(0, len(self._steps) - 1)
-        self.context_spin.setRange(self._steps[0], self._steps[-1])
-        self.context_spin.setValue(context)
-        self.context_slider.setValue(self._step_index(self.context_spin.value()))
-
-    def _step_index(self, context: int) -> int:
-        return max(i for i, step in enumerate(self._steps) if step <= context or i == 0)
 
     def _mode_changed(self, _auto: bool) -> None:
         self._show_layers_value()
@@ -272,18 +255,6 @@ class OffloadPanel(QWidget):
         if not self._quiet and self.auto_button.isChecked():
             self.manual_button.setChecked(True)  # moving the slider is a manual choice
         self._show_layers_value()
-        self._changed()
-
-    def _context_step_moved(self, index: int) -> None:
-        if not self._quiet:
-            self.context_spin.setValue(self._steps[index])
-
-    def _context_typed(self, value: int) -> None:
-        if self._quiet:
-            return
-        self._quiet = True
-        self.context_slider.setValue(self._step_index(value))
-        self._quiet = False
         self._changed()
 
     def _kv_changed(self, _index: int) -> None:

@@ -12,7 +12,7 @@ from dataclasses import replace
 import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
-                               QSlider, QSpinBox, QVBoxLayout, QWidget)
+                               QVBoxLayout, QWidget)
 
 from core.offload_choice import KV_TYPE_LABELS, context_steps, trained_context
 from core.plan import Plan
@@ -21,6 +21,7 @@ from core.units import format_bytes
 from desktop.models.offload_panel import device_figure, device_parts, device_title, kv_text, speed_text, verdict_kind
 from desktop.models.picker.rows import PickerRow
 from desktop.models.picker.work import Planning, RowPlan, exact_figures, plan_row_off_thread
+from desktop.models.context_control import ContextControl
 from desktop.monitor.stacked_bar import MemoryBarSection
 from desktop.tasks import Task
 
@@ -66,7 +67,6 @@ class DetailsPane(QWidget):
         self.planning: Planning | None = None
         self.shown: RowPlan | None = None
         self.sections: list[MemoryBarSection] = []
-        self._steps: tuple[int, ...] = (512,)
         self._generation = 0
         self._quiet = False
         self._downloading = False
@@ -85,14 +85,8 @@ class DetailsPane(QWidget):
         self.explanation = _label("Explanation", "offloadNote")
         self.speed = _label("Predicted speed", "offloadNote")
         self.kv_figure = _label("KV cache size", "offloadNote")
-        self.context_slider = QSlider(Qt.Orientation.Horizontal)
-        self.context_slider.setAccessibleName("Context length steps")
-        self.context_slider.setPageStep(1)
-        self.context_spin = QSpinBox()
-        self.context_spin.setAccessibleName("Context length in tokens")
-        self.context_spin.setSingleStep(512)
-        self.context_spin.setSuffix(" tokens")
-        self.context_spin.setGroupSeparatorShown(True)
+        self.context = ContextControl()
+        self.context_slider, self.context_spin = self.context.slider, self.context.spin
         self.kv_combo = QComboBox()
         self.kv_combo.setAccessibleName("KV cache type")
         for kv_type in KV_TYPES:
@@ -115,14 +109,9 @@ class DetailsPane(QWidget):
     def _lay_out(self) -> None:
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        context_row = QWidget()
-        row_layout = QHBoxLayout(context_row)
-        row_layout.setContentsMargins(0, 0, 0, 0)
-        row_layout.addWidget(self.context_slider, 1)
-        row_layout.addWidget(self.context_spin)
-        form.addRow("&Context", context_row)
+        form.addRow("&Context", self.context)
         form.addRow("&KV cache", self.kv_combo)
-        form.labelForField(context_row).setBuddy(self.context_spin)
+        form.labelForField(self.context).setBuddy(self.context_spin)
         form.labelForField(self.kv_combo).setBuddy(self.kv_combo)
         self.controls = QWidget()
         self.controls.setLayout(form)
@@ -162,8 +151,7 @@ class DetailsPane(QWidget):
             QWidget.setTabOrder(before, after)
 
     def _connect(self) -> None:
-        self.context_slider.valueChanged.connect(self._context_step_moved)
-        self.context_spin.valueChanged.connect(self._context_typed)
+        self.context.changed.connect(lambda _value: self._changed())
         self.kv_combo.currentIndexChanged.connect(lambda _index: self._changed())
         self.exact_button.clicked.connect(self._exact_now)
         self.download_button.clicked.connect(lambda: self.row and self.download_clicked.emit(self.row))
@@ -207,42 +195,14 @@ class DetailsPane(QWidget):
         if planning is None:
             return
         self._quiet = True
-        self._steps = context_steps(trained or 131072)
-        self.context_slider.setRange(0, len(self._steps) - 1)
-        self.context_spin.setRange(self._steps[0], self._steps[-1])
-        self.context_spin.setValue(planning.choice.context)
-        self.context_slider.setValue(self._step_index(self.context_spin.value()))
+        self.context.set_range(trained or 131072, planning.choice.context)
         self.kv_combo.setCurrentIndex(max(self.kv_combo.findData(planning.choice.kv_type), 0))
         self._quiet = False
 
     def _fit_context_range(self, trained: int) -> None:
         """Once the model is known: offer contexts up to what it was trained for."""
-        steps = context_steps(trained)
-        if steps == self._steps:
-            return
-        self._quiet = True
-        value = self.context_spin.value()
-        self._steps = steps
-        self.context_slider.setRange(0, len(steps) - 1)
-        self.context_spin.setRange(steps[0], steps[-1])
-        self.context_spin.setValue(min(value, steps[-1]))
-        self.context_slider.setValue(self._step_index(self.context_spin.value()))
-        self._quiet = False
-
-    def _step_index(self, context: int) -> int:
-        return max(i for i, step in enumerate(self._steps) if step <= context or i == 0)
-
-    def _context_step_moved(self, index: int) -> None:
-        if not self._quiet:
-            self.context_spin.setValue(self._steps[index])
-
-    def _context_typed(self, value: int) -> None:
-        if self._quiet:
-            return
-        self._quiet = True
-        self.context_slider.setValue(self._step_index(value))
-        self._quiet = False
-        self._changed()
+        if context_steps(trained) != self.context.steps:
+            self.context.set_range(trained, self.context.value())
 
     def _changed(self) -> None:
         if not self._quiet and self.row is not None:
