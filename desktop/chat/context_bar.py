@@ -19,7 +19,7 @@ class ContextBar(QProgressBar):
         if not usage or usage[1] <= 0:
             self.setRange(0, 1)
             self.setValue(0)
-            self.setFormat("Context: no answer yet")
+            self.setFormat("Context use: shown after the first answer")
             self.setProperty("level", "normal")
         else:
             used, size = usage

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
@@ -94,6 +95,8 @@ class SettingsDialog(QDialog):
         self.save_button.setObjectName("primary")
         self.save_button.setAccessibleName("Save the settings")
         self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setAccessibleName("Cancel without saving")
+        for button in self.buttons.buttons():
+            button.setIcon(QIcon())  # some desktop styles add stock icons; no other button in the app has one
 
     def _lay_out(self) -> None:
         form = QFormLayout()
