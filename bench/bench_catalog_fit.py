@@ -141,16 +141,6 @@ def serve_catalog(server, catalog) -> None:
         server.add_repo(model.repo_id, files, gated=False)
 
 
-class _Env:
-    def setenv(self, name, value):
-        os.environ[name] = value
-
-    def delenv(self, name, raising=False):
-        os.environ.pop(name, None)
-
-    def setattr(self, target, name, value):
-        setattr(target, name, value)
-
 
 def main() -> int:
     from core import catalog as cat
@@ -162,7 +152,7 @@ def main() -> int:
     profile = os.environ.get("BENCH_PROFILE", "desktop-24gb")
     try:
         with FakeHub() as server:
-            point_huggingface_hub_at(server.url, str(work / "hf"), _Env())
+            point_huggingface_hub_at(server.url, str(work / "hf"))
             os.environ["LLAMADESK_HOME"] = str(work / "home")
             catalog = cat.load_catalog(use_refresh_cache=False)
             print("building the fake hub's headers (cached across runs) ...", flush=True)

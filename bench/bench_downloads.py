@@ -26,18 +26,6 @@ TARGET_RATIO = 0.8
 REPO, NAME = "bench/Throughput-GGUF", "payload-Q4_K_M.gguf"
 
 
-class _Env:
-    """Just enough of pytest's monkeypatch for point_huggingface_hub_at."""
-
-    def setenv(self, name, value):
-        os.environ[name] = value
-
-    def delenv(self, name, raising=False):
-        os.environ.pop(name, None)
-
-    def setattr(self, target, name, value):
-        setattr(target, name, value)
-
 
 def plain_fetch(url: str, target: Path) -> float:
     started = time.perf_counter()
@@ -87,7 +75,7 @@ def main() -> int:
     server.start()
     try:
         hub_url = ours.recv()
-        point_huggingface_hub_at(hub_url, str(work / "hf"), _Env())
+        point_huggingface_hub_at(hub_url, str(work / "hf"))
         os.environ["LLAMADESK_HOME"] = str(work / "home")
         url = f"{hub_url}/{REPO}/resolve/main/{NAME}"
         plain_fetch(url, work / "warm-up")  # first connection, page cache

@@ -36,16 +36,6 @@ QUANTS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_K_S", "Q4_K_M", "Q5_
           "Q8_0", "IQ4_XS", "IQ3_M", "IQ2_M", "F16", "BF16")
 
 
-class _Env:
-    def setenv(self, name, value):
-        os.environ[name] = value
-
-    def delenv(self, name, raising=False):
-        os.environ.pop(name, None)
-
-    def setattr(self, target, name, value):
-        setattr(target, name, value)
-
 
 def _virtual(name: str):
     from core.gguf import read_model_info
@@ -199,7 +189,7 @@ def main() -> int:
           flush=True)
     process, connection, url, catalog = start_hub_process(work)
     try:
-        point_huggingface_hub_at(url, str(work / "hf"), _Env())
+        point_huggingface_hub_at(url, str(work / "hf"))
         sources = LibrarySources(app_dir=work / "app", lmstudio_dirs=(), ollama_dir=work / "ollama")
 
         def factory(cache_root: Path):

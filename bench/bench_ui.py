@@ -71,18 +71,6 @@ PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a me
 
 
 # -- the fake hub, in its own process --------------------------------------------------------------------------------
-class _Env:
-    """Just enough of pytest's monkeypatch for point_huggingface_hub_at."""
-
-    def setenv(self, name, value):
-        os.environ[name] = value
-
-    def delenv(self, name, raising=False):
-        os.environ.pop(name, None)
-
-    def setattr(self, target, name, value):
-        setattr(target, name, value)
-
 
 def _serve(connection, folder: str, download_bytes: int) -> None:
     sys.path.insert(0, str(ROOT))
@@ -376,7 +364,7 @@ def _run(model: Path, hub_pipe) -> int:
     from desktop.app import create_application
     from tests.fixtures.fake_hub import point_huggingface_hub_at
 
-    point_huggingface_hub_at(hub_url, str(WORK / "hf"), _Env())
+    point_huggingface_hub_at(hub_url, str(WORK / "hf"))
     settings = settings_store.load()
     app = create_application([sys.argv[0]], settings.theme)
     app.processEvents()

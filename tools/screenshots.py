@@ -124,7 +124,6 @@ def start_fake_hub(hf_home: Path):
     """Start the fake hub and point huggingface_hub (here and in every child started later) at it."""
     import multiprocessing
 
-    from bench.bench_catalog_fit import _Env
     from tests.fixtures.fake_hub import point_huggingface_hub_at
 
     context = multiprocessing.get_context("spawn")
@@ -133,7 +132,7 @@ def start_fake_hub(hf_home: Path):
                               daemon=True)
     process.start()
     url = ours.recv()
-    point_huggingface_hub_at(url, str(hf_home), _Env())
+    point_huggingface_hub_at(url, str(hf_home))
     return process, ours
 
 
