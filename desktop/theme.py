@@ -97,6 +97,24 @@ def is_look_event(event: QEvent) -> bool:
     return event.type() in _LOOK_EVENTS
 
 
+class FollowsLook:
+    """For a QWidget drawn in the app's look (list it before the Qt class): follow_look() runs when the
+    look may have changed and when the widget is shown, since a widget never shown may miss the change
+    events. follow_look() compares look_now() with what it drew and redraws only on a difference."""
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if is_look_event(event):
+            self.follow_look()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.follow_look()
+
+    def follow_look(self) -> None:
+        raise NotImplementedError
+
+
 class ThemeNotifier(QObject):
     look_changed = Signal(str)  # "light" | "dark", after apply_theme changed the look
 

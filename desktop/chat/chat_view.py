@@ -48,7 +48,7 @@ class _StreamTail:
     codes: list[str] = field(default_factory=list)
 
 
-class ChatView(QTextBrowser):
+class ChatView(theme.FollowsLook, QTextBrowser):
     action = Signal(str, str)          # action name ("edit", "regenerate", "previous", "next"), message id
     copied = Signal(str)               # what was put on the clipboard: "message" | "code"
 
@@ -179,14 +179,8 @@ class ChatView(QTextBrowser):
 
     # --- the look ---
 
-    def changeEvent(self, event) -> None:
-        super().changeEvent(event)
-        if theme.is_look_event(event):
-            self.apply_look(theme.look_now())
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self.apply_look(theme.look_now())  # a widget never shown may miss the look's change events
+    def follow_look(self) -> None:
+        self.apply_look(theme.look_now())
 
     def apply_look(self, look: str) -> None:
         """Draw what is shown again in `look`'s colours (nothing to do when it is the look drawn)."""

@@ -41,7 +41,7 @@ STYLE_SHEETS = {"light": STYLE_SHEET, "dark": Path(__file__).with_name("chat-dar
 _STATE_VERSION = 1
 
 
-class ChatWorkspace(QWidget):
+class ChatWorkspace(theme.FollowsLook, QWidget):
     notice = Signal(str, str)          # level "info" | "error", a sentence for the notice bar
 
     def __init__(self, session: EngineSession, store: ChatStore, parent=None) -> None:
@@ -64,7 +64,7 @@ class ChatWorkspace(QWidget):
         self._connect()
         self._add_shortcuts()
         self._set_focus_order()
-        self._apply_style()
+        self.follow_look()
         # Compiling Pygments' lexers is ~200 ms of pure Python: in a thread it still takes the GIL from the
         # UI thread, so it waits until the window has finished starting (measured: 170 ms stalls otherwise).
         QTimer.singleShot(HIGHLIGHT_WARM_UP_DELAY_MS, lambda: Task(code_highlight.warm_up).run_in_background())
@@ -163,7 +163,7 @@ class ChatWorkspace(QWidget):
         for first, second in zip(chain, chain[1:]):
             QWidget.setTabOrder(first, second)
 
-    def _apply_style(self) -> None:
+    def follow_look(self) -> None:
         """The chat's rules in the app's current look; the messages are drawn again in its colours."""
         look = theme.look_now()
         if look == self._look:
@@ -176,15 +176,6 @@ class ChatWorkspace(QWidget):
     @property
     def look(self) -> str:
         return self._look or "light"
-
-    def changeEvent(self, event) -> None:
-        super().changeEvent(event)
-        if theme.is_look_event(event):
-            self._apply_style()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self._apply_style()  # a widget never shown may miss the look's change events
 
     def _start(self) -> None:
         self.pane.view.show_hint("Opening your chats…")

@@ -88,13 +88,13 @@ def gpu_title(gpu: GpuMemory) -> str:
     return f"GPU {gpu.index} · {gpu.name}{shared}"
 
 
-class MemoryDashboard(QWidget):
+class MemoryDashboard(theme.FollowsLook, QWidget):
     def __init__(self, history: MemoryHistory | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("memoryDashboard")
         self.setAccessibleName("Memory dashboard")
         self._look: str | None = None
-        self._apply_look()
+        self.follow_look()
         self._history = history if history is not None else MemoryHistory()
         self.gpu_sections: dict[int, MemoryBarSection] = {}
         self._build()
@@ -108,16 +108,7 @@ class MemoryDashboard(QWidget):
     def look(self) -> str:
         return self._look or "light"
 
-    def changeEvent(self, event) -> None:
-        super().changeEvent(event)
-        if theme.is_look_event(event):
-            self._apply_look()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self._apply_look()  # a widget never shown may miss the look's change events
-
-    def _apply_look(self) -> None:
+    def follow_look(self) -> None:
         """The dashboard's rules in the app's current look (the bars and charts follow it themselves)."""
         look = theme.look_now()
         if look != self._look:

@@ -134,7 +134,7 @@ class _Line:
         self.series.clear()
 
 
-class HistoryChart(QChartView):
+class HistoryChart(theme.FollowsLook, QChartView):
     def __init__(self, title: str, *, percent: bool = False, capacity: int = CAPACITY, parent=None) -> None:
         super().__init__(parent)
         self.capacity = capacity
@@ -176,12 +176,7 @@ class HistoryChart(QChartView):
     def colours(self) -> ChartColours:
         return LOOKS.get(self.look, LOOKS["light"])
 
-    def changeEvent(self, event) -> None:
-        super().changeEvent(event)
-        if theme.is_look_event(event):
-            self._follow_look()
-
-    def _follow_look(self) -> None:
+    def follow_look(self) -> None:
         if theme.look_now() != self.look:
             self.look = theme.look_now()
             self._colour_chart()
@@ -233,8 +228,7 @@ class HistoryChart(QChartView):
             self._redraw()
 
     def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self._follow_look()  # a widget never shown may miss the look's change events
+        super().showEvent(event)  # follows the look first
         self._redraw()
 
     def _redraw(self) -> None:

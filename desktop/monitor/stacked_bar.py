@@ -143,7 +143,7 @@ class StackedBar(QWidget):
         painter.drawText(segment, Qt.AlignmentFlag.AlignCenter, text)
 
 
-class MemoryBarSection(QWidget):
+class MemoryBarSection(theme.FollowsLook, QWidget):
     """A heading line (title left, a figure right), the stacked bar, and its legend."""
 
     def __init__(self, title: str, accessible_name: str, parent: QWidget | None = None) -> None:
@@ -163,16 +163,7 @@ class MemoryBarSection(QWidget):
         self._look = theme.look_now()
         self._lay_out()
 
-    def changeEvent(self, event) -> None:
-        super().changeEvent(event)
-        if theme.is_look_event(event):
-            self._follow_look()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self._follow_look()  # a widget never shown may miss the look's change events
-
-    def _follow_look(self) -> None:
+    def follow_look(self) -> None:
         if theme.look_now() != self._look:
             self._look = theme.look_now()
             if self.bar.parts:

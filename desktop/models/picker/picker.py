@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import shiboken6
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QMessageBox, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
@@ -27,6 +27,7 @@ from core.library import LibrarySources, LocalModel
 from core.offload_choice import choice_from_settings
 from core.settings import Settings
 from core.units import format_bytes
+from desktop import theme
 from desktop.models.picker import style, work
 from desktop.models.picker.details_pane import DetailsPane
 from desktop.models.picker.download_queue import DownloadQueue
@@ -47,7 +48,7 @@ def machine_text(snapshot: HardwareSnapshot) -> str:
     return "Planned for this machine: " + " · ".join([*gpus, host] if gpus else ["no usable GPU", host])
 
 
-class ModelPicker(QWidget):
+class ModelPicker(theme.FollowsLook, QWidget):
     load_requested = Signal(str)       # the path of a verified model file on this computer
     notice = Signal(str, str)          # level "info" | "error", a sentence
 
@@ -77,7 +78,7 @@ class ModelPicker(QWidget):
         self._build(debounce_ms)
         self._lay_out()
         self._connect()
-        self._apply_look()
+        self.follow_look()
 
     # -- building ------------------------------------------------------------------------------------------------
     def _build(self, debounce_ms: int | None) -> None:
@@ -203,16 +204,11 @@ class ModelPicker(QWidget):
 
     # -- Qt events -----------------------------------------------------------------------------------------------
     def showEvent(self, event) -> None:
-        super().showEvent(event)
+        super().showEvent(event)  # follows the look first
         self.start()
 
-    def changeEvent(self, event) -> None:
-        super().changeEvent(event)
-        if event.type() in (QEvent.Type.StyleChange, QEvent.Type.PaletteChange):
-            self._apply_look()
-
-    def _apply_look(self) -> None:
-        look = style.current_look()
+    def follow_look(self) -> None:
+        look = theme.look_now()
         if look == self._look:
             return
         self._look = look

@@ -7,16 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QApplication
-
-from desktop import theme
-
 _FILES = {"light": "picker.qss", "dark": "picker-dark.qss"}
-
-
-def current_look() -> str:
-    app = QApplication.instance()
-    return theme.current_look(app) if app is not None else "light"
 
 
 def style_sheet(look: str) -> str:
