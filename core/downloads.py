@@ -6,9 +6,10 @@ huggingface_hub for everything else: the file URL (HF_ENDPOINT), the metadata HE
 the auth headers (the user's login) and the shared HTTP session.
 
 A transfer writes ``blobs/<sha256>.llamadesk-part`` in the repository's cache folder, with Range requests from
-the bytes already there (after a dropped connection, a stall, a pause or an app restart), hashes as it goes, and
-only a file whose SHA-256 matches is moved to ``blobs/<sha256>`` and linked from ``snapshots/<commit>/<file>``
-(plus ``refs/<branch>``) — the layout huggingface_hub and its cache scanner use, so other tools see the file.
+the bytes already there (after a dropped connection, a stall, a pause or an app restart), hashed by a thread that
+reads behind the writer (core/trailing_hash.py), and only a file whose SHA-256 matches is moved to
+``blobs/<sha256>`` and linked from ``snapshots/<commit>/<file>`` (plus ``refs/<branch>``) — the layout
+huggingface_hub and its cache scanner use, so other tools see the file.
 
     manager = DownloadManager(on_progress=print)
     job = manager.enqueue(DownloadRequest("Qwen/Qwen3-0.6B-GGUF", "Qwen3-0.6B-Q8_0.gguf"))
@@ -16,10 +17,8 @@ only a file whose SHA-256 matches is moved to ``blobs/<sha256>`` and linked from
 """
 from __future__ import annotations
 
-import atexit
 import enum
 import errno
-import hashlib
 import itertools
 import json
 import logging
@@ -32,14 +31,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import httpcore2
-import httpx2
 from huggingface_hub import get_hf_file_metadata, hf_hub_url
 from huggingface_hub.file_download import repo_folder_name
-from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
-from huggingface_hub.utils._http import hf_request_event_hook
+from huggingface_hub.utils import build_hf_headers
 
 from core import hub, locations
+from core.byte_stream import ByteStream, StreamBroken, StreamRefused, StreamUntrusted, open_byte_stream
+from core.trailing_hash import TrailingSha256
 from core.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -238,130 +236,55 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-# -- the byte stream's client ---------------------------------------------------------------------------------------
-BULK_READ_BYTES = 1 << 20
-
-
-class _BulkReadStream(httpcore2.NetworkStream):
-    """A connection that takes up to 1 MiB per socket read where httpcore asks for 64 KiB: per-read Python
-    overhead in httpcore and h11 otherwise halves loopback/LAN throughput (bench/bench_downloads.py)."""
-
-    def __init__(self, inner: httpcore2.NetworkStream) -> None:
-        self._inner = inner
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max(max_bytes, BULK_READ_BYTES), timeout)
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, timeout)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(self, ssl_context, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore2.NetworkStream:
-        return _BulkReadStream(self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str):
-        return self._inner.get_extra_info(info)
-
-
-class _BulkReadBackend(httpcore2.NetworkBackend):
-    def __init__(self, inner: httpcore2.NetworkBackend) -> None:
-        self._inner = inner
-
-    def connect_tcp(self, *args, **kwargs) -> httpcore2.NetworkStream:
-        return _BulkReadStream(self._inner.connect_tcp(*args, **kwargs))
-
-    def connect_unix_socket(self, *args, **kwargs) -> httpcore2.NetworkStream:
-        return _BulkReadStream(self._inner.connect_unix_socket(*args, **kwargs))
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-_CLIENT_LOCK = threading.Lock()
-_CLIENT: httpx2.Client | None = None
-
-
-def transfer_client() -> httpx2.Client:
-    """The shared client for file bytes (created on first use; thread-safe, like huggingface_hub's session)."""
-    global _CLIENT
-    with _CLIENT_LOCK:
-        if _CLIENT is None:
-            _CLIENT = _new_transfer_client()
-            atexit.register(_CLIENT.close)
-        return _CLIENT
-
-
-def _new_transfer_client() -> httpx2.Client:
-    """The client for file bytes: huggingface_hub's default client settings (its request hook for offline mode
-    and request ids, redirects followed, proxies from the environment) with bulk socket reads.
-
-    Everything else (metadata, listings, headers) uses huggingface_hub's shared session. Should httpx's
-    internals move, this falls back to plain reads: slower, never wrong.
-    """
-    transport = httpx2.HTTPTransport()
-    pool = getattr(transport, "_pool", None)
-    if isinstance(getattr(pool, "_network_backend", None), httpcore2.NetworkBackend):
-        pool._network_backend = _BulkReadBackend(pool._network_backend)  # type: ignore[union-attr]
-    else:
-        log.info("bulk socket reads unavailable with this httpx; downloads use its default reads")
-    return httpx2.Client(transport=transport, event_hooks={"request": [hf_request_event_hook]},
-                         follow_redirects=True, timeout=None)
-
-
 # -- one transfer ---------------------------------------------------------------------------------------------------
 class _Transfer:
     """Fetch one resolved file into its part file, resuming, retrying and hashing; then verify and place it."""
 
     def __init__(self, job: _Job, target: _Target, layout: HubCacheLayout, policy: RetryPolicy,
-                 report: Callable[[], None], chunk_size: int, progress_interval: float,
-                 client: httpx2.Client) -> None:
-        self.job, self.target, self.layout, self.policy, self.client = job, target, layout, policy, client
+                 report: Callable[[], None], chunk_size: int, progress_interval: float) -> None:
+        self.job, self.target, self.layout, self.policy = job, target, layout, policy
         self.report, self.chunk_size, self.progress_interval = report, chunk_size, progress_interval
         self.part = layout.part(target.sha256)
-        # SHA-256 runs inline on 1 MiB blocks: measured faster than a hashing thread on 2 shared cores, and the
-        # kernel's socket buffer keeps receiving meanwhile.
-        self.hasher = hashlib.sha256()
         self.done = 0
+        self.hasher: TrailingSha256 | None = None
 
     def run(self) -> Path:
-        self._hash_existing_part()
+        try:
+            self._keep_existing_part()
+            self.hasher = TrailingSha256(self.part)
+            self._transfer()
+            return self._verify_and_place()
+        finally:
+            if self.hasher is not None:
+                self.hasher.close()
+
+    def _transfer(self) -> None:
         failures = 0
         while self.done < self.target.size:
             before = self.done
             try:
                 self._stream_once()
-            except (httpx2.TransportError, DownloadError) as error:
-                if isinstance(error, DownloadError) and not isinstance(error, NetworkError):
-                    raise
+            except (StreamBroken, NetworkError) as error:
                 failures = 0 if self.done > before else failures + 1
                 if failures > self.policy.max_retries:
                     raise NetworkError(
-                        f"The download of {self.job.request.filename} kept failing ({_describe(error)}); "
+                        f"The download of {self.job.request.filename} kept failing ({error}); "
                         f"{format_bytes(self.done)} of {format_bytes(self.target.size)} are kept — resume it "
                         "later.") from error
                 delay = self.policy.backoff(max(failures, 1))
                 log.warning("%s: %s at byte %d; retrying in %.1f s", self.job.request.filename,
-                            _describe(error), self.done, delay)
+                            error, self.done, delay)
                 self._sleep(delay)
-        return self._verify_and_place()
 
-    def _hash_existing_part(self) -> None:
+    def _keep_existing_part(self) -> None:
+        """Resume from the bytes a paused, dropped or interrupted transfer left (the hasher reads them too)."""
         if not self.part.is_file():
             return
         size = self.part.stat().st_size
         if size > self.target.size:
             self.part.unlink()
             return
-        with open(self.part, "rb") as handle:
-            left = size
-            while left and (block := handle.read(min(left, 8 << 20))):
-                self.hasher.update(block)
-                left -= len(block)
-                self._check_stop()
-        self.done = size - left
+        self.done = size
         log.info("resuming %s from byte %d", self.job.request.filename, size)
 
     def _stream_once(self) -> None:
@@ -369,35 +292,44 @@ class _Transfer:
         headers["Accept-Encoding"] = "identity"
         if self.done:
             headers["Range"] = f"bytes={self.done}-"
-        timeout = httpx2.Timeout(self.policy.stall_seconds, connect=min(30.0, self.policy.stall_seconds))
-        with self.client.stream("GET", self.target.url, headers=headers, timeout=timeout,
-                                  follow_redirects=True) as response:
-            if response.status_code >= 500 or response.status_code in (408, 429):
-                raise NetworkError(f"the server answered HTTP {response.status_code}")
-            if response.status_code >= 400:
-                response.read()
-                try:
-                    hf_raise_for_status(response)
-                except Exception as error:
-                    raise _as_download_error(error, self.job.request.filename) from error
-            if self.done and response.status_code == 200:
+        try:
+            stream = open_byte_stream(self.target.url, headers, stall_seconds=self.policy.stall_seconds)
+        except StreamRefused as error:
+            raise self._refusal(error) from error
+        except StreamUntrusted as error:
+            raise NetworkError(f"Cannot download {self.job.request.filename}: {error}.") from error
+        with stream:
+            if stream.status in (408, 429) or stream.status >= 500:
+                raise NetworkError(f"the server answered HTTP {stream.status}")
+            if self.done and stream.status == 200:
                 log.warning("the server ignored the Range request; starting %s again", self.job.request.filename)
                 self._restart()
-            self._write_body(response)
+            self._write_body(stream)
 
-    def _write_body(self, response: httpx2.Response) -> None:
+    def _refusal(self, error: StreamRefused) -> DownloadError:
+        what = f"{self.job.request.repo_id}/{self.job.request.filename}"
+        if error.status in (408, 429) or error.status >= 500:
+            return NetworkError(f"the server answered HTTP {error.status}")
+        if error.status in (401, 403):
+            return AccessDenied(f"The hub refused access to {what} (HTTP {error.status}: {error}); check your "
+                                "Hugging Face login (a gated model also needs its terms accepted on the website).")
+        if error.status == 404:
+            return NotFound(f"{what} was not found on the hub (HTTP 404).")
+        return DownloadError(f"The hub refused the download of {what} (HTTP {error.status}: {error}).")
+
+    def _write_body(self, stream: ByteStream) -> None:
         mode = "ab" if self.done else "wb"
         try:
             with open(self.part, mode, buffering=0) as handle:
-                self._copy(response, handle)
+                self._copy(stream, handle)
         except OSError as error:
             raise _disk_error(error, self.part) from error
         self.job.bytes_done = self.done
 
-    def _copy(self, response: httpx2.Response, handle) -> None:
-        """Received bytes are batched to ``chunk_size`` blocks, each written and hashed once.
+    def _copy(self, stream: ByteStream, handle) -> None:
+        """Received bytes are batched to ``chunk_size`` blocks, each written once.
 
-        iter_raw() without a size yields what arrives, and the batch is flushed even when the connection
+        Each read returns what one socket read brought, and the batch is flushed even when the connection
         drops, so no received byte is lost and a resume starts exactly where the bytes stopped.
         """
         pending: list[bytes] = []
@@ -405,7 +337,7 @@ class _Transfer:
         last_report = time.monotonic()
         window_start, window_bytes = last_report, 0
         try:
-            for chunk in response.iter_raw():
+            while chunk := stream.read(self.chunk_size):
                 self._check_stop()
                 if self.done + pending_bytes + len(chunk) > self.target.size:
                     raise ChecksumMismatch(f"The hub sent more bytes for {self.job.request.filename} than its "
@@ -435,18 +367,24 @@ class _Transfer:
         view = memoryview(block)
         while view:
             view = view[handle.write(view):]
-        self.hasher.update(block)
         self.done += len(block)
+        self.hasher.written(self.done)
 
     def _restart(self) -> None:
-        self.hasher = hashlib.sha256()
+        self.hasher.close()
         self.done = 0
         self.part.unlink(missing_ok=True)
+        self.hasher = TrailingSha256(self.part)
 
     def _verify_and_place(self) -> Path:
         self.job.state = DownloadState.VERIFYING
         self.report()
-        actual = self.hasher.hexdigest()
+        try:
+            actual = self.hasher.hexdigest(self.done, should_stop=lambda: self.job.stop is not None)
+        except InterruptedError:
+            raise _Stopped(self.job.stop or "pause") from None
+        except OSError as error:
+            raise DownloadError(f"Cannot read {self.part} back to check it: {error.strerror or error}.") from error
         if actual != self.target.sha256:
             self.part.unlink(missing_ok=True)
             raise ChecksumMismatch(
@@ -472,16 +410,6 @@ def _disk_error(error: OSError, path: Path) -> DownloadError:
         return NotEnoughDiskSpace(f"The disk holding {path.parent} is full; the bytes downloaded so far are kept. "
                                   "Free some space and resume the download.")
     return DownloadError(f"Cannot write {path}: {error.strerror or error}.")
-
-
-def _describe(error: Exception) -> str:
-    if isinstance(error, httpx2.TimeoutException):
-        return "the transfer stalled"
-    if isinstance(error, (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError)):
-        return "the connection was dropped"
-    if isinstance(error, httpx2.ConnectError):
-        return "the server could not be reached"
-    return str(error) or type(error).__name__
 
 
 # -- the manager ----------------------------------------------------------------------------------------------------
@@ -515,7 +443,6 @@ class DownloadManager:
         self._workers: list[threading.Thread] = []
         self._closed = False
         self._ids = itertools.count(1)
-        self._client = transfer_client()
 
     # -- public API ------------------------------------------------------------------------------------------------
     def enqueue(self, request: DownloadRequest) -> str:
@@ -697,7 +624,7 @@ class DownloadManager:
         layout.prepare()
         self._check_space(layout, target, request.filename)
         transfer = _Transfer(job, target, layout, self.policy, lambda: self._report(job), self.chunk_size,
-                             self.progress_interval, self._client)
+                             self.progress_interval)
         return transfer.run()
 
     def _already_cached(self, layout: HubCacheLayout, target: _Target, request: DownloadRequest) -> Path | None:

@@ -1,0 +1,152 @@
+"""The body of one file on the hub, read over HTTP(S) in large blocks: what a download writes to disk.
+
+huggingface_hub (httpx) does every other request. A model file's body is read here through the standard
+library's urllib instead, because httpx copies each received block three more times on its way out of h11 and
+httpcore: on a fast link that cost a third of the throughput of a plain client (bench/bench_downloads.py), and
+the bytes of a model file are all that a download is. urllib brings what the transfer needs: proxies from the
+environment (``https_proxy``, ``no_proxy``), redirects to the CDN, socket timeouts for stall detection. TLS
+trusts certifi's authorities, as huggingface_hub does, or the ones ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name
+(networks with their own certificate authority).
+
+    with open_byte_stream(url, headers, stall_seconds=30) as stream:
+        while block := stream.read(1 << 20):
+            ...
+"""
+from __future__ import annotations
+
+import functools
+import http.client
+import os
+import ssl
+import urllib.error
+import urllib.request
+from email.message import Message
+from urllib.parse import urlsplit
+
+import certifi
+
+READ_BYTES = 1 << 20  # per socket read: smaller reads cost Python overhead per block on a fast link
+
+
+class StreamError(Exception):
+    """Reading a file's bytes failed; the message is a short phrase (the caller builds the sentence)."""
+
+
+class StreamBroken(StreamError):
+    """The connection failed, dropped or stalled: worth trying again from the bytes already received."""
+
+
+class StreamRefused(StreamError):
+    """The server answered with an HTTP error; trying again will not help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StreamUntrusted(StreamError):
+    """The server's TLS certificate could not be verified."""
+
+
+class ByteStream:
+    """An open response whose body is read block by block; close it (or use ``with``)."""
+
+    def __init__(self, response: http.client.HTTPResponse) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Message:
+        return self._response.headers
+
+    def read(self, max_bytes: int = READ_BYTES) -> bytes:
+        """What one socket read brings, up to ``max_bytes``; b"" at the end of the body.
+
+        One read at a time (not "fill the buffer") so that bytes received before a connection breaks are
+        returned, never lost with the error.
+        """
+        try:
+            block = self._response.read1(max_bytes)
+        except TimeoutError as error:
+            raise StreamBroken("the transfer stalled") from error
+        except (http.client.HTTPException, OSError) as error:
+            raise StreamBroken("the connection was dropped") from error
+        if not block and max_bytes and (self._response.length or 0) > 0:
+            raise StreamBroken("the connection was dropped")  # closed before the promised Content-Length
+        return block
+
+    def close(self) -> None:
+        self._response.close()
+
+    def __enter__(self) -> "ByteStream":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_byte_stream(url: str, headers: dict[str, str], *, stall_seconds: float) -> ByteStream:
+    """Send a GET (following redirects) and return the open response; raises a StreamError subclass."""
+    request = urllib.request.Request(url, headers=headers, method="GET")
+    try:
+        return ByteStream(_opener().open(request, timeout=stall_seconds))
+    except urllib.error.HTTPError as error:
+        message = error.headers.get("X-Error-Message") if error.headers else None
+        error.close()
+        raise StreamRefused(error.code, message or f"the server answered HTTP {error.code}") from error
+    except urllib.error.URLError as error:
+        raise _connection_error(error.reason, url) from error
+    except (http.client.HTTPException, OSError) as error:
+        raise _connection_error(error, url) from error
+
+
+def _connection_error(reason, url: str) -> StreamError:
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        host = urlsplit(url).hostname
+        return StreamUntrusted(f"the certificate of {host} could not be verified ({reason.verify_message}); if "
+                               "your network uses its own certificate authority, point SSL_CERT_FILE at it")
+    if isinstance(reason, TimeoutError):
+        return StreamBroken("the transfer stalled")
+    if isinstance(reason, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+                           http.client.HTTPException)):
+        return StreamBroken("the connection was dropped")
+    return StreamBroken("the server could not be reached")
+
+
+class _RedirectKeepingCredentialsHome(urllib.request.HTTPRedirectHandler):
+    """Follow redirects, but send the user's Hugging Face token only to the host it was meant for."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        follow = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if follow is not None and _origin(newurl) != _origin(req.full_url):
+            for name in ("Authorization", "Cookie"):
+                follow.headers.pop(name, None)
+                follow.unredirected_hdrs.pop(name, None)
+        return follow
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def _tls_context() -> ssl.SSLContext:
+    return _tls_context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    # Loading a CA bundle takes ~20 ms: once per setting, not once per request.
+    if cert_file or cert_dir:
+        return ssl.create_default_context(cafile=cert_file, capath=cert_dir)
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    # Built per request (cheap): proxy and certificate variables are read when a download starts, as the rest
+    # of the hub access does.
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=_tls_context()),
+                                       _RedirectKeepingCredentialsHome())
