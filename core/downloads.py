@@ -129,6 +129,7 @@ class DownloadProgress:
     eta_seconds: float | None
     path: Path | None = None
     error: str | None = None
+    checked_bytes: int = 0          # how far the SHA-256 check has read (it follows the transfer)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class _Job:
     path: Path | None = None
     error: DownloadError | None = None
     sha256: str | None = None
+    checked_bytes: int = 0
     stop: str | None = None            # "pause" or "cancel", set by the user
     finished: threading.Event = field(default_factory=threading.Event)
 
@@ -247,6 +249,7 @@ class _Transfer:
         self.part = layout.part(target.sha256)
         self.done = 0
         self.hasher: TrailingSha256 | None = None
+        self._last_check_report = 0.0
 
     def run(self) -> Path:
         try:
@@ -380,7 +383,8 @@ class _Transfer:
         self.job.state = DownloadState.VERIFYING
         self.report()
         try:
-            actual = self.hasher.hexdigest(self.done, should_stop=lambda: self.job.stop is not None)
+            actual = self.hasher.hexdigest(self.done, should_stop=lambda: self.job.stop is not None,
+                                           while_waiting=self._report_check)
         except InterruptedError:
             raise _Stopped(self.job.stop or "pause") from None
         except OSError as error:
@@ -393,6 +397,13 @@ class _Transfer:
                 "download again.")
         return self.layout.place(self.part, self.target.sha256, self.target.commit, self.job.request.filename,
                                  self.job.request.revision)
+
+    def _report_check(self, hashed: int) -> None:
+        now = time.monotonic()
+        if now - self._last_check_report >= self.progress_interval:
+            self.job.checked_bytes = hashed
+            self.report()
+            self._last_check_report = now
 
     def _check_stop(self) -> None:
         if self.job.stop:
@@ -655,7 +666,8 @@ class DownloadManager:
         remaining = (job.total_bytes - job.bytes_done) if job.total_bytes is not None else None
         eta = remaining / job.speed if remaining is not None and job.speed > 0 else None
         return DownloadProgress(job.id, job.request.repo_id, job.request.filename, job.state, job.bytes_done,
-                                job.total_bytes, job.speed, eta, job.path, str(job.error) if job.error else None)
+                                job.total_bytes, job.speed, eta, job.path, str(job.error) if job.error else None,
+                                job.checked_bytes)
 
     def _report(self, job: _Job) -> None:
         if self.on_progress is None:

@@ -56,10 +56,12 @@ class TrailingSha256:
     def hashed_bytes(self) -> int:
         return self._hashed
 
-    def hexdigest(self, size: int, *, should_stop: Callable[[], bool] = lambda: False) -> str:
+    def hexdigest(self, size: int, *, should_stop: Callable[[], bool] = lambda: False,
+                  while_waiting: Callable[[int], None] = lambda hashed: None) -> str:
         """Wait until the first ``size`` bytes are hashed and return their SHA-256.
 
-        ``should_stop`` is polled while waiting; when it says so, hashing stops and InterruptedError is raised.
+        While waiting, ``while_waiting`` gets the bytes hashed so far and ``should_stop`` is asked whether to give
+        up, every 50 ms; when it says so, hashing stops and InterruptedError is raised.
         """
         with self._changed:
             self._written = max(self._written, size)
@@ -67,6 +69,7 @@ class TrailingSha256:
             self._changed.notify()
         while self._thread.is_alive():
             self._thread.join(0.05)
+            while_waiting(self._hashed)
             if should_stop():
                 self.close()
                 raise InterruptedError("hashing was stopped")

@@ -156,23 +156,32 @@ class _ProgressLine:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.last = 0.0
+        self.state = None
 
     def __call__(self, progress) -> None:
         now = time.monotonic()
-        final = progress.state.finished or progress.state.value == "verifying"
-        if not final and now - self.last < (0.2 if self.tty else 5.0):
+        changed = progress.state != self.state
+        if not changed and now - self.last < (0.2 if self.tty else 5.0):
             return
-        self.last = now
+        self.last, self.state = now, progress.state
         total = format_bytes(progress.total_bytes) if progress.total_bytes else "?"
-        percent = (f"{100 * progress.bytes_done / progress.total_bytes:5.1f}%"
-                   if progress.total_bytes else "  ?  ")
-        eta = f"ETA {progress.eta_seconds:.0f} s" if progress.eta_seconds is not None else ""
-        text = (f"{progress.filename}: {progress.state.value} {percent} {format_bytes(progress.bytes_done)} of "
-                f"{total} at {format_bytes(progress.speed_bytes_per_second)}/s {eta}")
+        if progress.state.value == "verifying":
+            done = progress.checked_bytes
+            text = f"{progress.filename}: checking SHA-256 {self._percent(done, progress.total_bytes)} of {total}"
+        else:
+            eta = f"ETA {progress.eta_seconds:.0f} s" if progress.eta_seconds is not None else ""
+            text = (f"{progress.filename}: {progress.state.value} "
+                    f"{self._percent(progress.bytes_done, progress.total_bytes)} "
+                    f"{format_bytes(progress.bytes_done)} of {total} at "
+                    f"{format_bytes(progress.speed_bytes_per_second)}/s {eta}")
         print(("\r" + text.ljust(100)) if self.tty else text, end="" if self.tty else "\n", file=sys.stderr,
               flush=True)
         if self.tty and progress.state.finished:
             print(file=sys.stderr)
+
+    @staticmethod
+    def _percent(done: int, total: int | None) -> str:
+        return f"{100 * done / total:5.1f}%" if total else "  ?  "
 
 
 # -- models ---------------------------------------------------------------------------------------------------------

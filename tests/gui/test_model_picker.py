@@ -424,3 +424,12 @@ def test_download_buttons_stay_whole_and_names_shorten(qtbot, idle_dialog, width
             assert button.width() >= button.sizeHint().width(), button.text()
             right = button.mapTo(viewport, button.rect().topRight()).x()
             assert right < viewport.width(), (button.text(), right, viewport.width())
+
+
+def test_a_download_being_checked_says_how_far_the_check_is():
+    from core.downloads import DownloadProgress, DownloadState
+    from desktop.models.picker.downloads_list import status_text
+
+    checking = DownloadProgress("a", "org/Model-GGUF", "model-Q4_K_M.gguf", DownloadState.VERIFYING,
+                                4 << 30, 4 << 30, 0.0, None, checked_bytes=1 << 30)
+    assert status_text(checking) == "Checking SHA-256 · 25 % of 4.0 GiB"

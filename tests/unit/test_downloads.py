@@ -75,6 +75,9 @@ def test_progress_reports_bytes_total_speed_and_eta(repo, payload, tmp_path):
     assert all(p.total_bytes == len(payload) for p in running)
     assert [p.bytes_done for p in running] == sorted(p.bytes_done for p in running)
     assert any(p.speed_bytes_per_second > 0 and p.eta_seconds is not None for p in running)
+    states = [p.state for p in seen]
+    assert DownloadState.VERIFYING in states
+    assert states.index(DownloadState.VERIFYING) > max(i for i, s in enumerate(states) if s == DownloadState.DOWNLOADING)
     assert seen[-1].state == DownloadState.DONE and seen[-1].path is not None
 
 

@@ -95,3 +95,17 @@ def test_close_ends_the_hashing_thread(tmp_path):
     assert _hashing_threads() == before + 1
     hasher.close()
     assert _hashing_threads() == before
+
+
+def test_waiting_for_the_digest_reports_how_far_the_check_has_read(tmp_path):
+    """What the downloads list shows as "Checking SHA-256 · 40 %" when the check lags behind the transfer."""
+    size = 512 << 20
+    path = tmp_path / "model.part"
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    hasher = TrailingSha256(path)
+    seen: list[int] = []
+    digest = hasher.hexdigest(size, while_waiting=seen.append)
+    assert digest == hashlib.sha256(bytes(size)).hexdigest()
+    assert seen, "no progress while the check ran"
+    assert seen == sorted(seen) and all(0 <= hashed <= size for hashed in seen)

@@ -34,6 +34,8 @@ def status_text(progress: DownloadProgress) -> str:
     if progress.state == DownloadState.FAILED and progress.error:
         return progress.error
     total = format_bytes(progress.total_bytes) if progress.total_bytes else "?"
+    if progress.state == DownloadState.VERIFYING and progress.total_bytes:
+        return f"{STATE_WORDS[progress.state]} · {progress.checked_bytes * 100 // progress.total_bytes} % of {total}"
     items = [STATE_WORDS[progress.state], f"{format_bytes(progress.bytes_done)} of {total}"]
     if progress.state == DownloadState.DOWNLOADING and progress.speed_bytes_per_second > 0:
         items += [f"{format_bytes(progress.speed_bytes_per_second)}/s", eta_text(progress.eta_seconds)]
