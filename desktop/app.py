@@ -18,6 +18,7 @@ from core import locations, logs
 from core import settings as settings_store
 from desktop.theme import apply_theme, follow_system_theme
 from desktop.crash_report import CrashRecorder, offer_unseen_reports
+from desktop.shutdown_signals import ShutdownSignals
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,10 @@ def _run(arguments: argparse.Namespace, argv: list[str], recorder: CrashRecorder
 
 
 def _exec_and_close(app: QApplication, window) -> int:
+    shutdown = ShutdownSignals(app)
+    shutdown.requested.connect(lambda _name: (window.close(), app.quit()))
     code = app.exec()
+    shutdown.restore()
     if window.isVisible():
         window.close()  # stops the engine process when the app was ended by QApplication.exit()
     log.info("LlamaDesk exiting with code %d", code)

@@ -4,6 +4,7 @@ thread. They only call core (catalog, hub, headers, library, planner, dry run) a
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ class WorkerProcesses:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_lower_priority)
+                                                 initializer=_start_worker)
             return self._pool
 
     def run(self, function, /, *args, **kwargs):
@@ -116,6 +117,11 @@ def _result(future) -> FileFit:
         return FileFit("", "", None, None, None, f"The fit check stopped unexpectedly: {error}")
 
 
+def _start_worker() -> None:
+    _lower_priority()
+    _exit_with_the_app()
+
+
 def _lower_priority() -> None:
     """Background checks yield the CPU to the window (and to a chat answer being generated)."""
     try:
@@ -123,6 +129,20 @@ def _lower_priority() -> None:
         process.nice(psutil.BELOW_NORMAL_PRIORITY_CLASS if os.name == "nt" else 10)
     except (psutil.Error, OSError, AttributeError):
         pass
+
+
+def _exit_with_the_app() -> None:
+    """A worker ends when the app's process does, even one killed outright: the pool's queue never closes for a
+    worker (it holds both ends), so it would wait for work for ever."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-the-app", daemon=True).start()
 
 
 _worker_caches: dict[Path, HeaderCache] = {}
