@@ -5,12 +5,12 @@ Everything here reads files or probes hardware: call it off the UI thread.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from core import hardware
 from core.engine.protocol import LoadSettings
 from core.gguf import ModelInfo, read_model_info
-from core.offload_choice import OffloadChoice, plan_choice
+from core.offload_choice import OffloadChoice, capped_to_trained_context, plan_choice
 from core.plan import DEFAULT_GPU_MARGIN, Plan
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ def prepare_load(path: str, choice: OffloadChoice, *, threads: int | None = None
     memory travels with the settings, so the load can be compared with it.
     """
     info = read_model_info(path)
-    if cap_context_at_trained and info.context_length:
-        choice = replace(choice, context=min(choice.context, info.context_length))
+    if cap_context_at_trained:
+        choice = capped_to_trained_context(choice, info)
     chosen = plan_choice(info, snapshot or hardware.probe(), choice, safety_margin_bytes)
     log.info("plan for %s: %s (%s)", info.source, chosen.verdict, chosen.explanation)
     settings = LoadSettings(

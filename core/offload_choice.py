@@ -86,6 +86,14 @@ def trained_context(model: ModelInfo) -> int:
     return model.context_length or FALLBACK_TRAINED_CONTEXT
 
 
+def capped_to_trained_context(choice: OffloadChoice, model: ModelInfo) -> OffloadChoice:
+    """Never more context than the model was trained for: what a load asks of llama.cpp, and so what a fit
+    check must plan."""
+    if model.context_length and choice.context > model.context_length:
+        return replace(choice, context=model.context_length)
+    return choice
+
+
 def context_steps(trained: int) -> tuple[int, ...]:
     """Round context lengths to offer, from 512 up to the trained context (which is always the last)."""
     steps = []

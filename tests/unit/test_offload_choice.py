@@ -1,10 +1,12 @@
 """The user's offload choice and the planner request it makes (shared by the offload panel and the load)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from core.gguf import read_model_info
 from core.hardware import load_profile
-from core.offload_choice import (OffloadChoice, choice_from_settings, context_steps, normalized, plan_choice,
-                                 plan_request_for, settings_with_choice)
+from core.offload_choice import (OffloadChoice, capped_to_trained_context, choice_from_settings, context_steps,
+                                 normalized, plan_choice, plan_request_for, settings_with_choice)
 from core.plan import CPU_ONLY, PlanRequest
 from core.settings import Settings
 from tests.fixtures.model_zoo import zoo_model
@@ -29,6 +31,14 @@ def test_a_choice_round_trips_through_settings():
 def test_a_quantized_cache_forces_flash_attention_and_unknown_types_fall_back():
     assert normalized(OffloadChoice(kv_type="q8_0", flash_attn=False)).flash_attn is True
     assert normalized(OffloadChoice(kv_type="bogus", flash_attn=False)) == OffloadChoice(flash_attn=False)
+
+
+def test_a_choice_never_asks_for_more_context_than_the_model_was_trained_for():
+    trained_8k = replace(read_model_info(zoo_model("llama3.1-8b")), context_length=8192)
+    assert capped_to_trained_context(OffloadChoice(context=131072), trained_8k).context == 8192
+    assert capped_to_trained_context(OffloadChoice(context=4096), trained_8k).context == 4096
+    unknown = replace(trained_8k, context_length=0)  # a header without a trained length: the choice stands
+    assert capped_to_trained_context(OffloadChoice(context=131072), unknown).context == 131072
 
 
 def test_context_steps_double_from_512_and_end_at_the_trained_context():

@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ALL_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 
 import psutil
@@ -21,7 +21,7 @@ from core.gguf import ModelInfo
 from core.hardware import HardwareSnapshot
 from core.headers import HeaderCache, HeaderEntry, combine_split
 from core.memory import MemorySettings
-from core.offload_choice import OffloadChoice, plan_choice
+from core.offload_choice import OffloadChoice, capped_to_trained_context, plan_choice
 from core.plan import Plan
 from desktop.models.picker.rows import PickerRow
 
@@ -171,7 +171,7 @@ def fit_row(row: PickerRow, planning: Planning) -> FileFit:
             info = combined_info(entries, planning.cache)
         else:
             info = _local_info(row)
-        plan = plan_choice(info, planning.hardware, _capped(planning.choice, info), planning.margin_bytes)
+        plan = plan_choice(info, planning.hardware, capped_to_trained_context(planning.choice, info), planning.margin_bytes)
     except Exception as error:  # noqa: BLE001 - the row shows the sentence
         return FileFit(row.repo_id or "", row.filename, row.quant, row.size, None, str(error), entries)
     return FileFit(row.repo_id or "", row.filename, row.quant, row.size, plan, None, entries)
@@ -200,7 +200,7 @@ def plan_row_off_thread(row: PickerRow, planning: Planning) -> RowPlan:
 def plan_row(row: PickerRow, planning: Planning) -> RowPlan:
     """The plan for the details pane's context and KV choice (the same planning a load does)."""
     info = row_info(row, planning.cache)
-    choice = _capped(planning.choice, info)
+    choice = capped_to_trained_context(planning.choice, info)
     return RowPlan(row.key, info, plan_choice(info, planning.hardware, choice, planning.margin_bytes), choice)
 
 
@@ -226,13 +226,6 @@ def _local_info(row: PickerRow) -> ModelInfo:
         raise ValueError(row.local.error if row.local is not None and row.local.error else
                          f"{row.filename} has not been read yet.")
     return row.local.info
-
-
-def _capped(choice: OffloadChoice, info: ModelInfo) -> OffloadChoice:
-    """As a load does (core.offload.prepare_load): never more context than the model was trained for."""
-    if info.context_length and choice.context > info.context_length:
-        return replace(choice, context=info.context_length)
-    return choice
 
 
 # -- lists ----------------------------------------------------------------------------------------------------------
