@@ -228,6 +228,10 @@ def picker_scenes(app, window) -> None:
 
     select(PICKER_FILE, "Partial")  # a file partly on the GPU: both bars of the details pane have a share
     shoot(app, "04-model-picker-first-run-fit-badges")
+    size = window._picker_dialog.size()
+    window._picker_dialog.resize(880, 700)  # a small laptop screen: every column must still say something
+    shoot(app, "10-model-picker-narrow-window")
+    window._picker_dialog.resize(size)
 
     row = select(DOWNLOAD_FILE)
     picker.details.download_button.click()

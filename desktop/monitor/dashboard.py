@@ -147,7 +147,8 @@ class MemoryDashboard(theme.FollowsLook, QWidget):
         self.gpu_area = QVBoxLayout()
         self.gpu_area.setSpacing(10)
         column.addLayout(self.gpu_area)
-        for widget in (self.prediction, self.ram_chart, self.vram_chart, self.busy_chart, self.peaks):
+        # The peaks sum up the charts: above them, where they stay in view when the charts do not.
+        for widget in (self.prediction, self.peaks, self.ram_chart, self.vram_chart, self.busy_chart):
             column.addWidget(widget)
         column.addStretch(1)
         self.scroll = QScrollArea()

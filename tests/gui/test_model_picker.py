@@ -433,3 +433,20 @@ def test_a_download_being_checked_says_how_far_the_check_is():
     checking = DownloadProgress("a", "org/Model-GGUF", "model-Q4_K_M.gguf", DownloadState.VERIFYING,
                                 4 << 30, 4 << 30, 0.0, None, checked_bytes=1 << 30)
     assert status_text(checking) == "Checking SHA-256 · 25 % of 4.0 GiB"
+
+
+@pytest.mark.parametrize("width, model_column", [(1180, True), (880, False)])
+def test_a_narrow_picker_keeps_every_column_readable_without_scrolling_sideways(qtbot, idle_dialog, width,
+                                                                                  model_column):
+    from desktop.models.picker.file_table import MODEL
+
+    dialog, picker = idle_dialog
+    dialog.resize(width, 700)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    qtbot.wait(20)
+    table = picker.recommended.table
+    assert table.isColumnHidden(MODEL) is (not model_column)
+    assert not table.horizontalScrollBar().isVisible()
+    details_scroll = picker.details.findChild(QScrollArea)
+    assert not details_scroll.horizontalScrollBar().isVisible()

@@ -136,6 +136,8 @@ class DetailsPane(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        # Its text wraps to the pane's width: a sideways scroll bar would only ever hide a few pixels.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(content)
         buttons = QHBoxLayout()
         buttons.addStretch(1)

@@ -17,6 +17,7 @@ from desktop.models.picker.badges import badge_colours, badge_kind, badge_text, 
 from desktop.models.picker.rows import PickerRow
 
 COLUMNS = ("Model", "File", "Quant", "Size", "Fit on this machine", "Speed")
+MIN_WIDTH_FOR_MODEL_COLUMN = 300  # pixels left for Model and File together; below, File takes them alone
 MODEL, FILE, QUANT, SIZE, FIT, SPEED = range(len(COLUMNS))
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -263,8 +264,10 @@ class FileTable(QTableView):
         self._share_text_width()
 
     def _share_text_width(self) -> None:
-        """Model gets 40 % of what the fixed columns leave, File (stretching) the rest: file names are longer."""
+        """Model gets 40 % of what the fixed columns leave, File (stretching) the rest: file names are longer.
+        Too narrow for both (a small screen), Model steps aside: the file name carries the model's name too."""
         free = self.viewport().width() - sum(self.columnWidth(column) for column in FIXED_WIDTHS)
+        self.setColumnHidden(MODEL, free < MIN_WIDTH_FOR_MODEL_COLUMN)
         self.setColumnWidth(MODEL, max(90, int(free * 0.4)))
 
     def _emit_selected(self, current) -> None:
