@@ -12,7 +12,6 @@ since the real hub's work happens on another machine.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -35,60 +34,6 @@ ZOO_MODELS = ("llama3.2-1b", "llama3.2-3b", "llama3.1-8b", "qwen2.5-7b", "qwen3-
 QUANTS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_K_S", "Q5_K_M", "Q6_K",
           "Q8_0", "IQ4_XS", "IQ3_M", "IQ2_M", "F16", "BF16")
 
-
-
-def _virtual(name: str):
-    from core.gguf import read_model_info
-    from tests.fixtures.fake_hub import FakeFile
-    from tests.fixtures.model_zoo import zoo_model
-
-    path = zoo_model(name)
-    offset = read_model_info(path).tensor_data_offset
-    with open(path, "rb") as handle:
-        return FakeFile.virtual(handle.read(offset), path.stat().st_size)
-
-
-def _serve_in_child(connection, folder: str, hf_home: str) -> None:
-    """The fake hub in its own process, as the real hub is: its request handling does not share our GIL."""
-    sys.path.insert(0, str(ROOT))
-    from tests.fixtures.fake_hub import FakeHub
-
-    os.nice(10) if hasattr(os, "nice") else None  # the real hub's work is on another machine, not on ours
-
-    with FakeHub() as server:
-        catalog = serve_200(server, Path(folder))
-        connection.send((server.url, str(catalog)))
-        connection.recv()  # until the bench is done
-
-
-def start_hub_process(folder: Path):
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    process = context.Process(target=_serve_in_child, args=(theirs, str(folder), str(folder / "hf")), daemon=True)
-    process.start()
-    url, catalog = ours.recv()
-    return process, ours, url, Path(catalog)
-
-
-def serve_200(server, folder: Path) -> Path:
-    """200 files over 12 repositories on the fake hub, and a catalog naming them; returns the catalog's path."""
-    models, count = [], 0
-    for i, zoo_name in enumerate(ZOO_MODELS):
-        stub = _virtual(zoo_name)
-        repo = f"bench/{zoo_name}-GGUF"
-        names = [f"{zoo_name}-{quant}.gguf" for quant in QUANTS][: min(len(QUANTS), N_FILES - count)]
-        count += len(names)
-        server.add_repo(repo, {name: stub for name in names})
-        models.append({"id": zoo_name, "name": zoo_name, "family": "bench", "parameters": "?", "repo": repo,
-                       "license": "mit", "description": "bench",
-                       "files": [{"file": name, "approx_size": stub.size} for name in names]})
-        if count >= N_FILES:
-            break
-    path = folder / "catalog.json"
-    path.write_text(json.dumps({"schema": 1, "updated": "bench", "models": models}))
-    return path
 
 
 class StallProbe:
@@ -170,41 +115,46 @@ def idle(app, seconds: float = 1.0) -> dict:
             "median": statistics.median(stalls), "ticks": len(stalls), "unknown": 0}
 
 
+def measure_rounds(app, hardware, catalog: Path, work: Path) -> list[dict]:
+    """The idle baseline, then a cold and a warm 200-file fit check per round."""
+    from core.downloads import DownloadManager
+    from core.headers import HeaderCache
+    from core.library import LibrarySources
+    from desktop.models.picker import ModelPicker
+
+    sources = LibrarySources(app_dir=work / "app", lmstudio_dirs=(), ollama_dir=work / "ollama")
+
+    def factory(cache_root: Path):
+        return ModelPicker(hardware=hardware, catalog_path=catalog, refresh_catalog=False,
+                           library_sources=sources, header_cache=HeaderCache(cache_root),
+                           downloads=DownloadManager(state_file=work / "downloads.json"))
+
+    results = [idle(app)]
+    for round_number in range(1, ROUNDS + 1):
+        cache_root = work / f"headers-{round_number}"  # a fresh, empty header cache each round
+        results.append(measure(app, partial(factory, cache_root), f"round {round_number}: cold"))
+        results.append(measure(app, partial(factory, cache_root), f"round {round_number}: warm"))
+    return results
+
+
 def main() -> int:
     from PySide6.QtWidgets import QApplication
 
-    from core.downloads import DownloadManager
     from core.hardware import load_profile
-    from core.headers import HeaderCache
-    from core.library import LibrarySources
-    from tests.fixtures.fake_hub import point_huggingface_hub_at
+    from tests.fixtures.fake_hub import HubProcess, add_zoo_catalog, point_huggingface_hub_at
 
     work = Path(tempfile.mkdtemp(prefix="llamadesk-bench-picker-"))
     os.environ["LLAMADESK_HOME"] = str(work / "home")
     app = QApplication.instance() or QApplication([])
-    from desktop.models.picker import ModelPicker
 
     hardware = load_profile(os.environ.get("BENCH_PROFILE", "desktop-24gb"))
     print("starting the fake hub with 200 files in its own process (zoo stubs are cached across runs) ...",
           flush=True)
-    process, connection, url, catalog = start_hub_process(work)
     try:
-        point_huggingface_hub_at(url, str(work / "hf"))
-        sources = LibrarySources(app_dir=work / "app", lmstudio_dirs=(), ollama_dir=work / "ollama")
-
-        def factory(cache_root: Path):
-            return ModelPicker(hardware=hardware, catalog_path=catalog, refresh_catalog=False,
-                               library_sources=sources, header_cache=HeaderCache(cache_root),
-                               downloads=DownloadManager(state_file=work / "downloads.json"))
-
-        results = [idle(app)]
-        for round_number in range(1, ROUNDS + 1):
-            cache_root = work / f"headers-{round_number}"  # a fresh, empty header cache each round
-            results.append(measure(app, partial(factory, cache_root), f"round {round_number}: cold"))
-            results.append(measure(app, partial(factory, cache_root), f"round {round_number}: warm"))
+        with HubProcess(add_zoo_catalog, work, ZOO_MODELS, QUANTS, N_FILES) as hub:
+            point_huggingface_hub_at(hub.url, str(work / "hf"))
+            results = measure_rounds(app, hardware, hub.value, work)
     finally:
-        connection.send("stop")
-        process.join(5)
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{'RUN':<30} {'DONE':>5} {'TIME s':>7} {'MAX ms':>7} {'P99 ms':>7} {'MEDIAN':>7} {'TICKS':>6} {'UNREAD':>6}")
     for r in results:

@@ -72,44 +72,13 @@ PROMPT = ("Write a long, detailed story about a lighthouse keeper who finds a me
 
 # -- the fake hub, in its own process --------------------------------------------------------------------------------
 
-def _serve(connection, folder: str, download_bytes: int) -> None:
-    sys.path.insert(0, str(ROOT))
-    from core.gguf import read_model_info
-    from tests.fixtures.fake_hub import FakeFile, FakeHub
-    from tests.fixtures.model_zoo import zoo_model
+def fill_hub(server, folder: str, download_bytes: int) -> str:
+    """In the hub's process: 200 zoo stubs with a catalog naming them, and one real file to download."""
+    from tests.fixtures.fake_hub import FakeFile, add_zoo_catalog
 
-    if hasattr(os, "nice"):
-        os.nice(10)
-    with FakeHub() as server:
-        models, count = [], 0
-        for zoo_name in ZOO_MODELS:
-            path = zoo_model(zoo_name)
-            with open(path, "rb") as handle:
-                stub = FakeFile.virtual(handle.read(read_model_info(path).tensor_data_offset), path.stat().st_size)
-            names = [f"{zoo_name}-{quant}.gguf" for quant in QUANTS][: N_FIT_FILES - count]
-            count += len(names)
-            repo = f"bench/{zoo_name}-GGUF"
-            server.add_repo(repo, {name: stub for name in names})
-            models.append({"id": zoo_name, "name": zoo_name, "family": "bench", "parameters": "?", "repo": repo,
-                           "license": "mit", "description": "bench",
-                           "files": [{"file": name, "approx_size": stub.size} for name in names]})
-            if count >= N_FIT_FILES:
-                break
-        catalog = Path(folder) / "catalog.json"
-        catalog.write_text(json.dumps({"schema": 1, "updated": "bench", "models": models}))
-        server.add_repo(DOWNLOAD_REPO, {DOWNLOAD_NAME: FakeFile.real(os.urandom(download_bytes))})
-        connection.send((server.url, str(catalog)))
-        connection.recv()  # until the bench is done
-
-
-def start_hub():
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    process = context.Process(target=_serve, args=(theirs, str(WORK), DOWNLOAD_MIB << 20), daemon=True)
-    process.start()
-    return process, ours
+    catalog = add_zoo_catalog(server, folder, ZOO_MODELS, QUANTS, N_FIT_FILES)
+    server.add_repo(DOWNLOAD_REPO, {DOWNLOAD_NAME: FakeFile.real(os.urandom(download_bytes))})
+    return str(catalog)
 
 
 # -- scenarios in the window -----------------------------------------------------------------------------------------
@@ -337,24 +306,18 @@ def main() -> int:
         return 2
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {ROUNDS} rounds; work folder {WORK}",
           flush=True)
-    hub_process, hub_pipe = start_hub()
+    from tests.fixtures.fake_hub import HubProcess
+
     try:
-        return _run(model, hub_pipe)
+        with HubProcess(fill_hub, str(WORK), DOWNLOAD_MIB << 20) as hub:  # ready and idle before anything is timed
+            return _run(model, hub.url, hub.value)
     finally:
-        try:
-            hub_pipe.send("stop")
-        except OSError:
-            pass
-        hub_process.join(10)
-        if hub_process.is_alive():
-            hub_process.terminate()
         shutil.rmtree(WORK, ignore_errors=True)
 
 
-def _run(model: Path, hub_pipe) -> int:
+def _run(model: Path, hub_url: str, catalog: str) -> int:
     from dataclasses import replace
 
-    hub_url, catalog = hub_pipe.recv()  # the hub is ready (and idle) before anything is timed
     # Cold start first, while this process has warmed nothing the subprocess would share (page cache aside).
     print("cold start + idle memory (a subprocess per round) ...", flush=True)
     starts = [start_once() for _ in range(ROUNDS)]
