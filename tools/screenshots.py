@@ -45,9 +45,8 @@ STREAMED_TOKENS = 60                               # tokens streamed before the 
 
 
 # --- the fake hub, in its own process ------------------------------------------------------------------------------
-def _serve_catalog_in_child(connection, rate: int, from_bytes: int) -> None:
-    """The fake hub serving the whole catalog (bench_catalog_fit's stubs), whole-file transfers throttled."""
-    sys.path.insert(0, str(ROOT))
+def fill_hub(server, rate: int, from_bytes: int) -> None:
+    """In the hub's process: the whole catalog (bench_catalog_fit's stubs), whole-file transfers throttled."""
     from core.catalog import load_catalog
     from tests.fixtures import fake_hub
 
@@ -57,10 +56,7 @@ def _serve_catalog_in_child(connection, rate: int, from_bytes: int) -> None:
         return send_body(handler, _Throttled(f, rate) if end - start >= from_bytes else f, start, end, fault)
 
     fake_hub._FakeHubHandler._send_body = throttled_send_body
-    with fake_hub.FakeHub() as server:
-        serve_catalog_by_quant(server, load_catalog(use_refresh_cache=False))
-        connection.send(server.url)
-        connection.recv()  # until the screenshots are done
+    serve_catalog_by_quant(server, load_catalog(use_refresh_cache=False))
 
 
 def serve_catalog_by_quant(server, catalog) -> None:
@@ -118,22 +114,6 @@ class _Throttled:
     def read(self, start: int, end: int) -> bytes:
         time.sleep((end - start) / self.rate)
         return self.inner.read(start, end)
-
-
-def start_fake_hub(hf_home: Path):
-    """Start the fake hub and point huggingface_hub (here and in every child started later) at it."""
-    import multiprocessing
-
-    from tests.fixtures.fake_hub import point_huggingface_hub_at
-
-    context = multiprocessing.get_context("spawn")
-    ours, theirs = context.Pipe()
-    process = context.Process(target=_serve_catalog_in_child, args=(theirs, THROTTLE_BYTES_PER_S, THROTTLE_FROM_BYTES),
-                              daemon=True)
-    process.start()
-    url = ours.recv()
-    point_huggingface_hub_at(url, str(hf_home))
-    return process, ours
 
 
 # --- driving the window ----------------------------------------------------------------------------------------------
@@ -327,7 +307,19 @@ def main() -> int:
     os.environ["LLAMADESK_HOME"] = str(work / "home")  # chats, settings, header cache, downloads list
     started = time.monotonic()
     model = Path(os.environ["LLAMADESK_TEST_MODEL"])
-    hub_process, hub_connection = start_fake_hub(work / "hf")
+    from tests.fixtures.fake_hub import HubProcess, point_huggingface_hub_at
+
+    with HubProcess(fill_hub, THROTTLE_BYTES_PER_S, THROTTLE_FROM_BYTES, lower_priority=False) as hub:
+        point_huggingface_hub_at(hub.url, str(work / "hf"))  # here and in every child started later
+        try:
+            shoot_all(model)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"screenshots done in {time.monotonic() - started:.0f} s", flush=True)
+    return 0
+
+
+def shoot_all(model: Path) -> None:
     window = None
     try:
         from core.settings import Settings
@@ -353,11 +345,6 @@ def main() -> int:
     finally:
         if window is not None:
             window.close()  # stops the engine, pauses the download, stops the picker's workers
-        hub_connection.send("stop")
-        hub_process.join(5)
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"screenshots done in {time.monotonic() - started:.0f} s", flush=True)
-    return 0
 
 
 if __name__ == "__main__":
