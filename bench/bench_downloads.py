@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 SIZE = int(os.environ.get("BENCH_DOWNLOAD_MIB", "512")) << 20
 ROUNDS = int(os.environ.get("BENCH_DOWNLOAD_ROUNDS", "9"))
 TARGET_RATIO = 0.8
+LINK_MB_PER_S = int(os.environ.get("BENCH_DOWNLOAD_LINK_MBPS", "1000"))
 REPO, NAME = "bench/Throughput-GGUF", "payload-Q4_K_M.gguf"
 
 
@@ -82,7 +83,8 @@ def app_fetch(cache: Path) -> tuple[float, float]:
     return transferred[0] - started, finished - started
 
 
-def add_random_file(server, size: int) -> None:
+def add_random_file(server, size: int, link_bytes_per_second: int | None) -> None:
+    server.set_link_speed(link_bytes_per_second)
     server.add_repo(REPO, {NAME: os.urandom(size)})
 
 
@@ -113,35 +115,45 @@ def measure(hub_url: str, work: Path) -> tuple[list[float], list[float], list[fl
     return transfer, verified, plain
 
 
-def report(transfer: list[float], verified: list[float], plain: list[float]) -> None:
+def medians(transfer: list[float], verified: list[float], plain: list[float]) -> tuple[float, float]:
+    """Print the medians; return (transfer / plain, verified / plain)."""
     median_plain = statistics.median(plain)
-    transfer_ratio = statistics.median(transfer) / median_plain
-    verified_ratio = statistics.median(verified) / median_plain
-    hash_seconds = sha256_seconds()
-    ceiling = min(1.0, (SIZE / median_plain / 1e6) / hash_seconds)
-    print(f"\nmedian: app transfer {statistics.median(transfer):.0f} MB/s, "
+    print(f"median: app transfer {statistics.median(transfer):.0f} MB/s, "
           f"app verified {statistics.median(verified):.0f} MB/s (SHA-256 checked, placed in the HF cache), "
-          f"plain {median_plain:.0f} MB/s (no check)")
-    print(f"SHA-256 of {SIZE >> 20} MiB on this machine: {hash_seconds:.3f} s = {SIZE / hash_seconds / 1e6:.0f} MB/s; "
-          f"best ratio any client that checks it could reach against this plain client: {ceiling:.2f}")
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"RESULT download_transfer_ratio={transfer_ratio:.2f} target=>={TARGET_RATIO} "
-          f"{'ok' if transfer_ratio >= TARGET_RATIO else 'short'}")
-    print(f"RESULT verified_download_ratio={verified_ratio:.2f} ceiling={ceiling:.2f} "
-          "(set by SHA-256 speed; informational)")
+          f"plain {median_plain:.0f} MB/s (no check)\n")
+    return statistics.median(transfer) / median_plain, statistics.median(verified) / median_plain
 
 
-def main() -> int:
+def fetch_rounds(link_bytes_per_second: int | None) -> tuple[list[float], list[float], list[float]]:
     from tests.fixtures.fake_hub import HubProcess
 
     work = Path(tempfile.mkdtemp(prefix="llamadesk-bench-downloads-"))
     # The hub at normal priority: both clients are measured against the same server at full speed.
-    with HubProcess(add_random_file, SIZE, lower_priority=False) as hub:
+    with HubProcess(add_random_file, SIZE, link_bytes_per_second, lower_priority=False) as hub:
         try:
-            results = measure(hub.url, work)
+            return measure(hub.url, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    report(*results)
+
+
+def main() -> int:
+    print("== loopback: the fake hub as fast as this machine moves bytes ==")
+    loopback = fetch_rounds(None)
+    plain_seconds = SIZE / statistics.median(loopback[2]) / 1e6
+    transfer_ratio, verified_ratio = medians(*loopback)
+    print(f"== a {LINK_MB_PER_S} MB/s link (a fast LAN mirror; slower than SHA-256 on this machine) ==")
+    link_verified_ratio = medians(*fetch_rounds(LINK_MB_PER_S * 1_000_000))[1]
+    hash_seconds = sha256_seconds()
+    ceiling = min(1.0, plain_seconds / hash_seconds)
+    print(f"SHA-256 of {SIZE >> 20} MiB on this machine: {hash_seconds:.3f} s = {SIZE / hash_seconds / 1e6:.0f} MB/s; "
+          f"on loopback the best ratio any client that checks it could reach against the plain client: {ceiling:.2f}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"RESULT download_transfer_ratio={transfer_ratio:.2f} target=>={TARGET_RATIO} "
+          f"{'ok' if transfer_ratio >= TARGET_RATIO else 'short'}")
+    print(f"RESULT verified_download_ratio={verified_ratio:.2f} ceiling={ceiling:.2f} "
+          "(loopback; the ceiling is SHA-256's own speed)")
+    print(f"RESULT verified_download_ratio_{LINK_MB_PER_S}MBps={link_verified_ratio:.2f} target=>={TARGET_RATIO} "
+          f"{'ok' if link_verified_ratio >= TARGET_RATIO else 'short'} (a link slower than SHA-256; informational)")
     return 0
 
 

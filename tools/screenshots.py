@@ -46,16 +46,10 @@ STREAMED_TOKENS = 60                               # tokens streamed before the 
 
 # --- the fake hub, in its own process ------------------------------------------------------------------------------
 def fill_hub(server, rate: int, from_bytes: int) -> None:
-    """In the hub's process: the whole catalog (bench_catalog_fit's stubs), whole-file transfers throttled."""
+    """In the hub's process: the whole catalog (bench_catalog_fit's stubs), whole-file transfers at ``rate``."""
     from core.catalog import load_catalog
-    from tests.fixtures import fake_hub
 
-    send_body = fake_hub._FakeHubHandler._send_body
-
-    def throttled_send_body(handler, f, start, end, fault):
-        return send_body(handler, _Throttled(f, rate) if end - start >= from_bytes else f, start, end, fault)
-
-    fake_hub._FakeHubHandler._send_body = throttled_send_body
+    server.set_link_speed(rate, from_bytes=from_bytes)
     serve_catalog_by_quant(server, load_catalog(use_refresh_cache=False))
 
 
@@ -103,17 +97,6 @@ def _at_quant(spec, quant: str):
         return [(name, shape, _fit_type(moves.get(kind, kind), shape[0])) for name, shape, kind in spec.tensors(spec)]
 
     return replace(spec, name=f"{spec.name}-{quant.upper()}", tensors=tensors)
-
-
-class _Throttled:
-    """A FakeFile read at ``rate`` bytes a second (the fake hub reads a body in 1 MiB chunks)."""
-
-    def __init__(self, inner, rate: int) -> None:
-        self.inner, self.rate = inner, rate
-
-    def read(self, start: int, end: int) -> bytes:
-        time.sleep((end - start) / self.rate)
-        return self.inner.read(start, end)
 
 
 # --- driving the window ----------------------------------------------------------------------------------------------
