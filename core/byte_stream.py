@@ -5,8 +5,8 @@ library's urllib instead, because httpx copies each received block three more ti
 httpcore: on a fast link that cost a third of the throughput of a plain client (bench/bench_downloads.py), and
 the bytes of a model file are all that a download is. urllib brings what the transfer needs: proxies from the
 environment (``https_proxy``, ``no_proxy``), redirects to the CDN, socket timeouts for stall detection. TLS
-trusts certifi's authorities, as huggingface_hub does, or the ones ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name
-(networks with their own certificate authority).
+trusts what huggingface_hub's own requests trust (httpx's context: the system's authorities, or the ones
+``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name, for networks with their own certificate authority).
 
     with open_byte_stream(url, headers, stall_seconds=30) as stream:
         while block := stream.read(1 << 20):
@@ -23,7 +23,7 @@ import urllib.request
 from email.message import Message
 from urllib.parse import urlsplit
 
-import certifi
+import httpx2
 
 READ_BYTES = 1 << 20  # per socket read: smaller reads cost Python overhead per block on a fast link
 
@@ -139,10 +139,9 @@ def _tls_context() -> ssl.SSLContext:
 
 @functools.lru_cache(maxsize=4)
 def _tls_context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    # Loading a CA bundle takes ~20 ms: once per setting, not once per request.
-    if cert_file or cert_dir:
-        return ssl.create_default_context(cafile=cert_file, capath=cert_dir)
-    return ssl.create_default_context(cafile=certifi.where())
+    # httpx's own context, so a file's bytes trust exactly what huggingface_hub's requests trust (it reads the
+    # two variables itself). Loading authorities takes ~20 ms: once per setting, not once per request.
+    return httpx2.create_ssl_context()
 
 
 def _opener() -> urllib.request.OpenerDirector:
