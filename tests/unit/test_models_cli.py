@@ -57,6 +57,7 @@ def test_download_prints_the_verified_path_last_and_progress_on_stderr(smol_hub,
 
     assert Path(last).read_bytes() == smollm2.read_bytes()
     assert "SmolLM2-Q4_1.gguf" in captured.err and "done" in captured.err
+    assert "checking SHA-256" in captured.err  # the check is shown, not a silent pause at 100 %
 
 
 def test_download_of_a_split_model_fetches_every_part(smol_hub, capsys):
