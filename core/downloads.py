@@ -299,11 +299,9 @@ class _Transfer:
             stream = open_byte_stream(self.target.url, headers, stall_seconds=self.policy.stall_seconds)
         except StreamRefused as error:
             raise self._refusal(error) from error
-        except StreamUntrusted as error:
-            raise NetworkError(f"Cannot download {self.job.request.filename}: {error}.") from error
-        with stream:
-            if stream.status in (408, 429) or stream.status >= 500:
-                raise NetworkError(f"the server answered HTTP {stream.status}")
+        except StreamUntrusted as error:  # not retried: a certificate does not become trusted by waiting
+            raise DownloadError(f"Cannot download {self.job.request.filename}: {error}.") from error
+        with stream:  # an HTTP error status came as StreamRefused: this is a 200 or a 206
             if self.done and stream.status == 200:
                 log.warning("the server ignored the Range request; starting %s again", self.job.request.filename)
                 self._restart()
