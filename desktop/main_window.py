@@ -141,7 +141,7 @@ class MainWindow(QMainWindow):
         elif store.interrupted_answers:
             self.notice.show_info(f"{store.interrupted_answers} answer(s) were cut off when LlamaDesk last "
                                   "stopped; their text is kept and marked as interrupted.")
-        QTimer.singleShot(START_UP_SETTLED_MS, gc.freeze)
+        QTimer.singleShot(START_UP_SETTLED_MS, self, gc.freeze)  # not after this window is gone
         self.chat_ready.emit()
 
     def open_initial_model(self) -> None:
