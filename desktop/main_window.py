@@ -30,7 +30,7 @@ from desktop.monitor.memory_strip import MemoryStrip
 from desktop.monitor.sampler import MemorySampler
 from desktop.notice_bar import NoticeBar
 from desktop.settings.settings_dialog import SettingsDialog
-from desktop.tasks import Task
+from desktop.tasks import Task, wait_for_serial_tasks
 
 SHUTDOWN_WAIT_MS = 2000
 # When start-up has settled (the chat's code highlighter warms up 4 s after it appears), the ~100,000 objects made
@@ -311,6 +311,7 @@ class MainWindow(QMainWindow):
         settings = replace(self.settings, window_state=self._window_state())
         settings_store.save(settings)  # small and must land before the process ends
         QThreadPool.globalInstance().waitForDone(SHUTDOWN_WAIT_MS)
+        wait_for_serial_tasks(SHUTDOWN_WAIT_MS)  # the chat store's own thread: its queued writes land first
         if self.store is not None:
             self.store.close()  # writes any answer text still buffered
         super().closeEvent(event)

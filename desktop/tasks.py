@@ -5,8 +5,9 @@
 A plain function runs once and its return value reaches `success`; a generator function streams: each
 value it yields reaches `progress` (on the UI thread, in order) and its return value reaches `success`.
 Callbacks always run on the UI thread, because they are delivered through queued Qt signals owned by
-an object living there. `serial=True` runs tasks one after another on a single thread, for resources
-that must have one owner (the engine).
+an object living there. `serial="name"` runs tasks one after another on that name's own thread, for a
+resource that must have one owner (`serial=True`: the engine's; "chat store": the chats database), and
+never waits behind other work.
 """
 from __future__ import annotations
 
@@ -20,19 +21,28 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 log = logging.getLogger(__name__)
 
-_serial_pool: QThreadPool | None = None
+ENGINE_LANE = "engine"
+# Background tasks mostly wait (on the network, the disk, worker processes): Qt's default of one thread per
+# core let two slow hub requests on a 2-core machine hold up every other task.
+SHARED_THREADS = 8
+
+_serial_pools: dict[str, QThreadPool] = {}
 _live_tasks: set["Task"] = set()  # keeps a running task (and its signals) alive until it reports
 
 
-def _pool(serial: bool) -> QThreadPool:
-    global _serial_pool
+def _pool(serial: bool | str) -> QThreadPool:
     if not serial:
-        return QThreadPool.globalInstance()
-    if _serial_pool is None:
-        _serial_pool = QThreadPool()
-        _serial_pool.setMaxThreadCount(1)
-        _serial_pool.setExpiryTimeout(-1)
-    return _serial_pool
+        shared = QThreadPool.globalInstance()
+        if shared.maxThreadCount() < SHARED_THREADS:
+            shared.setMaxThreadCount(SHARED_THREADS)
+        return shared
+    lane = ENGINE_LANE if serial is True else serial
+    if lane not in _serial_pools:
+        pool = QThreadPool()
+        pool.setMaxThreadCount(1)
+        pool.setExpiryTimeout(-1)
+        _serial_pools[lane] = pool
+    return _serial_pools[lane]
 
 
 class _Signals(QObject):
@@ -92,7 +102,7 @@ class Task:
         self.signals.progressed.connect(callback)
         return self
 
-    def run_in_background(self, *, serial: bool = False) -> "Task":
+    def run_in_background(self, *, serial: bool | str = False) -> "Task":
         _live_tasks.add(self)
         _pool(serial).start(_Runner(self))
         return self
@@ -117,5 +127,5 @@ def _receiver_alive(callback: Callable) -> bool:
 
 
 def wait_for_serial_tasks(timeout_ms: int = 5000) -> bool:
-    """Used at shutdown: let the engine's owner thread finish before the process ends."""
-    return _pool(serial=True).waitForDone(timeout_ms)
+    """Used at shutdown: let the owners of the engine and of the chats finish before the process ends."""
+    return all(pool.waitForDone(timeout_ms) for pool in list(_serial_pools.values()))

@@ -29,6 +29,18 @@ def llamadesk_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+NO_HUB = "http://127.0.0.1:9"  # nothing listens there: a request fails at once, never reaching the network
+
+
+@pytest.fixture(autouse=True)
+def hub_out_of_reach(tmp_path_factory, monkeypatch) -> None:
+    """No test talks to the real Hugging Face, or sees the user's Hugging Face cache and login: the hub is a
+    closed local port (the fake_hub fixture puts its server there instead) and the cache a fresh folder."""
+    from tests.fixtures.fake_hub import point_huggingface_hub_at
+
+    point_huggingface_hub_at(NO_HUB, str(tmp_path_factory.mktemp("hf-home")), monkeypatch)
+
+
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
     path = smollm2_path()

@@ -1,8 +1,8 @@
 """Calls to the ChatStore, run off the UI thread one after another, in the order they were asked for.
 
 Order matters (an answer must be begun before text is appended to it, and a list refresh must see the
-rename before it), and the engine owns tasks.py's serial thread for whole answers, so the store gets its
-own queue: one background Task drains it while there is work and ends when it is empty.
+rename before it), so the store gets its own queue: one background Task, on the store's own thread
+(tasks.py's "chat store" lane), drains it while there is work and ends when it is empty.
 
     queue.call(store.rename_conversation, id, title, done=refresh, failed=show_error)
 """
@@ -16,6 +16,10 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Signal
 
 from desktop.tasks import Task
+
+# The chats database has one owner thread of its own: a streamed answer is written within its batching delay
+# even while the shared pool is busy with hub requests or a fit check.
+STORE_LANE = "chat store"
 
 
 @dataclass
@@ -56,7 +60,7 @@ class StoreQueue(QObject):
             if self._draining:
                 return
             self._draining = True
-        Task(self._drain).progress(self._report).run_in_background()
+        Task(self._drain).progress(self._report).run_in_background(serial=STORE_LANE)
 
     # --- background side ---
 

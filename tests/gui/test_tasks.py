@@ -2,6 +2,7 @@
 import threading
 import time
 
+from PySide6.QtCore import QThreadPool
 from PySide6.QtWidgets import QLabel
 
 from desktop.tasks import Task
@@ -64,3 +65,35 @@ def test_an_answer_for_a_deleted_widget_is_dropped(qtbot):
     finished.set()
     time.sleep(0.05)
     qtbot.wait(100)  # delivering to the deleted widget would raise inside the event loop and fail the test
+
+
+def test_chats_are_written_while_slow_work_fills_the_shared_threads(qtbot):
+    """Hub requests and fit checks can hold every shared thread for seconds; a streamed answer must still reach
+    the chats database at once (the store has its own thread)."""
+    from desktop.chat.store_queue import StoreQueue
+    from desktop.tasks import SHARED_THREADS
+
+    release = threading.Event()
+    for _ in range(SHARED_THREADS + 2):
+        Task(release.wait, 30).run_in_background()
+    try:
+        written = []
+        StoreQueue().call(written.append, "the answer so far", done=lambda _result: None)
+        qtbot.waitUntil(lambda: written == ["the answer so far"], timeout=2000)
+    finally:
+        release.set()
+        QThreadPool.globalInstance().waitForDone(5000)
+
+
+def test_short_work_is_not_stuck_behind_two_slow_requests(qtbot):
+    """Qt's default is one shared thread per core: on a 2-core machine two slow hub requests held up everything."""
+    release = threading.Event()
+    for _ in range(2):
+        Task(release.wait, 30).run_in_background()
+    try:
+        answers = []
+        Task(lambda: "listed").success(answers.append).run_in_background()
+        qtbot.waitUntil(lambda: answers == ["listed"], timeout=2000)
+    finally:
+        release.set()
+        QThreadPool.globalInstance().waitForDone(5000)
