@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
         elif store.interrupted_answers:
             self.notice.show_info(f"{store.interrupted_answers} answer(s) were cut off when LlamaDesk last "
                                   "stopped; their text is kept and marked as interrupted.")
+        gc.freeze()  # what start-up made so far, at once; what the first seconds add (lexers), when they settle
         QTimer.singleShot(START_UP_SETTLED_MS, self, gc.freeze)  # not after this window is gone
         self.chat_ready.emit()
 
