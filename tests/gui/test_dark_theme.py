@@ -38,17 +38,6 @@ def is_dark(colour: QColor) -> bool:
     return luminance(colour) < 0.1
 
 
-@pytest.fixture(autouse=True)
-def restore_look(qapp):
-    """Themes change the whole application: put its look back after each test."""
-    sheet, palette = qapp.styleSheet(), qapp.palette()
-    yield
-    qapp.setStyleSheet(sheet)
-    qapp.setPalette(palette)
-    qapp.setProperty("llamadeskTheme", None)
-    qapp.setProperty("llamadeskLook", None)
-
-
 @pytest.fixture
 def store(tmp_path):
     store = ChatStore(tmp_path / "chats.sqlite3")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QListWidget, QSpinBox
 
@@ -16,17 +15,6 @@ from desktop.settings.settings_dialog import NO_TELEMETRY, SettingsDialog
 
 TIMEOUT_MS = 5000
 STYLES = locations.resources_dir() / "styles"
-
-
-@pytest.fixture(autouse=True)
-def restore_look(qapp):
-    """Themes change the whole application: put its look back after each test."""
-    sheet, palette = qapp.styleSheet(), qapp.palette()
-    yield
-    qapp.setStyleSheet(sheet)
-    qapp.setPalette(palette)
-    qapp.setProperty("llamadeskTheme", None)
-    qapp.setProperty("llamadeskLook", None)
 
 
 def open_dialog(qtbot, settings: Settings, physical_cores: int | None = 8) -> SettingsDialog:
