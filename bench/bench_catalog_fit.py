@@ -97,7 +97,7 @@ def _shapes():
 
 def _stub(model) -> tuple[bytes, int]:
     """(header bytes, real file size) of a zoo model's header-only stub, written once per machine."""
-    from core.gguf import read_model_info
+    from core.gguf.reader import read_model_info
     from tests.fixtures.model_zoo import write_stub
 
     STUB_DIR.mkdir(parents=True, exist_ok=True)
@@ -143,9 +143,9 @@ def serve_catalog(server, catalog) -> None:
 
 
 def main() -> int:
-    from core import catalog as cat
-    from core.hardware import load_profile
-    from core.headers import HeaderCache
+    from core.models import catalog as cat
+    from core.machine.hardware import load_profile
+    from core.models.remote_headers import HeaderCache
     from tests.fixtures.fake_hub import FakeHub, point_huggingface_hub_at
 
     work = Path(tempfile.mkdtemp(prefix="llamadesk-bench-catalog-"))

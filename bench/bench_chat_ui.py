@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from core.chats import Conversation  # noqa: E402
-from core.store import ChatStore  # noqa: E402
+from core.chat.conversation import Conversation  # noqa: E402
+from core.chat.store import ChatStore  # noqa: E402
 from desktop.chat.message_views import MessageView  # noqa: E402
 from desktop.chat.workspace import ChatWorkspace  # noqa: E402
 from desktop.engine_session import EngineSession  # noqa: E402

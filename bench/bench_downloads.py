@@ -2,7 +2,7 @@
 """Download throughput on loopback: LlamaDesk's download manager vs a plain HTTP client, same server, same run.
 
 The fake hub (tests/fixtures/fake_hub.py) serves one file of random bytes. Each round fetches it twice, in
-alternating order: the app (core.downloads: HEAD for the LFS sha256, Range-capable stream into a .part file,
+alternating order: the app (core.models.downloads.manager: HEAD for the LFS sha256, Range-capable stream into a .part file,
 SHA-256 by a thread reading behind the writer, placed into the HF cache) and a plain client (urllib following the
 same redirect, copying the body to a file, no verification). Both write a new file (the previous one deleted
 before the clock starts).
@@ -67,7 +67,7 @@ def sha256_seconds() -> float:
 
 def app_fetch(cache: Path) -> tuple[float, float]:
     """Seconds until the last byte was on disk, and until the verified file was in the cache."""
-    from core.downloads import DownloadRequest, DownloadState, download
+    from core.models.downloads.manager import DownloadRequest, DownloadState, download
 
     transferred: list[float] = []
 

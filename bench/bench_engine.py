@@ -16,7 +16,7 @@ TTFT differences as medians over the rounds' pairs (both runs of a round see the
 
 Each engine prompt starts with a different system line, so the engine cannot reuse the previous run's
 KV cache beyond the template's first few tokens (raw starts from an empty cache): both evaluate
-practically the whole prompt. Host bandwidth is core.bandwidth's copy figure (bytes read + written). Prints a table, then
+practically the whole prompt. Host bandwidth is core.machine.bandwidth's copy figure (bytes read + written). Prints a table, then
 RESULT lines. Environment: LLAMADESK_BENCH_ROUNDS (default 9), LLAMADESK_BENCH_TOKENS (default 96),
 LLAMADESK_BENCH_THREADS (default: physical cores).
 """
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from core.bandwidth import measure_host_bandwidth  # noqa: E402
+from core.machine.bandwidth import measure_host_bandwidth  # noqa: E402
 from core.engine.client import EngineClient  # noqa: E402
 from core.engine.protocol import AnswerFinished, LoadSettings, SamplingSettings, TokenText  # noqa: E402
 

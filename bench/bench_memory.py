@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The memory estimator (core/memory.py) against llama.cpp's own dry run (core/dryrun.py).
+"""The memory estimator (core/fit/estimate.py) against llama.cpp's own dry run (core/fit/dry_run.py).
 
 1. The model zoo (tests/fixtures/model_zoo.py: header-only stubs of 13 real architectures) on the host,
    contexts 2k/8k/32k, KV f16 and q8_0 with flash attention and f16 without: total bytes per device.
@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.dryrun import dry_run  # noqa: E402
-from core.gguf import ModelInfo, read_model_info  # noqa: E402
-from core.memory import GpuDevice, MemorySettings, estimate  # noqa: E402
+from core.fit.dry_run import dry_run  # noqa: E402
+from core.gguf.reader import ModelInfo, read_model_info  # noqa: E402
+from core.fit.estimate import GpuDevice, MemorySettings, estimate  # noqa: E402
 from tests.fixtures.model_zoo import ZOO, zoo_model  # noqa: E402
 
 MiB = 1024 * 1024
@@ -187,7 +187,7 @@ def main() -> int:
                 f"{len(MODES)} modes), MiB", zoo)
     import tempfile
 
-    from core.rpc import start_local_server
+    from core.machine.rpc import start_local_server
 
     with tempfile.TemporaryDirectory() as folder, \
             start_local_server(log_path=Path(folder) / "rpc-server.log") as server:

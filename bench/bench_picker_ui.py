@@ -117,9 +117,9 @@ def idle(app, seconds: float = 1.0) -> dict:
 
 def measure_rounds(app, hardware, catalog: Path, work: Path) -> list[dict]:
     """The idle baseline, then a cold and a warm 200-file fit check per round."""
-    from core.downloads import DownloadManager
-    from core.headers import HeaderCache
-    from core.library import LibrarySources
+    from core.models.downloads.manager import DownloadManager
+    from core.models.remote_headers import HeaderCache
+    from core.models.library import LibrarySources
     from desktop.models.picker import ModelPicker
 
     sources = LibrarySources(app_dir=work / "app", lmstudio_dirs=(), ollama_dir=work / "ollama")
@@ -140,7 +140,7 @@ def measure_rounds(app, hardware, catalog: Path, work: Path) -> list[dict]:
 def main() -> int:
     from PySide6.QtWidgets import QApplication
 
-    from core.hardware import load_profile
+    from core.machine.hardware import load_profile
     from tests.fixtures.fake_hub import HubProcess, add_zoo_catalog, point_huggingface_hub_at
 
     work = Path(tempfile.mkdtemp(prefix="llamadesk-bench-picker-"))

@@ -2,7 +2,7 @@
 """How fast the planner answers: one file from a parsed header (< 5 ms), and a list of 200 (< 0.5 s).
 
 The headers are the model zoo's (tests/fixtures/model_zoo.py, 13 architectures) and the real SmolLM2,
-parsed once beforehand (parsing is core/gguf.py's business); the machines are the shipped hardware
+parsed once beforehand (parsing is core/gguf/reader.py's business); the machines are the shipped hardware
 profiles. Prints a table per profile (slowest last) and RESULT lines.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.gguf import ModelInfo, read_model_info  # noqa: E402
-from core.hardware import list_profiles, load_profile  # noqa: E402
-from core.plan import PlanRequest, plan  # noqa: E402
+from core.gguf.reader import ModelInfo, read_model_info  # noqa: E402
+from core.machine.hardware import list_profiles, load_profile  # noqa: E402
+from core.fit.planner import PlanRequest, plan  # noqa: E402
 from tests.fixtures.model_zoo import ZOO, zoo_model  # noqa: E402
 
 REPEATS = 15

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.chats import Conversation, MessageStats  # noqa: E402
-from core.store import ChatStore  # noqa: E402
+from core.chat.conversation import Conversation, MessageStats  # noqa: E402
+from core.chat.store import ChatStore  # noqa: E402
 
 TURNS = 250                      # 250 questions + 250 answers = 500 messages
 DELTAS_PER_ANSWER = 120          # about one token each

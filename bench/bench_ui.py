@@ -11,7 +11,7 @@ says otherwise) under the real blocking Qt event loop, with LLAMADESK_HOME in a 
   generate    an answer of up to 200 tokens streaming into the chat (composer + Send, until answer_finished)
   fit check   the model picker (desktop.models.picker.ModelPicker, next to the window) fit-checks 200 catalog
               files from a fake hub (header-only stubs of real architectures; cold header cache every round)
-  download    a 160 MiB file from the fake hub through core.downloads, progress delivered to the UI thread by
+  download    a 160 MiB file from the fake hub through core.models.downloads.manager, progress delivered to the UI thread by
               the picker's DownloadQueue into its downloads list (as a click on Download would)
   start       cold start to a visible window, no model: a subprocess runs desktop.app.main() (what
               `python -m desktop.app` runs) with an empty LLAMADESK_HOME; an event filter records the main
@@ -142,10 +142,10 @@ def scenario_generate(window, probe, rounds: int) -> list[dict]:
 
 
 def make_picker(catalog: Path, round_number: int):
-    from core.downloads import DownloadManager
-    from core.hardware import load_profile
-    from core.headers import HeaderCache
-    from core.library import LibrarySources
+    from core.models.downloads.manager import DownloadManager
+    from core.machine.hardware import load_profile
+    from core.models.remote_headers import HeaderCache
+    from core.models.library import LibrarySources
     from desktop.models.picker import ModelPicker
 
     hardware = load_profile(os.environ.get("BENCH_PROFILE", "desktop-24gb"))
@@ -184,7 +184,7 @@ def scenario_fit(window, probe, catalog: Path, rounds: int) -> tuple[list[dict],
 
 
 def scenario_download(picker, probe, rounds: int) -> list[dict]:
-    from core.downloads import DownloadRequest, DownloadState
+    from core.models.downloads.manager import DownloadRequest, DownloadState
     from desktop.tasks import Task
 
     states: list = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
-from core import locations
+from core.platform import locations
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from PySide6.QtCore import QtMsgType, QTimer, qInstallMessageHandler
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from core import locations, logs
+from core.platform import locations, logs
 from core import settings as settings_store
 from desktop.theme import apply_theme, follow_system_theme
 from desktop.crash_report import CrashRecorder, offer_unseen_reports

@@ -26,7 +26,7 @@ from typing import IO
 
 import psutil
 
-from core import locations, logs
+from core.platform import locations, logs
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,13 @@ from PySide6.QtCore import QByteArray, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDialog, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
-from core import hardware, starter
+from core.machine import hardware
+from core.models import starter
 from core import settings as settings_store
-from core.offload import PreparedLoad, prepare_load
-from core.offload_choice import choice_from_settings, settings_with_choice
+from core.fit.load_preparation import PreparedLoad, prepare_load
+from core.fit.choice import choice_from_settings, settings_with_choice
 from core.settings import Settings
-from core.store import ChatStore
+from core.chat.store import ChatStore
 from desktop.chat.workspace import ChatWorkspace
 from desktop.engine_session import EngineSession
 from desktop.models.model_bar import ModelBar

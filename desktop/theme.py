@@ -19,7 +19,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
-from core import locations
+from core.platform import locations
 
 THEMES = ("system", "light", "dark")
 THEME_LABELS = {"system": "System", "light": "Light", "dark": "Dark"}

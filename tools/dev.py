@@ -201,7 +201,7 @@ def setup() -> dict[str, str]:
 def command_run(args: list[str]) -> int:
     env = setup()
     # A new user chats within minutes: the starter model goes into the app's model folder if it is empty.
-    run([venv_python(), "-m", "core.starter", env["LLAMADESK_TEST_MODEL"]], env=env)
+    run([venv_python(), "-m", "core.models.starter", env["LLAMADESK_TEST_MODEL"]], env=env)
     return subprocess.call([str(venv_python()), "-m", "desktop.app", *args], env=env, cwd=ROOT)
 
 

@@ -47,7 +47,7 @@ STREAMED_TOKENS = 60                               # tokens streamed before the 
 # --- the fake hub, in its own process ------------------------------------------------------------------------------
 def fill_hub(server, rate: int, from_bytes: int) -> None:
     """In the hub's process: the whole catalog (bench_catalog_fit's stubs), whole-file transfers at ``rate``."""
-    from core.catalog import load_catalog
+    from core.models.catalog import load_catalog
 
     server.set_link_speed(rate, from_bytes=from_bytes)
     serve_catalog_by_quant(server, load_catalog(use_refresh_cache=False))
@@ -157,8 +157,8 @@ def bad_file_and_chat(app, window, model: Path) -> None:
 
 
 def picker_scenes(app, window) -> None:
-    from core.downloads import DownloadState
-    from core.hardware import load_profile
+    from core.models.downloads.manager import DownloadState
+    from core.machine.hardware import load_profile
 
     # The window's own picker (Ctrl+K, or the first run with no model), planned for an 8 GB laptop GPU.
     window._picker_dialog = window._make_picker_dialog()
@@ -248,9 +248,9 @@ def settings_dialog(app, window) -> None:
 
 
 def offload_dialog(app, window) -> None:
-    from core.gguf import read_model_info
-    from core.hardware import load_profile
-    from core.offload_choice import choice_from_settings, plan_choice
+    from core.gguf.reader import read_model_info
+    from core.machine.hardware import load_profile
+    from core.fit.choice import choice_from_settings, plan_choice
     from desktop.models.offload_panel import OffloadDialog
     from tests.fixtures.model_zoo import zoo_model
 

@@ -13,9 +13,9 @@ import sys
 from core.cli.errors import fail
 from core.engine.client import EngineClient, EngineError
 from core.engine.protocol import AnswerFinished, SamplingSettings, TokenText
-from core.gguf import GGUFError
-from core.offload import prepare_load
-from core.offload_choice import OffloadChoice
+from core.gguf.reader import GGUFError
+from core.fit.load_preparation import prepare_load
+from core.fit.choice import OffloadChoice
 
 DEFAULT_CONTEXT = 4096
 

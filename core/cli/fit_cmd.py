@@ -11,12 +11,12 @@ import argparse
 import json
 from dataclasses import replace
 
-from core import hardware
+from core.machine import hardware
 from core.cli.errors import fail
-from core.gguf import GGUFError, ModelInfo, read_model_info
-from core.memory import KV_TYPES, MemorySettings
-from core.plan import DevicePlan, Plan, PlanError, PlanRequest, plan
-from core.units import format_bytes
+from core.gguf.reader import GGUFError, ModelInfo, read_model_info
+from core.fit.estimate import KV_TYPES, MemorySettings
+from core.fit.planner import DevicePlan, Plan, PlanError, PlanRequest, plan
+from core.platform.units import format_bytes
 
 FLASH_CHOICES = {"on": True, "off": False, "auto": "auto"}
 
@@ -73,7 +73,7 @@ class ExactModeError(RuntimeError):
 
 def _exact(path: str, info: ModelInfo, snapshot: hardware.HardwareSnapshot, chosen: Plan) -> Plan:
     """The same plan, its breakdown replaced by llama.cpp's dry run of the chosen settings."""
-    from core.dryrun import DryRunError, dry_run
+    from core.fit.dry_run import DryRunError, dry_run
 
     gpu_plans = [d for d in chosen.devices if d.kind == "gpu"]
     if gpu_plans and snapshot.source != "probe" and chosen.n_gpu_layers > 0:

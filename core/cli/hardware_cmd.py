@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from core import hardware
+from core.machine import hardware
 from core.cli.errors import fail
-from core.units import format_bytes
+from core.platform.units import format_bytes
 
 
 def register(subparsers) -> None:

@@ -5,8 +5,8 @@ import argparse
 import json
 
 from core.cli.errors import fail
-from core.gguf import GGUFError, ModelInfo, read_model_info
-from core.units import format_bytes
+from core.gguf.reader import GGUFError, ModelInfo, read_model_info
+from core.platform.units import format_bytes
 
 
 def register(subparsers) -> None:

@@ -6,9 +6,9 @@ import json
 import sys
 import time
 
-from core import hub
+from core.models import hub
 from core.cli.errors import fail
-from core.units import format_bytes
+from core.platform.units import format_bytes
 
 
 def register(subparsers) -> None:
@@ -89,7 +89,9 @@ def run_files(args: argparse.Namespace) -> int:
 
 
 def _fits(listing: hub.RepoListing, args: argparse.Namespace):
-    from core import catalog, hardware, plan
+    from core.models import catalog
+    from core.machine import hardware
+    from core.fit import planner as plan
 
     try:
         machine = hardware.load_profile(args.hardware) if args.hardware else hardware.probe()
@@ -117,7 +119,7 @@ def _files_json(listing: hub.RepoListing, fits: dict) -> dict:
 
 # -- download -------------------------------------------------------------------------------------------------------
 def run_download(args: argparse.Namespace) -> int:
-    from core.downloads import DownloadError, download
+    from core.models.downloads.manager import DownloadError, download
 
     try:
         parts = _parts_to_fetch(args.repo, args.file, args.revision)
@@ -134,7 +136,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 def _parts_to_fetch(repo_id: str, filename: str, revision: str):
     """One request, or one per part when ``filename`` names a split model (or one of its parts)."""
-    from core.downloads import DownloadRequest, UnsafeFileName
+    from core.models.downloads.manager import DownloadRequest, UnsafeFileName
 
     try:
         hub.check_safe_filename(filename)
@@ -188,7 +190,8 @@ class _ProgressLine:
 def run_models(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from core import library, settings
+    from core.models import library
+    from core import settings
 
     folders = tuple(Path(f).expanduser() for f in (*_saved_folders(settings), *args.folder))
     models = library.scan(library.LibrarySources(user_dirs=folders))
@@ -220,7 +223,8 @@ def run_models(args: argparse.Namespace) -> int:
 
 def _local_verdicts(models, profile: str | None):
     """{path: verdict} for the readable models (split parts are planned from their first part's table)."""
-    from core import hardware, plan
+    from core.machine import hardware
+    from core.fit import planner as plan
 
     try:
         machine = hardware.load_profile(profile) if profile else hardware.probe()

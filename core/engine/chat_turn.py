@@ -17,7 +17,7 @@ from core.engine.context_window import answer_reserve, fit_conversation
 from core.engine.llama_runtime import LlamaRuntime
 from core.engine.protocol import (AnswerFinished, AnswerStats, ChatRequest, ContextTrimmed,
                                   SamplingSettings, TokenText)
-from core.engine.sampler import effective_seed, sampler_chain
+from core.engine.sampler import RANDOM_SEED, effective_seed, sampler_chain
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class ChatTurn:
         self.dropped_messages = fitted.dropped_messages
         if fitted.dropped_messages:
             self.send(ContextTrimmed(fitted.dropped_messages, fitted.kept_messages))
-        reused = self._reuse_prefix(fitted.tokens)
+        reused = self._reuse_prefix(fitted.tokens) if not self._seeded() else self._evaluate_afresh()
         finished = self._evaluate_prompt(fitted.tokens[reused:])
         self.clock.prompt_done = perf_counter()
         reason = self._generate() if finished else CANCELLED
@@ -113,6 +113,16 @@ class ChatTurn:
         reused = min(self.runtime.common_prefix(tokens), len(tokens) - 1)
         self.runtime.forget_from(reused)
         return reused
+
+    def _seeded(self) -> bool:
+        return effective_seed(self.sampling, self.runtime.settings.seed) != RANDOM_SEED
+
+    def _evaluate_afresh(self) -> int:
+        """A fixed seed promises the same answer every time. On some CPUs (AVX without AVX2) a cached prefix
+        plus a short evaluation gives slightly different logits than one full evaluation, so a seeded answer
+        evaluates its whole prompt from an empty cache, in the same batches every time."""
+        self.runtime.forget_from(0)
+        return 0
 
     def _evaluate_prompt(self, tokens: list[int]) -> bool:
         self.runtime.set_abort(self.should_stop)

@@ -1,14 +1,14 @@
 """ggml's device list as the worker sees it: which backend received the offloaded layers.
 
-Read through ctypes on the very libggml llama.cpp uses (core.hardware.build_library picks the
-soname file, ARCHITECTURE §4). RPC servers join the list through core.rpc.attach_servers.
+Read through ctypes on the very libggml llama.cpp uses (core.machine.hardware.build_library picks the
+soname file, ARCHITECTURE §4). RPC servers join the list through core.machine.rpc.attach_servers.
 """
 from __future__ import annotations
 
 import logging
 import re
 
-from core import hardware
+from core.machine import hardware
 
 log = logging.getLogger(__name__)
 

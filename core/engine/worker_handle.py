@@ -8,7 +8,7 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from core import locations
+from core.platform import locations
 from core.engine.protocol import ShutdownRequest
 from core.engine.worker import worker_main
 

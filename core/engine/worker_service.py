@@ -22,8 +22,8 @@ from core.engine.native_log import NativeLog
 from core.engine.protocol import (ChatFailed, ChatRequest, FailureKind, LoadedModel, LoadFailed,
                                   LoadProgress, LoadRequest, LoadSettings, LoadSucceeded,
                                   ShutdownRequest)
-from core.hardware import process_gpu_bytes
-from core.rpc import RpcError, attach_servers
+from core.machine.hardware import process_gpu_bytes
+from core.machine.rpc import RpcError, attach_servers
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from functools import partial
 
 from PySide6.QtCore import QObject, Signal
 
-from core.chats import Conversation, Message, MessageStats, SamplingValues
+from core.chat.conversation import Conversation, Message, MessageStats, SamplingValues
 from core.engine.protocol import AnswerFinished, SamplingSettings
-from core.store import ChatStore
+from core.chat.store import ChatStore
 from desktop.chat.store_queue import StoreQueue
 from desktop.engine_session import EngineSession
 

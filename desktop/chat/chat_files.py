@@ -1,5 +1,5 @@
 """Export a conversation as Markdown or JSON and import a JSON chat file: the file dialogs, with the
-formatting and the disk work (core.chat_export) off the UI thread."""
+formatting and the disk work (core.chat.export) off the UI thread."""
 from __future__ import annotations
 
 import re
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from core.chat_export import read_json_file, to_json, to_markdown
-from core.chats import Conversation
+from core.chat.export import read_json_file, to_json, to_markdown
+from core.chat.conversation import Conversation
 from desktop.tasks import Task
 
 FORMATS = {"markdown": ("Markdown (*.md)", ".md", to_markdown), "json": ("LlamaDesk chat (*.json)", ".json", to_json)}

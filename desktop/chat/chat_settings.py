@@ -8,7 +8,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QLabel, QPlainTextEdit,
                                QSpinBox, QWidget)
 
-from core.chats import CUSTOM_PRESET, PRESETS, Conversation, SamplingValues, preset_name
+from core.chat.conversation import CUSTOM_PRESET, PRESETS, Conversation, SamplingValues, preset_name
 
 SAVE_DELAY_MS = 400
 

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout,
                                QWidget)
 
-from core.store import ConversationSummary
+from core.chat.store import ConversationSummary
 
 SEARCH_DELAY_MS = 200
 UNTITLED = "New chat"

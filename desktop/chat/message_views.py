@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.chats import Conversation, Message, MessageStats
+from core.chat.conversation import Conversation, Message, MessageStats
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from PySide6.QtCore import QByteArray, QDataStream, QIODevice, Qt, QTimer, Signa
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QHBoxLayout, QMessageBox, QSplitter, QWidget
 
-from core.chats import Conversation
-from core.store import ChatStore, ConversationSummary
+from core.chat.conversation import Conversation
+from core.chat.store import ChatStore, ConversationSummary
 from desktop import theme
 from desktop.chat import chat_files, code_highlight
 from desktop.chat.answer_flow import AnswerFlow

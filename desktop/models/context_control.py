@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QSlider, QSpinBox, QWidget
 
-from core.offload_choice import context_steps
+from core.fit.choice import context_steps
 
 
 class ContextControl(QWidget):

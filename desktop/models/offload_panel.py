@@ -3,9 +3,9 @@ attention, with the planner's verdict and a per-device memory bar that follow ev
 
     panel = OffloadPanel()
     panel.show_for(model_info, hardware_snapshot, current_choice, safety_margin_bytes)
-    panel.apply_requested.connect(reload_with)              # OffloadChoice (core.offload_choice)
+    panel.apply_requested.connect(reload_with)              # OffloadChoice (core.fit.choice)
 
-The panel plans nothing itself: core.offload_choice.plan_choice runs in a Task on a short debounce and
+The panel plans nothing itself: core.fit.choice.plan_choice runs in a Task on a short debounce and
 the panel shows the Plan it returns. OffloadDialog wraps the panel in a dialog for the model bar.
 """
 from __future__ import annotations
@@ -17,14 +17,14 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QFormLayout, QFrame, QHBoxLayout,
                                QLabel, QPushButton, QRadioButton, QSlider, QVBoxLayout, QWidget)
 
-from core.gguf import ModelInfo
-from core.hardware import HardwareSnapshot
-from core.offload_choice import (KV_TYPE_LABELS, OffloadChoice, manual_layers,
+from core.gguf.reader import ModelInfo
+from core.machine.hardware import HardwareSnapshot
+from core.fit.choice import (KV_TYPE_LABELS, OffloadChoice, manual_layers,
                                  needs_flash_attention, normalized, offloadable_layers, plan_choice,
                                  trained_context)
-from core.plan import CPU_ONLY, DEFAULT_GPU_MARGIN, FULL, TOO_LARGE, DevicePlan, Plan
+from core.fit.planner import CPU_ONLY, DEFAULT_GPU_MARGIN, FULL, TOO_LARGE, DevicePlan, Plan
 from core.settings import ALL_GPU_LAYERS, KV_TYPES
-from core.units import format_bytes
+from core.platform.units import format_bytes
 from desktop.models.context_control import ContextControl
 from desktop.monitor.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
 from desktop.tasks import Task
@@ -38,7 +38,7 @@ FLASH_NEEDED = "A quantized KV cache needs flash attention, so it stays on."
 NO_GPU = "No usable GPU on this machine: every layer runs on the CPU."
 
 
-# --- what the bars and labels say (figures from core.plan's DevicePlan) ---
+# --- what the bars and labels say (figures from core.fit.planner's DevicePlan) ---
 
 def device_title(device: DevicePlan, index: int) -> str:
     return "Host RAM" if device.kind == "host" else f"GPU {index} · {device.name}"

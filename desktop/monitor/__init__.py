@@ -6,7 +6,7 @@
     session.loaded.connect(dashboard.show_loaded_model)                   # "Prediction vs actual"
     sampler.start()            # and sampler.stop() in closeEvent
 
-The figures and their arithmetic live in core.monitor and core.memory_history; these modules only show
+The figures and their arithmetic live in core.monitor.samples and core.monitor.history; these modules only show
 them: stacked_bar.py (a bar split into named parts, with a text legend), history_chart.py (a ten-minute
 QtCharts line chart), prediction_box.py.
 """

@@ -16,9 +16,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from core.engine.protocol import LoadedModel
-from core.memory_history import MemoryHistory
-from core.monitor import GpuMemory, MemorySample, PredictionComparison, RamSplit, VramSplit
-from core.units import format_bytes
+from core.monitor.history import MemoryHistory
+from core.monitor.samples import GpuMemory, MemorySample, PredictionComparison, RamSplit, VramSplit
+from core.platform.units import format_bytes
 from desktop import theme
 from desktop.monitor.history_chart import HistoryChart
 from desktop.monitor.prediction_box import PredictionBox
@@ -58,7 +58,7 @@ DARK_STYLE = """
 STYLES = {"light": STYLE, "dark": DARK_STYLE}
 
 
-# --- what the bars show (the figures come from core.monitor's splits) ---
+# --- what the bars show (the figures come from core.monitor.samples's splits) ---
 
 def ram_parts(split: RamSplit, engine_running: bool) -> list[BarPart]:
     engine = [BarPart("Engine", split.engine_bytes, ENGINE_COLOR, dark=True)] if engine_running else []

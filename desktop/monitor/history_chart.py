@@ -21,7 +21,7 @@ from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLegend, QLineSe
 from PySide6.QtCore import QDateTime, QMargins, QPointF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 
-from core.memory_history import CAPACITY, WINDOW_SECONDS
+from core.monitor.history import CAPACITY, WINDOW_SECONDS
 
 MIN_SPAN_SECONDS = 120
 from desktop import theme

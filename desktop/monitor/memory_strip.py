@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
-from core.monitor import MemorySample
-from core.units import format_bytes
+from core.monitor.samples import MemorySample
+from core.platform.units import format_bytes
 
 
 def _meter(name: str) -> QProgressBar:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from core.monitor import PredictionComparison
+from core.monitor.samples import PredictionComparison
 
 NO_MODEL = "No model loaded"
 HOST_TIP = ("Host RAM: the planner's prediction for this load against the engine process's resident "

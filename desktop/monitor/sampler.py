@@ -1,4 +1,4 @@
-"""The 1 Hz memory sampler: a QTimer that runs core.monitor.sample_memory off the UI thread.
+"""The 1 Hz memory sampler: a QTimer that runs core.monitor.samples.sample_memory off the UI thread.
 
     sampler = MemorySampler(lambda: session.engine_pid, parent=window)
     sampler.sampled.connect(dashboard.show_sample)
@@ -13,7 +13,7 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from core.monitor import MemorySample, sample_memory
+from core.monitor.samples import MemorySample, sample_memory
 from desktop.tasks import Task
 
 log = logging.getLogger(__name__)

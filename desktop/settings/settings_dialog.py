@@ -15,7 +15,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
-from core import hardware
+from core.machine import hardware
 from core import settings as settings_store
 from core.settings import Settings
 from desktop.settings.folder_list import FolderList

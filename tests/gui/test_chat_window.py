@@ -149,7 +149,7 @@ def test_window_layout_is_restored_after_a_restart(qtbot):
 
 @pytest.mark.model
 def test_the_offload_dialog_choice_reloads_the_model_with_it(qtbot, window, smollm2):
-    from core.offload_choice import OffloadChoice
+    from core.fit.choice import OffloadChoice
     from desktop.models.offload_panel import OffloadDialog
 
     load(qtbot, window, smollm2)

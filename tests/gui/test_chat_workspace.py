@@ -12,9 +12,9 @@ from PySide6.QtCore import QUrl, Qt
 from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox, QFileDialog,
                                QLineEdit, QMessageBox, QPlainTextEdit, QTextEdit, QWidget)
 
-from core.chats import PRESETS, Conversation
+from core.chat.conversation import PRESETS, Conversation
 from core.engine.protocol import LoadSettings
-from core.store import ChatStore
+from core.chat.store import ChatStore
 from desktop.engine_session import EngineSession
 from desktop.chat.workspace import ChatWorkspace
 

@@ -6,8 +6,8 @@ import pytest
 from PySide6.QtCore import QPoint
 from PySide6.QtGui import QColor, QTextCharFormat, QTextFrame, QTextTable
 
-from core.monitor import GpuMemory, MemorySample
-from core.store import ChatStore
+from core.monitor.samples import GpuMemory, MemorySample
+from core.chat.store import ChatStore
 from desktop import theme
 from desktop.chat.workspace import ChatWorkspace
 from desktop.engine_session import EngineSession

@@ -9,8 +9,8 @@ from PySide6.QtCharts import QChartView
 from PySide6.QtWidgets import QGroupBox, QLabel, QScrollArea
 
 from core.engine.protocol import LoadedModel, LoadSettings
-from core.memory_history import MemoryHistory
-from core.monitor import GpuMemory, MemorySample, PredictedVsMeasured, PredictionComparison
+from core.monitor.history import MemoryHistory
+from core.monitor.samples import GpuMemory, MemorySample, PredictedVsMeasured, PredictionComparison
 from desktop.monitor.dashboard import NO_GPU, MemoryDashboard
 from desktop.monitor.sampler import MemorySampler
 from desktop.monitor.stacked_bar import StackedBar

@@ -9,10 +9,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QAbstractButton, QAbstractItemView, QComboBox, QLineEdit, QMessageBox, QScrollArea,
                                QSlider, QSpinBox, QTableView)
 
-from core.downloads import DownloadManager, RetryPolicy
-from core.gguf import read_model_info
-from core.hardware import load_profile
-from core.library import LibrarySources
+from core.models.downloads.manager import DownloadManager, RetryPolicy
+from core.gguf.reader import read_model_info
+from core.machine.hardware import load_profile
+from core.models.library import LibrarySources
 from desktop.models.picker import ModelPicker
 from desktop.models.picker.badges import badge_text
 from tests.fixtures.fake_hub import FakeFile, Fault, fake_hub  # noqa: F401  (fixture)
@@ -399,7 +399,7 @@ def test_fit_badges_keep_their_contrast_on_a_selected_row(qtbot, idle_dialog, lo
 
 @pytest.mark.parametrize("width", [1180, 900])
 def test_download_buttons_stay_whole_and_names_shorten(qtbot, idle_dialog, width):
-    from core.downloads import DownloadProgress, DownloadState
+    from core.models.downloads.manager import DownloadProgress, DownloadState
 
     dialog, picker = idle_dialog
     name = "Meta-Llama-3.1-8B-Instruct-abliterated-uncensored-imatrix-with-a-very-long-name-for-this-test.gguf"
@@ -427,7 +427,7 @@ def test_download_buttons_stay_whole_and_names_shorten(qtbot, idle_dialog, width
 
 
 def test_a_download_being_checked_says_how_far_the_check_is():
-    from core.downloads import DownloadProgress, DownloadState
+    from core.models.downloads.manager import DownloadProgress, DownloadState
     from desktop.models.picker.downloads_list import status_text
 
     checking = DownloadProgress("a", "org/Model-GGUF", "model-Q4_K_M.gguf", DownloadState.VERIFYING,

@@ -7,10 +7,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QSlider, QSpinBox
 
-from core.gguf import read_model_info
-from core.hardware import load_profile
-from core.offload_choice import OffloadChoice
-from core.plan import CPU_ONLY, TOO_LARGE
+from core.gguf.reader import read_model_info
+from core.machine.hardware import load_profile
+from core.fit.choice import OffloadChoice
+from core.fit.planner import CPU_ONLY, TOO_LARGE
 from desktop.models import offload_panel
 from desktop.models.offload_panel import OffloadDialog, OffloadPanel
 from tests.fixtures.model_zoo import zoo_model

@@ -6,7 +6,7 @@ import re
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QListWidget, QSpinBox
 
-from core import locations
+from core.platform import locations
 from core import settings as settings_store
 from core.settings import Settings
 from desktop import theme

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from core.byte_stream import StreamBroken, StreamRefused, StreamUntrusted, open_byte_stream
+from core.models.downloads.transfer import StreamBroken, StreamRefused, StreamUntrusted, open_byte_stream
 
 BODY = os.urandom(3 << 20)
 

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from core import catalog as cat
-from core.hardware import load_profile
-from core.headers import HeaderCache
+from core.models import catalog as cat
+from core.machine.hardware import load_profile
+from core.models.remote_headers import HeaderCache
 
 
 def test_shipped_catalog_is_valid_and_broad():
@@ -94,7 +94,7 @@ def test_fit_check_plans_remote_files_from_their_headers(fake_hub, smollm2):  # 
 
 
 def test_a_split_model_is_planned_from_all_its_parts(fake_hub, tmp_path):  # noqa: F811
-    from core.gguf import read_model_info
+    from core.gguf.reader import read_model_info
     from tests.fixtures.fake_hub import FakeFile, header_and_size, write_split_stub
     from tests.fixtures.model_zoo import ZOO, zoo_model
 
@@ -117,8 +117,8 @@ def test_a_split_model_is_planned_from_all_its_parts(fake_hub, tmp_path):  # noq
 
 @pytest.mark.model
 def test_exact_figures_from_the_remote_header_match_the_real_file(fake_hub, smollm2):  # noqa: F811
-    from core.dryrun import dry_run
-    from core.memory import MemorySettings
+    from core.fit.dry_run import dry_run
+    from core.fit.estimate import MemorySettings
 
     fake_hub.add_repo("o/Smol-GGUF", {"smol-Q4_1.gguf": smollm2.read_bytes()})
     entry = HeaderCache().get("o/Smol-GGUF", "smol-Q4_1.gguf")

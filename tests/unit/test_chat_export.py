@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from core.chat_export import (FORMAT_VERSION, ChatImportError, from_json, read_json_file, to_json,
+from core.chat.export import (FORMAT_VERSION, ChatImportError, from_json, read_json_file, to_json,
                               to_markdown)
-from core.chats import Conversation, MessageStats, SamplingValues
-from core.store import ChatStore
+from core.chat.conversation import Conversation, MessageStats, SamplingValues
+from core.chat.store import ChatStore
 
 
 def branching_chat() -> Conversation:
@@ -164,7 +164,7 @@ def test_unreadable_and_oversized_files_are_import_errors(tmp_path, monkeypatch)
         read_json_file(tmp_path / "missing.json")
     big = tmp_path / "big.json"
     big.write_text(to_json(branching_chat()))
-    monkeypatch.setattr("core.chat_export.MAX_IMPORT_BYTES", 100)
+    monkeypatch.setattr("core.chat.export.MAX_IMPORT_BYTES", 100)
     with pytest.raises(ChatImportError, match="a chat file is at most"):
         read_json_file(big)
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from core.chats import (CUSTOM_PRESET, PRESETS, ChatError, Conversation, Message, MessageStats,
+from core.chat.conversation import (CUSTOM_PRESET, PRESETS, ChatError, Conversation, Message, MessageStats,
                         SamplingValues, context_messages, preset_name, suggest_title)
 
 

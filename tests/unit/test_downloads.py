@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import scan_cache_dir
 
-from core import hub
-from core.downloads import (
+from core.models import hub
+from core.models.downloads.manager import (
     AccessDenied,
     ChecksumMismatch,
     DownloadManager,
@@ -219,7 +219,7 @@ def test_a_cached_file_is_not_downloaded_again(repo):
 
 def test_a_full_disk_while_writing_fails_with_a_clear_message(repo, tmp_path, monkeypatch):
     """A real ENOSPC: the part file is a link to /dev/full (the link, never /dev/full, could be removed)."""
-    from core.downloads import HubCacheLayout
+    from core.models.downloads.manager import HubCacheLayout
 
     full = tmp_path / "full-disk-part"
     full.symlink_to("/dev/full")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.dryrun import DryRunError, dry_run, parse_log
-from core.gguf import read_model_info
-from core.memory import GpuDevice, MemorySettings, estimate
+from core.fit.dry_run import DryRunError, dry_run, parse_log
+from core.gguf.reader import read_model_info
+from core.fit.estimate import GpuDevice, MemorySettings, estimate
 from tests.fixtures.model_zoo import zoo_model
 
 MiB = 1024 * 1024

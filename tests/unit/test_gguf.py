@@ -1,4 +1,4 @@
-"""core.gguf: the real SmolLM2 header, tiny written models, and every way a header can be wrong."""
+"""core.gguf.reader: the real SmolLM2 header, tiny written models, and every way a header can be wrong."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from core.gguf import (
+from core.gguf.reader import (
     ArraySummary, GGUFError, GGUFHeaderIncomplete, StringSummary, parse_model_info, read_model_info,
 )
 from tests.fixtures.tiny_gguf import (

@@ -1,4 +1,4 @@
-"""Fuzzing core.gguf: mutated, truncated and absurd headers only ever raise GGUFError, quickly and in little memory.
+"""Fuzzing core.gguf.reader: mutated, truncated and absurd headers only ever raise GGUFError, quickly and in little memory.
 
 Seeds: a tiny written model's header, a compact copy of SmolLM2's header (its real metadata and tensor
 table, vocabulary arrays cut to 100 items so that a parse takes well under a millisecond), hand-built
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core.gguf import (
+from core.gguf.reader import (
     MAX_TENSORS, ArraySummary, GGUFError, GGUFHeaderIncomplete, ModelInfo, StringSummary, parse_model_info,
     read_model_info,
 )

@@ -1,4 +1,4 @@
-"""core.hardware and core.bandwidth: probing, profiles, strict JSON, AMD sysfs, warnings, bandwidth."""
+"""core.machine.hardware and core.machine.bandwidth: probing, profiles, strict JSON, AMD sysfs, warnings, bandwidth."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import bandwidth, hardware
-from core.hardware import GpuInfo, HardwareError, HardwareSnapshot
+from core.machine import bandwidth, hardware
+from core.machine.hardware import GpuInfo, HardwareError, HardwareSnapshot
 
 GiB = 2**30
 PROFILES = ["apple-128gb", "apple-16gb", "apple-36gb", "cpu-only-16gb", "desktop-24gb", "dual-24gb", "laptop-8gb"]

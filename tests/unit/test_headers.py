@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from core import hub
-from core.gguf import read_model_info
-from core.headers import FIRST_READ_BYTES, HeaderCache, HeaderError, HeaderUnavailable, write_sparse_stub
+from core.models import hub
+from core.gguf.reader import read_model_info
+from core.models.remote_headers import FIRST_READ_BYTES, HeaderCache, HeaderError, HeaderUnavailable, write_sparse_stub
 from tests.fixtures.fake_hub import TEST_TOKEN, FakeFile
 from tests.fixtures.tiny_gguf import write_tiny_model
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core import hub
+from core.models import hub
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.downloads import HubCacheLayout
-from core.library import LibrarySources, delete, ollama_name, scan
+from core.models.downloads.manager import HubCacheLayout
+from core.models.library import LibrarySources, delete, ollama_name, scan
 from tests.fixtures.tiny_gguf import write_tiny_model
 
 
@@ -131,7 +131,7 @@ def test_delete_ollama_and_folder_models(sources):
 
 
 def test_a_local_split_model_counts_every_part(tmp_path):
-    from core.gguf import read_model_info
+    from core.gguf.reader import read_model_info
     from tests.fixtures.fake_hub import write_split_stub
     from tests.fixtures.model_zoo import ZOO, zoo_model
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from core.dryrun import dry_run
-from core.gguf import read_model_info
-from core.memory import (HOST, EstimateError, GpuDevice, MemorySettings, estimate, kv_cells, place_layers,
+from core.fit.dry_run import dry_run
+from core.gguf.reader import read_model_info
+from core.fit.estimate import (HOST, EstimateError, GpuDevice, MemorySettings, estimate, kv_cells, place_layers,
                          swa_cells, swa_layers)
 from tests.fixtures.model_zoo import zoo_model
 

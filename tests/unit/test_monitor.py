@@ -1,4 +1,4 @@
-"""core.monitor and core.memory_history: real figures from this machine, splits that always add up,
+"""core.monitor.samples and core.monitor.history: real figures from this machine, splits that always add up,
 the ten-minute ring buffer, and predicted-vs-measured after a load."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import psutil
 import pytest
 
 from core.engine.protocol import LoadedModel, LoadSettings
-from core.hardware import GpuInfo
-from core.memory_history import CAPACITY, MemoryHistory, engine_resident, gpu_app_used, gpu_used
-from core.monitor import (GpuMemory, MemorySample, PredictedVsMeasured, PredictionComparison, gpu_memory,
+from core.machine.hardware import GpuInfo
+from core.monitor.history import CAPACITY, MemoryHistory, engine_resident, gpu_app_used, gpu_used
+from core.monitor.samples import (GpuMemory, MemorySample, PredictedVsMeasured, PredictionComparison, gpu_memory,
                           sample_memory, split_ram, split_vram)
 
 GIB, MIB = 2**30, 2**20

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from core.gguf import read_model_info
-from core.hardware import load_profile
-from core.offload_choice import (OffloadChoice, capped_to_trained_context, choice_from_settings, context_steps,
+from core.gguf.reader import read_model_info
+from core.machine.hardware import load_profile
+from core.fit.choice import (OffloadChoice, capped_to_trained_context, choice_from_settings, context_steps,
                                  normalized, plan_choice, plan_request_for, settings_with_choice)
-from core.plan import CPU_ONLY, PlanRequest
+from core.fit.planner import CPU_ONLY, PlanRequest
 from core.settings import Settings
 from tests.fixtures.model_zoo import zoo_model
 

@@ -147,7 +147,7 @@ def test_the_spec_carries_llama_cpp_resources_and_the_entry_point(qapp, monkeypa
 
 
 def test_the_entry_point_runs_helper_modules_like_python_does(tmp_path):
-    """`<bundle> -m core.dryrun` must work: core starts helpers through sys.executable."""
+    """`<bundle> -m core.fit.dry_run` must work: core starts helpers through sys.executable."""
     entry = load_packaging_module("llamadesk_main")
     helper = tmp_path / "llamadesk_probe_helper.py"
     helper.write_text("import sys, pathlib\npathlib.Path(sys.argv[1]).write_text(__name__ + ' ' + sys.argv[0])\n")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.gguf import read_model_info
-from core.hardware import load_profile
-from core.plan import CPU_ONLY, FULL, TOO_LARGE, PlanError, PlanRequest, plan
+from core.gguf.reader import read_model_info
+from core.machine.hardware import load_profile
+from core.fit.planner import CPU_ONLY, FULL, TOO_LARGE, PlanError, PlanRequest, plan
 from tests.fixtures.model_zoo import zoo_model
 
 

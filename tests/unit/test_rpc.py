@@ -1,4 +1,4 @@
-"""core.rpc: a local llama.cpp RPC server seen by llama.cpp as a GPU-like device."""
+"""core.machine.rpc: a local llama.cpp RPC server seen by llama.cpp as a GPU-like device."""
 from __future__ import annotations
 
 import multiprocessing
@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from core import rpc
+from core.machine import rpc
 
 CLIENT_TIMEOUT_S = 240
 
@@ -115,7 +115,7 @@ def test_server_stops(tmp_path):
 
 
 def test_snapshot_gains_rpc_devices():
-    from core.hardware import load_profile
+    from core.machine.hardware import load_profile
 
     snapshot = rpc.with_rpc_devices(load_profile("cpu-only-16gb"), ["127.0.0.1:50052"], budget_bytes=2**30)
     (device,) = snapshot.gpus

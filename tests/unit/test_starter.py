@@ -1,4 +1,5 @@
-from core import locations, starter
+from core.platform import locations
+from core.models import starter
 
 
 def test_the_starter_model_goes_into_an_empty_model_folder(tmp_path):

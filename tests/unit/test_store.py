@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core import locations
-from core.chats import PRESETS, MessageStats, SamplingValues
-from core.store import (FLUSH_CHARS, ChatStore, ConversationNotFound, DatabaseCorrupt, DatabaseLocked,
+from core.platform import locations
+from core.chat.conversation import PRESETS, MessageStats, SamplingValues
+from core.chat.store import (FLUSH_CHARS, ChatStore, ConversationNotFound, DatabaseCorrupt, DatabaseLocked,
                         DiskFull, NewerDatabase, StoreError, _translate, default_path, fts5_available)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,7 +222,7 @@ def test_the_final_text_can_replace_what_was_streamed(store):
 
 KILLED_WRITER = textwrap.dedent("""
     import os, signal, sys, time
-    from core.store import ChatStore
+    from core.chat.store import ChatStore
     store = ChatStore()
     conversation = store.create_conversation()
     question = store.add_message(conversation.id, "user", "Count")
@@ -367,12 +367,12 @@ def test_search_falls_back_to_plain_matching_without_fts5_and_reindexes_when_it_
         pytest.skip("this SQLite has no FTS5")
     with ChatStore() as store:
         first, _, _ = chat(store, "Tell me about owls", "Owls hunt at night.")
-    monkeypatch.setattr("core.store._fts5", False)
+    monkeypatch.setattr("core.chat.store._fts5", False)
     with ChatStore() as store:
         assert not store.uses_full_text_search
         second, _, _ = chat(store, "Tell me about bats", "Bats hunt at night too.")
         assert {r.id for r in store.list_conversations("hunt")} == {first.id, second.id}
-    monkeypatch.setattr("core.store._fts5", True)
+    monkeypatch.setattr("core.chat.store._fts5", True)
     with ChatStore() as store:
         assert store.uses_full_text_search
         assert {r.id for r in store.list_conversations("hunt")} == {first.id, second.id}

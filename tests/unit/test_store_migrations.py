@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.chats import PRESETS
-from core.store import MIGRATIONS, SCHEMA_VERSION, ChatStore, StoreError, default_path, fts5_available
+from core.chat.conversation import PRESETS
+from core.chat.store import MIGRATIONS, SCHEMA_VERSION, ChatStore, StoreError, default_path, fts5_available
 
 
 def database_at(version: int) -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.gguf import read_model_info
+from core.gguf.reader import read_model_info
 from tests.fixtures.tiny_gguf import BOS_EOS_TOKEN, DEFAULT_CHAT_TEMPLATE, vocabulary, write_tiny_model
 
 

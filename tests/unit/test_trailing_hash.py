@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from core.trailing_hash import HashReadError, TrailingSha256
+from core.models.downloads.trailing_hash import HashReadError, TrailingSha256
 
 BLOCK = 64 << 10
 

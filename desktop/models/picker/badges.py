@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from core.plan import CPU_ONLY, FULL, TOO_LARGE
+from core.fit.planner import CPU_ONLY, FULL, TOO_LARGE
 from desktop.models.picker.rows import PickerRow
 
 CHECKING = "Checking…"

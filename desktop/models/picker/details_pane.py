@@ -14,10 +14,10 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
                                QVBoxLayout, QWidget)
 
-from core.offload_choice import KV_TYPE_LABELS, context_steps, trained_context
-from core.plan import Plan
+from core.fit.choice import KV_TYPE_LABELS, context_steps, trained_context
+from core.fit.planner import Plan
 from core.settings import KV_TYPES
-from core.units import format_bytes
+from core.platform.units import format_bytes
 from desktop.models.offload_panel import device_figure, device_parts, device_title, kv_text, speed_text, verdict_kind
 from desktop.models.picker.rows import PickerRow
 from desktop.models.picker.work import Planning, RowPlan, exact_figures, plan_row_off_thread

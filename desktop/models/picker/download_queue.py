@@ -1,4 +1,4 @@
-"""core.downloads.DownloadManager as Qt signals: its progress callbacks (on worker threads) arrive as
+"""core.models.downloads.manager.DownloadManager as Qt signals: its progress callbacks (on worker threads) arrive as
 ``progressed(DownloadProgress)`` on the UI thread; every call that touches disk or network runs in a Task.
 """
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import shiboken6
 from PySide6.QtCore import QObject, Signal
 
-from core.downloads import DownloadManager, DownloadProgress, DownloadRequest
+from core.models.downloads.manager import DownloadManager, DownloadProgress, DownloadRequest
 from desktop.models.picker.rows import PickerRow
 from desktop.tasks import Task
 

@@ -8,8 +8,8 @@ from PySide6.QtGui import QFont, QFontMetrics, QPainter
 from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
                                QSizePolicy, QVBoxLayout, QWidget)
 
-from core.downloads import DownloadProgress, DownloadState
-from core.units import format_bytes
+from core.models.downloads.manager import DownloadProgress, DownloadState
+from core.platform.units import format_bytes
 from desktop.models.picker.file_table import elide_file_name
 
 STATE_WORDS = {DownloadState.QUEUED: "Waiting", DownloadState.DOWNLOADING: "Downloading",

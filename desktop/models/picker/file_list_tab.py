@@ -6,7 +6,7 @@ from dataclasses import replace
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from core.library import LocalModel
+from core.models.library import LocalModel
 from desktop.models.picker.file_table import FileTable
 from desktop.models.picker.fit_checker import FitChecker
 from desktop.models.picker.rows import PickerRow, with_local_copies

@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor, QFontMetrics, QPainter
 from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
                                QTableView, QWidget)
 
-from core.units import format_bytes
+from core.platform.units import format_bytes
 from desktop.models.picker.badges import badge_colours, badge_kind, badge_text, fits, speed_text
 from desktop.models.picker.rows import PickerRow
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 import shiboken6
 from PySide6.QtCore import QObject, Signal
 
-from core.catalog import FileFit
+from core.models.catalog import FileFit
 from desktop.models.picker.file_table import FileTableModel
 from desktop.models.picker.rows import PickerRow
 from desktop.models.picker.work import Planning, fit_rows

@@ -18,15 +18,15 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QMessageBox, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
-from core import hardware as hardware_probe
-from core.catalog import Catalog
-from core.downloads import DownloadManager, DownloadProgress, DownloadState
-from core.hardware import HardwareSnapshot
-from core.headers import HeaderCache
-from core.library import LibrarySources, LocalModel
-from core.offload_choice import choice_from_settings
+from core.machine import hardware as hardware_probe
+from core.models.catalog import Catalog
+from core.models.downloads.manager import DownloadManager, DownloadProgress, DownloadState
+from core.machine.hardware import HardwareSnapshot
+from core.models.remote_headers import HeaderCache
+from core.models.library import LibrarySources, LocalModel
+from core.fit.choice import choice_from_settings
 from core.settings import Settings
-from core.units import format_bytes
+from core.platform.units import format_bytes
 from desktop import theme
 from desktop.models.picker import style, work
 from desktop.models.picker.details_pane import DetailsPane

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.catalog import Catalog, FileFit
-from core.hub import RepoListing
-from core.library import LocalModel
+from core.models.catalog import Catalog, FileFit
+from core.models.hub import RepoListing
+from core.models.library import LocalModel
 
 CATALOG, SEARCH, LOCAL = "catalog", "search", "local"
 
@@ -43,7 +43,7 @@ class PickerRow:
         return self.local.path if self.on_disk else None
 
     def fit_target(self) -> tuple[str, str, tuple[str, ...], str | None, int | None]:
-        """The tuple core.catalog.fit_files takes."""
+        """The tuple core.models.catalog.fit_files takes."""
         return (self.repo_id or "", self.filename, self.parts or (self.filename,), self.quant, self.size)
 
 

@@ -5,7 +5,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLineEdit, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem)
 
-from core.hub import RepoSummary
+from core.models.hub import RepoSummary
 from desktop.models.picker.file_list_tab import FileListTab
 
 SORTS = (("Most downloaded", "downloads"), ("Most liked", "likes"), ("Recently updated", "recent"))

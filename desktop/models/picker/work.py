@@ -15,14 +15,15 @@ from functools import partial
 import psutil
 from pathlib import Path
 
-from core import catalog, dryrun, hub, library
-from core.catalog import FileFit
-from core.gguf import ModelInfo
-from core.hardware import HardwareSnapshot
-from core.headers import HeaderCache, HeaderEntry, combine_split
-from core.memory import MemorySettings
-from core.offload_choice import OffloadChoice, capped_to_trained_context, plan_choice
-from core.plan import Plan
+from core.models import catalog, hub, library
+from core.fit import dry_run as dryrun
+from core.models.catalog import FileFit
+from core.gguf.reader import ModelInfo
+from core.machine.hardware import HardwareSnapshot
+from core.models.remote_headers import HeaderCache, HeaderEntry, combine_split
+from core.fit.estimate import MemorySettings
+from core.fit.choice import OffloadChoice, capped_to_trained_context, plan_choice
+from core.fit.planner import Plan
 from desktop.models.picker.rows import PickerRow
 
 FIT_WORKERS = 4

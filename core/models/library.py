@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from core import hub, locations
-from core.gguf import GGUFError, ModelInfo, read_model_info
-from core.headers import combine_split, read_split_part_tensors
+from core.models import hub
+from core.platform import locations
+from core.gguf.reader import GGUFError, ModelInfo, read_model_info
+from core.models.remote_headers import combine_split, read_split_part_tensors
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Iterator
 
-from core.monitor import MemorySample
+from core.monitor.samples import MemorySample
 
 WINDOW_SECONDS = 600
 SAMPLE_INTERVAL_SECONDS = 1.0

@@ -7,7 +7,7 @@ the auth headers (the user's login) and the shared HTTP session.
 
 A transfer writes ``blobs/<sha256>.llamadesk-part`` in the repository's cache folder, with Range requests from
 the bytes already there (after a dropped connection, a stall, a pause or an app restart), hashed by a thread that
-reads behind the writer (core/trailing_hash.py), and only a file whose SHA-256 matches is moved to
+reads behind the writer (core/models/downloads/trailing_hash.py), and only a file whose SHA-256 matches is moved to
 ``blobs/<sha256>`` and linked from ``snapshots/<commit>/<file>`` (plus ``refs/<branch>``) — the layout
 huggingface_hub and its cache scanner use, so other tools see the file.
 
@@ -35,10 +35,11 @@ from huggingface_hub import get_hf_file_metadata, hf_hub_url
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import build_hf_headers
 
-from core import hub, locations
-from core.byte_stream import ByteStream, StreamBroken, StreamRefused, StreamUntrusted, open_byte_stream
-from core.trailing_hash import TrailingSha256
-from core.units import format_bytes
+from core.models import hub
+from core.platform import locations
+from core.models.downloads.transfer import ByteStream, StreamBroken, StreamRefused, StreamUntrusted, open_byte_stream
+from core.models.downloads.trailing_hash import TrailingSha256
+from core.platform.units import format_bytes
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ overwriting, and the conversation remembers which leaf is selected: the visible 
 the root to that leaf (`messages`, `path_to`), and `siblings` / `branch_position` drive "< 2/3 >" switching.
 
 Messages are frozen values: changing one (e.g. finishing a streamed answer) replaces it in the tree, so a
-`Message` held elsewhere is a snapshot. Persistence lives in `core.store`; this module never touches disk.
+`Message` held elsewhere is a snapshot. Persistence lives in `core.chat.store`; this module never touches disk.
 """
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from core.gguf import ModelInfo
-from core.memory import HOST, Footprint
+from core.gguf.reader import ModelInfo
+from core.fit.estimate import HOST, Footprint
 
 GPU_BANDWIDTH_EFFICIENCY = 0.75
 HOST_BANDWIDTH_EFFICIENCY = 0.8

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import psutil
 
-from core import locations
+from core.machine.cpu import cpu_name
+from core.platform import locations
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,6 @@ def _cache_path() -> Path:
 
 
 def _machine_identity() -> tuple[str, int]:
-    from core.hardware import cpu_name  # imported here: core.hardware imports this module
 
     return cpu_name(), psutil.virtual_memory().total
 

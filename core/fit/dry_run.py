@@ -27,8 +27,8 @@ import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from core.gguf import ModelInfo, read_model_info
-from core.memory import DeviceMemory, MemorySettings, footprint, kv_type_id, weights_by_device
+from core.gguf.reader import ModelInfo, read_model_info
+from core.fit.estimate import DeviceMemory, MemorySettings, footprint, kv_type_id, weights_by_device
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _run_child(request: dict, timeout_s: float) -> list[tuple[int, str]]:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     try:
-        done = subprocess.run([sys.executable, "-m", "core.dryrun"], input=json.dumps(request),
+        done = subprocess.run([sys.executable, "-m", "core.fit.dry_run"], input=json.dumps(request),
                               capture_output=True, text=True, timeout=timeout_s, env=env,
                               cwd=_project_root())
     except subprocess.TimeoutExpired as error:
@@ -235,7 +235,7 @@ def _child_main() -> int:
     llama_cpp.llama_log_set(callback, None)
     llama_cpp.llama_backend_init()
     if request["rpc"]:
-        from core import rpc
+        from core.machine import rpc
 
         rpc.attach_servers(tuple(request["rpc"]))
     model = _load_model(llama_cpp, request["path"], settings)

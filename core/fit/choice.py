@@ -3,15 +3,15 @@ request it makes, so the offload panel's preview and the real load plan the same
 
     choice = choice_from_settings(settings)                  # or the panel's apply_requested(choice)
     request = choice.plan_request(settings.safety_margin_bytes)
-    plan(info, hardware, request)                            # core.plan
+    plan(info, hardware, request)                            # core.fit.planner
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from core.gguf import ModelInfo
-from core.hardware import HardwareSnapshot
-from core.plan import DEFAULT_GPU_MARGIN, Plan, PlanRequest, plan
+from core.gguf.reader import ModelInfo
+from core.machine.hardware import HardwareSnapshot
+from core.fit.planner import DEFAULT_GPU_MARGIN, Plan, PlanRequest, plan
 from core.settings import ALL_GPU_LAYERS, KV_TYPES, Settings
 
 SMALLEST_CONTEXT_STEP = 512

@@ -18,7 +18,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.chats import ROLES, ChatError, Conversation, Message, MessageStats, SamplingValues, new_id
+from core.chat.conversation import ROLES, ChatError, Conversation, Message, MessageStats, SamplingValues, new_id
 
 FORMAT_NAME = "llamadesk.chat"
 FORMAT_VERSION = 1

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import psutil
 
-from core import hardware
+from core.machine import hardware
 from core.engine.protocol import LoadedModel
-from core.hardware import GpuInfo
-from core.units import format_bytes
+from core.machine.hardware import GpuInfo
+from core.platform.units import format_bytes
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The starter model: a new user chats within minutes, before choosing a model of their own.
 
-`python -m core.starter SOURCE.gguf` places SOURCE in the app's model folder when that folder has no
+`python -m core.models.starter SOURCE.gguf` places SOURCE in the app's model folder when that folder has no
 model yet (the README's run command does this with SmolLM2-135M-Instruct).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from core import locations
+from core.platform import locations
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def model_to_open_at_start(recent_models: tuple[str, ...]) -> Path | None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not Path(argv[0]).is_file():
-        print("usage: python -m core.starter SOURCE.gguf (an existing file)", file=sys.stderr)
+        print("usage: python -m core.models.starter SOURCE.gguf (an existing file)", file=sys.stderr)
         return 2
     placed = install_starter_model(Path(argv[0]))
     if placed:

@@ -4,8 +4,8 @@ The shipped catalog works offline: repositories, their quantisation files and ap
 ``refresh`` replaces each repository's file list with the hub's (exact sizes, SHA-256, split parts) and keeps
 that in cache_dir()/catalog-refresh.json, so the next start offline still has it.
 
-The fit check plans each file from its remote header (core/headers.py) under a HardwareSnapshot with the
-planner (core/plan.py): ``fit_file`` for one file, ``fit_files`` for a list, in parallel.
+The fit check plans each file from its remote header (core/models/remote_headers.py) under a HardwareSnapshot with the
+planner (core/fit/planner.py): ``fit_file`` for one file, ``fit_files`` for a list, in parallel.
 """
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from core import hub, locations
-from core.headers import HeaderCache, HeaderEntry, combine_split
+from core.models import hub
+from core.platform import locations
+from core.models.remote_headers import HeaderCache, HeaderEntry, combine_split
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class FileFit:
     filename: str
     quant: str | None
     size: int | None
-    plan: Any = None                 # core.plan.Plan
+    plan: Any = None                 # core.fit.planner.Plan
     error: str | None = None
     entries: tuple[HeaderEntry, ...] = field(default=(), compare=False)
 
@@ -261,8 +262,8 @@ class FileFit:
 
 def fit_file(entries: HeaderEntry | Sequence[HeaderEntry], hardware, request=None, *,
              cache: HeaderCache | None = None):
-    """Plan one remote file (or the parts of a split model) from its cached header(s): a core.plan.Plan."""
-    from core import plan as planner
+    """Plan one remote file (or the parts of a split model) from its cached header(s): a core.fit.planner.Plan."""
+    from core.fit import planner
 
     first, *later = [entries] if isinstance(entries, HeaderEntry) else list(entries)
     cache = cache or HeaderCache()
@@ -293,10 +294,10 @@ def fit_files(targets: Iterable[tuple[str, str, Sequence[str], str | None, int |
 
 def exact_figures(entries: HeaderEntry | Sequence[HeaderEntry], settings, *, cache: HeaderCache | None = None,
                   rpc_endpoints: tuple[str, ...] = ()):
-    """llama.cpp's own dry run (core/dryrun.py) on header-only sparse stubs of a remote file: exact figures
-    before downloading. ``settings`` is a core.memory.MemorySettings; returns a core.dryrun.DryRunResult."""
-    from core import dryrun
-    from core.headers import write_sparse_stub
+    """llama.cpp's own dry run (core/fit/dry_run.py) on header-only sparse stubs of a remote file: exact figures
+    before downloading. ``settings`` is a core.fit.estimate.MemorySettings; returns a core.fit.dry_run.DryRunResult."""
+    from core.fit import dry_run as dryrun
+    from core.models.remote_headers import write_sparse_stub
 
     first, *later = [entries] if isinstance(entries, HeaderEntry) else list(entries)
     cache = cache or HeaderCache()

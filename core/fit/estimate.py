@@ -1,7 +1,7 @@
 """How many bytes a model takes on each device, for given settings — without loading it.
 
 The figures follow llama.cpp's own rules, read from its source (src/llama-model.cpp, llama-kv-cache.cpp,
-llama-context.cpp) and checked against its no_alloc dry run (core/dryrun.py, bench/bench_memory.py):
+llama-context.cpp) and checked against its no_alloc dry run (core/fit/dry_run.py, bench/bench_memory.py):
 
 - placement: with n_gpu_layers = N, the last N of the (n_layers + 1) "layers" — the repeating blocks
   then the output layer — go to the GPUs, split in proportion to the GPUs' free memory; the input
@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from core.gguf import ModelInfo
+from core.gguf.reader import ModelInfo
 
 HOST = "CPU"
 CTX_PAD = 256

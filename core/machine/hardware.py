@@ -24,7 +24,9 @@ from typing import Any, Iterable
 
 import psutil
 
-from core import bandwidth, locations
+from core.machine import bandwidth
+from core.machine.cpu import cpu_name, sysctl
+from core.platform import locations
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class GpuInfo:
     free_bytes: int
     used_bytes: int
     unified_memory: bool = False  # Apple: shares host RAM; total is Metal's working-set limit
-    bandwidth_bytes_per_s: float | None = None  # peak, from core.bandwidth's table when the name is known
+    bandwidth_bytes_per_s: float | None = None  # peak, from core.machine.bandwidth's table when the name is known
     app_used_bytes: int | None = None  # used by LlamaDesk's processes (NVML per process) when known
 
 
@@ -250,54 +252,6 @@ def _snapshot_from_dict(data: Any) -> HardwareSnapshot:
 # ---------------------------------------------------------------------------------------------
 # Host
 
-def _sysctl(key: str) -> str | None:
-    """A macOS/BSD sysctl value as text, or None when unknown."""
-    try:
-        result = subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    value = result.stdout.strip()
-    return value if result.returncode == 0 and value else None
-
-
-def _linux_cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
-    try:
-        lines = cpuinfo.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    for label in ("model name", "Hardware", "Model", "cpu model"):
-        for line in lines:
-            key, _, value = line.partition(":")
-            if key.strip() == label and value.strip():
-                return value.strip()
-    return None
-
-
-def _windows_cpu_name() -> str | None:
-    try:
-        import winreg
-
-        key = winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"HARDWARE\DESCRIPTION\System\CentralProcessor\0")
-        return str(winreg.QueryValueEx(key, "ProcessorNameString")[0]).strip() or None
-    except OSError:
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_name() -> str:
-    """The CPU's marketing name, e.g. 'AMD Ryzen 9 7950X 16-Core Processor' or 'Apple M2 Pro'."""
-    system = platform.system()
-    if system == "Linux":
-        name = _linux_cpu_name()
-    elif system == "Darwin":
-        name = _sysctl("machdep.cpu.brand_string")
-    elif system == "Windows":
-        name = _windows_cpu_name()
-    else:
-        name = None
-    return name or platform.processor() or platform.machine() or "unknown CPU"
-
-
 def probe_host(*, measure_bandwidth: bool = False) -> HostInfo:
     memory = psutil.virtual_memory()
     logical = psutil.cpu_count(logical=True) or 1
@@ -461,7 +415,7 @@ def apple_gpu(ram_total_bytes: int, ram_available_bytes: int, wired_limit_mb: in
 @functools.lru_cache(maxsize=1)
 def _wired_limit_mb() -> int | None:
     """`sysctl iogpu.wired_limit_mb` (read once per process: it changes only by hand, as root)."""
-    value = _sysctl("iogpu.wired_limit_mb")
+    value = sysctl("iogpu.wired_limit_mb")
     return int(value) if value and value.isdigit() else None
 
 

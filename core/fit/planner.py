@@ -1,7 +1,7 @@
 """Choose how a model runs on a machine: how many layers go to the GPU(s), which context, and the verdict.
 
 plan(model, hardware, request) searches like llama.cpp's own fitter (common/fit.cpp), on our estimator
-(core.memory) instead of repeated dry runs:
+(core.fit.estimate) instead of repeated dry runs:
 
 1. every layer on the GPU(s) at the requested context (the trained one when none is given);
 2. if that does not fit and shrinking is allowed: every layer at the largest context down to the minimum
@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, replace
-from core import bandwidth as bandwidth_table
-from core.gguf import ModelInfo
-from core.hardware import USABLE_BACKENDS, GpuInfo, HardwareSnapshot
-from core.memory import (HOST, CTX_PAD, DeviceMemory, EstimateError, Footprint, GpuDevice, MemoryEstimate,
+from core.machine import bandwidth as bandwidth_table
+from core.gguf.reader import ModelInfo
+from core.machine.hardware import USABLE_BACKENDS, GpuInfo, HardwareSnapshot
+from core.fit.estimate import (HOST, CTX_PAD, DeviceMemory, EstimateError, Footprint, GpuDevice, MemoryEstimate,
                          MemorySettings, check_settings, estimate, footprint, is_quantized_kv,
                          kv_layer_bytes)
-from core.speed import SpeedPrediction, predict_speed
-from core.units import format_bytes
+from core.fit.speed import SpeedPrediction, predict_speed
+from core.platform.units import format_bytes
 
 log = logging.getLogger(__name__)
 

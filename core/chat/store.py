@@ -36,8 +36,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from core import locations
-from core.chats import (ChatError, Conversation, Message, MessageStats, PRESETS, SamplingValues,
+from core.platform import locations
+from core.chat.conversation import (ChatError, Conversation, Message, MessageStats, PRESETS, SamplingValues,
                         suggest_title)
 
 log = logging.getLogger(__name__)

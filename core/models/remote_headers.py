@@ -1,7 +1,7 @@
 """Remote GGUF headers: read only the header of a file on the hub by HTTP range requests, and keep it on disk.
 
-A header is enough to plan a model (core/plan.py) and, written as a sparse stub (header bytes, then truncated to
-the real size), for llama.cpp's exact dry run (core/dryrun.py) — all before downloading gigabytes.
+A header is enough to plan a model (core/fit/planner.py) and, written as a sparse stub (header bytes, then truncated to
+the real size), for llama.cpp's exact dry run (core/fit/dry_run.py) — all before downloading gigabytes.
 
 The first read is small (256 KiB) and grows by what the parser says it needs (GGUFHeaderIncomplete.needed_bytes,
 at least doubling). Requests go to huggingface_hub's URL for the file (HF_ENDPOINT honoured) with the headers it
@@ -26,8 +26,9 @@ import httpx2
 from huggingface_hub import hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from core import hub, locations
-from core.gguf import (
+from core.models import hub
+from core.platform import locations
+from core.gguf.reader import (
     ArraySummary,
     GGUFError,
     GGUFHeaderIncomplete,
@@ -309,7 +310,7 @@ def is_later_split_part(filename: str) -> bool:
 def split_part_tensors(header: bytes, file_size: int, label: str) -> tuple[tuple[TensorInfo, ...], int]:
     """(tensors, tensor-data offset) of a later split part, read by the gguf package's GGUFReader.
 
-    core/gguf.py only opens first parts; later parts are small (split keys and a tensor table), so the
+    core/gguf/reader.py only opens first parts; later parts are small (split keys and a tensor table), so the
     reader runs on a temporary sparse stub of the part. Raises GGUFHeaderIncomplete when ``header`` stops
     before the tensor data begins (reading past it would see the stub's zeros).
     """

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from core import locations
+from core.platform import locations
 
 LOG_FILE_NAME = "llamadesk.log"
 LOG_FILE_BYTES = 2 * 1024 * 1024

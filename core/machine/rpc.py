@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from core import hardware
+from core.machine import hardware
 
 log = logging.getLogger(__name__)
 

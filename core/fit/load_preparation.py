@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core import hardware
+from core.machine import hardware
 from core.engine.protocol import LoadSettings
-from core.gguf import ModelInfo, read_model_info
-from core.offload_choice import OffloadChoice, capped_to_trained_context, plan_choice
-from core.plan import DEFAULT_GPU_MARGIN, Plan
+from core.gguf.reader import ModelInfo, read_model_info
+from core.fit.choice import OffloadChoice, capped_to_trained_context, plan_choice
+from core.fit.planner import DEFAULT_GPU_MARGIN, Plan
 
 log = logging.getLogger(__name__)
 

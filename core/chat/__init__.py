@@ -1,0 +1,1 @@
+"""Conversations: the message tree, the SQLite store, export and import."""

@@ -1,0 +1,1 @@
+"""What a computer offers a model: host, GPUs, the llama.cpp build, memory bandwidth, RPC devices."""

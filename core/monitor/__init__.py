@@ -1,0 +1,1 @@
+"""Live memory samples of this machine and their recent history."""

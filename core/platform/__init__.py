@@ -1,0 +1,1 @@
+"""Where things live on this computer, logging, and human-readable units."""
