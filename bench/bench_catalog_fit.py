@@ -143,9 +143,12 @@ def serve_catalog(server, catalog) -> None:
 
 
 def main() -> int:
-    from core.models import catalog as cat
+    from core.fit.choice import choice_from_settings
     from core.machine.hardware import load_profile
+    from core.models import catalog as cat
+    from core.models.fit_check import FitConditions, check_files
     from core.models.remote_headers import HeaderCache
+    from core.settings import Settings
     from tests.fixtures.fake_hub import FakeHub, point_huggingface_hub_at
 
     work = Path(tempfile.mkdtemp(prefix="llamadesk-bench-catalog-"))
@@ -157,21 +160,21 @@ def main() -> int:
             catalog = cat.load_catalog(use_refresh_cache=False)
             print("building the fake hub's headers (cached across runs) ...", flush=True)
             serve_catalog(server, catalog)
-            targets = cat.catalog_targets(catalog)
-            hardware = load_profile(profile)
+            targets = cat.file_refs(catalog)
+            conditions = FitConditions(load_profile(profile), choice_from_settings(Settings()))
 
             started = time.perf_counter()
             cold_cache = HeaderCache()
-            fits = cat.fit_files(targets, hardware, cache=cold_cache)
+            fits = check_files(targets, conditions, cold_cache)
             cold = time.perf_counter() - started
             requests = len([r for r in server.requests if r.path.startswith("/cdn/")])
 
             started = time.perf_counter()
-            restarted = cat.fit_files(targets, hardware, cache=HeaderCache())
+            restarted = check_files(targets, conditions, HeaderCache())
             warm_disk = time.perf_counter() - started
 
             started = time.perf_counter()
-            cat.fit_files(targets, hardware, cache=cold_cache)
+            check_files(targets, conditions, cold_cache)
             warm_memory = time.perf_counter() - started
             assert len(server.requests) == len([r for r in server.requests]), "warm runs must not fetch"
     finally:

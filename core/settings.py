@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
+from core.gguf.kv_types import OFFERED_KV_TYPES, needs_flash_attention
 from core.platform import locations
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ SCHEMA_VERSION = 2
 MAX_RECENT_MODELS = 10
 MiB = 1024 * 1024
 
-KV_TYPES = ("f16", "q8_0", "q4_0")          # the KV cache types the app offers
+KV_TYPES = OFFERED_KV_TYPES
 THEMES = ("system", "light", "dark")
 ALL_GPU_LAYERS = -1
 MIN_CONTEXT, MAX_CONTEXT = 256, 1 << 20
@@ -97,20 +98,29 @@ def _window_state(value: object) -> object:
 
 
 def _gpu_layers(value: object) -> object:
-    return None if value is None else _whole(ALL_GPU_LAYERS, MAX_GPU_LAYERS)(value)
+    return None if value is None else _whole(*LIMITS["gpu_layers"])(value)
 
+
+# The declared ranges and choices: the checks below and every control that edits a setting read them here.
+LIMITS: dict[str, tuple[int, int]] = {
+    "context_length": (MIN_CONTEXT, MAX_CONTEXT),
+    "threads": (0, MAX_THREADS),
+    "gpu_layers": (ALL_GPU_LAYERS, MAX_GPU_LAYERS),
+    "safety_margin_mib": (0, MAX_SAFETY_MARGIN_MIB),
+}
+CHOICES: dict[str, tuple[str, ...]] = {"kv_type": KV_TYPES, "theme": THEMES}
 
 _RULES: dict[str, Callable[[object], object]] = {
     "recent_models": _texts,
     "system_prompt": _text,
-    "context_length": _whole(MIN_CONTEXT, MAX_CONTEXT),
-    "threads": _whole(0, MAX_THREADS),
+    "context_length": _whole(*LIMITS["context_length"]),
+    "threads": _whole(*LIMITS["threads"]),
     "model_folders": _texts,
     "gpu_layers": _gpu_layers,
-    "kv_type": _one_of(KV_TYPES),
+    "kv_type": _one_of(CHOICES["kv_type"]),
     "flash_attn": _flag,
-    "safety_margin_mib": _whole(0, MAX_SAFETY_MARGIN_MIB),
-    "theme": _one_of(THEMES),
+    "safety_margin_mib": _whole(*LIMITS["safety_margin_mib"]),
+    "theme": _one_of(CHOICES["theme"]),
     "window_state": _window_state,
 }
 
@@ -195,7 +205,7 @@ def _from_dict(values: dict) -> Settings:
 
 def _consistent(settings: Settings) -> Settings:
     """A quantized KV cache needs flash attention (llama.cpp refuses it otherwise): turn it on."""
-    if settings.kv_type != "f16" and not settings.flash_attn:
+    if needs_flash_attention(settings.kv_type) and not settings.flash_attn:
         log.warning("a %s KV cache needs flash attention; turning flash attention on", settings.kv_type)
         return replace(settings, flash_attn=True)
     return settings

@@ -1,6 +1,6 @@
 """The one way to run work off the UI thread.
 
-    Task(load_model, path).success(show).failure(report).run_in_background()
+    Task(load_model, path, parent=self).success(show).failure(report).run_in_background()
 
 A plain function runs once and its return value reaches `success`; a generator function streams: each
 value it yields reaches `progress` (on the UI thread, in order) and its return value reaches `success`.
@@ -8,6 +8,10 @@ Callbacks always run on the UI thread, because they are delivered through queued
 an object living there. `serial="name"` runs tasks one after another on that name's own thread, for a
 resource that must have one owner (`serial=True`: the engine's; "chat store": the chats database), and
 never waits behind other work.
+
+`parent` names the widget (or other QObject) the answer is for: once it has been deleted (a closed dialog, a
+picker gone), nothing more reaches the callbacks, so no call site checks whether its widget still exists.
+Without a parent, a callback that is a bound method of a deleted QObject is skipped too.
 """
 from __future__ import annotations
 
@@ -79,10 +83,11 @@ class _Runner(QRunnable):
 
 
 class Task:
-    def __init__(self, function: Callable, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, function: Callable, *args: Any, parent: QObject | None = None, **kwargs: Any) -> None:
         self.function = function
         self.args = args
         self.kwargs = kwargs
+        self.parent = parent
         self.name = getattr(function, "__qualname__", repr(function))
         self.signals = _Signals()
         self._on_success: Callable[[Any], None] | None = None
@@ -99,7 +104,7 @@ class Task:
         return self
 
     def progress(self, callback: Callable[[Any], None]) -> "Task":
-        self.signals.progressed.connect(callback)
+        self.signals.progressed.connect(lambda value: self._deliver(callback, value))
         return self
 
     def run_in_background(self, *, serial: bool | str = False) -> "Task":
@@ -109,20 +114,23 @@ class Task:
 
     def _deliver_success(self, result: Any) -> None:
         _live_tasks.discard(self)
-        if self._on_success and _receiver_alive(self._on_success):
-            self._on_success(result)
+        if self._on_success:
+            self._deliver(self._on_success, result)
 
     def _deliver_failure(self, error: BaseException) -> None:
         _live_tasks.discard(self)
-        if self._on_failure and _receiver_alive(self._on_failure):
-            self._on_failure(error)
-        elif not self._on_failure:
+        if self._on_failure:
+            self._deliver(self._on_failure, error)
+        else:
             log.error("background task %s failed: %s", self.name, error)
 
+    def _deliver(self, callback: Callable[[Any], None], value: Any) -> None:
+        """A widget closed while its work ran is gone: its answer has no one to go to."""
+        if _alive(self.parent) and _alive(getattr(callback, "__self__", None)):
+            callback(value)
 
-def _receiver_alive(callback: Callable) -> bool:
-    """A widget closed while its work ran is gone: its answer has no one to go to."""
-    owner = getattr(callback, "__self__", None)
+
+def _alive(owner: object) -> bool:
     return not isinstance(owner, QObject) or shiboken6.isValid(owner)
 
 

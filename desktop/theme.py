@@ -20,8 +20,8 @@ from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 from core.platform import locations
+from core.settings import THEMES
 
-THEMES = ("system", "light", "dark")
 THEME_LABELS = {"system": "System", "light": "Light", "dark": "Dark"}
 _CHOSEN = "llamadeskTheme"  # application property: the theme last asked for
 _LOOK = "llamadeskLook"     # application property: the look applied ("light" | "dark")

@@ -33,6 +33,13 @@ def new_id() -> str:
 # sampling settings and presets
 
 
+# The range of each sampling value: the checks below and the chat settings' controls read them here.
+SAMPLING_LIMITS: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 5.0), "top_p": (0.0, 1.0), "min_p": (0.0, 1.0), "repeat_penalty": (0.5, 3.0),
+    "top_k": (0, 100_000), "max_tokens": (1, 1 << 20),
+}
+
+
 @dataclass(frozen=True)
 class SamplingValues:
     """How the model picks tokens. Field names match core.engine.protocol.SamplingSettings."""
@@ -46,12 +53,10 @@ class SamplingValues:
     seed: int | None = None          # None: a different answer each time
 
     def __post_init__(self) -> None:
-        _check_range("temperature", self.temperature, 0.0, 5.0)
-        _check_range("top_p", self.top_p, 0.0, 1.0)
-        _check_range("min_p", self.min_p, 0.0, 1.0)
-        _check_range("repeat_penalty", self.repeat_penalty, 0.5, 3.0)
-        _check_whole("top_k", self.top_k, 0)
-        _check_whole("max_tokens", self.max_tokens, 1)
+        for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
+            _check_range(name, getattr(self, name), *SAMPLING_LIMITS[name])
+        for name in ("top_k", "max_tokens"):
+            _check_whole(name, getattr(self, name), *SAMPLING_LIMITS[name])
         if self.seed is not None:
             _check_whole("seed", self.seed, 0)
 
@@ -75,11 +80,13 @@ def _check_range(name: str, value: object, low: float, high: float) -> None:
         raise ChatError(f"The sampling setting {name} must be between {low:g} and {high:g}, not {value:g}.")
 
 
-def _check_whole(name: str, value: object, low: int) -> None:
+def _check_whole(name: str, value: object, low: float, high: float | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ChatError(f"The sampling setting {name} must be a whole number, not {value!r}.")
     if value < low:
-        raise ChatError(f"The sampling setting {name} must be at least {low}, not {value}.")
+        raise ChatError(f"The sampling setting {name} must be at least {low:g}, not {value}.")
+    if high is not None and value > high:
+        raise ChatError(f"The sampling setting {name} must be at most {high:g}, not {value}.")
 
 
 PRESETS: dict[str, SamplingValues] = {

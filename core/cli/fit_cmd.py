@@ -10,29 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from pathlib import Path
 
-from core.machine import hardware
+from core.cli import fit_options
 from core.cli.errors import fail
-from core.gguf.reader import GGUFError, ModelInfo, read_model_info
-from core.fit.estimate import KV_TYPES, MemorySettings
-from core.fit.planner import DevicePlan, Plan, PlanError, PlanRequest, plan
+from core.fit.estimate import MemorySettings
+from core.fit.planner import DevicePlan, Plan
+from core.gguf.reader import ModelInfo
+from core.machine import hardware
+from core.models.fit_check import FileRef, check_file
 from core.platform.units import format_bytes
-
-FLASH_CHOICES = {"on": True, "off": False, "auto": "auto"}
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("fit", help="plan how a GGUF model fits this machine (or a profile)")
     parser.add_argument("model", help="path to a .gguf file (a header-only copy is enough)")
-    parser.add_argument("--ctx", type=int, default=None, help="context in tokens (default: the trained one, "
-                        "shrunk to fit)")
-    parser.add_argument("--kv-type", default="f16", choices=sorted(KV_TYPES), help="KV cache type (default f16)")
-    parser.add_argument("--flash-attn", default="auto", choices=sorted(FLASH_CHOICES),
-                        help="flash attention (default auto = on)")
-    parser.add_argument("--gpu-layers", type=int, default=None,
-                        help="exactly N offloadable layers on the GPU, fit or not (-1 = all)")
-    parser.add_argument("--hardware", default=None, metavar="PROFILE_OR_JSON",
-                        help="plan for a shipped profile (laptop-8gb, ...), a snapshot JSON file, or JSON text")
+    fit_options.add_arguments(parser)
     parser.add_argument("--exact", action="store_true",
                         help="replace the estimate with llama.cpp's own dry run of the chosen settings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -41,28 +34,18 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        info = read_model_info(args.model)
-        snapshot = _hardware(args.hardware)
-        request = PlanRequest(context=args.ctx, kv_type=args.kv_type, flash_attn=FLASH_CHOICES[args.flash_attn],
-                              n_gpu_layers=args.gpu_layers, allow_context_shrink=args.ctx is None)
-        chosen = plan(info, snapshot, request)
-        if args.exact:
-            chosen = _exact(args.model, info, snapshot, chosen)
-    except (GGUFError, hardware.HardwareError, PlanError) as error:
+        conditions = fit_options.conditions(args)
+        fit = check_file(FileRef(Path(args.model).name, local_path=Path(args.model)), conditions)
+        if fit.plan is None:
+            return fail(fit.error or f"{args.model} could not be planned.")
+        chosen = _exact(args.model, fit.info, conditions.hardware, fit.plan) if args.exact else fit.plan
+    except hardware.HardwareError as error:
         return fail(str(error))
     except ExactModeError as error:
         return fail(str(error))
     data = _json(chosen, exact=args.exact)
-    print(json.dumps(data, indent=2) if args.json else describe(info, snapshot, chosen, args.exact))
+    print(json.dumps(data, indent=2) if args.json else describe(fit.info, conditions.hardware, chosen, args.exact))
     return 0
-
-
-def _hardware(choice: str | None) -> hardware.HardwareSnapshot:
-    if choice is None:
-        return hardware.probe()
-    if choice.lstrip().startswith("{"):
-        return hardware.HardwareSnapshot.from_json(choice)
-    return hardware.load_profile(choice)
 
 
 # --- exact mode ---------------------------------------------------------------------------------------

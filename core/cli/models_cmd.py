@@ -7,6 +7,7 @@ import sys
 import time
 
 from core.models import hub
+from core.cli import fit_options
 from core.cli.errors import fail
 from core.platform.units import format_bytes
 
@@ -21,8 +22,7 @@ def register(subparsers) -> None:
     files = subparsers.add_parser("files", help="a repository's GGUF files with fit badges for this machine")
     files.add_argument("repo", help="owner/name on Hugging Face")
     files.add_argument("--revision", default="main")
-    files.add_argument("--hardware", help="plan for a hardware profile (name or JSON file) instead of this machine")
-    files.add_argument("--ctx", type=int, help="context length to plan for (default: the model's)")
+    fit_options.add_arguments(files)
     files.add_argument("--no-fit", action="store_true", help="list only, do not read headers")
     files.add_argument("--json", action="store_true", help="print one JSON object")
     files.set_defaults(handler=run_files)
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
     models = subparsers.add_parser("models", help="the models already on this computer")
     models.add_argument("--folder", action="append", default=[], help="also look in this folder (repeatable)")
-    models.add_argument("--hardware", help="fit-check for a hardware profile (name or JSON file), not this machine")
+    fit_options.add_arguments(models)
     models.add_argument("--no-fit", action="store_true", help="list only, without fit badges")
     models.add_argument("--json", action="store_true", help="print one JSON object")
     models.set_defaults(handler=run_models)
@@ -89,19 +89,17 @@ def run_files(args: argparse.Namespace) -> int:
 
 
 def _fits(listing: hub.RepoListing, args: argparse.Namespace):
-    from core.models import catalog
     from core.machine import hardware
-    from core.fit import planner as plan
+    from core.models import fit_check
 
     try:
-        machine = hardware.load_profile(args.hardware) if args.hardware else hardware.probe()
+        conditions = fit_options.conditions(args)
     except hardware.HardwareError as error:
         return fail(str(error))
-    request = plan.PlanRequest(context=args.ctx) if args.ctx else plan.PlanRequest()
-    targets = [(m.repo_id, m.name, tuple(p.filename for p in m.parts), m.quant, m.size)
-               for m in listing.models if not m.is_projector]
-    results = catalog.fit_files(targets, machine, request, revision=listing.commit)
-    return {fit.filename: fit for fit in results}
+    refs = [fit_check.FileRef(m.name, listing.repo_id, listing.commit, tuple(p.filename for p in m.parts),
+                              tuple(p.sha256 for p in m.parts), m.quant, m.size)
+            for m in listing.models if not m.is_projector]
+    return {fit.filename: fit for fit in fit_check.check_files(refs, conditions)}
 
 
 def _files_json(listing: hub.RepoListing, fits: dict) -> dict:
@@ -112,6 +110,7 @@ def _files_json(listing: hub.RepoListing, fits: dict) -> dict:
                      "parts": [{"file": p.filename, "size": p.size, "sha256": p.sha256} for p in model.parts],
                      "verdict": fit.plan.verdict if fit and fit.plan else None,
                      "n_gpu_layers": fit.plan.n_gpu_layers if fit and fit.plan else None,
+                     "context": fit.plan.context if fit and fit.plan else None,
                      "predicted_tokens_per_second": fit.tokens_per_second if fit else None,
                      "error": fit.error if fit else None})
     return {"repo": listing.repo_id, "commit": listing.commit, "gated": listing.gated, "files": rows}
@@ -195,7 +194,7 @@ def run_models(args: argparse.Namespace) -> int:
 
     folders = tuple(Path(f).expanduser() for f in (*_saved_folders(settings), *args.folder))
     models = library.scan(library.LibrarySources(user_dirs=folders))
-    verdicts = {} if args.no_fit else _local_verdicts(models, args.hardware)
+    verdicts = {} if args.no_fit else _local_verdicts(models, args)
     if isinstance(verdicts, int):
         return verdicts
     if args.json:
@@ -221,23 +220,21 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_verdicts(models, profile: str | None):
-    """{path: verdict} for the readable models (split parts are planned from their first part's table)."""
+def _local_verdicts(models, args: argparse.Namespace):
+    """{path: verdict} for the models on this computer (a split model is planned with all its parts)."""
     from core.machine import hardware
-    from core.fit import planner as plan
+    from core.models import fit_check
 
     try:
-        machine = hardware.load_profile(profile) if profile else hardware.probe()
+        conditions = fit_options.conditions(args)
     except hardware.HardwareError as error:
         return fail(str(error))
     verdicts = {}
     for model in models:
-        if model.info is None:
-            continue
-        try:
-            verdicts[model.path] = plan.plan(model.info, machine).verdict
-        except plan.PlanError as error:
-            verdicts[model.path] = f"Unknown ({error})"
+        fit = fit_check.check_file(fit_check.FileRef(model.path.name, local_path=model.path, local_info=model.info,
+                                                     local_error=model.error or None), conditions)
+        if fit.plan is not None or model.info is not None:
+            verdicts[model.path] = fit.badge if fit.plan is not None else f"Unknown ({fit.error})"
     return verdicts
 
 

@@ -14,12 +14,10 @@ from typing import Callable, Sequence
 import llama_cpp.llama_cpp as native
 
 from core.engine.protocol import LoadSettings, ModelFacts
+from core.gguf.kv_types import kv_type_id, needs_flash_attention
 
 log = logging.getLogger(__name__)
 
-KV_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
-            "bf16": 30, "iq4_nl": 20}
-QUANTIZED_KV_TYPES = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl"}
 ALL_LAYERS = 0x7FFFFFFF
 DECODE_ABORTED = 2
 DECODE_NO_KV_SLOT = 1
@@ -53,16 +51,9 @@ def init_backend() -> None:
 
 
 def flash_attention_type(settings: LoadSettings) -> int:
-    if settings.flash_attn or settings.kv_type in QUANTIZED_KV_TYPES:
+    if settings.flash_attn or needs_flash_attention(settings.kv_type):
         return native.LLAMA_FLASH_ATTN_TYPE_ENABLED
     return native.LLAMA_FLASH_ATTN_TYPE_DISABLED
-
-
-def kv_type_id(name: str) -> int:
-    try:
-        return KV_TYPES[name]
-    except KeyError:
-        raise ValueError(f"Unknown KV cache type {name!r}; choose one of {', '.join(KV_TYPES)}.") from None
 
 
 @dataclass

@@ -8,12 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from core.engine.protocol import LoadSettings, ModelFacts
+from core.gguf.kv_types import SMALLER_KV_TYPE, is_quantized
 
 GPU_FRACTIONS = (0.75, 0.5)
 MIN_CONTEXT = 2048
 MAX_CONTEXT_STEPS = 3
-QUANTIZED_KV = "q8_0"
-FULL_PRECISION_KV = {"f32", "f16", "bf16"}
 
 
 @dataclass(frozen=True)
@@ -31,9 +30,9 @@ def ladder(original: LoadSettings, facts: ModelFacts | None) -> list[Rung]:
     for rung in _smaller_contexts(current, facts):
         rungs.append(rung)
         current = rung.settings
-    if current.kv_type in FULL_PRECISION_KV:
-        current = replace(current, kv_type=QUANTIZED_KV, flash_attn=True)
-        rungs.append(Rung(current, f"quantized KV cache: {original.kv_type} -> {QUANTIZED_KV} "
+    if not is_quantized(current.kv_type):
+        current = replace(current, kv_type=SMALLER_KV_TYPE, flash_attn=True)
+        rungs.append(Rung(current, f"quantized KV cache: {original.kv_type} -> {SMALLER_KV_TYPE} "
                                    "(with flash attention)"))
     if current.n_gpu_layers != 0:
         rungs.append(Rung(replace(current, n_gpu_layers=0),

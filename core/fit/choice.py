@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from core.gguf.kv_types import DEFAULT_KV_TYPE, needs_flash_attention
 from core.gguf.reader import ModelInfo
 from core.machine.hardware import HardwareSnapshot
 from core.fit.planner import DEFAULT_GPU_MARGIN, Plan, PlanRequest, plan
@@ -42,14 +43,9 @@ class OffloadChoice:
                            allow_context_shrink=False)
 
 
-def needs_flash_attention(kv_type: str) -> bool:
-    """llama.cpp quantizes the V cache only with flash attention on."""
-    return kv_type != "f16"
-
-
 def normalized(choice: OffloadChoice) -> OffloadChoice:
     """The choice llama.cpp accepts: a known KV type, flash attention on for a quantized cache."""
-    kv_type = choice.kv_type if choice.kv_type in KV_TYPES else "f16"
+    kv_type = choice.kv_type if choice.kv_type in KV_TYPES else DEFAULT_KV_TYPE
     flash = choice.flash_attn or needs_flash_attention(kv_type)
     return replace(choice, kv_type=kv_type, flash_attn=flash)
 
@@ -75,6 +71,13 @@ def plan_choice(model: ModelInfo, hardware: HardwareSnapshot, choice: OffloadCho
                 safety_margin_bytes: int = DEFAULT_GPU_MARGIN) -> Plan:
     """The plan for `choice` (PlanError for a request the planner cannot work with)."""
     return plan(model, hardware, normalized(choice).plan_request(safety_margin_bytes))
+
+
+def plan_for_load(model: ModelInfo, hardware: HardwareSnapshot, choice: OffloadChoice,
+                  safety_margin_bytes: int = DEFAULT_GPU_MARGIN) -> Plan:
+    """The plan a load of this model with `choice` gets, and so what every fit check shows: the choice with its
+    context capped at the trained one (llama.cpp is never asked for more)."""
+    return plan_choice(model, hardware, capped_to_trained_context(choice, model), safety_margin_bytes)
 
 
 def offloadable_layers(model: ModelInfo) -> int:

@@ -28,7 +28,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 from core.gguf.reader import ModelInfo, read_model_info
-from core.fit.estimate import DeviceMemory, MemorySettings, footprint, kv_type_id, weights_by_device
+from core.fit.estimate import DeviceMemory, MemorySettings, footprint, weights_by_device
+from core.gguf.kv_types import kv_type_id
 
 log = logging.getLogger(__name__)
 

@@ -20,20 +20,14 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import GGML_QUANT_SIZES
 
+from core.gguf.kv_types import KV_TYPES, is_quantized, needs_flash_attention
 from core.gguf.reader import ModelInfo
 
 HOST = "CPU"
 CTX_PAD = 256
 F32 = 4
-
-KV_TYPES: dict[str, GGMLQuantizationType] = {
-    "f32": GGMLQuantizationType.F32, "f16": GGMLQuantizationType.F16, "bf16": GGMLQuantizationType.BF16,
-    "q8_0": GGMLQuantizationType.Q8_0, "q4_0": GGMLQuantizationType.Q4_0, "q4_1": GGMLQuantizationType.Q4_1,
-    "q5_0": GGMLQuantizationType.Q5_0, "q5_1": GGMLQuantizationType.Q5_1,
-    "iq4_nl": GGMLQuantizationType.IQ4_NL,
-}
 
 # Architectures whose layers keep a fixed-size recurrent state instead of a KV cache.
 RECURRENT_ARCHS = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
@@ -171,19 +165,8 @@ def check_settings(settings: MemorySettings) -> None:
         raise EstimateError(f"Unknown KV cache type {settings.kv_type!r}; choose one of {', '.join(KV_TYPES)}.")
     if settings.n_ctx <= 0 or settings.n_ubatch <= 0 or settings.n_batch <= 0 or settings.n_seq <= 0:
         raise EstimateError("Context, batch, micro-batch and sequence counts must be positive.")
-    if is_quantized_kv(settings.kv_type) and not settings.flash_attn:
+    if needs_flash_attention(settings.kv_type) and not settings.flash_attn:
         raise EstimateError(f"A quantized KV cache ({settings.kv_type}) needs flash attention on.")
-
-
-def is_quantized_kv(kv_type: str) -> bool:
-    return kv_type not in ("f16", "f32", "bf16")
-
-
-def kv_type_id(name: str) -> int:
-    try:
-        return int(KV_TYPES[name])
-    except KeyError:
-        raise EstimateError(f"Unknown KV cache type {name!r}; choose one of {', '.join(KV_TYPES)}.") from None
 
 
 # --- placement ---------------------------------------------------------------------------------------
@@ -431,7 +414,7 @@ def _device_compute(d: _GraphDims, settings: MemorySettings, role: _Role) -> int
     extra = 1 if role.host else 0
     phases = [0.0]
     if role.output:
-        quantized = role.host and bool(d.masks) and is_quantized_kv(settings.kv_type)
+        quantized = role.host and bool(d.masks) and is_quantized(settings.kv_type)
         rows = d.embd * (1 + extra + d.output_extra + quantized)
         if d.moe_used and not role.host and not role.layers and role.host_has_layers:
             rows += 1.5 * d.embd * d.moe_used

@@ -23,8 +23,8 @@ from core.machine import bandwidth as bandwidth_table
 from core.gguf.reader import ModelInfo
 from core.machine.hardware import USABLE_BACKENDS, GpuInfo, HardwareSnapshot
 from core.fit.estimate import (HOST, CTX_PAD, DeviceMemory, EstimateError, Footprint, GpuDevice, MemoryEstimate,
-                         MemorySettings, check_settings, estimate, footprint, is_quantized_kv,
-                         kv_layer_bytes)
+                               MemorySettings, check_settings, estimate, footprint, kv_layer_bytes)
+from core.gguf.kv_types import needs_flash_attention
 from core.fit.speed import SpeedPrediction, predict_speed
 from core.platform.units import format_bytes
 
@@ -238,7 +238,7 @@ def _settings(model: ModelInfo, request: PlanRequest) -> MemorySettings:
     if context < 1:
         raise PlanError(f"A context of {context:,} tokens cannot hold a conversation; use at least 1.")
     flash = request.flash_attn if isinstance(request.flash_attn, bool) else True
-    if is_quantized_kv(request.kv_type) and not flash:
+    if needs_flash_attention(request.kv_type) and not flash:
         raise PlanError(f"A {request.kv_type} KV cache needs flash attention; turn it on or use f16.")
     settings = MemorySettings(n_gpu_layers=0, n_ctx=context, n_batch=request.n_batch, n_ubatch=request.n_ubatch,
                               kv_type=request.kv_type, flash_attn=flash, n_seq=request.n_seq)

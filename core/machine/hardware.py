@@ -15,7 +15,6 @@ import importlib.util
 import json
 import logging
 import platform
-import subprocess
 import sys
 import threading
 from dataclasses import asdict, dataclass, replace

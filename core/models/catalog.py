@@ -4,8 +4,7 @@ The shipped catalog works offline: repositories, their quantisation files and ap
 ``refresh`` replaces each repository's file list with the hub's (exact sizes, SHA-256, split parts) and keeps
 that in cache_dir()/catalog-refresh.json, so the next start offline still has it.
 
-The fit check plans each file from its remote header (core/models/remote_headers.py) under a HardwareSnapshot with the
-planner (core/fit/planner.py): ``fit_file`` for one file, ``fit_files`` for a list, in parallel.
+Its files are fit-checked like any other (core/models/fit_check.py, from their remote headers).
 """
 from __future__ import annotations
 
@@ -13,15 +12,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from core.models import hub
 from core.platform import locations
-from core.models.remote_headers import HeaderCache, HeaderEntry, combine_split
+from core.models.fit_check import FileRef
 
 log = logging.getLogger(__name__)
 
@@ -236,79 +235,9 @@ def _write_refresh_cache(repos: dict) -> None:
         log.warning("could not save the catalog refresh to %s: %s", path, error)
 
 
-# -- fit check ------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FileFit:
-    """A hub file planned against a machine; ``plan`` is None when its header could not be read."""
-
-    repo_id: str
-    filename: str
-    quant: str | None
-    size: int | None
-    plan: Any = None                 # core.fit.planner.Plan
-    error: str | None = None
-    entries: tuple[HeaderEntry, ...] = field(default=(), compare=False)
-
-    @property
-    def badge(self) -> str:
-        if self.plan is None:
-            return "Unknown: header not readable"
-        return str(self.plan.verdict)
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        return getattr(self.plan, "predicted_tokens_per_second", None) if self.plan is not None else None
-
-
-def fit_file(entries: HeaderEntry | Sequence[HeaderEntry], hardware, request=None, *,
-             cache: HeaderCache | None = None):
-    """Plan one remote file (or the parts of a split model) from its cached header(s): a core.fit.planner.Plan."""
-    from core.fit import planner
-
-    first, *later = [entries] if isinstance(entries, HeaderEntry) else list(entries)
-    cache = cache or HeaderCache()
-    info = combine_split(cache.model_info(first), [entry.part_tensors() for entry in later],
-                         [entry.file_size for entry in later])
-    return planner.plan(info, hardware, request if request is not None else planner.PlanRequest())
-
-
-def fit_files(targets: Iterable[tuple[str, str, Sequence[str], str | None, int | None]], hardware, request=None, *,
-              cache: HeaderCache | None = None, workers: int = 8, revision: str = "main") -> list[FileFit]:
-    """Plan many files: targets are (repo_id, display filename, part filenames, quant, size); errors per file."""
-    cache = cache or HeaderCache()
-    items = list(targets)
-
-    def one(target) -> FileFit:
-        repo_id, filename, parts, quant, size = target
-        try:
-            entries = tuple(cache.get(repo_id, part, revision) for part in parts)
-            plan = fit_file(entries, hardware, request, cache=cache)
-        except Exception as error:  # one unreadable file must not stop the list
-            log.info("fit check of %s/%s failed: %s", repo_id, filename, error)
-            return FileFit(repo_id, filename, quant, size, None, str(error))
-        return FileFit(repo_id, filename, quant, size, plan, None, entries)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(one, items))
-
-
-def exact_figures(entries: HeaderEntry | Sequence[HeaderEntry], settings, *, cache: HeaderCache | None = None,
-                  rpc_endpoints: tuple[str, ...] = ()):
-    """llama.cpp's own dry run (core/fit/dry_run.py) on header-only sparse stubs of a remote file: exact figures
-    before downloading. ``settings`` is a core.fit.estimate.MemorySettings; returns a core.fit.dry_run.DryRunResult."""
-    from core.fit import dry_run as dryrun
-    from core.models.remote_headers import write_sparse_stub
-
-    first, *later = [entries] if isinstance(entries, HeaderEntry) else list(entries)
-    cache = cache or HeaderCache()
-    folder = locations.cache_dir() / "stubs" / first.header_path.parent.relative_to(cache.root)
-    for entry in (first, *later):  # llama.cpp finds later parts by name beside the first
-        stub = folder / entry.filename
-        if not stub.is_file() or stub.stat().st_size != entry.file_size:
-            write_sparse_stub(entry, stub)
-    info = combine_split(cache.model_info(first), [e.part_tensors() for e in later], [e.file_size for e in later])
-    return dryrun.dry_run(folder / first.filename, settings, model=info, rpc_endpoints=rpc_endpoints)
-
-
-def catalog_targets(catalog: Catalog) -> list[tuple[str, str, tuple[str, ...], str | None, int | None]]:
-    return [(m.repo_id, f.filename, f.all_parts, f.quant, f.size) for m, f in catalog.files()]
+# -- what the fit check takes -----------------------------------------------------------------------------------------
+def file_refs(catalog: Catalog) -> list[FileRef]:
+    """Every catalog file as core.models.fit_check checks it (from its header on the hub)."""
+    return [FileRef(f.filename, model.repo_id, model.revision, f.all_parts,
+                    (f.sha256,) if not f.parts else (), f.quant, f.size)
+            for model, f in catalog.files()]

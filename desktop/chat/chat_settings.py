@@ -8,7 +8,8 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QLabel, QPlainTextEdit,
                                QSpinBox, QWidget)
 
-from core.chat.conversation import CUSTOM_PRESET, PRESETS, Conversation, SamplingValues, preset_name
+from core.chat.conversation import (CUSTOM_PRESET, PRESETS, SAMPLING_LIMITS, Conversation, SamplingValues,
+                                    preset_name)
 
 SAVE_DELAY_MS = 400
 
@@ -27,11 +28,12 @@ class ChatSettings(QWidget):
         self.preset = QComboBox()
         self.preset.setAccessibleName("Sampling preset")
         self.preset.addItems([*PRESETS, CUSTOM_PRESET])
-        self.temperature = _spin(QDoubleSpinBox(), "Temperature", 0.0, 5.0, 0.05, decimals=2)
-        self.top_p = _spin(QDoubleSpinBox(), "Top P", 0.0, 1.0, 0.01, decimals=2)
-        self.top_k = _spin(QSpinBox(), "Top K", 0, 1000, 5)
-        self.repeat_penalty = _spin(QDoubleSpinBox(), "Repeat penalty", 0.5, 3.0, 0.05, decimals=2)
-        self.max_tokens = _spin(QSpinBox(), "Maximum answer length in tokens", 1, 32768, 64)
+        limits = SAMPLING_LIMITS
+        self.temperature = _spin(QDoubleSpinBox(), "Temperature", *limits["temperature"], 0.05, decimals=2)
+        self.top_p = _spin(QDoubleSpinBox(), "Top P", *limits["top_p"], 0.01, decimals=2)
+        self.top_k = _spin(QSpinBox(), "Top K", *limits["top_k"], 5)
+        self.repeat_penalty = _spin(QDoubleSpinBox(), "Repeat penalty", *limits["repeat_penalty"], 0.05, decimals=2)
+        self.max_tokens = _spin(QSpinBox(), "Maximum answer length in tokens", *limits["max_tokens"], 64)
         self._values = PRESETS["Balanced"]
         self._showing = False
         self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)

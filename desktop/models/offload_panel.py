@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import html
 
-import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QFormLayout, QFrame, QHBoxLayout,
                                QLabel, QPushButton, QRadioButton, QSlider, QVBoxLayout, QWidget)
 
 from core.gguf.reader import ModelInfo
 from core.machine.hardware import HardwareSnapshot
-from core.fit.choice import (KV_TYPE_LABELS, OffloadChoice, manual_layers,
-                                 needs_flash_attention, normalized, offloadable_layers, plan_choice,
-                                 trained_context)
+from core.fit.choice import (KV_TYPE_LABELS, OffloadChoice, manual_layers, normalized, offloadable_layers,
+                             plan_choice, trained_context)
+from core.gguf.kv_types import needs_flash_attention
 from core.fit.planner import CPU_ONLY, DEFAULT_GPU_MARGIN, FULL, TOO_LARGE, DevicePlan, Plan
 from core.settings import ALL_GPU_LAYERS, KV_TYPES
 from core.platform.units import format_bytes
@@ -282,13 +281,13 @@ class OffloadPanel(QWidget):
         self._timer.stop()
         self._generation += 1
         generation = self._generation
-        (Task(plan_choice, self.model, self.hardware, self.choice(), self.margin)
+        (Task(plan_choice, self.model, self.hardware, self.choice(), self.margin, parent=self)
          .success(lambda plan: self._plan_ready(generation, plan))
          .failure(lambda error: self._plan_failed(generation, error))
          .run_in_background())
 
     def _is_current(self, generation: int) -> bool:
-        return shiboken6.isValid(self) and generation == self._generation and not self._timer.isActive()
+        return generation == self._generation and not self._timer.isActive()
 
     def _plan_ready(self, generation: int, plan: Plan) -> None:
         if not self._is_current(generation):

@@ -20,7 +20,7 @@ from core import settings as settings_store
 from core.settings import Settings
 from desktop.settings.folder_list import FolderList
 from desktop.tasks import Task
-from desktop.theme import THEME_LABELS, THEMES, apply_theme
+from desktop.theme import THEME_LABELS, apply_theme
 
 NO_TELEMETRY = ("LlamaDesk sends no telemetry: nothing leaves this computer except the model downloads "
                 "you start.")
@@ -71,18 +71,17 @@ class SettingsDialog(QDialog):
 
     def _build(self, settings: Settings) -> None:
         self.folders = FolderList(settings.model_folders)
-        self.threads_spin = _spin("Threads (0 = auto)", 0, settings_store.MAX_THREADS, 1, "")
+        self.threads_spin = _spin("Threads (0 = auto)", *settings_store.LIMITS["threads"], 1, "")
         self.threads_spin.setSpecialValueText("Auto")
         self.threads_spin.setValue(settings.threads)
         self.cores_note = _note(cores_text(None), "Detected cores")
-        self.context_spin = _spin("Default context length", settings_store.MIN_CONTEXT,
-                                  settings_store.MAX_CONTEXT, 512, " tokens")
+        self.context_spin = _spin("Default context length", *settings_store.LIMITS["context_length"], 512, " tokens")
         self.context_spin.setValue(settings.context_length)
-        self.margin_spin = _spin("GPU safety margin", 0, settings_store.MAX_SAFETY_MARGIN_MIB, 256, " MiB")
+        self.margin_spin = _spin("GPU safety margin", *settings_store.LIMITS["safety_margin_mib"], 256, " MiB")
         self.margin_spin.setValue(settings.safety_margin_mib)
         self.theme_combo = QComboBox()
         self.theme_combo.setAccessibleName("Theme")
-        for theme in THEMES:
+        for theme in settings_store.CHOICES["theme"]:
             self.theme_combo.addItem(THEME_LABELS[theme], theme)
         self.theme_combo.setCurrentIndex(self.theme_combo.findData(settings.theme))
         self.telemetry = _note(NO_TELEMETRY, "Privacy")

@@ -5,7 +5,9 @@ import time
 from PySide6.QtCore import QThreadPool
 from PySide6.QtWidgets import QLabel
 
-from desktop.tasks import Task
+import shiboken6
+
+from desktop.tasks import Task, _live_tasks
 
 
 def test_the_answer_arrives_on_the_ui_thread(qtbot):
@@ -65,6 +67,36 @@ def test_an_answer_for_a_deleted_widget_is_dropped(qtbot):
     finished.set()
     time.sleep(0.05)
     qtbot.wait(100)  # delivering to the deleted widget would raise inside the event loop and fail the test
+
+
+def test_nothing_reaches_the_callbacks_once_the_named_parent_is_gone(qtbot):
+    """Lambdas and progress callbacks have no owner Qt knows of: the parent named on the task stands for them."""
+    parent = QLabel()
+    release = threading.Event()
+    received = []
+
+    def work():
+        yield "before"
+        release.wait(5)
+        yield "after"
+        return "late"
+
+    task = (Task(work, parent=parent).progress(lambda value: received.append(("progress", value)))
+            .success(lambda value: received.append(("success", value))).run_in_background())
+    qtbot.waitUntil(lambda: received == [("progress", "before")], timeout=5000)
+    parent.deleteLater()
+    qtbot.waitUntil(lambda: not shiboken6.isValid(parent), timeout=2000)
+    release.set()
+    qtbot.waitUntil(lambda: task not in _live_tasks, timeout=5000)
+    qtbot.wait(50)
+    assert received == [("progress", "before")]
+
+
+def test_a_parent_that_lives_gets_every_answer(qtbot):
+    parent = QLabel()
+    received = []
+    (Task(lambda: 7, parent=parent).success(lambda value: received.append(value)).run_in_background())
+    qtbot.waitUntil(lambda: received == [7], timeout=5000)
 
 
 def test_chats_are_written_while_slow_work_fills_the_shared_threads(qtbot):

@@ -15,7 +15,7 @@ QT_PACKAGES = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "qtpy")
 ALLOWED_ROOM_IMPORTS = {
     "core.gguf": set(),
     "core.platform": set(),
-    "core.settings": {"core.platform"},
+    "core.settings": {"core.gguf", "core.platform"},
     "core.machine": {"core.gguf", "core.platform"},
     "core.chat": {"core.platform", "core.settings"},
     "core.engine": {"core.gguf", "core.machine", "core.platform", "core.settings"},

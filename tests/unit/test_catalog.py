@@ -1,4 +1,4 @@
-"""The curated catalog: shipped file valid, refresh from the hub (cached, offline-safe), fit check."""
+"""The curated catalog: shipped file valid, refresh from the hub (cached, offline-safe)."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,6 @@ import json
 import pytest
 
 from core.models import catalog as cat
-from core.machine.hardware import load_profile
-from core.models.remote_headers import HeaderCache
 
 
 def test_shipped_catalog_is_valid_and_broad():
@@ -77,53 +75,3 @@ def test_refresh_takes_sizes_sha256_and_splits_from_the_hub_and_works_offline_af
     offline = cat.refresh(cat.load_catalog(small_catalog))
     assert offline.find("x").files == x.files
     assert len(fake_hub.requests) == requests
-
-
-def test_fit_check_plans_remote_files_from_their_headers(fake_hub, smollm2):  # noqa: F811
-    fake_hub.add_repo("o/Smol-GGUF", {"smol-Q4_1.gguf": smollm2.read_bytes()})
-    cache = HeaderCache()
-    fits = cat.fit_files([("o/Smol-GGUF", "smol-Q4_1.gguf", ("smol-Q4_1.gguf",), "Q4_1", None),
-                          ("o/Smol-GGUF", "absent.gguf", ("absent.gguf",), None, None)],
-                         load_profile("laptop-8gb"), cache=cache)
-    ok, missing = fits
-    assert ok.plan is not None and ok.badge == "Runs fully on GPU"
-    assert ok.tokens_per_second and ok.tokens_per_second > 0
-    assert missing.plan is None and "not found" in missing.error
-    cpu = cat.fit_file(ok.entries, load_profile("cpu-only-16gb"), cache=cache)
-    assert cpu.verdict == "CPU only"
-
-
-def test_a_split_model_is_planned_from_all_its_parts(fake_hub, tmp_path):  # noqa: F811
-    from core.gguf.reader import read_model_info
-    from tests.fixtures.fake_hub import FakeFile, header_and_size, write_split_stub
-    from tests.fixtures.model_zoo import ZOO, zoo_model
-
-    model = ZOO["mistral-7b-v0.3"]
-    parts = write_split_stub(model, tmp_path / "split", 3)
-    fake_hub.add_repo("o/Split-GGUF", {p.name: FakeFile.virtual(*header_and_size(p)) for p in parts})
-    names = tuple(p.name for p in parts)
-    (fit,) = cat.fit_files([("o/Split-GGUF", names[0], names, "Q4_K_M", None)], load_profile("desktop-24gb"))
-    whole = read_model_info(zoo_model(model.name))
-    assert fit.plan is not None, fit.error
-    assert len(fit.entries) == 3
-    combined_weights = sum(t.n_bytes for e in fit.entries[1:] for t in e.part_tensors())
-    first = HeaderCache().model_info(fit.entries[0])
-    assert first.weights_bytes() + combined_weights == whole.weights_bytes()
-    single = cat.fit_file(HeaderCache().get("o/Split-GGUF", names[0]), load_profile("desktop-24gb"))
-    split_weights = sum(d.weights_bytes for d in fit.plan.devices)
-    assert split_weights > sum(d.weights_bytes for d in single.devices), "later parts' weights must count"
-    assert abs(split_weights - whole.weights_bytes()) <= 0.01 * whole.weights_bytes()
-
-
-@pytest.mark.model
-def test_exact_figures_from_the_remote_header_match_the_real_file(fake_hub, smollm2):  # noqa: F811
-    from core.fit.dry_run import dry_run
-    from core.fit.estimate import MemorySettings
-
-    fake_hub.add_repo("o/Smol-GGUF", {"smol-Q4_1.gguf": smollm2.read_bytes()})
-    entry = HeaderCache().get("o/Smol-GGUF", "smol-Q4_1.gguf")
-    settings = MemorySettings(n_ctx=2048)
-    remote = cat.exact_figures(entry, settings)
-    local = dry_run(smollm2, settings)
-    assert remote.host.total_bytes == local.host.total_bytes
-    assert remote.n_ctx == local.n_ctx

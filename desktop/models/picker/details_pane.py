@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 from dataclasses import replace
 
-import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea,
                                QVBoxLayout, QWidget)
@@ -225,13 +224,13 @@ class DetailsPane(QWidget):
             return
         generation = self._generation
         chosen = replace(planning, choice=self.choice())
-        (Task(plan_row_off_thread, row, chosen)
+        (Task(plan_row_off_thread, row, chosen, parent=self)
          .success(lambda result: self._plan_ready(generation, result))
          .failure(lambda error: self._plan_failed(generation, error))
          .run_in_background())
 
     def _is_current(self, generation: int) -> bool:
-        return shiboken6.isValid(self) and generation == self._generation and not self._timer.isActive()
+        return generation == self._generation and not self._timer.isActive()
 
     def _plan_ready(self, generation: int, result: RowPlan) -> None:
         if not self._is_current(generation):
@@ -293,13 +292,13 @@ class DetailsPane(QWidget):
         key = self.row.key
         self.exact_button.setEnabled(False)
         self.exact.setText("Running llama.cpp's dry run…")
-        (Task(exact_figures, self.row, self.shown.plan, self.planning.cache)
+        (Task(exact_figures, self.row, self.shown.plan, self.planning.cache, parent=self)
          .success(lambda result: self._exact_ready(key, exact_text(result)))
          .failure(lambda error: self._exact_ready(key, f"The dry run failed: {error}"))
          .run_in_background())
 
     def _exact_ready(self, key: str, text: str) -> None:
-        if not shiboken6.isValid(self) or self.row is None or self.row.key != key:
+        if self.row is None or self.row.key != key:
             return
         self.exact.setText(text)
         self.exact_button.setEnabled(self.shown is not None)

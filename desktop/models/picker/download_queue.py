@@ -33,8 +33,8 @@ class DownloadQueue(QObject):
         requests = [DownloadRequest(row.repo_id or "", part, row.revision, sha, size)
                     for part, sha, size in zip(row.parts, row.sha256s or (None,) * len(row.parts),
                                                row.sizes or (None,) * len(row.parts))]
-        (Task(lambda: [self.manager.enqueue(request) for request in requests])
-         .failure(lambda error: shiboken6.isValid(self) and self.failed_to_start.emit(str(error)))
+        (Task(lambda: [self.manager.enqueue(request) for request in requests], parent=self)
+         .failure(lambda error: self.failed_to_start.emit(str(error)))
          .run_in_background())
 
     def pause(self, job_id: str) -> None:

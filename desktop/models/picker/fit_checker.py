@@ -8,10 +8,9 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-import shiboken6
 from PySide6.QtCore import QObject, Signal
 
-from core.models.catalog import FileFit
+from core.models.fit_check import FileFit
 from desktop.models.picker.file_table import FileTableModel
 from desktop.models.picker.rows import PickerRow
 from desktop.models.picker.work import Planning, fit_rows
@@ -41,7 +40,7 @@ class FitChecker(QObject):
         if not rows:
             self.finished.emit()
             return
-        (Task(fit_rows, rows, planning, stop)
+        (Task(fit_rows, rows, planning, stop, parent=self)
          .progress(lambda batch: self._fitted(generation, batch))
          .success(lambda _none: self._done(generation))
          .failure(lambda _error: self._done(generation))
@@ -55,7 +54,7 @@ class FitChecker(QObject):
         return self._active
 
     def _fitted(self, generation: int, batch: list[tuple[str, FileFit]]) -> None:
-        if generation != self._generation or not shiboken6.isValid(self):
+        if generation != self._generation:
             return
         self.pending = max(self.pending - len(batch), 0)
         rows = [replace(current, fit=fit) for key, fit in batch if (current := self.model.row(key)) is not None]
@@ -64,7 +63,7 @@ class FitChecker(QObject):
             self.row_fitted.emit(row)
 
     def _done(self, generation: int) -> None:
-        if generation == self._generation and shiboken6.isValid(self):
+        if generation == self._generation:
             self.pending = 0
             self._active = False
             self.finished.emit()

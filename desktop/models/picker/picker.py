@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QMessageBox, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
@@ -340,10 +339,7 @@ class ModelPicker(theme.FollowsLook, QWidget):
     # -- background work -----------------------------------------------------------------------------------------
     def _background(self, function, *args, done, failed=None) -> None:
         """Run ``function(*args)`` in a Task; its answer reaches ``done`` (or ``failed``) while the picker exists."""
-        task = Task(function, *args).success(self._while_alive(done))
+        task = Task(function, *args, parent=self).success(done)
         if failed is not None:
-            task.failure(self._while_alive(failed))
+            task.failure(failed)
         task.run_in_background()
-
-    def _while_alive(self, callback):
-        return lambda value: callback(value) if shiboken6.isValid(self) else None

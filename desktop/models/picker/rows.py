@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.models.catalog import Catalog, FileFit
+from core.models.catalog import Catalog
+from core.models.fit_check import FileFit, FileRef
 from core.models.hub import RepoListing
 from core.models.library import LocalModel
 
@@ -42,9 +43,17 @@ class PickerRow:
     def load_path(self) -> Path | None:
         return self.local.path if self.on_disk else None
 
-    def fit_target(self) -> tuple[str, str, tuple[str, ...], str | None, int | None]:
-        """The tuple core.models.catalog.fit_files takes."""
-        return (self.repo_id or "", self.filename, self.parts or (self.filename,), self.quant, self.size)
+    @property
+    def ref(self) -> FileRef:
+        """The file as core's fit check takes it: a hub file is planned from its header even when a copy is on disk
+        (the same verdict as before the download); a local row from the header the library read."""
+        if self.is_remote:
+            return FileRef(self.filename, self.repo_id, self.revision, self.parts, self.sha256s, self.quant, self.size)
+        local = self.local
+        return FileRef(self.filename, self.repo_id, quant=self.quant, size=self.size,
+                       local_path=local.path if local is not None else None,
+                       local_info=local.info if local is not None else None,
+                       local_error=(local.error or None) if local is not None else "This file has not been read yet.")
 
 
 def rows_from_catalog(catalog: Catalog) -> list[PickerRow]:

@@ -15,15 +15,14 @@ from functools import partial
 import psutil
 from pathlib import Path
 
-from core.models import catalog, hub, library
-from core.fit import dry_run as dryrun
-from core.models.catalog import FileFit
+from core.fit import dry_run
+from core.fit.choice import OffloadChoice
+from core.fit.planner import Plan
 from core.gguf.reader import ModelInfo
 from core.machine.hardware import HardwareSnapshot
-from core.models.remote_headers import HeaderCache, HeaderEntry, combine_split
-from core.fit.estimate import MemorySettings
-from core.fit.choice import OffloadChoice, capped_to_trained_context, plan_choice
-from core.fit.planner import Plan
+from core.models import catalog, fit_check, hub, library
+from core.models.fit_check import FileFit, FitConditions
+from core.models.remote_headers import HeaderCache
 from desktop.models.picker.rows import PickerRow
 
 FIT_WORKERS = 4
@@ -40,6 +39,10 @@ class Planning:
     margin_bytes: int
     cache: HeaderCache
     processes: "WorkerProcesses | None" = field(default=None, compare=False)
+
+    @property
+    def conditions(self) -> FitConditions:
+        return FitConditions(self.hardware, self.choice, self.margin_bytes)
 
     def worker_arguments(self) -> dict:
         """What a worker process needs to rebuild this planning (the cache by its folder)."""
@@ -164,30 +167,8 @@ def _plan_row_in_worker(row: PickerRow, **planning) -> "RowPlan":
 
 
 def fit_row(row: PickerRow, planning: Planning) -> FileFit:
-    """One row's fit, planned as a load would plan it. Errors stay on the row (one bad file must not stop a list)."""
-    entries: tuple[HeaderEntry, ...] = ()
-    try:
-        if row.is_remote:
-            entries = remote_entries(row, planning.cache)
-            info = combined_info(entries, planning.cache)
-        else:
-            info = _local_info(row)
-        plan = plan_choice(info, planning.hardware, capped_to_trained_context(planning.choice, info), planning.margin_bytes)
-    except Exception as error:  # noqa: BLE001 - the row shows the sentence
-        return FileFit(row.repo_id or "", row.filename, row.quant, row.size, None, str(error), entries)
-    return FileFit(row.repo_id or "", row.filename, row.quant, row.size, plan, None, entries)
-
-
-def remote_entries(row: PickerRow, cache: HeaderCache) -> tuple[HeaderEntry, ...]:
-    """The cached (or now fetched, by HTTP range reads) headers of every part of a remote file."""
-    hashes = row.sha256s or (None,) * len(row.parts)
-    return tuple(cache.get(row.repo_id or "", part, row.revision, sha256=sha)
-                 for part, sha in zip(row.parts or (row.filename,), hashes))
-
-
-def combined_info(entries: tuple[HeaderEntry, ...], cache: HeaderCache) -> ModelInfo:
-    first, *later = entries
-    return combine_split(cache.model_info(first), [e.part_tensors() for e in later], [e.file_size for e in later])
+    """One row's fit: core's one fit check (the same the CLI and a load use)."""
+    return fit_check.check_file(row.ref, planning.conditions, planning.cache)
 
 
 # -- one row, for the details pane -----------------------------------------------------------------------------------
@@ -199,34 +180,22 @@ def plan_row_off_thread(row: PickerRow, planning: Planning) -> RowPlan:
 
 
 def plan_row(row: PickerRow, planning: Planning) -> RowPlan:
-    """The plan for the details pane's context and KV choice (the same planning a load does)."""
-    info = row_info(row, planning.cache)
-    choice = capped_to_trained_context(planning.choice, info)
-    return RowPlan(row.key, info, plan_choice(info, planning.hardware, choice, planning.margin_bytes), choice)
+    """The plan for the details pane's context and KV choice (the one fit check, so the same as the list's)."""
+    entries = row.fit.entries if row.fit is not None else ()
+    fit = fit_check.check_file(row.ref, planning.conditions, planning.cache, entries)
+    if fit.plan is None:
+        raise FitCheckFailed(fit.error or f"{row.filename} could not be planned.")
+    return RowPlan(row.key, fit.info, fit.plan, fit.choice)
 
 
-def row_info(row: PickerRow, cache: HeaderCache) -> ModelInfo:
-    if not row.is_remote:
-        return _local_info(row)
-    entries = row.fit.entries if row.fit is not None and row.fit.entries else remote_entries(row, cache)
-    return combined_info(entries, cache)
+class FitCheckFailed(Exception):
+    """A row could not be planned; the message says why."""
 
 
-def exact_figures(row: PickerRow, plan: Plan, cache: HeaderCache) -> dryrun.DryRunResult:
+def exact_figures(row: PickerRow, plan: Plan, cache: HeaderCache) -> dry_run.DryRunResult:
     """llama.cpp's own dry run for the planned load: on the header stub of a remote file, or on the local file."""
-    settings = MemorySettings(n_gpu_layers=plan.n_gpu_layers, n_ctx=plan.context, kv_type=plan.kv_type,
-                              flash_attn=plan.flash_attn)
-    if row.is_remote:
-        entries = row.fit.entries if row.fit is not None and row.fit.entries else remote_entries(row, cache)
-        return catalog.exact_figures(entries, settings, cache=cache)
-    return dryrun.dry_run(row.local.path, settings, model=_local_info(row))  # type: ignore[union-attr]
-
-
-def _local_info(row: PickerRow) -> ModelInfo:
-    if row.local is None or row.local.info is None:
-        raise ValueError(row.local.error if row.local is not None and row.local.error else
-                         f"{row.filename} has not been read yet.")
-    return row.local.info
+    entries = row.fit.entries if row.fit is not None else ()
+    return fit_check.exact_figures(row.ref, plan, cache, entries)
 
 
 # -- lists ----------------------------------------------------------------------------------------------------------

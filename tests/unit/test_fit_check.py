@@ -1,0 +1,83 @@
+"""core.models.fit_check: the one fit check, for hub files from their headers alone and for local files, with the
+user's choice applied the way a load applies it."""
+from __future__ import annotations
+
+import pytest
+
+from core.fit.choice import OffloadChoice
+from core.machine.hardware import load_profile
+from core.models.fit_check import FileRef, FitConditions, check_file, check_files, exact_figures
+from core.models.remote_headers import HeaderCache
+from tests.fixtures.fake_hub import fake_hub  # noqa: F401  (fixture)
+
+SMOL = ("o/Smol-GGUF", "smol-Q4_1.gguf")
+
+
+def remote(repo_id: str, *parts: str) -> FileRef:
+    return FileRef(parts[0], repo_id, parts=parts)
+
+
+def test_hub_files_are_planned_from_their_headers_and_a_missing_one_says_why(fake_hub, smollm2):  # noqa: F811
+    fake_hub.add_repo(SMOL[0], {SMOL[1]: smollm2.read_bytes()})
+    cache = HeaderCache()
+    laptop = FitConditions(load_profile("laptop-8gb"))
+    ok, missing = check_files([remote(*SMOL), remote(SMOL[0], "absent.gguf")], laptop, cache)
+    assert ok.plan is not None and ok.badge == "Runs fully on GPU"
+    assert ok.tokens_per_second and ok.tokens_per_second > 0
+    assert missing.plan is None and "not found" in missing.error
+    cpu = check_file(remote(*SMOL), FitConditions(load_profile("cpu-only-16gb")), cache, ok.entries)
+    assert cpu.plan.verdict == "CPU only"
+
+
+def test_a_hub_file_and_its_local_copy_get_the_same_verdict_and_figures(fake_hub, smollm2):  # noqa: F811
+    fake_hub.add_repo(SMOL[0], {SMOL[1]: smollm2.read_bytes()})
+    conditions = FitConditions(load_profile("laptop-8gb"), OffloadChoice(context=2048, kv_type="q8_0"))
+    from_hub = check_file(remote(*SMOL), conditions)
+    on_disk = check_file(FileRef(smollm2.name, local_path=smollm2), conditions)
+    assert from_hub.plan == on_disk.plan
+    assert (on_disk.plan.context, on_disk.plan.kv_type, on_disk.plan.flash_attn) == (2048, "q8_0", True)
+
+
+def test_the_context_asked_for_is_capped_at_the_trained_one_as_a_load_caps_it(smollm2):
+    fit = check_file(FileRef(smollm2.name, local_path=smollm2),
+                     FitConditions(load_profile("laptop-8gb"), OffloadChoice(context=1 << 20)))
+    assert fit.plan.context == fit.info.context_length == 8192
+    assert fit.choice.context == 8192
+
+
+def test_an_unreadable_local_file_is_a_result_with_a_sentence_not_an_exception(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model")
+    fit = check_file(FileRef(broken.name, local_path=broken), FitConditions(load_profile("laptop-8gb")))
+    assert fit.plan is None and "GGUF" in fit.error
+
+
+def test_a_split_model_is_planned_from_all_its_parts(fake_hub, tmp_path):  # noqa: F811
+    from core.gguf.reader import read_model_info
+    from tests.fixtures.fake_hub import FakeFile, header_and_size, write_split_stub
+    from tests.fixtures.model_zoo import ZOO, zoo_model
+
+    model = ZOO["mistral-7b-v0.3"]
+    parts = write_split_stub(model, tmp_path / "split", 3)
+    fake_hub.add_repo("o/Split-GGUF", {p.name: FakeFile.virtual(*header_and_size(p)) for p in parts})
+    names = tuple(p.name for p in parts)
+    desktop = FitConditions(load_profile("desktop-24gb"), OffloadChoice(context=4096))
+    fit = check_file(remote("o/Split-GGUF", *names), desktop)
+    whole = read_model_info(zoo_model(model.name))
+    assert fit.plan is not None, fit.error
+    assert len(fit.entries) == 3
+    first_only = check_file(remote("o/Split-GGUF", names[0]), desktop)
+    split_weights = sum(d.weights_bytes for d in fit.plan.devices)
+    assert split_weights > sum(d.weights_bytes for d in first_only.plan.devices), "later parts' weights must count"
+    assert abs(split_weights - whole.weights_bytes()) <= 0.01 * whole.weights_bytes()
+
+
+@pytest.mark.model
+def test_exact_figures_from_the_remote_header_match_the_real_file(fake_hub, smollm2):  # noqa: F811
+    fake_hub.add_repo(SMOL[0], {SMOL[1]: smollm2.read_bytes()})
+    conditions = FitConditions(load_profile("cpu-only-16gb"), OffloadChoice(context=2048))
+    fit = check_file(remote(*SMOL), conditions)
+    from_header = exact_figures(remote(*SMOL), fit.plan, entries=fit.entries)
+    from_file = exact_figures(FileRef(smollm2.name, local_path=smollm2), fit.plan)
+    assert from_header.host.total_bytes == from_file.host.total_bytes
+    assert from_header.n_ctx == from_file.n_ctx == 2048
