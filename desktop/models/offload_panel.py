@@ -24,8 +24,8 @@ from core.gguf.kv_types import needs_flash_attention
 from core.fit.planner import CPU_ONLY, DEFAULT_GPU_MARGIN, FULL, TOO_LARGE, DevicePlan, Plan
 from core.settings import ALL_GPU_LAYERS, KV_TYPES
 from core.platform.units import format_bytes
-from desktop.models.context_control import ContextControl
-from desktop.monitor.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
+from desktop.widgets.context_control import ContextControl
+from desktop.widgets.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
 from desktop.tasks import Task
 
 DEBOUNCE_MS = 120

@@ -12,7 +12,7 @@ from desktop import theme
 from desktop.chat.workspace import ChatWorkspace
 from desktop.engine_session import EngineSession
 from desktop.monitor.dashboard import MemoryDashboard
-from desktop.monitor.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection, legend_html
+from desktop.widgets.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection, legend_html
 
 GIB, MIB = 2**30, 2**20
 CODE = "def reverse(text: str) -> str:\n    # a comment\n    return text[::-1]  # 42\nprint(reverse('hi'), None, True)"

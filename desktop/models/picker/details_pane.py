@@ -20,8 +20,8 @@ from core.platform.units import format_bytes
 from desktop.models.offload_panel import device_figure, device_parts, device_title, kv_text, speed_text, verdict_kind
 from desktop.models.picker.rows import PickerRow
 from desktop.models.picker.work import Planning, RowPlan, exact_figures, plan_row_off_thread
-from desktop.models.context_control import ContextControl
-from desktop.monitor.stacked_bar import MemoryBarSection
+from desktop.widgets.context_control import ContextControl
+from desktop.widgets.stacked_bar import MemoryBarSection
 from desktop.tasks import Task
 
 DEBOUNCE_MS = 120
