@@ -2,10 +2,14 @@
 
 Appending is O(1) (the oldest sample falls out once the buffer is full); a series is the list of
 (timestamp, value) points for one figure, skipping samples where that figure is unknown (None).
+This is the app's only copy of the samples: views read what they show from it. `appended` counts every
+sample ever added, so a view that remembers the count it has shown asks for exactly the samples it lacks
+(newest()), whatever their timestamps.
 """
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from typing import Callable, Iterator
 
 from core.monitor.samples import MemorySample
@@ -23,13 +27,20 @@ class MemoryHistory:
         if capacity < 1:
             raise ValueError(f"A memory history holds at least one sample, not {capacity}.")
         self._samples: deque[MemorySample] = deque(maxlen=capacity)
+        self._appended = 0
 
     @property
     def capacity(self) -> int:
         return self._samples.maxlen or 0
 
+    @property
+    def appended(self) -> int:
+        """How many samples were ever appended (those fallen out included); never goes down."""
+        return self._appended
+
     def append(self, sample: MemorySample) -> None:
         self._samples.append(sample)
+        self._appended += 1
 
     def clear(self) -> None:
         self._samples.clear()
@@ -44,6 +55,15 @@ class MemoryHistory:
     def latest(self) -> MemorySample | None:
         return self._samples[-1] if self._samples else None
 
+    @property
+    def oldest(self) -> MemorySample | None:
+        return self._samples[0] if self._samples else None
+
+    def newest(self, count: int) -> list[MemorySample]:
+        """The last `count` samples still held (fewer when the history holds fewer), oldest first."""
+        count = min(max(count, 0), len(self._samples))
+        return list(islice(reversed(self._samples), count))[::-1]
+
     def series(self, figure: Figure) -> list[Point]:
         """(timestamp, value) for every sample where `figure` is known, oldest first."""
         points = []
@@ -55,8 +75,12 @@ class MemoryHistory:
 
     def peak(self, figure: Figure) -> float | None:
         """The largest known value of `figure` over the history; None when it was never known."""
-        values = [value for value in map(figure, self._samples) if value is not None]
-        return max(values) if values else None
+        point = self.peak_point(figure)
+        return None if point is None else point[1]
+
+    def peak_point(self, figure: Figure) -> Point | None:
+        """(timestamp, value) of the largest known value of `figure`; None when it was never known."""
+        return max(self.series(figure), key=lambda point: point[1], default=None)
 
 
 # Figures most charts want, ready to pass to series() and peak().

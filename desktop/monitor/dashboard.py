@@ -4,7 +4,9 @@
     sampler.sampled.connect(dashboard.show_sample)            # desktop.monitor.sampler.MemorySampler
     session.loaded.connect(dashboard.show_loaded_model)       # LoadedModel -> "Prediction vs actual"
 
-It never samples by itself: whoever owns the 1 Hz MemorySampler feeds it. From top to bottom: host RAM
+It never samples by itself: whoever owns the 1 Hz MemorySampler feeds it. Each sample goes into core's
+MemoryHistory, the only copy kept: the charts draw their lines from it and the peaks are read from them.
+From top to bottom: host RAM
 as a stacked bar (engine / app / others / free), one such bar per GPU (this app / others / free) or a
 sentence when there is none, the prediction box, and line charts of RAM, VRAM and utilisation. The
 content scrolls when the panel is shorter than it. Its colours follow the app's look (STYLES, and the bars'
@@ -16,13 +18,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from core.engine.protocol import LoadedModel
-from core.monitor.history import MemoryHistory
+from core.monitor.history import MemoryHistory, app_resident, cpu_percent, gpu_app_used, gpu_used, gpu_utilisation
 from core.monitor.samples import GpuMemory, MemorySample, PredictionComparison, RamSplit, VramSplit
 from core.platform.units import format_bytes
 from desktop import theme
 from desktop.monitor.history_chart import HistoryChart
 from desktop.monitor.prediction_box import PredictionBox
-from desktop.monitor.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
+from desktop.widgets.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
 
 NO_GPU = "No GPU detected — everything runs on the CPU"
 WAITING = "Waiting for the first sample…"
@@ -124,14 +126,13 @@ class MemoryDashboard(theme.FollowsLook, QWidget):
         self.no_gpu = _label(NO_GPU, "dashboardNote", "GPU status")
         self.no_gpu.setVisible(False)  # until a sample says so
         self.prediction = PredictionBox()
-        capacity = self._history.capacity
-        self.ram_chart = HistoryChart("RAM over time", capacity=capacity)
-        self.ram_chart.add_line("engine", "Engine", color=CPU_LINE)
-        self.ram_chart.add_line("app", "App", color=APP_LINE, dashed=True)
-        self.vram_chart = HistoryChart("VRAM over time", capacity=capacity)
+        self.ram_chart = HistoryChart("RAM over time", self._history)
+        self.ram_chart.add_line("engine", "Engine", engine_or_nothing, color=CPU_LINE)
+        self.ram_chart.add_line("app", "App", app_resident, color=APP_LINE, dashed=True)
+        self.vram_chart = HistoryChart("VRAM over time", self._history)
         self.vram_chart.setVisible(False)
-        self.busy_chart = HistoryChart("Utilisation over time", percent=True, capacity=capacity)
-        self.busy_chart.add_line("cpu", "CPU", color=CPU_LINE)
+        self.busy_chart = HistoryChart("Utilisation over time", self._history, percent=True)
+        self.busy_chart.add_line("cpu", "CPU", cpu_percent, color=CPU_LINE)
         self.peaks = _label("", "dashboardNote", "Peaks in the last 10 minutes")
         self.peaks.setWordWrap(True)
         self._lay_out()
@@ -163,17 +164,18 @@ class MemoryDashboard(theme.FollowsLook, QWidget):
 
     def _replay_history(self) -> None:
         for sample in self._history:
-            self._chart(sample)
+            self._add_new_gpus(sample)
         if self._history.latest is not None:
             self._show_now(self._history.latest)
+            self._refresh_charts()
 
     # --- feeding ---
 
     def show_sample(self, sample: MemorySample) -> None:
-        """One 1 Hz sample: into the history, the bars and every chart."""
+        """One 1 Hz sample: into the history, then the bars and every chart show it."""
         self._history.append(sample)
-        self._show_now(sample)
-        self._chart(sample)
+        self._show_now(sample)  # adds a newly seen GPU's section and lines
+        self._refresh_charts()
 
     def show_prediction(self, comparison: PredictionComparison | None) -> None:
         self.prediction.show_comparison(comparison)
@@ -210,26 +212,23 @@ class MemoryDashboard(theme.FollowsLook, QWidget):
         section = MemoryBarSection(gpu_title(gpu), f"GPU {gpu.index} memory")
         self.gpu_sections[gpu.index] = section
         self.gpu_area.addWidget(section)
-        slot = gpu.index + 1
-        self.vram_chart.add_line(f"gpu{gpu.index}-app", f"GPU {gpu.index} app", color=slot)
-        self.vram_chart.add_line(f"gpu{gpu.index}-used", f"GPU {gpu.index} total", color=slot, dashed=True)
-        self.busy_chart.add_line(f"gpu{gpu.index}", f"GPU {gpu.index}", color=slot)
+        index, slot = gpu.index, gpu.index + 1
+        self.vram_chart.add_line(f"gpu{index}-app", f"GPU {index} app", gpu_app_used(index), color=slot)
+        self.vram_chart.add_line(f"gpu{index}-used", f"GPU {index} total", gpu_used(index), color=slot,
+                                 dashed=True)
+        self.busy_chart.add_line(f"gpu{index}", f"GPU {index}", gpu_utilisation(index), color=slot)
 
     # --- over time: charts ---
 
-    def _chart(self, sample: MemorySample) -> None:
-        t = sample.timestamp
-        self.ram_chart.append("engine", t, sample.engine_resident_bytes or 0)  # no engine: it holds nothing
-        self.ram_chart.append("app", t, sample.app_resident_bytes)
-        self.busy_chart.append("cpu", t, sample.cpu_percent)
+    def _add_new_gpus(self, sample: MemorySample) -> None:
+        """Lines for GPUs the history saw before this dashboard was made (show_sample adds later ones)."""
         for gpu in sample.gpus:
             if gpu.index not in self.gpu_sections:
                 self._add_gpu(gpu)
-            self.vram_chart.append(f"gpu{gpu.index}-app", t, gpu.app_used_bytes)
-            self.vram_chart.append(f"gpu{gpu.index}-used", t, gpu.used_bytes)
-            self.busy_chart.append(f"gpu{gpu.index}", t, gpu.utilisation_percent)
+
+    def _refresh_charts(self) -> None:
         for chart in (self.ram_chart, self.vram_chart, self.busy_chart):
-            chart.end_update(t)
+            chart.refresh()
         self._show_peaks()
 
     def _show_peaks(self) -> None:
@@ -240,6 +239,11 @@ class MemoryDashboard(theme.FollowsLook, QWidget):
         text = "Peak in the last 10 minutes: " + " · ".join(peaks)
         if text != self.peaks.text():
             self.peaks.setText(text)
+
+
+def engine_or_nothing(sample: MemorySample) -> int:
+    """The engine's resident bytes for the RAM chart: 0 while no engine runs (it holds nothing)."""
+    return sample.engine_resident_bytes or 0
 
 
 def _label(text: str, object_name: str, accessible_name: str) -> QLabel:

@@ -1,30 +1,31 @@
-"""A QtCharts line chart of the last ten minutes that grows by one point per line each second.
+"""A QtCharts line chart of the last ten minutes of core's MemoryHistory, one line per figure of a sample.
 
-Lines are created once (add_line) and then only appended to; the oldest point is dropped once a line
-holds `capacity` points. Each append and removal would make QtCharts recompute the line's geometry, so
-points change with the series' signals blocked; end_update() then slides the time axis, which makes
-QtCharts re-read every line once (a line changed without a new time range is told by pointsReplaced).
-While the chart is hidden, that redraw waits until it is shown.
+The history is the only copy of the samples: a line remembers how far into it it has read
+(MemoryHistory.appended), and refresh() appends the samples it lacks and drops the points that fell out.
+Each append and removal would make QtCharts recompute the line's geometry, so points change with the
+series' signals blocked; the redraw then slides the time axis, which makes QtCharts re-read every line
+once (a line changed without a new time range is told by pointsReplaced). While the chart is hidden,
+that redraw waits until it is shown.
 
 Byte charts label their axis in MiB or GiB, whichever reads better for the largest figure shown; the
-points are rescaled only when that unit changes.
+points are redrawn from the history only when that unit changes. The time axis shows as many labels as
+fit whole in the chart's width (QtCharts cuts a label wider than its share of the axis to "06:47:…").
 
 Colours (background, title, axes, grid, legend and lines) follow the app's look (LOOKS; desktop/theme.py),
 switched live with the theme.
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLegend, QLineSeries, QValueAxis
 from PySide6.QtCore import QDateTime, QMargins, QPointF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
 
-from core.monitor.history import CAPACITY, WINDOW_SECONDS
+from core.monitor.history import SAMPLE_INTERVAL_SECONDS, WINDOW_SECONDS, Figure, MemoryHistory, Point
+from desktop import theme
 
 MIN_SPAN_SECONDS = 120
-from desktop import theme
 
 MIB = 2**20
 GIB = 2**30
@@ -96,53 +97,86 @@ def tick_interval(top: float) -> float:
     return top / steps
 
 
-class _Line:
-    """One series plus its raw (unscaled) values, kept to rescale and to find the largest."""
+# Time labels: QtCharts gives each label the axis width / tick count, less a padding on either side
+# (HorizontalAxis::updateGeometry; ChartAxisElement::labelPadding), and cuts a longer one with "…".
+LABEL_PADDING = 5
+LABEL_GAP = 4  # a little air between neighbouring labels
+MAX_TIME_TICKS = 6
+SHORT_SPAN_SECONDS = WINDOW_SECONDS / 2  # below this the labels need seconds to differ
 
-    def __init__(self, series: QLineSeries, capacity: int, slot: int = 0, dashed: bool = False) -> None:
+
+def time_format(span_seconds: float) -> str:
+    return "HH:mm" if span_seconds >= SHORT_SPAN_SECONDS else "HH:mm:ss"
+
+
+def time_tick_count(axis_width: float, font: QFont, time_format_text: str) -> int:
+    """How many evenly spaced time labels (2 … MAX_TIME_TICKS) fit whole on an axis this wide."""
+    widest = QFontMetricsF(font).horizontalAdvance(time_format_text.replace("H", "0").replace("m", "0")
+                                                   .replace("s", "0"))
+    share = widest + 2 * LABEL_PADDING + LABEL_GAP
+    return max(2, min(MAX_TIME_TICKS, int(axis_width // share)))
+
+
+class _Line:
+    """One series drawn from the history: the points it shows, how far into the history it has read, and the
+    largest value it shows (kept so the axis and the peaks need not walk the history every second)."""
+
+    def __init__(self, series: QLineSeries, figure: Figure, slot: int = 0, dashed: bool = False) -> None:
         self.series = series
+        self.figure = figure
         self.slot = slot
         self.dashed = dashed
-        self.times: deque[float] = deque(maxlen=capacity)
-        self.values: deque[float] = deque(maxlen=capacity)
-        self.changed = False  # points added since QtCharts last read them
+        self.read = 0  # MemoryHistory.appended when this line last read the history
+        self.peak: Point | None = None  # (timestamp, value) of the largest value shown
+        self.changed = False  # points added or removed since QtCharts last read them
 
-    def append(self, msecs: float, value: float, scale: float) -> None:
-        """Adds a point without redrawing; publish() redraws once for any number of appends."""
-        self.times.append(msecs)
-        self.values.append(value)
+    def catch_up(self, history: MemoryHistory, scale: float) -> None:
+        """Adds the samples appended since the last call and drops the points that fell out of the history,
+        without redrawing; publish() redraws once for any number of changes."""
         blocked = self.series.blockSignals(True)
-        self.series.append(msecs, value / scale)
-        overflow = self.series.count() - self.times.maxlen
-        if overflow > 0:
-            self.series.removePoints(0, overflow)
+        for sample in history.newest(history.appended - self.read):
+            value = self.figure(sample)
+            if value is not None:
+                self.series.append(sample.timestamp * 1000.0, float(value) / scale)
+                if self.peak is None or value >= self.peak[1]:
+                    self.peak = (sample.timestamp, float(value))
+                self.changed = True
+        self.read = history.appended
+        self._drop_older_than(history)
         self.series.blockSignals(blocked)
-        self.changed = True
+
+    def _drop_older_than(self, history: MemoryHistory) -> None:
+        oldest = history.oldest
+        if oldest is None:
+            stale = self.series.count()
+        else:
+            stale, limit = 0, oldest.timestamp * 1000.0
+            while stale < self.series.count() and self.series.at(stale).x() < limit:
+                stale += 1
+        if stale:
+            self.series.removePoints(0, stale)
+            self.changed = True
+        if self.peak is not None and (oldest is None or self.peak[0] < oldest.timestamp):
+            self.peak = history.peak_point(self.figure)  # the largest fell out: find the next one
 
     def publish(self) -> None:
         if self.changed:
             self.changed = False
             self.series.pointsReplaced.emit()
 
-    def rescale(self, scale: float) -> None:
-        self.series.replace([QPointF(t, v / scale) for t, v in zip(self.times, self.values)])
+    def redraw_all(self, history: MemoryHistory, scale: float) -> None:
+        self.series.replace([QPointF(t * 1000.0, v / scale) for t, v in history.series(self.figure)])
         self.changed = False
-
-    def clear(self) -> None:
-        self.times.clear()
-        self.values.clear()
-        self.series.clear()
 
 
 class HistoryChart(theme.FollowsLook, QChartView):
-    def __init__(self, title: str, *, percent: bool = False, capacity: int = CAPACITY, parent=None) -> None:
+    def __init__(self, title: str, history: MemoryHistory, *, percent: bool = False, parent=None) -> None:
         super().__init__(parent)
-        self.capacity = capacity
+        self.history = history
         self.percent = percent
         self.unit = PERCENT if percent else bytes_unit(0)
         self.lines: dict[str, _Line] = {}
-        self._pending_end: float | None = None
-        self._first_timestamp: float | None = None
+        self._redraw_pending = False
         self.look = theme.look_now()
         self._build_chart(title)
         self.setAccessibleName(f"{title} chart")
@@ -167,6 +201,7 @@ class HistoryChart(theme.FollowsLook, QChartView):
         self.value_axis = _value_axis(self.unit, 100.0 if self.percent else SMALLEST_BYTES_TOP / MIB)
         chart.addAxis(self.time_axis, Qt.AlignmentFlag.AlignBottom)
         chart.addAxis(self.value_axis, Qt.AlignmentFlag.AlignLeft)
+        chart.plotAreaChanged.connect(self._fit_time_ticks)
         self.setChart(chart)
         self._colour_chart()
 
@@ -197,9 +232,11 @@ class HistoryChart(theme.FollowsLook, QChartView):
         lines = self.colours.lines
         return QPen(QColor(lines[slot % len(lines)]), 2, Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
 
-    def add_line(self, key: str, label: str, *, color: int | None = None, dashed: bool = False) -> None:
-        """A new line named `label` in the legend, in COLORS[color] (the next colour when None);
-        does nothing when `key` already has one."""
+    def add_line(self, key: str, label: str, figure: Figure, *, color: int | None = None,
+                 dashed: bool = False) -> None:
+        """A new line named `label` in the legend drawing `figure` of each sample, in COLORS[color] (the next
+        colour when None); does nothing when `key` already has one. It shows the history at the next
+        refresh()."""
         if key in self.lines:
             return
         slot = len(self.lines) if color is None else color
@@ -209,21 +246,17 @@ class HistoryChart(theme.FollowsLook, QChartView):
         self.chart().addSeries(series)
         series.attachAxis(self.time_axis)
         series.attachAxis(self.value_axis)
-        self.lines[key] = _Line(series, self.capacity, slot, dashed)
+        self.lines[key] = _Line(series, figure, slot, dashed)
 
-    # --- feeding ---
+    # --- following the history ---
 
-    def append(self, key: str, timestamp: float, value: float | None) -> None:
-        """One point (seconds since the epoch); an unknown value (None) leaves a line as it was."""
-        if self._first_timestamp is None:
-            self._first_timestamp = timestamp
-        if value is not None:
-            self.lines[key].append(timestamp * 1000.0, float(value), self.unit.scale)
-
-    def end_update(self, timestamp: float) -> None:
-        """After a round of appends: slide the time window to end at `timestamp`, fit the value axis.
-        While the chart is hidden (a closed panel, another tab) this waits until it is shown."""
-        self._pending_end = timestamp
+    def refresh(self) -> None:
+        """After samples were appended to the history: every line catches up, the time window slides to end
+        at the latest sample and the value axis fits. While the chart is hidden (a closed panel, another tab)
+        the redraw waits until it is shown."""
+        for line in self.lines.values():
+            line.catch_up(self.history, self.unit.scale)
+        self._redraw_pending = True
         if self.isVisible():
             self._redraw()
 
@@ -232,15 +265,17 @@ class HistoryChart(theme.FollowsLook, QChartView):
         self._redraw()
 
     def _redraw(self) -> None:
-        timestamp, self._pending_end = self._pending_end, None
-        if timestamp is None:
+        latest = self.history.latest
+        if not self._redraw_pending or latest is None:
             return
-        end = QDateTime.fromMSecsSinceEpoch(int(timestamp * 1000))
+        self._redraw_pending = False
+        end = QDateTime.fromMSecsSinceEpoch(int(latest.timestamp * 1000))
         if end != self.time_axis.max():
             # A new time range makes QtCharts re-read every line's points: no need to tell each one.
-            span = self._span_seconds(timestamp)
-            self.time_axis.setFormat("HH:mm" if span >= WINDOW_SECONDS / 2 else "HH:mm:ss")
+            span = self._span_seconds(latest.timestamp)
+            self.time_axis.setFormat(time_format(span))
             self.time_axis.setRange(end.addSecs(-span), end)
+            self._fit_time_ticks()
             for line in self.lines.values():
                 line.changed = False
         for line in self.lines.values():
@@ -248,29 +283,34 @@ class HistoryChart(theme.FollowsLook, QChartView):
         if not self.percent:
             self._fit_bytes()
 
-    def clear(self) -> None:
-        for line in self.lines.values():
-            line.clear()
-        self._first_timestamp = None
-
     def _span_seconds(self, end: float) -> int:
         """The ten-minute window once there is that much history; until then only what has data (at least
         two minutes), so a fresh chart is not a sliver at its right edge."""
-        first = self._first_timestamp if self._first_timestamp is not None else end
-        return int(min(WINDOW_SECONDS, max(MIN_SPAN_SECONDS, end - first)))
+        oldest = self.history.oldest
+        covered = end - oldest.timestamp + SAMPLE_INTERVAL_SECONDS if oldest is not None else 0.0
+        return int(min(WINDOW_SECONDS, max(MIN_SPAN_SECONDS, covered)))
 
     def point_count(self, key: str) -> int:
         return self.lines[key].series.count()
 
+    # --- time axis ---
+
+    def _fit_time_ticks(self, *_plot_area) -> None:
+        """As many time labels as fit the plot's width whole (QtCharts elides a label wider than its share)."""
+        count = time_tick_count(self.chart().plotArea().width(), self.time_axis.labelsFont(),
+                                self.time_axis.format())
+        if count != self.time_axis.tickCount():
+            self.time_axis.setTickCount(count)
+
     # --- value axis ---
 
     def peak(self, key: str) -> float | None:
-        """The largest value `key`'s line holds (in bytes or %), None when it has no point."""
-        values = self.lines[key].values
-        return max(values) if values else None
+        """The largest value `key`'s line shows (in bytes or %), None when it has no point."""
+        peak = self.lines[key].peak
+        return None if peak is None else peak[1]
 
     def largest(self) -> float:
-        return max((max(line.values) for line in self.lines.values() if line.values), default=0.0)
+        return max((line.peak[1] for line in self.lines.values() if line.peak is not None), default=0.0)
 
     def _fit_bytes(self) -> None:
         largest = self.largest()
@@ -279,7 +319,7 @@ class HistoryChart(theme.FollowsLook, QChartView):
             self.unit = unit
             self.value_axis.setLabelFormat(unit.label_format)
             for line in self.lines.values():
-                line.rescale(unit.scale)
+                line.redraw_all(self.history, unit.scale)
         top = nice_ceiling(max(largest * 1.1, SMALLEST_BYTES_TOP) / unit.scale)
         if top != self.value_axis.max():
             _set_top(self.value_axis, top)
@@ -302,8 +342,8 @@ def _style_axis(axis, colours: ChartColours | None = None) -> None:
 
 def _time_axis() -> QDateTimeAxis:
     axis = QDateTimeAxis()
-    axis.setFormat("HH:mm")
-    axis.setTickCount(6)
+    axis.setFormat(time_format(WINDOW_SECONDS))
+    axis.setTickCount(MAX_TIME_TICKS)
     _style_axis(axis)
     now = QDateTime.currentDateTime()
     axis.setRange(now.addSecs(-WINDOW_SECONDS), now)

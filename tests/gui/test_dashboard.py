@@ -1,22 +1,24 @@
 """The memory dashboard (offscreen): bars, legends, charts, the prediction box, empty states, cost."""
 from __future__ import annotations
 
-import statistics
 import time
 
 import pytest
+import shiboken6
 from PySide6.QtCharts import QChartView
-from PySide6.QtWidgets import QGroupBox, QLabel, QScrollArea
+from PySide6.QtWidgets import QGraphicsTextItem, QGroupBox, QLabel, QScrollArea
 
 from core.engine.protocol import LoadedModel, LoadSettings
-from core.monitor.history import MemoryHistory
+from core.monitor.history import MemoryHistory, app_resident
 from core.monitor.samples import GpuMemory, MemorySample, PredictedVsMeasured, PredictionComparison
 from desktop.monitor.dashboard import NO_GPU, MemoryDashboard
+from desktop.monitor.history_chart import HistoryChart
 from desktop.monitor.sampler import MemorySampler
-from desktop.monitor.stacked_bar import StackedBar
+from desktop.widgets.stacked_bar import StackedBar
 
 GIB, MIB = 2**30, 2**20
 START = 1_700_000_000.0
+TEXT_ITEM = 8  # QGraphicsTextItem::Type
 
 
 @pytest.fixture
@@ -36,6 +38,11 @@ def two_gpus(second: int = 0) -> tuple[GpuMemory, ...]:
 def sample(second: int = 0, *, gpus=(), engine: int | None = 5 * GIB, cpu: float | None = 42.0) -> MemorySample:
     return MemorySample(timestamp=START + second, host_used_bytes=20 * GIB, host_total_bytes=64 * GIB,
                         app_resident_bytes=300 * MIB, engine_resident_bytes=engine, gpus=gpus, cpu_percent=cpu)
+
+
+def memory(timestamp: float, *, app: int) -> MemorySample:
+    return MemorySample(timestamp=timestamp, host_used_bytes=20 * GIB, host_total_bytes=64 * GIB,
+                        app_resident_bytes=app, engine_resident_bytes=None, gpus=())
 
 
 def test_feeding_700_samples_keeps_the_last_600_points(dashboard):
@@ -156,19 +163,6 @@ def test_every_part_has_an_accessible_name(dashboard):
     assert [w for w in named if not w.accessibleName()] == []
 
 
-def test_update_cost(dashboard, qapp):
-    for second in range(600):
-        dashboard.show_sample(sample(second, gpus=two_gpus(second)))
-    qapp.processEvents()
-    costs = []
-    for second in range(600, 700):
-        started = time.perf_counter()
-        dashboard.show_sample(sample(second, gpus=two_gpus(second)))
-        costs.append((time.perf_counter() - started) * 1000)
-    print(f"\nMemoryDashboard.show_sample, 2 GPUs, 600-point charts, shown: median {statistics.median(costs):.2f} ms, "
-          f"max {max(costs):.2f} ms over {len(costs)} samples")
-
-
 def test_sampler_emits_real_samples_off_the_ui_thread(qtbot):
     sampler = MemorySampler(lambda: None, interval_ms=50)
     with qtbot.waitSignal(sampler.sampled, timeout=5000) as got:
@@ -192,26 +186,26 @@ def test_sampler_skips_a_tick_while_a_sample_is_running(qtbot):
     assert calls == [1234]
 
 
-def test_a_chart_draws_every_point_it_was_fed(qtbot, qapp):
+def test_a_chart_draws_every_point_of_the_history(qtbot, qapp):
     """Points are added with the series' signals blocked (see history_chart): the picture must still
     match a chart whose points were appended the ordinary way, both after a new time range and after
-    a point at an unchanged time."""
-    from desktop.monitor.history_chart import HistoryChart
-
-    fed, reference = HistoryChart("fed"), HistoryChart("fed")
+    a sample at an unchanged time."""
+    history = MemoryHistory()
+    fed, reference = HistoryChart("fed", history), HistoryChart("fed", MemoryHistory())
     for chart in (fed, reference):
         qtbot.addWidget(chart)
-        chart.add_line("a", "A")
+        chart.add_line("a", "A", app_resident)
         chart.resize(400, 220)
         chart.show()
     points = [(START + second, 50.0 if second % 7 else 300.0) for second in range(120)]
     for time_s, mib in points:
-        fed.append("a", time_s, mib * MIB)
-        fed.end_update(time_s)
+        history.append(memory(time_s, app=int(mib * MIB)))
+        fed.refresh()
 
     def same_picture() -> bool:
         reference.time_axis.setRange(fed.time_axis.min(), fed.time_axis.max())
         reference.time_axis.setFormat(fed.time_axis.format())
+        reference.time_axis.setTickCount(fed.time_axis.tickCount())
         reference.value_axis.setRange(fed.value_axis.min(), fed.value_axis.max())
         reference.value_axis.setTickInterval(fed.value_axis.tickInterval())
         qapp.processEvents()
@@ -220,11 +214,62 @@ def test_a_chart_draws_every_point_it_was_fed(qtbot, qapp):
     for time_s, mib in points:
         reference.lines["a"].series.append(time_s * 1000, mib)
     assert same_picture()
-    fed.append("a", START + 119, 20 * MIB)  # the same time again: no new range
-    fed.end_update(START + 119)
+    history.append(memory(START + 119, app=20 * MIB))  # the same time again: no new range
+    fed.refresh()
     reference.lines["a"].series.append((START + 119) * 1000, 20.0)
     assert fed.point_count("a") == 121
     assert same_picture()
+
+
+def test_a_chart_follows_its_history_as_samples_fall_out_and_it_is_cleared(qtbot):
+    history = MemoryHistory(capacity=5)
+    chart = HistoryChart("RAM", history)
+    qtbot.addWidget(chart)
+    chart.add_line("app", "App", app_resident)
+    for second, mib in enumerate((10, 900, 20, 30, 40, 50, 60)):
+        history.append(memory(START + second, app=mib * MIB))
+        chart.refresh()
+    series = chart.lines["app"].series
+    assert [point.x() for point in series.points()] == [(START + second) * 1000 for second in range(2, 7)]
+    assert chart.peak("app") == 60 * MIB  # the 900 MiB sample fell out with the oldest two
+    history.clear()
+    chart.refresh()
+    assert chart.point_count("app") == 0 and chart.peak("app") is None
+
+
+def visible_time_labels(chart) -> list[str]:
+    """The texts QtCharts drew under the plot area: the time axis's labels. (Its label items are a private
+    QGraphicsTextItem subclass that PySide hands out as plain QGraphicsItems: cast them to read the text.)"""
+    bottom = chart.chart().plotArea().bottom()
+    texts = []
+    for item in chart.scene().items():
+        if item.type() != TEXT_ITEM or not item.isVisible():
+            continue
+        label = shiboken6.wrapInstance(shiboken6.getCppPointer(item.toGraphicsObject())[0], QGraphicsTextItem)
+        area = label.sceneBoundingRect()
+        if label.toPlainText() and bottom <= area.top() and area.bottom() <= bottom + 40:
+            texts.append(label.toPlainText())
+    return texts
+
+
+@pytest.mark.parametrize("width", [380, 300, 240])  # the window's default panel width, then narrower
+@pytest.mark.parametrize("seconds", [30, 700])  # HH:mm:ss while the span is short, HH:mm for ten minutes
+def test_time_labels_are_never_cut(qtbot, qapp, width, seconds):
+    history = MemoryHistory()
+    chart = HistoryChart("RAM over time", history)
+    qtbot.addWidget(chart)
+    chart.add_line("app", "App", app_resident)
+    chart.resize(width, 200)
+    chart.show()
+    for second in range(seconds):
+        history.append(memory(START + second, app=300 * MIB))
+    chart.refresh()
+    qapp.processEvents()
+    labels = visible_time_labels(chart)
+    assert len(labels) >= 2, labels
+    assert not [label for label in labels if "…" in label or "..." in label], labels
+    length = len("00:00:00") if seconds < 300 else len("00:00")
+    assert all(len(label) == length for label in labels), labels
 
 
 @pytest.mark.parametrize("value, top, step", [(0.3, 1, 0.25), (5.7, 6, 2), (2.2, 2.5, 0.5), (110, 120, 30),

@@ -159,6 +159,22 @@ def test_history_series_skip_unknown_figures():
     assert len(history) == 0 and history.latest is None
 
 
+def test_a_reader_gets_exactly_the_samples_it_has_not_read():
+    history = MemoryHistory(capacity=3)
+    assert history.newest(5) == [] and history.oldest is None and history.appended == 0
+    for second in range(4):
+        history.append(sample(float(second), engine=(10 - second) * MIB))
+    read = history.appended
+    assert read == 4 and [s.timestamp for s in history.newest(2)] == [2.0, 3.0]
+    history.append(sample(3.0, engine=MIB))  # the same timestamp again is still a new sample
+    assert [(s.timestamp, s.engine_resident_bytes) for s in history.newest(history.appended - read)] == [(3.0, MIB)]
+    assert [s.timestamp for s in history.newest(100)] == [2.0, 3.0, 3.0]  # only what is still held
+    assert history.oldest.timestamp == 2.0
+    assert history.peak_point(engine_resident) == (2.0, 8.0 * MIB)  # the 10 and 9 MiB samples fell out
+    history.clear()
+    assert history.appended == 5 and history.newest(1) == [] and history.peak_point(engine_resident) is None
+
+
 def test_history_needs_room_for_a_sample():
     with pytest.raises(ValueError):
         MemoryHistory(capacity=0)
