@@ -1,6 +1,5 @@
 """desktop/tasks.py: work off the UI thread, answers back on it, never to a widget that is gone."""
 import threading
-import time
 
 from PySide6.QtCore import QThreadPool
 from PySide6.QtWidgets import QLabel
@@ -50,9 +49,12 @@ def test_a_failure_reaches_the_failure_callback(qtbot):
 
 
 def test_an_answer_for_a_deleted_widget_is_dropped(qtbot):
+    delivered = []
+
     class Receiver(QLabel):
         def show_result(self, value):
-            self.setText(str(value))
+            delivered.append(value)
+            self.setText(str(value))  # on a deleted widget this raises, and pytest-qt fails the test
 
     receiver = Receiver()
     finished = threading.Event()
@@ -61,12 +63,13 @@ def test_an_answer_for_a_deleted_widget_is_dropped(qtbot):
         finished.wait(5)
         return "late"
 
-    Task(slow).success(receiver.show_result).run_in_background()
+    task = Task(slow).success(receiver.show_result).run_in_background()
     receiver.deleteLater()
-    qtbot.wait(50)  # the widget is destroyed while the work still runs
+    qtbot.waitUntil(lambda: not shiboken6.isValid(receiver), timeout=2000)  # gone while the work still runs
     finished.set()
-    time.sleep(0.05)
-    qtbot.wait(100)  # delivering to the deleted widget would raise inside the event loop and fail the test
+    qtbot.waitUntil(lambda: task not in _live_tasks, timeout=5000)  # the task has reported
+    qtbot.wait(50)
+    assert delivered == []
 
 
 def test_nothing_reaches_the_callbacks_once_the_named_parent_is_gone(qtbot):
