@@ -9,10 +9,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Callable
 
-from PySide6.QtCore import QtMsgType, QTimer, qInstallMessageHandler
-from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication
+from desktop.platform_start import PlatformStartFailure, PlatformStartWatch, end_process_for, import_failure
+
+try:
+    from PySide6.QtCore import QtMsgType, QTimer, qInstallMessageHandler
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+except ImportError as _error:  # a system library Qt itself loads (libEGL.so.1, ...) is missing
+    end_process_for(import_failure(_error))
 
 from core.platform import locations, logs
 from core import settings as settings_store
@@ -68,6 +74,22 @@ def _forward_qt_message(kind: QtMsgType, _context, message: str) -> None:
     logging.getLogger("qt").log(_QT_LEVELS.get(kind, logging.INFO), "%s", message)
 
 
+def _qt_message_handler(watch: PlatformStartWatch) -> Callable:
+    def handle(kind: QtMsgType, context, message: str) -> None:
+        _forward_qt_message(kind, context, message)
+        watch.handle(kind, context, message)
+    return handle
+
+
+def _platform_start_failed(failure: PlatformStartFailure, recorder: CrashRecorder | None) -> None:
+    """Qt found no way to open a window: say why on stderr and leave, a failed start rather than a crash."""
+    log.error("Qt could not start its %s window system: %s %s", failure.platform, failure.reason, failure.fix)
+    if recorder is not None:
+        recorder.end_run()  # Qt's abort() would leave a crash trace for the next start to offer
+    logging.shutdown()
+    end_process_for(failure)
+
+
 def _start_crash_recorder() -> CrashRecorder | None:
     recorder = CrashRecorder()
     try:
@@ -84,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     log_path = logs.configure()
     recorder = _start_crash_recorder()  # before this run logs: a report takes the last run's log lines
     log.info("LlamaDesk starting (log file: %s)", log_path)
-    qInstallMessageHandler(_forward_qt_message)
+    watch = PlatformStartWatch(lambda failure: _platform_start_failed(failure, recorder))
+    qInstallMessageHandler(_qt_message_handler(watch))
     try:
         return _run(arguments, argv, recorder)
     except Exception:
@@ -117,7 +140,7 @@ def _run(arguments: argparse.Namespace, argv: list[str], recorder: CrashRecorder
     else:
         window.open_initial_model()
     if recorder is not None:
-        QTimer.singleShot(CRASH_OFFER_DELAY_MS, lambda: offer_unseen_reports(window, recorder))
+        QTimer.singleShot(CRASH_OFFER_DELAY_MS, lambda: offer_unseen_reports(window.crash_notice, recorder))
     return _exec_and_close(app, window)
 
 

@@ -7,7 +7,9 @@ Two kinds of report land in `<log folder>/crashes/`:
 - an *unhandled Python exception* (sys.excepthook, threading.excepthook): written at once as
   `crash-<time>-exception.txt`; the app may well keep running (Qt slots survive exceptions).
 
-A report not yet offered is "unseen"; once the user has answered the offer it is renamed `*.seen.txt`.
+A report not yet offered is "unseen"; once the user has answered the offer (in the window's notice bar) it
+is renamed `*.seen.txt`. A start that Qt could not give a window (desktop/platform_start.py) ends through
+end_run() before Qt's abort(): it explains itself on stderr and is not offered as a crash.
 """
 from __future__ import annotations
 
@@ -207,39 +209,29 @@ def _run_start(path: Path) -> float | None:
 
 # --- the offer at the next start (Qt) ------------------------------------------------------------------
 
-def offer_unseen_reports(parent, recorder: CrashRecorder):
-    """Ask, without blocking the window, whether to show the newest unseen report; once answered, mark
-    every unseen report seen.
-
-    Returns the question box (None when there is nothing to offer) so callers and tests can answer it.
+def offer_unseen_reports(notice_bar, recorder: CrashRecorder) -> CrashReport | None:
+    """Ask in the notice bar (above the chat, never over it) whether to show the newest unseen report; once
+    answered, mark every unseen report seen. Returns the report offered, None when there is nothing to offer.
     """
-    from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QMessageBox
+    from desktop.widgets.notice_bar import NoticeAnswer
 
     reports = recorder.unseen()
     if not reports:
         return None
     newest = reports[-1]
-    box = QMessageBox(QMessageBox.Icon.Warning, "LlamaDesk", newest.question, QMessageBox.StandardButton.NoButton,
-                      parent)
-    box.setObjectName("crashReportOffer")
-    box.setInformativeText(f"The report is saved in {newest.path.parent}.")
-    show = box.addButton("Show the report", QMessageBox.ButtonRole.AcceptRole)
-    box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
-    box.setWindowModality(Qt.WindowModality.NonModal)
-    # Not WA_DeleteOnClose: the box lives as long as its window (with PySide6 6.12.0, deleting it on close
-    # crashed the process when the window was destroyed later).
 
-    def answered(button) -> None:
-        if button is show:
-            show_report(parent, newest)
+    def answered(show: bool) -> None:
+        if show:
+            show_report(notice_bar.window(), newest)
         for report in reports:
             recorder.mark_seen(report)
 
-    # Any answer (a button, Escape, the title bar's close) marks them seen; quitting the app does not.
-    box.buttonClicked.connect(answered)
-    box.show()
-    return box
+    # Any answer (a button or the ✕) marks them seen; quitting the app without answering does not.
+    notice_bar.ask(f"{newest.question} (It is saved in {newest.path.parent}.)",
+                   [NoticeAnswer("Show the report", lambda: answered(True)),
+                    NoticeAnswer("Not now", lambda: answered(False))],
+                   dismissed=lambda: answered(False))
+    return newest
 
 
 def show_report(parent, report: CrashReport):

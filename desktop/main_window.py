@@ -29,7 +29,7 @@ from desktop.models.picker.picker import ModelPicker
 from desktop.monitor.dashboard import MemoryDashboard
 from desktop.monitor.memory_strip import MemoryStrip
 from desktop.monitor.sampler import MemorySampler
-from desktop.notice_bar import NoticeBar
+from desktop.widgets.notice_bar import NoticeBar
 from desktop.settings.settings_dialog import SettingsDialog
 from desktop.tasks import Task, wait_for_serial_tasks
 
@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
         self.session = EngineSession(self)
         self.model_bar = ModelBar()
         self.notice = NoticeBar()
+        self.crash_notice = NoticeBar()  # its own line: a model's notices must not replace the question
         self.chat: ChatWorkspace | None = None
         self.store: ChatStore | None = None
         self.memory = MemoryStrip()
@@ -77,6 +78,7 @@ class MainWindow(QMainWindow):
         layout.setSpacing(0)
         layout.addWidget(self.model_bar)
         layout.addWidget(self.notice)
+        layout.addWidget(self.crash_notice)
         self._chat_placeholder = QLabel("Opening your chats…")
         self._chat_placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -207,8 +209,8 @@ class MainWindow(QMainWindow):
 
     def _model_loaded(self, loaded) -> None:
         title = Path(loaded.model_path).stem
-        details = (f"{loaded.backend} · {loaded.n_gpu_layers} of {loaded.n_layers} layers on GPU · "
-                   f"{loaded.n_ctx:,} context · loaded in {loaded.load_seconds:.1f} s")
+        details = [loaded.backend, f"{loaded.n_gpu_layers} of {loaded.n_layers} layers on GPU",
+                   f"{loaded.n_ctx:,} context", f"loaded in {loaded.load_seconds:.1f} s"]
         self.model_bar.show_loaded(title, details)
         for step in loaded.steps:
             self.notice.show_info(step)

@@ -15,6 +15,7 @@ Only the standard library is used here: this runs before any dependency exists.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -35,13 +36,16 @@ BACKENDS = {
     "metal": "-DGGML_METAL=on",
     "vulkan": "-DGGML_VULKAN=on",
 }
-# Debian packages a real (Xvfb) Qt window needs; the offscreen tests need only the first few.
+# Debian packages Qt needs in any case (the offscreen tests need only these).
 QT_RUNTIME_DEBS = ["libegl1", "libgl1", "libxkbcommon0", "libfontconfig1", "libdbus-1-3", "fonts-dejavu-core"]
-XVFB_DEBS = [
-    "xvfb", "x11-utils", "libxcb-icccm4", "libxcb-cursor0", "libxcb-keysyms1", "libxcb-image0",
-    "libxcb-render-util0", "libxcb-xkb1", "libxkbcommon-x11-0", "libxcb-shape0", "libxcb-randr0",
-    "libxcb-xinerama0",
+# What the xcb platform plugin of Qt 6.5+ loads for a real X11 window (`ldd libqxcb.so` in PySide6's plugins);
+# apt brings the rest (libxcb-render0, -shm0, -sync1, -xfixes0, -util1) as their dependencies.
+QT_XCB_DEBS = [
+    "libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1", "libxcb-image0", "libxcb-render-util0", "libxcb-xkb1",
+    "libxkbcommon-x11-0", "libxcb-shape0", "libxcb-randr0", "libx11-xcb1",
 ]
+XVFB_DEBS = ["xvfb", "x11-utils", *QT_XCB_DEBS, "libxcb-xinerama0"]
+PLATFORM_CHECK_TIMEOUT_S = 60
 
 
 def say(message: str) -> None:
@@ -171,20 +175,86 @@ def ensure_smollm2() -> Path:
     return target
 
 
-def apt_install_missing(packages: list[str]) -> None:
-    """Install Debian packages the Qt runtime needs, when we can (root on a Debian-like system)."""
-    if not sys.platform.startswith("linux") or not shutil.which("dpkg-query") or not shutil.which("apt-get"):
-        return
-    missing = [p for p in packages if subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout.find("ok installed") < 0]
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        say(f"please install these system packages: sudo apt-get install {' '.join(missing)}")
-        return
+def uses_apt() -> bool:
+    return sys.platform.startswith("linux") and bool(shutil.which("dpkg-query")) and bool(shutil.which("apt-get"))
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def missing_debs(packages: list[str]) -> list[str]:
+    """The packages dpkg has not installed; none on a system without dpkg and apt."""
+    if not uses_apt():
+        return []
+    return [p for p in packages if "ok installed" not in subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True).stdout]
+
+
+def apt_line(packages: list[str]) -> str:
+    return f"sudo apt-get install -y {' '.join(packages)}"
+
+
+def apt_install(packages: list[str]) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     run(["apt-get", "update", "-qq"], env=env)
-    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], env=env)
+
+
+def apt_install_missing(packages: list[str]) -> None:
+    """Install Debian packages the Qt runtime needs, when we can (root on a Debian-like system)."""
+    missing = missing_debs(packages)
+    if not missing:
+        return
+    if not is_root():
+        say(f"please install these system packages: {apt_line(missing)}")
+        return
+    apt_install(missing)
+
+
+def platform_start_failure(env: dict) -> dict | None:
+    """Start Qt's platform plugin in a short child process, as the app will; None when it loads, else
+    desktop/platform_start.py's account of why: reason, fix, missing_libraries, packages."""
+    command = [str(venv_python()), "-m", "desktop.platform_start", "--json"]
+    try:
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=PLATFORM_CHECK_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"reason": f"Qt's platform plugin did not start within {PLATFORM_CHECK_TIMEOUT_S} s.",
+                "fix": "Check that your display answers (xdpyinfo), then run again.", "packages": []}
+    if done.returncode == 0:
+        return None
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"reason": f"Qt could not start (exit status {done.returncode}): {done.stderr.strip()[-400:]}",
+                "fix": "Run it again with QT_DEBUG_PLUGINS=1 to see what Qt could not load.", "packages": []}
+
+
+def ensure_window_opens(env: dict, packages: list[str] = QT_XCB_DEBS, root: bool | None = None) -> None:
+    """Before the window: the system libraries of Qt's X11 window installed (as root), or their install line
+    printed; then Qt's platform plugin started in a child. A window that cannot open ends the command with
+    why and how to fix it, instead of an abort whose reason only the log file knows.
+    `root` (default: whether this process runs as root) says whether apt-get may install."""
+    root = is_root() if root is None else root
+    missing = missing_debs(packages)
+    if missing and root:
+        say(f"installing the system libraries Qt needs for a window: {' '.join(missing)}")
+        apt_install(missing)
+        missing = []
+    failure = platform_start_failure(env)
+    if failure is not None and failure.get("packages") and root and uses_apt():
+        apt_install(failure["packages"])  # Qt needs more than the list above names
+        failure = platform_start_failure(env)
+    if failure is None:
+        if missing:
+            say(f"Qt started without these libraries; an X11 session needs them: {apt_line(missing)}")
+        return
+    fix = failure.get("fix", "")
+    if failure.get("packages") and uses_apt():
+        needed = list(dict.fromkeys([*missing, *failure["packages"]]))
+        fix = f"Install the missing system libraries, then run again: {apt_line(needed)}"
+    sys.exit(f"LlamaDesk cannot open its window: {failure['reason']}\n{fix}")
 
 
 def setup() -> dict[str, str]:
@@ -200,6 +270,7 @@ def setup() -> dict[str, str]:
 
 def command_run(args: list[str]) -> int:
     env = setup()
+    ensure_window_opens(env)
     # A new user chats within minutes: the starter model goes into the app's model folder if it is empty.
     run([venv_python(), "-m", "core.models.starter", env["LLAMADESK_TEST_MODEL"]], env=env)
     return subprocess.call([str(venv_python()), "-m", "desktop.app", *args], env=env, cwd=ROOT)

@@ -1,13 +1,50 @@
 """The model bar: which model is loaded and how, Open…, and the recently used models."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy,
                                QWidget)
 
 _PLACEHOLDER = "Recent models"
+SEPARATOR = " · "
+MORE = "…"
+
+
+class FactsLabel(QLabel):
+    """Facts in one line ("CPU · 30 of 30 layers on GPU · …"), cut between two facts when the line is too
+    narrow, never inside one: "loaded in 0.9" without its "s" reads as another fact. text() (what screen
+    readers and tests read) and the tooltip keep every fact."""
+
+    def __init__(self, facts: Sequence[str] = ()) -> None:
+        super().__init__()
+        self._facts: list[str] = []
+        self.set_facts(facts)
+
+    def set_facts(self, facts: Sequence[str]) -> None:
+        self._facts = list(facts)
+        self.setText(SEPARATOR.join(self._facts))
+        self.setToolTip(self.text() if len(self._facts) > 1 else "")
+
+    def shown_text(self) -> str:
+        """What fits in the label's width: whole facts, then "…" when some were left out."""
+        metrics, width = self.fontMetrics(), self.contentsRect().width()
+        full = SEPARATOR.join(self._facts)
+        if metrics.horizontalAdvance(full) <= width:
+            return full
+        for count in range(len(self._facts) - 1, 0, -1):
+            cut = SEPARATOR.join(self._facts[:count]) + SEPARATOR + MORE
+            if metrics.horizontalAdvance(cut) <= width:
+                return cut
+        return metrics.elidedText(full, Qt.TextElideMode.ElideRight, width)
+
+    def paintEvent(self, _event) -> None:
+        painter = QPainter(self)
+        self.style().drawItemText(painter, self.contentsRect(), int(self.alignment()), self.palette(),
+                                  self.isEnabled(), self.shown_text(), self.foregroundRole())
 
 
 class ModelBar(QWidget):
@@ -21,7 +58,7 @@ class ModelBar(QWidget):
         self.setObjectName("modelBar")
         self.title = QLabel("No model loaded")
         self.title.setObjectName("modelTitle")
-        self.details = QLabel("Open a .gguf file to start chatting")
+        self.details = FactsLabel(["Open a .gguf file to start chatting"])
         self.details.setObjectName("modelDetails")
         # Long details may be cut on a narrow window (the tooltip keeps them whole), never widen the window.
         self.details.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -75,7 +112,7 @@ class ModelBar(QWidget):
 
     def show_loading(self, path: str) -> None:
         self.title.setText(Path(path).stem)
-        self.details.setText("Loading…")
+        self.details.set_facts(["Loading…"])
         self.progress.setValue(0)
         self.progress.show()
         self.open_button.setEnabled(False)
@@ -84,16 +121,15 @@ class ModelBar(QWidget):
     def set_progress(self, fraction: float) -> None:
         self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 100))
 
-    def show_loaded(self, title: str, details: str) -> None:
+    def show_loaded(self, title: str, facts: Sequence[str]) -> None:
         self.title.setText(title)
-        self.details.setText(details)
-        self.details.setToolTip(details)
+        self.details.set_facts(facts)
         self.offload_button.setEnabled(True)
         self._idle()
 
     def show_unloaded(self, message: str) -> None:
         self.title.setText("No model loaded")
-        self.details.setText(message)
+        self.details.set_facts([message])
         self._idle()
 
     def set_enabled_for_busy(self, busy: bool) -> None:

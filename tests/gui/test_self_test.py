@@ -2,7 +2,8 @@
 
 - `llamadesk --self-test MODEL` from source (offscreen): opens the window, loads the model through the
   window, streams one answer, writes the JSON result, exits 0; and fails with a reason otherwise.
-- Crash reports: a GUI process that dies leaves a report; the next start offers it; it is then seen.
+- Crash reports: a GUI process that dies leaves a report; the next start offers it in the window's notice bar
+  (not over the chat); it is then seen.
 (The same self-test on the PyInstaller bundle is in tests/unit/test_packaging.py.)
 """
 from __future__ import annotations
@@ -16,9 +17,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QMessageBox, QPlainTextEdit, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QPlainTextEdit, QVBoxLayout, QWidget
 
+from core.settings import Settings
 from desktop.crash_report import EXCEPTION_QUESTION, FATAL_QUESTION, CrashRecorder, crash_dir, offer_unseen_reports
+from desktop.widgets.notice_bar import NoticeBar
 
 ROOT = Path(__file__).resolve().parents[2]
 SELF_TEST_TIMEOUT_S = 240
@@ -74,6 +77,20 @@ def test_self_test_gives_up_after_its_time_limit(smollm2, tmp_path):
 
 # --- crash reports ---------------------------------------------------------------------------------------
 
+def window_with_notice_bar(qtbot) -> tuple[QWidget, NoticeBar]:
+    window = QWidget()
+    bar = NoticeBar()
+    QVBoxLayout(window).addWidget(bar)
+    qtbot.addWidget(window)
+    window.show()
+    return window, bar
+
+
+def answer(bar: NoticeBar, label: str) -> None:
+    [button] = [b for b in bar.answer_buttons if b.text() == label]
+    button.click()
+
+
 def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=dict(os.environ),
                           capture_output=True, text=True, timeout=60)
@@ -94,16 +111,25 @@ def test_a_fatal_crash_leaves_a_report_that_the_next_start_offers_once(qtbot):
     assert "Segmentation fault" in report.text() and "stopped abruptly" in report.text()
     assert not list(crash_dir().glob("run-*.txt"))
 
-    parent = QWidget()
-    qtbot.addWidget(parent)
-    box = offer_unseen_reports(parent, recorder)
-    assert box is not None and box.text() == FATAL_QUESTION
-    assert not box.isModal()
-    [later] = [b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.RejectRole]
-    later.click()
+    window, bar = window_with_notice_bar(qtbot)
+    assert offer_unseen_reports(bar, recorder) == report
+    assert bar.isVisible() and bar.text().startswith(FATAL_QUESTION)
+    answer(bar, "Not now")
+    assert not bar.isVisible()
     assert recorder.unseen() == []
-    assert offer_unseen_reports(parent, recorder) is None
+    assert offer_unseen_reports(bar, recorder) is None
     assert len(list(crash_dir().glob("*.seen.txt"))) == 1
+
+
+def test_dismissing_the_offer_also_marks_the_report_seen(qtbot):
+    recorder = CrashRecorder()
+    recorder.folder.mkdir(parents=True)
+    (recorder.folder / "run-999999-1700000000.txt").write_text("Fatal Python error: Aborted\n")
+    recorder.collect_leftovers()
+    window, bar = window_with_notice_bar(qtbot)
+    offer_unseen_reports(bar, recorder)
+    bar.close_button.click()
+    assert not bar.isVisible() and recorder.unseen() == []
 
 
 def test_showing_a_report_opens_its_text(qtbot):
@@ -113,13 +139,11 @@ def test_showing_a_report_opens_its_text(qtbot):
         raise ValueError("a slot went wrong")
     except ValueError as error:
         recorder.record_exception(type(error), error, error.__traceback__)
-    parent = QWidget()
-    qtbot.addWidget(parent)
-    box = offer_unseen_reports(parent, recorder)
-    assert box.text() == EXCEPTION_QUESTION
-    [show] = [b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.AcceptRole]
-    show.click()
-    viewer = parent.findChild(QWidget, "crashReportViewer")
+    window, bar = window_with_notice_bar(qtbot)
+    offer_unseen_reports(bar, recorder)
+    assert bar.text().startswith(EXCEPTION_QUESTION)
+    answer(bar, "Show the report")
+    viewer = window.findChild(QWidget, "crashReportViewer")
     assert viewer is not None and viewer.isVisible()
     [text] = viewer.findChildren(QPlainTextEdit)
     assert "ValueError: a slot went wrong" in text.toPlainText()
@@ -165,3 +189,27 @@ def test_the_app_adopts_an_earlier_crash_and_leaves_no_trace_of_a_clean_run(tmp_
     assert "Fatal Python error: Aborted" in report.text()
     assert not list(folder.glob("run-*.txt"))
     assert "LlamaDesk starting" in (folder.parent / "llamadesk.log").read_text()
+
+
+def test_the_main_window_asks_in_its_notice_bar_and_leaves_the_chat_in_view(qtbot):
+    """The offer sits in the window's own layout, between the model bar and the chat: no floating box covers the
+    answer, and a model's notices (which replace each other) do not replace the question."""
+    from desktop.main_window import MainWindow
+
+    recorder = CrashRecorder()
+    recorder.folder.mkdir(parents=True)
+    (recorder.folder / "run-999999-1700000000.txt").write_text("Fatal Python error: Aborted\n")
+    recorder.collect_leftovers()
+    window = MainWindow(Settings())
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.chat is not None, timeout=10_000)
+    offer_unseen_reports(window.crash_notice, recorder)
+    window.notice.show_error("The model could not be loaded: not a GGUF file")
+    window.notice.hide()
+    assert window.crash_notice.isVisible() and window.crash_notice.text().startswith(FATAL_QUESTION)
+    assert window.crash_notice.window() is window
+    notice_bottom = window.crash_notice.mapTo(window, window.crash_notice.rect().bottomLeft()).y()
+    assert notice_bottom <= window.chat.mapTo(window, window.chat.rect().topLeft()).y()
+    floating = [w for w in QApplication.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible()]
+    assert floating == []
