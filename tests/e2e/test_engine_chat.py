@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -14,7 +13,11 @@ from core.engine.protocol import (AnswerFinished, ContextTrimmed, LoadSettings, 
 pytestmark = pytest.mark.model
 
 GREEDY = SamplingSettings(temperature=0.0, max_tokens=48)
-STOP_LIMIT_SECONDS = 0.2
+# Stop's latency is measured in bench/bench_engine.py; here it must end the answer within a few tokens.
+FEW_TOKENS_AFTER_STOP = 16
+# Stop arrives while the worker evaluates a ~2,600-token prompt (seconds on one CPU thread); arriving before
+# the evaluation starts, it must end the answer the same way.
+STOP_DELAY_SECONDS = 0.1
 # One thread: on a small machine shared with other jobs, llama.cpp's spinning thread pool slows down
 # many times over when it has to wait for a busy core. (The fault tests use the default threads.)
 THREADS = 1
@@ -124,48 +127,46 @@ def test_multibyte_characters_never_arrive_broken(engine):
     assert any(ord(ch) > 0xFFFF for ch in finished.text) or any(ord(ch) > 127 for ch in finished.text)
 
 
-def _stop_after(engine: EngineClient, delay: float) -> dict:
-    marks: dict = {}
-
-    def press() -> None:
-        marks["stop"] = time.perf_counter()
-        engine.stop()
-
-    timer = threading.Timer(delay, press)
-    timer.start()
-    marks["timer"] = timer
-    return marks
+def press_stop_from_another_thread(engine: EngineClient) -> None:
+    """As the window does: Stop from the UI thread while another thread reads the answer."""
+    presser = threading.Thread(target=engine.stop)
+    presser.start()
+    presser.join()
 
 
-def test_stop_during_generation_ends_within_200_ms_and_keeps_the_model(engine):
+def test_stop_during_generation_keeps_the_partial_answer_and_the_model(engine):
     sampling = SamplingSettings(temperature=0.8, seed=3, max_tokens=2000)
-    marks: dict = {}
-    finished = None
+    texts, finished = [], None
     for event in engine.chat(ask("Write a very long essay about the history of Europe."), sampling):
-        if isinstance(event, TokenText) and not marks:
-            marks = _stop_after(engine, 0.05)                  # Stop from another thread
-        if isinstance(event, AnswerFinished):
-            finished, ended = event, time.perf_counter()
-    marks["timer"].join()
-    assert finished.stats.stop_reason == "cancelled"
-    assert ended - marks["stop"] < STOP_LIMIT_SECONDS
-    assert finished.stats.completion_tokens < 2000
+        if isinstance(event, TokenText):
+            if not texts:
+                press_stop_from_another_thread(engine)  # as soon as the first words show
+            texts.append(event.text)
+        elif isinstance(event, AnswerFinished):
+            finished = event
+    stats = finished.stats
+    assert stats.stop_reason == "cancelled"
+    assert texts[0].strip() and finished.text == "".join(texts)  # the words shown before Stop are kept
+    # The first text holds at least one token: every other token was generated after Stop.
+    assert 1 <= stats.completion_tokens <= 1 + FEW_TOKENS_AFTER_STOP, stats.completion_tokens
     assert engine.loaded is not None and engine.is_alive()
-    assert collect(engine.chat(ask("Say hello."), GREEDY))[2].text.strip()
+    answer = collect(engine.chat(ask("Say hello."), GREEDY))[2]
+    assert answer.text.strip() and answer.stats.stop_reason in ("stop", "length")
 
 
 def test_stop_during_a_long_prompt_evaluation(engine):
     long_text = " ".join(f"Fact {n}: the number {n} follows {n - 1}." for n in range(1, 180))
-    marks = _stop_after(engine, 0.3)
-    started = time.perf_counter()
-    texts, _, finished = collect(engine.chat(ask(long_text + "\nSummarise."), GREEDY))
-    ended = time.perf_counter()
-    marks["timer"].join()
-    assert finished.stats.stop_reason == "cancelled"
-    assert finished.stats.completion_tokens == 0 and texts == []
-    assert finished.stats.prompt_tokens > 2500
-    assert ended - marks["stop"] < STOP_LIMIT_SECONDS, f"answer ended {ended - marks['stop']:.3f} s after Stop"
-    assert ended - started < 2.0
+    events = engine.chat(ask(long_text + "\nSummarise."), GREEDY)
+    stopper = threading.Timer(STOP_DELAY_SECONDS, engine.stop)
+    stopper.start()
+    texts, _, finished = collect(events)
+    stopper.join()
+    stats = finished.stats
+    assert stats.stop_reason == "cancelled"
+    assert texts == [] and finished.text == "" and stats.completion_tokens == 0
+    assert stats.prompt_tokens > 2500
+    # The evaluation was cut short, not finished and thrown away: the context holds only what was evaluated.
+    assert stats.context_used < stats.prompt_tokens
     answer = collect(engine.chat(ask("Say hello."), GREEDY))[2]
     assert answer.text.strip() and answer.stats.stop_reason in ("stop", "length")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import gguf
 import pytest
@@ -121,12 +120,12 @@ def test_unload_during_an_answer_ends_it_cleanly(engine, smollm2):
     reader_saw: list = []
     reader = threading.Thread(target=lambda: reader_saw.extend(events))
     reader.start()
-    started = time.perf_counter()
     engine.unload()
-    reader.join(timeout=5)
-    assert time.perf_counter() - started < 3.0
-    assert isinstance(reader_saw[-1], AnswerFinished)
-    assert reader_saw[-1].stats.stop_reason == "cancelled"
+    reader.join(timeout=60)  # a hang guard only
+    assert not reader.is_alive()
+    finished = reader_saw[-1]
+    assert isinstance(finished, AnswerFinished) and finished.stats.stop_reason == "cancelled"
+    assert finished.text.startswith(first.text)
     assert engine.loaded is None and engine.pid is None
 
 
