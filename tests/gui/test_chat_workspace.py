@@ -125,23 +125,33 @@ def test_a_message_streams_into_the_view_and_is_stored(qtbot, ready, session, st
 
 
 @pytest.mark.model
-def test_escape_stops_an_answer_within_half_a_second(qtbot, ready, session, store):
+def test_the_stop_button_and_escape_end_an_answer_and_the_chat_keeps_it(qtbot, ready, session, store):
+    """Both ways to stop reach the engine, and the stopped answer is shown, marked and stored; the model then
+    answers the next message. (Stop's latency is the engine's, measured in bench/bench_engine.py.)"""
+    ready.pane.settings.max_tokens.setValue(2000)  # only Stop can end these answers early
+    ready.pane.settings.flush()
     tokens: list[str] = []
     session.token_arrived.connect(tokens.append)
-    send(qtbot, ready, "Write a very long story about a dragon who learns to bake bread.")
-    qtbot.waitUntil(lambda: len(tokens) >= 2, timeout=ANSWER_TIMEOUT_MS)
-    assert ready.pane.stop_button.isEnabled() and not ready.pane.send_button.isEnabled()
-    with qtbot.waitSignal(session.answer_finished, timeout=5000) as finished:
-        started = time.monotonic()
-        qtbot.keyClick(ready.pane.composer, Qt.Key.Key_Escape)
-    elapsed = time.monotonic() - started
-    settle(qtbot, ready)
-    assert finished.args[0].stats.stop_reason == "cancelled"
-    assert elapsed < 0.5, f"Stop took {elapsed:.3f} s"
-    assert ready.pane.view.views[-1].footnote.startswith("Stopped")
-    stored = store.load_conversation(ready.conversation.id).messages[-1]
-    assert stored.stopped_early and stored.content == finished.args[0].text
-    assert ready.pane.send_button.isEnabled() and not ready.pane.stop_button.isEnabled()
+    presses = {"Stop button": lambda: qtbot.mouseClick(ready.pane.stop_button, Qt.MouseButton.LeftButton),
+               "Escape": lambda: qtbot.keyClick(ready.pane.composer, Qt.Key.Key_Escape)}
+    for number, (how, press) in enumerate(presses.items()):
+        tokens.clear()
+        send(qtbot, ready, f"Write a very long story about dragon number {number + 1} who learns to bake bread.")
+        qtbot.waitUntil(lambda: len(tokens) >= 2, timeout=ANSWER_TIMEOUT_MS)
+        assert ready.pane.stop_button.isEnabled() and not ready.pane.send_button.isEnabled()
+        with qtbot.waitSignal(session.answer_finished, timeout=ANSWER_TIMEOUT_MS) as finished:
+            press()
+        settle(qtbot, ready)
+        answer = finished.args[0]
+        assert answer.stats.stop_reason == "cancelled", how
+        assert answer.text.startswith(tokens[0]), how
+        shown_answer = ready.pane.view.views[-1]
+        assert shown_answer.text == answer.text and shown_answer.footnote.startswith("Stopped"), how
+        stored = store.load_conversation(ready.conversation.id).messages[-1]
+        assert stored.stopped_early and stored.content == answer.text, how
+        assert ready.pane.send_button.isEnabled() and not ready.pane.stop_button.isEnabled(), how
+        assert not ready.stop_action.isEnabled(), how
+    assert [role for role, _ in shown(ready)] == ["user", "assistant"] * 2
 
 
 @pytest.mark.model
