@@ -13,12 +13,15 @@ TTFT differences as medians over the rounds' pairs (both runs of a round see the
   TTFT               engine: chat() called -> first TokenText received; raw: tokenize -> first token
   turn 20 vs turn 2  a 20-turn SmolLM2 conversation through the engine: prompt-evaluation seconds
   bandwidth          decode tok/s x bytes read per token (the weights) / measured host bandwidth
+  Stop latency       SmolLM2 through the engine, Stop pressed from another thread (as the window does), client
+                     clock: during generation (after the first texts), Stop -> last text received and Stop ->
+                     the answer's end; during a ~2,600-token prompt evaluation, Stop -> the answer's end
 
 Each engine prompt starts with a different system line, so the engine cannot reuse the previous run's
 KV cache beyond the template's first few tokens (raw starts from an empty cache): both evaluate
 practically the whole prompt. Host bandwidth is core.machine.bandwidth's copy figure (bytes read + written). Prints a table, then
-RESULT lines. Environment: LLAMADESK_BENCH_ROUNDS (default 9), LLAMADESK_BENCH_TOKENS (default 96),
-LLAMADESK_BENCH_THREADS (default: physical cores).
+RESULT lines. `bench_engine.py stop` runs the Stop latency part alone. Environment: LLAMADESK_BENCH_ROUNDS
+(default 9), LLAMADESK_BENCH_TOKENS (default 96), LLAMADESK_BENCH_THREADS (default: physical cores).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +54,10 @@ TURNS = 20
 RATIO_TARGET = 0.97
 TTFT_TARGET_MS = 50.0
 TURN_RATIO_TARGET = 2.0
+STOP_TARGET_MS = 200.0
+STOP_AFTER_TEXTS = 5  # generation: Stop once this many texts have arrived
+STOP_PROMPT_DELAY_SECONDS = 0.3  # prompt evaluation: Stop this long after the request
+LONG_PROMPT = " ".join(f"Fact {n}: the number {n} follows {n - 1}." for n in range(1, 180)) + "\nSummarise."
 # Both sides generate exactly TOKENS tokens, end-of-generation tokens included (the synthetic model's
 # random weights would otherwise stop at random lengths).
 SAMPLING = SamplingSettings(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.1,
@@ -214,6 +222,92 @@ def conversation(path: Path) -> list[float]:
     return seconds + [full_prompt_tokens]
 
 
+# ------------------------------------------------------------------------------------ Stop
+
+
+@dataclass
+class StopRun:
+    to_last_text_ms: float  # 0 when no text arrived after Stop
+    to_end_ms: float
+    stop_reason: str
+
+
+def press_stop(engine: EngineClient) -> float:
+    """Stop from another thread, as the window does; returns when it was pressed (client clock)."""
+    pressed: list[float] = []
+
+    def press() -> None:
+        pressed.append(time.perf_counter())
+        engine.stop()
+
+    presser = threading.Thread(target=press)
+    presser.start()
+    presser.join()
+    return pressed[0]
+
+
+def stop_during_generation(engine: EngineClient, run: int) -> StopRun:
+    sampling = SamplingSettings(temperature=0.8, seed=run, max_tokens=2000)
+    messages = [{"role": "user", "content": f"Essay {run}: write a very long essay about the history of Europe."}]
+    texts, pressed, last_text = 0, 0.0, 0.0
+    for event in engine.chat(messages, sampling):
+        now = time.perf_counter()
+        if isinstance(event, TokenText):
+            texts += 1
+            if pressed:
+                last_text = now
+            elif texts == STOP_AFTER_TEXTS:
+                pressed = press_stop(engine)
+        elif isinstance(event, AnswerFinished):
+            ended, reason = now, event.stats.stop_reason
+    return StopRun((last_text - pressed) * 1000 if last_text else 0.0, (ended - pressed) * 1000, reason)
+
+
+def stop_during_prompt(engine: EngineClient, run: int) -> StopRun:
+    events = engine.chat([{"role": "user", "content": f"Set {run}. {LONG_PROMPT}"}],
+                         SamplingSettings(temperature=0.0, max_tokens=48))
+    pressed: list[float] = []
+    timer = threading.Timer(STOP_PROMPT_DELAY_SECONDS, lambda: (pressed.append(time.perf_counter()), engine.stop()))
+    timer.start()
+    for event in events:
+        if isinstance(event, AnswerFinished):
+            ended, finished = time.perf_counter(), event
+    timer.join()
+    if finished.stats.context_used >= finished.stats.prompt_tokens:
+        log.warning("prompt evaluation %d ended before Stop arrived: the figure is a generation stop", run)
+    return StopRun(0.0, (ended - pressed[0]) * 1000, finished.stats.stop_reason)
+
+
+def stop_latency(path: Path) -> dict[str, list[StopRun]]:
+    engine = EngineClient()
+    engine.load(LoadSettings(str(path), n_ctx=4096, n_threads=THREADS))
+    runs: dict[str, list[StopRun]] = {"generation": [], "prompt evaluation": []}
+    for run in range(1, ROUNDS + 1):
+        runs["generation"].append(stop_during_generation(engine, run))
+        runs["prompt evaluation"].append(stop_during_prompt(engine, run))
+        log.info("Stop round %d: generation %.1f ms, prompt evaluation %.1f ms", run,
+                 runs["generation"][-1].to_end_ms, runs["prompt evaluation"][-1].to_end_ms)
+    engine.close()
+    return runs
+
+
+def print_stop_latency(runs: dict[str, list[StopRun]]) -> None:
+    print(f"\nStop latency, SmolLM2, {THREADS} threads, {ROUNDS} rounds, client clock (ms): median / worst")
+    print(f"{'during':<18} {'Stop -> last text':>18} {'Stop -> answer end':>19} {'cancelled':>10}")
+    for during, items in runs.items():
+        last = [item.to_last_text_ms for item in items]
+        end = [item.to_end_ms for item in items]
+        cancelled = sum(item.stop_reason == "cancelled" for item in items)
+        print(f"{during:<18} {statistics.median(last):>9.1f} / {max(last):>6.1f} "
+              f"{statistics.median(end):>10.1f} / {max(end):>6.1f} {cancelled:>6}/{len(items)}")
+
+
+def print_stop_results(runs: dict[str, list[StopRun]]) -> None:
+    for during, name in (("generation", "stop_generation_ms"), ("prompt evaluation", "stop_prompt_eval_ms")):
+        median = statistics.median(item.to_end_ms for item in runs[during])
+        result(name, median, f"<={STOP_TARGET_MS:.0f}", median <= STOP_TARGET_MS, ".1f")
+
+
 # ------------------------------------------------------------------------------------ report
 
 def result(name: str, value: float, target: str, ok: bool | None, unit_format: str = ".3f") -> None:
@@ -275,9 +369,15 @@ def print_results(comparisons: list[dict], per_turn: list[float]) -> None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    bandwidth = measure_host_bandwidth(seconds=1.0)
+    only_stop = sys.argv[1:] == ["stop"]
+    bandwidth = 0.0 if only_stop else measure_host_bandwidth(seconds=1.0)
     with tempfile.TemporaryDirectory(prefix="llamadesk-bench-") as folder:
         os.environ.setdefault("LLAMADESK_HOME", folder)
+        stops = stop_latency(smollm2_path())
+        if only_stop:
+            print_stop_latency(stops)
+            print_stop_results(stops)
+            return 0
         models = [("smollm2", smollm2_path()), ("synthetic", synthetic_model(Path(folder)))]
         comparisons = [compare(name, path) for name, path in models]
         *per_turn, final_tokens = conversation(smollm2_path())
@@ -285,7 +385,9 @@ def main() -> int:
         summarise(item, bandwidth)
     print_table(comparisons, bandwidth)
     print_conversation(per_turn, final_tokens)
+    print_stop_latency(stops)
     print_results(comparisons, per_turn)
+    print_stop_results(stops)
     return 0
 
 
