@@ -2,7 +2,8 @@
 
 Opening a long chat renders it in slices of a few milliseconds each, so the window never stalls. A
 streaming answer is drawn at most STREAM_FPS times a second, not per token, and then only from its last
-Markdown block on (the blocks before it are final). `update_thread` draws again only from the first
+Markdown block on (the blocks before it are final; a link definition arriving later redraws from the first
+block that uses it). `update_thread` draws again only from the first
 message that changed (a new branch, an edit, a finished answer). Clicking an action link emits `action(name, message_id)`;
 Copy and "Copy code" go to the clipboard here.
 
@@ -40,12 +41,34 @@ def _flatten_first_block(document) -> None:
 
 @dataclass
 class _StreamTail:
-    """The streaming answer as drawn: its final blocks end at `position`; what follows is drawn again."""
+    """The streaming answer as drawn: its final blocks, the document position where each ends and how many
+    code blocks (for Copy) the answer has up to there; what follows the last final block is drawn again."""
 
     message_id: str
-    position: int
+    start: int                  # where the first block begins, after the speaker's name
     final: list[Block] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    code_counts: list[int] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)
+
+    @property
+    def position(self) -> int:
+        return self.ends[-1] if self.ends else self.start
+
+    def keep_unchanged(self, blocks: list[Block]) -> None:
+        """Forget the final blocks from the first one `blocks` no longer begins with (a link definition
+        that arrived, a finished text that differs); the last of `blocks` is always drawn again."""
+        kept = 0
+        while kept < min(len(self.final), len(blocks) - 1) and blocks[kept] == self.final[kept]:
+            kept += 1
+        del self.final[kept:], self.ends[kept:], self.code_counts[kept:]
+        del self.codes[self.code_counts[-1] if self.code_counts else 0:]
+
+    def add(self, block: Block, end: int, codes: list[str]) -> None:
+        self.final.append(block)
+        self.ends.append(end)
+        self.codes += codes
+        self.code_counts.append(len(self.codes))
 
 
 class ChatView(theme.FollowsLook, QTextBrowser):
@@ -152,23 +175,24 @@ class ChatView(theme.FollowsLook, QTextBrowser):
             self._redraw_tail(len(self._views) - 1, view)
 
     def _redraw_tail(self, index: int, view: MessageView) -> None:
-        """Draw again only what changed: the blocks after the last one already final, and the footer."""
+        """Draw again only what changed: the blocks after the last one still final, and the footer."""
         following = self._at_bottom()
         blocks = split_blocks(view.text)
         tail = self._tail
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
-        if tail is None or tail.message_id != view.id or blocks[:len(tail.final)] != tail.final:
+        if tail is None or tail.message_id != view.id:
             self._clear_frame(cursor, self._frames[index])
             self._writer.write_heading(cursor, view)
             tail = self._tail = _StreamTail(view.id, cursor.position())
         else:
+            tail.keep_unchanged(blocks)
             cursor.setPosition(tail.position)
             cursor.setPosition(self._frames[index].lastPosition(), QTextCursor.MoveMode.KeepAnchor)
             cursor.removeSelectedText()
-        final = blocks[:-1]
-        tail.codes += self._writer.write_blocks(cursor, view, final[len(tail.final):], len(tail.codes))
-        tail.final, tail.position = final, cursor.position()
+        for block in blocks[len(tail.final):-1]:
+            codes = self._writer.write_blocks(cursor, view, [block], len(tail.codes))
+            tail.add(block, cursor.position(), codes)
         last_codes = self._writer.write_blocks(cursor, view, blocks[-1:], len(tail.codes))
         self._writer.write_footer(cursor, view)
         cursor.endEditBlock()
