@@ -23,6 +23,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from core.models import safe_names
+from core.models.safe_names import UnsafeName
+
 log = logging.getLogger(__name__)
 
 SORTS = {"downloads": "downloads", "likes": "likes", "recent": "last_modified"}
@@ -30,7 +33,6 @@ _SPLIT = re.compile(r"^(?P<base>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$"
 _QUANT = re.compile(
     r"(?:^|[-_.])((?:UD-)?(?:I?Q\d(?:_[A-Z0-9]+)*|F16|BF16|F32|MXFP4)(?:_XL|_L|_M|_S|_XS|_XXS)?)(?=[-_.]|$)",
     re.IGNORECASE)
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # -- errors ---------------------------------------------------------------------------------------------------------
@@ -50,8 +52,10 @@ class HubUnreachable(HubError):
     """No network, offline mode, or the hub did not answer."""
 
 
-class UnsafeFileName(HubError):
-    """A file name from the hub that would escape its folder (``../``, absolute paths ...)."""
+# A name from the hub that would escape its folder (``../``, absolute paths ...): the rules and the error live in
+# core/models/safe_names.py; these names stay for the callers that import them from here.
+UnsafeFileName = UnsafeName
+check_safe_filename = safe_names.check_file_name
 
 
 def explain_hub_error(error: Exception, what: str) -> HubError:
@@ -77,6 +81,9 @@ def explain_hub_error(error: Exception, what: str) -> HubError:
         if status in (401, 403):
             return HubAccessDenied(f"The hub refused access to {what} (HTTP {status}); check your Hugging Face login.")
         return HubError(f"The hub answered HTTP {status} for {what}.")
+    if isinstance(error, httpx2.TooManyRedirects):
+        return HubError(f"The hub kept redirecting the request for {what} without reaching it (a redirect loop, or "
+                        "too many redirects).")
     if isinstance(error, (httpx2.TransportError, OSError)):
         return HubUnreachable(f"Cannot reach the hub for {what}: {error or type(error).__name__}.")
     return HubError(f"Unexpected problem with the hub for {what}: {error}")
@@ -177,17 +184,6 @@ class RepoListing:
 
 
 # -- file names -----------------------------------------------------------------------------------------------------
-def check_safe_filename(filename: str) -> str:
-    """Return ``filename`` if it is a plain relative path inside a repository, else raise UnsafeFileName."""
-    path = PurePosixPath(filename)
-    bad = (not filename or "\\" in filename or "\x00" in filename or path.is_absolute()
-           or re.match(r"^[A-Za-z]:", filename) is not None
-           or any(part in ("", ".", "..") for part in filename.split("/")))
-    if bad:
-        raise UnsafeFileName(f"Refusing the file name {filename!r}: it would point outside the model folder.")
-    return filename
-
-
 def quant_of(filename: str) -> str | None:
     """The quantisation named in a GGUF file name (``Qwen3-8B-Q4_K_M.gguf`` -> ``Q4_K_M``), if any."""
     stem = _SPLIT.sub(r"\g<base>", PurePosixPath(filename).name)
@@ -221,22 +217,37 @@ def search(text: str, *, sort: str = "downloads", limit: int = 30) -> list[RepoS
     if is_offline():
         raise HubUnreachable("Searching the hub needs the network, and offline mode is on.")
     try:
-        hits = api().list_models(search=text or None, filter="gguf", sort=SORTS[sort], limit=limit,
-                                 expand=["downloads", "likes", "lastModified", "gated"])
-        return [RepoSummary(m.id, m.downloads or 0, m.likes or 0, m.last_modified, bool(m.gated)) for m in hits]
+        hits = list(api().list_models(search=text or None, filter="gguf", sort=SORTS[sort], limit=limit,
+                                      expand=["downloads", "likes", "lastModified", "gated"]))
     except Exception as error:
         raise explain_hub_error(error, f"the search for {text!r}") from error
+    return [RepoSummary(m.id, m.downloads or 0, m.likes or 0, m.last_modified, bool(m.gated))
+            for m in hits if _safe_repo_id(m.id)]
+
+
+def _safe_repo_id(repo_id: str) -> bool:
+    try:
+        safe_names.check_repo_id(repo_id)
+    except UnsafeName as error:
+        log.warning("Ignoring a search hit: %s", error)
+        return False
+    return True
 
 
 def list_files(repo_id: str, revision: str = "main") -> RepoListing:
     """The repository's GGUF models, with sizes and SHA-256 from the hub's LFS metadata."""
+    try:
+        safe_names.check_repo_id(repo_id)
+        safe_names.check_revision(revision)
+    except UnsafeName as error:
+        raise HubError(str(error)) from error
     if is_offline():
         raise HubUnreachable(f"Listing {repo_id} needs the network, and offline mode is on.")
     try:
         info = api().model_info(repo_id, revision=revision, files_metadata=True)
     except Exception as error:
         raise explain_hub_error(error, repo_id) from error
-    commit = info.sha or revision
+    commit = _listed_commit(info.sha, revision, repo_id)
     files, rejected = [], []
     for sibling in info.siblings or []:
         if not sibling.rfilename.lower().endswith(".gguf"):
@@ -248,10 +259,20 @@ def list_files(repo_id: str, revision: str = "main") -> RepoListing:
             rejected.append(sibling.rfilename)
             continue
         lfs = sibling.lfs
-        sha = lfs.sha256 if lfs is not None and _SHA256.match(lfs.sha256 or "") else None
+        sha = lfs.sha256 if lfs is not None and safe_names.is_sha256(lfs.sha256) else None
         size = lfs.size if lfs is not None else sibling.size
         files.append(RemoteFile(repo_id, sibling.rfilename, size, sha, commit))
     return RepoListing(repo_id, commit, bool(info.gated), group_models(repo_id, files), tuple(rejected))
+
+
+def _listed_commit(sha: str | None, revision: str, repo_id: str) -> str:
+    """The commit the hub resolved ``revision`` to; callers use it as a folder name, so it must be a commit hash."""
+    if sha is None:
+        return revision
+    try:
+        return safe_names.check_commit(sha, where=repo_id)
+    except UnsafeName as error:
+        raise HubError(str(error)) from error
 
 
 def find_file(listing: RepoListing, filename: str) -> RemoteFile | None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from core.models import hub
+from core.models import hub, safe_names
 from core.platform import locations
 from core.gguf.reader import GGUFError, ModelInfo, read_model_info
 from core.models.remote_headers import combine_split, read_split_part_tensors
@@ -219,9 +219,11 @@ def _ollama_model(root: Path, manifest: Path) -> LocalModel | None:
     except (OSError, ValueError, AttributeError, StopIteration, KeyError, TypeError):
         log.info("skipping Ollama manifest without a model layer: %s", manifest)
         return None
-    if not re.fullmatch(r"sha256[:-][0-9a-f]{64}", digest):
-        return LocalModel(name, manifest, "ollama", 0, error=f"Ollama manifest {manifest} has a bad digest.")
-    blob = root / "blobs" / digest.replace(":", "-")
+    try:
+        blob = safe_names.inside(root / "blobs", root / "blobs" / safe_names.check_ollama_digest(
+            digest, where=f"Ollama manifest {manifest}"))
+    except safe_names.UnsafeName as error:
+        return LocalModel(name, manifest, "ollama", 0, error=str(error))
     if not blob.is_file():
         return LocalModel(name, blob, "ollama", 0, error=f"Ollama's blob for {name} is missing ({blob.name}).")
     return LocalModel(name, blob, "ollama", blob.stat().st_size, (blob,))
@@ -247,19 +249,33 @@ def delete(model: LocalModel, sources: LibrarySources = LibrarySources()) -> lis
         return removed
     except OSError as error:
         raise LibraryError(f"Could not delete {model.name}: {error.strerror or error}.") from error
+    except safe_names.UnsafeName as error:
+        raise LibraryError(f"Could not delete {model.name}: {error}") from error
 
 
 def _delete_hf(model: LocalModel) -> list[Path]:
+    """Each snapshot link, and its blob when no other snapshot uses it; a link that leads out of the repository's
+    blobs folder loses only the link (what it points at is not the cache's to delete)."""
     removed = []
     for pointer in model.parts or (model.path,):
         blob = pointer.resolve()
         repo_dir = _hf_repo_dir(pointer)
         pointer.unlink()
         removed.append(pointer)
-        if blob != pointer and blob.exists() and not _blob_still_used(repo_dir, blob):
+        if blob != pointer and blob.exists() and _is_cache_blob(repo_dir, blob) \
+                and not _blob_still_used(repo_dir, blob):
             blob.unlink()
             removed.append(blob)
     return removed
+
+
+def _is_cache_blob(repo_dir: Path, blob: Path) -> bool:
+    try:
+        safe_names.inside(repo_dir / "blobs", blob)
+    except safe_names.UnsafeName as error:
+        log.warning("not deleting %s: %s", blob, error)
+        return False
+    return True
 
 
 def _hf_repo_dir(pointer: Path) -> Path:
@@ -278,7 +294,9 @@ def _blob_still_used(repo_dir: Path, blob: Path) -> bool:
 
 def _delete_ollama(model: LocalModel, root: Path) -> list[Path]:
     removed = []
-    digest = model.path.name.replace("-", ":", 1)
+    blob_name = safe_names.check_ollama_digest(model.path.name, where=f"The Ollama model {model.name}")
+    safe_names.inside(root / "blobs", model.path)
+    digest = blob_name.replace("-", ":", 1)
     for manifest in (root / "manifests").rglob("*"):
         if manifest.is_file() and ollama_name(root / "manifests", manifest) == model.name:
             manifest.unlink()

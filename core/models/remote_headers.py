@@ -6,7 +6,9 @@ the real size), for llama.cpp's exact dry run (core/fit/dry_run.py) — all befo
 The first read is small (256 KiB) and grows by what the parser says it needs (GGUFHeaderIncomplete.needed_bytes,
 at least doubling). Requests go to huggingface_hub's URL for the file (HF_ENDPOINT honoured) with the headers it
 builds (the user's token, its user agent), through its shared session; the hub's redirect to its CDN is followed
-and the CDN never sees the token. Cached headers live under cache_dir()/headers/<repo>/<revision>/<file>.
+and the CDN never sees the token; a redirect to anything but http(s) is refused. Cached headers live under
+cache_dir()/headers/<repo>/<revision>/<file>, each name checked by core/models/safe_names.py first, as are the
+commit and SHA-256 the hub answers with.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ import httpx2
 from huggingface_hub import hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from core.models import hub
+from core.models import hub, safe_names
+from core.models.downloads.transfer import unfollowed_redirect
 from core.platform import locations
 from core.gguf.reader import (
     ArraySummary,
@@ -44,7 +47,7 @@ FIRST_READ_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 TIMEOUT = httpx2.Timeout(30.0, connect=10.0)
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NUMBER = re.compile(r"\d{1,20}")
 _SPLIT = re.compile(r"^.+-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
 
 
@@ -101,6 +104,12 @@ def _read_range(url: str, start: int, end: int, label: str) -> tuple[bytes, http
     try:
         response = get_session().get(url, headers=headers, timeout=TIMEOUT, follow_redirects=True)
         hf_raise_for_status(response)
+    except httpx2.UnsupportedProtocol as error:
+        why = unfollowed_redirect(str(error.request.url)) or str(error)
+        raise HeaderError(f"Cannot read the header of {label}: {why}.") from error
+    except httpx2.TooManyRedirects as error:
+        raise HeaderError(f"Cannot read the header of {label}: the hub kept redirecting without reaching the file "
+                          "(a redirect loop, or too many redirects).") from error
     except Exception as error:
         raise hub.explain_hub_error(error, label) from error
     if response.status_code == 200:
@@ -108,35 +117,42 @@ def _read_range(url: str, start: int, end: int, label: str) -> tuple[bytes, http
     return response.content, response
 
 
-def _file_facts(response: httpx2.Response) -> tuple[int, str | None, str | None]:
-    """(file size, commit, sha256) from a range response and the hub redirect before it."""
+def _file_facts(response: httpx2.Response, label: str) -> tuple[int, str | None, str | None]:
+    """(file size, commit, sha256) from a range response and the hub redirect before it; a commit or SHA-256
+    that is not one is refused (HeaderError), since the cache keeps them next to the header."""
     match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     size = int(match.group(3)) if match and match.group(3) != "*" else None
     commit = sha = None
     for step in [*response.history, response]:
         commit = commit or step.headers.get("X-Repo-Commit")
-        linked = (step.headers.get("X-Linked-Etag") or "").strip('"')
-        if _SHA256.match(linked):
-            sha = sha or linked
-        if size is None and step.headers.get("X-Linked-Size"):
-            size = int(step.headers["X-Linked-Size"])
-    if size is None and response.status_code == 200:
-        size = int(response.headers.get("Content-Length", 0)) or None
+        sha = sha or (step.headers.get("X-Linked-Etag") or "").strip('"') or None
+        linked_size = step.headers.get("X-Linked-Size")
+        if size is None and linked_size and _NUMBER.fullmatch(linked_size):
+            size = int(linked_size)
+    if size is None and response.status_code == 200 and _NUMBER.fullmatch(response.headers.get("Content-Length", "")):
+        size = int(response.headers["Content-Length"]) or None
     if size is None:
-        raise HeaderError("The hub did not say how large the file is, so its header cannot be checked.")
+        raise HeaderError(f"The hub did not say how large {label} is, so its header cannot be checked.")
+    try:
+        if commit is not None:
+            safe_names.check_commit(commit, where=label)
+        if sha is not None:
+            safe_names.check_sha256(sha, where=label)
+    except safe_names.UnsafeName as error:
+        raise HeaderError(str(error)) from error
     return size, commit, sha
 
 
 def fetch_header(repo_id: str, filename: str, revision: str = "main", *,
                  first_read: int = FIRST_READ_BYTES) -> _Fetched:
     """Read the GGUF header of a hub file with as few range requests as the header needs."""
-    hub.check_safe_filename(filename)
+    _check_names(repo_id, filename, revision)
     if hub.is_offline():
         raise HeaderUnavailable(f"{repo_id}/{filename} is not in the header cache and offline mode is on.")
     label = f"{repo_id}/{filename}"
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=hub.endpoint())
     data, response = _read_range(url, 0, first_read - 1, label)
-    size, commit, sha = _file_facts(response)
+    size, commit, sha = _file_facts(response, label)
     buffer = bytearray(data)
     later_part = is_later_split_part(filename)
     while True:
@@ -174,9 +190,11 @@ class HeaderCache:
         self._lock = threading.Lock()
 
     def _paths(self, repo_id: str, revision: str, filename: str) -> tuple[Path, Path]:
+        _check_names(repo_id, filename, revision)
         folder = self.root / quote(repo_id, safe="") / quote(revision, safe="")
         stem = quote(filename, safe="")
-        return folder / f"{stem}.header", folder / f"{stem}.json"
+        return (safe_names.inside(self.root, folder / f"{stem}.header"),
+                safe_names.inside(self.root, folder / f"{stem}.json"))
 
     def lookup(self, repo_id: str, filename: str, revision: str = "main", *,
                sha256: str | None = None) -> HeaderEntry | None:
@@ -188,6 +206,9 @@ class HeaderCache:
                                 int(meta["file_size"]), header_path, int(meta["header_length"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if not _known_or_absent(entry.commit, safe_names.is_commit) or \
+                not _known_or_absent(entry.sha256, safe_names.is_sha256):
+            return None  # written by something else than this cache: fetch it again
         if sha256 and entry.sha256 and sha256 != entry.sha256:
             return None
         if not header_path.is_file() or header_path.stat().st_size != entry.header_length:
@@ -233,6 +254,17 @@ class HeaderCache:
         with self._lock:
             self._parsed[entry.header_path] = (stamp, info)
         return info
+
+
+def _check_names(repo_id: str, filename: str, revision: str) -> None:
+    """The three names a header's place in the cache is built from (UnsafeName, a ValueError, if one is unsafe)."""
+    safe_names.check_repo_id(repo_id)
+    safe_names.check_file_name(filename)
+    safe_names.check_revision(revision)
+
+
+def _known_or_absent(value, is_valid) -> bool:
+    return value is None or is_valid(value)
 
 
 # -- parsed headers as JSON (a cache: any mismatch means "parse again") ---------------------------------------------

@@ -35,17 +35,23 @@ from huggingface_hub import get_hf_file_metadata, hf_hub_url
 from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import build_hf_headers
 
-from core.models import hub
-from core.platform import locations
-from core.models.downloads.transfer import ByteStream, StreamBroken, StreamRefused, StreamUntrusted, open_byte_stream
+from core.models import hub, safe_names
 from core.models.downloads.trailing_hash import TrailingSha256
+from core.models.downloads.transfer import (
+    ByteStream,
+    StreamBroken,
+    StreamRedirectRefused,
+    StreamRefused,
+    StreamUntrusted,
+    open_byte_stream,
+)
+from core.platform import locations
 from core.platform.units import format_bytes
 
 log = logging.getLogger(__name__)
 
 PART_SUFFIX = ".llamadesk-part"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(?:\d+|\*)$")
 
 
 # -- errors ---------------------------------------------------------------------------------------------------------
@@ -69,8 +75,11 @@ class NotFound(DownloadError):
     pass
 
 
-class UnsafeFileName(DownloadError):
-    pass
+class UnsafeName(DownloadError):
+    """A name from the request or the hub (file, revision, repository, commit, SHA-256) that cannot become a path."""
+
+
+UnsafeFileName = UnsafeName  # the name core/cli and older callers import
 
 
 class NetworkError(DownloadError):
@@ -84,9 +93,11 @@ class _Stopped(Exception):
 def _as_download_error(error: Exception, what: str) -> DownloadError:
     if isinstance(error, DownloadError):
         return error
+    if isinstance(error, safe_names.UnsafeName):
+        return UnsafeName(str(error))
     explained = hub.explain_hub_error(error, what)
-    kind = {hub.HubAccessDenied: AccessDenied, hub.HubNotFound: NotFound, hub.HubUnreachable: NetworkError,
-            hub.UnsafeFileName: UnsafeFileName}.get(type(explained), DownloadError)
+    kind = {hub.HubAccessDenied: AccessDenied, hub.HubNotFound: NotFound,
+            hub.HubUnreachable: NetworkError}.get(type(explained), DownloadError)
     return kind(str(explained))
 
 
@@ -135,12 +146,19 @@ class DownloadProgress:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Stall detection and backoff: a read that waits ``stall_seconds`` counts as a stall."""
+    """Stall detection and backoff: a read that waits ``stall_seconds`` counts as a stall.
+
+    Every attempt that ends before the last byte (a dropped or stalled connection, a body that stops short, a
+    server that ignores Range, a 5xx) waits ``backoff`` before the next one. An attempt that moved the file on by
+    less than ``min_progress_bytes`` counts as a failure, so a server that sends nothing new, or a trickle, gives
+    up after ``max_retries`` such attempts in a row instead of looping.
+    """
 
     stall_seconds: float = 30.0
-    max_retries: int = 6            # consecutive failures without progress
+    max_retries: int = 6            # consecutive attempts without progress
     first_backoff: float = 1.0
     max_backoff: float = 30.0
+    min_progress_bytes: int = 64 << 10
 
     def backoff(self, attempt: int) -> float:
         return min(self.max_backoff, self.first_backoff * (2 ** max(0, attempt - 1)))
@@ -184,19 +202,36 @@ def disk_free_bytes(path: Path) -> int:
 
 # -- the cache layout -----------------------------------------------------------------------------------------------
 class HubCacheLayout:
-    """Paths in the Hugging Face cache for one repository, and placing a verified blob in it."""
+    """Paths in the Hugging Face cache for one repository, and placing a verified blob in it.
+
+    Every name that goes into a path is checked first (core/models/safe_names.py) and every path is checked to
+    stay inside the repository's folder: the hub's answers decide these names.
+    """
 
     def __init__(self, cache_dir: Path, repo_id: str) -> None:
+        safe_names.check_repo_id(repo_id)
         self.repo_dir = cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
+        self.label = repo_id
 
     def blob(self, sha256: str) -> Path:
-        return self.repo_dir / "blobs" / sha256
+        return self._inside(self.repo_dir / "blobs" / safe_names.check_sha256(sha256, where=self.label))
 
     def part(self, sha256: str) -> Path:
-        return self.repo_dir / "blobs" / f"{sha256}{PART_SUFFIX}"
+        name = safe_names.check_sha256(sha256, where=self.label) + PART_SUFFIX
+        return self._inside(self.repo_dir / "blobs" / name)
 
     def pointer(self, commit: str, filename: str) -> Path:
-        return self.repo_dir / "snapshots" / commit / Path(*filename.split("/"))
+        safe_names.check_commit(commit, where=f"{self.label}/{filename}")
+        safe_names.check_file_name(filename)
+        pointer = self.repo_dir / "snapshots" / commit / Path(*filename.split("/"))
+        self._inside(pointer.parent)  # the pointer itself is our link to the blob: its folder is what must stay
+        return pointer
+
+    def ref(self, revision: str) -> Path:
+        return self._inside(self.repo_dir / "refs" / Path(*safe_names.check_revision(revision).split("/")))
+
+    def _inside(self, path: Path) -> Path:
+        return safe_names.inside(self.repo_dir, path)
 
     def prepare(self) -> None:
         # huggingface_hub's scanner calls a repo folder without snapshots/ corrupted: create both up front.
@@ -210,7 +245,7 @@ class HubCacheLayout:
         os.chmod(blob, 0o666 & ~_UMASK)
         pointer = self.link(sha256, commit, filename)
         if revision != commit:
-            ref = self.repo_dir / "refs" / revision
+            ref = self.ref(revision)
             ref.parent.mkdir(parents=True, exist_ok=True)
             ref.write_text(commit)
         return pointer
@@ -263,22 +298,33 @@ class _Transfer:
                 self.hasher.close()
 
     def _transfer(self) -> None:
+        """Attempts until the last byte is in; each one that ends early waits a backoff, and too many in a row
+        without progress end the download with its bytes kept."""
         failures = 0
         while self.done < self.target.size:
             before = self.done
             try:
                 self._stream_once()
+                problem = "the server stopped sending before the end of the file"
             except (StreamBroken, NetworkError) as error:
-                failures = 0 if self.done > before else failures + 1
-                if failures > self.policy.max_retries:
-                    raise NetworkError(
-                        f"The download of {self.job.request.filename} kept failing ({error}); "
-                        f"{format_bytes(self.done)} of {format_bytes(self.target.size)} are kept — resume it "
-                        "later.") from error
-                delay = self.policy.backoff(max(failures, 1))
-                log.warning("%s: %s at byte %d; retrying in %.1f s", self.job.request.filename,
-                            error, self.done, delay)
-                self._sleep(delay)
+                problem = str(error)
+            if self.done >= self.target.size:
+                return
+            failures = 0 if self._progressed(before) else failures + 1
+            if failures > self.policy.max_retries:
+                raise NetworkError(
+                    f"The download of {self.job.request.filename} kept failing ({problem}, {failures} tries in a "
+                    f"row without progress); {format_bytes(self.done)} of {format_bytes(self.target.size)} are "
+                    "kept — resume it later.")
+            delay = self.policy.backoff(max(failures, 1))
+            log.warning("%s: %s at byte %d; retrying in %.2f s", self.job.request.filename, problem, self.done,
+                        delay)
+            self._sleep(delay)
+
+    def _progressed(self, before: int) -> bool:
+        """Whether an attempt moved the file on enough to count as progress (a trickle does not)."""
+        wanted = min(self.policy.min_progress_bytes, self.target.size - before)
+        return self.done - before >= max(1, wanted)
 
     def _keep_existing_part(self) -> None:
         """Resume from the bytes a paused, dropped or interrupted transfer left (the hasher reads them too)."""
@@ -303,21 +349,53 @@ class _Transfer:
         except StreamUntrusted as error:  # not retried: a certificate does not become trusted by waiting
             raise DownloadError(f"Cannot download {self.job.request.filename}: {error}.") from error
         with stream:  # an HTTP error status came as StreamRefused: this is a 200 or a 206
-            if self.done and stream.status == 200:
-                log.warning("the server ignored the Range request; starting %s again", self.job.request.filename)
-                self._restart()
-            self._write_body(stream)
+            if self._skip_to_done(stream):
+                self._write_body(stream)
+
+    def _skip_to_done(self, stream: ByteStream) -> bool:
+        """Read past the bytes already on disk when the body starts before them (a server that ignores Range
+        sends the file from byte 0), so a resume never throws bytes away; False if the body ends first."""
+        start = self._body_start(stream)
+        if start < self.done:
+            log.warning("the server sent %s from byte %d, not %d; skipping the bytes already here",
+                        self.job.request.filename, start, self.done)
+        to_skip = self.done - start
+        while to_skip > 0:
+            self._check_stop()
+            block = stream.read(min(to_skip, self.chunk_size))
+            if not block:
+                return False
+            to_skip -= len(block)
+        return True
+
+    def _body_start(self, stream: ByteStream) -> int:
+        if stream.status != 206:
+            return 0
+        match = _CONTENT_RANGE.match(stream.headers.get("Content-Range", ""))
+        start = int(match.group(1)) if match else None
+        if start is None or start > self.done:
+            raise StreamBroken(f"the server sent a different part of the file than asked for "
+                               f"({stream.headers.get('Content-Range')!r} for bytes {self.done}-)")
+        return start
 
     def _refusal(self, error: StreamRefused) -> DownloadError:
         what = f"{self.job.request.repo_id}/{self.job.request.filename}"
+        if isinstance(error, StreamRedirectRefused):
+            return DownloadError(f"Cannot download {what}: {error}.")
         if error.status in (408, 429) or error.status >= 500:
             return NetworkError(f"the server answered HTTP {error.status}")
+        reason = f": {error.reason}" if error.reason else ""
         if error.status in (401, 403):
-            return AccessDenied(f"The hub refused access to {what} (HTTP {error.status}: {error}); check your "
+            return AccessDenied(f"The hub refused access to {what} (HTTP {error.status}{reason}); check your "
                                 "Hugging Face login (a gated model also needs its terms accepted on the website).")
         if error.status == 404:
             return NotFound(f"{what} was not found on the hub (HTTP 404).")
-        return DownloadError(f"The hub refused the download of {what} (HTTP {error.status}: {error}).")
+        if error.status == 416:
+            self.part.unlink(missing_ok=True)  # the hub's announced size was wrong: these bytes cannot be completed
+            return DownloadError(
+                f"The hub announced {format_bytes(self.target.size)} for {what} but has no bytes from byte "
+                f"{self.done} on (HTTP 416); the partial file was deleted.")
+        return DownloadError(f"The hub refused the download of {what} (HTTP {error.status}{reason}).")
 
     def _write_body(self, stream: ByteStream) -> None:
         mode = "ab" if self.done else "wb"
@@ -371,12 +449,6 @@ class _Transfer:
             view = view[handle.write(view):]
         self.done += len(block)
         self.hasher.written(self.done)
-
-    def _restart(self) -> None:
-        self.hasher.close()
-        self.done = 0
-        self.part.unlink(missing_ok=True)
-        self.hasher = TrailingSha256(self.part)
 
     def _verify_and_place(self) -> Path:
         self.job.state = DownloadState.VERIFYING
@@ -456,11 +528,8 @@ class DownloadManager:
 
     # -- public API ------------------------------------------------------------------------------------------------
     def enqueue(self, request: DownloadRequest) -> str:
-        """Queue a file; returns its job id. Unsafe file names are refused here, before any request."""
-        try:
-            hub.check_safe_filename(request.filename)
-        except hub.UnsafeFileName as error:
-            raise UnsafeFileName(str(error)) from error
+        """Queue a file; returns its job id. Unsafe names are refused here, before any request."""
+        check_request(request)
         with self._lock:
             for job in self._jobs.values():
                 if job.request == request and not job.state.finished:
@@ -539,9 +608,11 @@ class DownloadManager:
             known = {job.request for job in self._jobs.values()}
             for item in saved.get("jobs", []):
                 try:
-                    request = DownloadRequest(**item["request"])
-                    hub.check_safe_filename(request.filename)
-                except (TypeError, KeyError, hub.UnsafeFileName):
+                    request = check_request(DownloadRequest(**item["request"]))
+                    sha256 = item.get("sha256")
+                    if sha256 is not None:
+                        safe_names.check_sha256(sha256, where=request.filename)
+                except (TypeError, KeyError, UnsafeName, safe_names.UnsafeName):
                     log.warning("Ignoring an unreadable saved download: %r", item)
                     continue
                 if request in known:
@@ -550,7 +621,7 @@ class DownloadManager:
                 job.state = DownloadState.PAUSED
                 job.bytes_done = int(item.get("bytes_done", 0))
                 job.total_bytes = item.get("total_bytes")
-                job.sha256 = item.get("sha256")
+                job.sha256 = sha256
                 job.finished.set()
                 restored.append(job.id)
             self._save_state()
@@ -631,6 +702,9 @@ class DownloadManager:
         existing = self._already_cached(layout, target, request)
         if existing is not None:
             return existing
+        layout.pointer(target.commit, request.filename)  # where the file will be linked: checked before any byte
+        if request.revision != target.commit:
+            layout.ref(request.revision)
         layout.prepare()
         self._check_space(layout, target, request.filename)
         transfer = _Transfer(job, target, layout, self.policy, lambda: self._report(job), self.chunk_size,
@@ -657,7 +731,7 @@ class DownloadManager:
                 f"{layout.repo_dir.parent} has {format_bytes(free)} free.")
 
     def _delete_part(self, job: _Job) -> None:
-        if job.sha256:
+        if job.sha256 and safe_names.is_sha256(job.sha256):
             HubCacheLayout(self.cache_dir, job.request.repo_id).part(job.sha256).unlink(missing_ok=True)
 
     # -- reporting and state ---------------------------------------------------------------------------------------
@@ -693,8 +767,22 @@ class DownloadManager:
 
 
 # -- resolving ------------------------------------------------------------------------------------------------------
+def check_request(request: DownloadRequest) -> DownloadRequest:
+    """``request`` if its repository, file name, revision and SHA-256 can become paths; else UnsafeName."""
+    try:
+        safe_names.check_repo_id(request.repo_id)
+        safe_names.check_file_name(request.filename)
+        safe_names.check_revision(request.revision)
+        if request.sha256 is not None:
+            safe_names.check_sha256(request.sha256.lower(), where=f"{request.repo_id}/{request.filename}")
+    except safe_names.UnsafeName as error:
+        raise UnsafeName(str(error)) from error
+    return request
+
+
 def _resolve(request: DownloadRequest) -> _Target:
-    """Ask the hub (HEAD on the file URL) for the commit, LFS sha256 and size; refuse what cannot be verified."""
+    """Ask the hub (HEAD on the file URL) for the commit, LFS sha256 and size; refuse what cannot be verified, and
+    names that cannot become paths."""
     what = f"{request.repo_id}/{request.filename}"
     if hub.is_offline():
         raise NetworkError(f"Cannot download {what}: offline mode is on (HF_HUB_OFFLINE).")
@@ -703,21 +791,44 @@ def _resolve(request: DownloadRequest) -> _Target:
         meta = get_hf_file_metadata(url, endpoint=hub.endpoint(), retry_on_errors=True)
     except Exception as error:
         raise _as_download_error(error, what) from error
-    sha = (meta.etag or "").lower()
-    if not _SHA256.match(sha):
-        sha = (request.sha256 or "").lower()
-    if not _SHA256.match(sha):
+    try:
+        return _Target(url, _resolved_commit(meta.commit_hash, request, what),
+                       _resolved_sha256(meta.etag, request, what), _resolved_size(meta.size, request, what))
+    except safe_names.UnsafeName as error:
+        raise UnsafeName(str(error)) from error
+
+
+def _resolved_commit(announced: str | None, request: DownloadRequest, what: str) -> str:
+    if announced is not None:
+        return safe_names.check_commit(announced, where=what)
+    if safe_names.is_commit(request.revision):
+        return request.revision
+    raise DownloadError(f"The hub did not say which commit {what} belongs to.")
+
+
+def _resolved_sha256(etag: str | None, request: DownloadRequest, what: str) -> str:
+    """The LFS SHA-256 the hub announced (its ETag), else the one from the listing; what the bytes must hash to."""
+    announced = (etag or "").lower()
+    listed = (request.sha256 or "").lower()
+    if safe_names.is_sha256(announced):
+        if listed and listed != announced:
+            log.warning("%s changed on the hub since it was listed; fetching the current file", what)
+        return announced
+    if listed:
+        return listed  # check_request has checked it
+    if not announced or safe_names.is_commit(announced):  # none, or a git object id: a small non-LFS file
         raise DownloadError(f"The hub gave no SHA-256 for {what}, so the download could not be verified; "
                             "LlamaDesk only downloads model files it can check.")
-    if request.sha256 and request.sha256.lower() != sha:
-        log.warning("%s changed on the hub since it was listed; fetching the current file", what)
-    size = meta.size if meta.size is not None else request.size
+    return safe_names.check_sha256(announced, where=what)
+
+
+def _resolved_size(announced: int | None, request: DownloadRequest, what: str) -> int:
+    size = announced if announced is not None else request.size
     if size is None:
         raise DownloadError(f"The hub did not say how large {what} is.")
-    commit = meta.commit_hash or (request.revision if _COMMIT.match(request.revision) else None)
-    if commit is None:
-        raise DownloadError(f"The hub did not say which commit {what} belongs to.")
-    return _Target(url, commit, sha, size)
+    if size < 0:
+        raise DownloadError(f"The hub gave a negative size ({size}) for {what}; nothing was downloaded.")
+    return size
 
 
 def download(request: DownloadRequest, *, on_progress: ProgressCallback | None = None, **options) -> Path:

@@ -21,11 +21,12 @@ import ssl
 import urllib.error
 import urllib.request
 from email.message import Message
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx2
 
 READ_BYTES = 1 << 20  # per socket read: smaller reads cost Python overhead per block on a fast link
+FOLLOWED_SCHEMES = ("http", "https")
 
 
 class StreamError(Exception):
@@ -37,11 +38,16 @@ class StreamBroken(StreamError):
 
 
 class StreamRefused(StreamError):
-    """The server answered with an HTTP error; trying again will not help."""
+    """The server answered with an HTTP error; ``reason`` is its own explanation, when it gave one."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, reason: str | None = None) -> None:
+        super().__init__(reason or f"the server answered HTTP {status}")
         self.status = status
+        self.reason = reason
+
+
+class StreamRedirectRefused(StreamRefused):
+    """The server redirected where LlamaDesk does not go (a ``file://`` address, a loop); the message says why."""
 
 
 class StreamUntrusted(StreamError):
@@ -96,7 +102,9 @@ def open_byte_stream(url: str, headers: dict[str, str], *, stall_seconds: float)
     except urllib.error.HTTPError as error:
         message = error.headers.get("X-Error-Message") if error.headers else None
         error.close()
-        raise StreamRefused(error.code, message or f"the server answered HTTP {error.code}") from error
+        if 300 <= error.code < 400:
+            raise StreamRedirectRefused(error.code, _redirect_failure(error)) from error
+        raise StreamRefused(error.code, message) from error
     except urllib.error.URLError as error:
         raise _connection_error(error.reason, url) from error
     except (http.client.HTTPException, OSError) as error:
@@ -116,8 +124,33 @@ def _connection_error(reason, url: str) -> StreamError:
     return StreamBroken("the server could not be reached")
 
 
+def unfollowed_redirect(url: str) -> str | None:
+    """Why LlamaDesk does not follow a redirect to ``url`` (an absolute address), or None when it does."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in FOLLOWED_SCHEMES:
+        return None
+    return f"the hub redirected to a {scheme}:// address, which LlamaDesk does not follow"
+
+
+def _redirect_failure(error: urllib.error.HTTPError) -> str:
+    if error.headers is None or not (error.headers.get("Location") or error.headers.get("URI")):
+        return f"the hub answered HTTP {error.code} without saying where the file is"
+    return "the hub kept redirecting without reaching the file (a redirect loop, or more than 10 redirects)"
+
+
 class _RedirectKeepingCredentialsHome(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, but send the user's Hugging Face token only to the host it was meant for."""
+    """Follow redirects to http(s) addresses only, and send the user's Hugging Face token only to the host it was
+    meant for."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        location = headers.get("Location") or headers.get("URI")
+        refusal = unfollowed_redirect(urljoin(req.full_url, location)) if location else None
+        if refusal:  # urllib itself would follow ftp:// and refuse file:// with a bare "HTTP 302"
+            fp.close()
+            raise StreamRedirectRefused(code, refusal)
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         follow = super().redirect_request(req, fp, code, msg, headers, newurl)
