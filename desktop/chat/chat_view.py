@@ -3,9 +3,9 @@
 Opening a long chat renders it in slices of a few milliseconds each, so the window never stalls. A
 streaming answer is drawn at most STREAM_FPS times a second, not per token, and then only from its last
 Markdown block on (the blocks before it are final; a link definition arriving later redraws from the first
-block that uses it). `update_thread` draws again only from the first
-message that changed (a new branch, an edit, a finished answer). Clicking an action link emits `action(name, message_id)`;
-Copy and "Copy code" go to the clipboard here.
+block that uses it); its Markdown is read again from there too. `update_thread` draws again only from the
+first message that changed (a new branch, an edit, a finished answer). Clicking an action link emits
+`action(name, message_id)`; Copy and "Copy code" go to the clipboard here.
 
 Colours follow the application's look (desktop/theme.py): when it changes, the messages shown are drawn
 again in the new look's colours.
@@ -19,7 +19,7 @@ from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextFrame
 from PySide6.QtWidgets import QTextBrowser
 
-from desktop.chat.markdown_blocks import Block, split_blocks
+from desktop.chat.markdown_blocks import Block, GrowingBlocks
 from desktop.chat.message_views import MessageView
 from desktop import theme
 from desktop.chat.message_writer import MessageWriter
@@ -100,6 +100,7 @@ class ChatView(theme.FollowsLook, QTextBrowser):
         self._stream_timer.timeout.connect(self._render_stream)
         self._stream_view: MessageView | None = None
         self._tail: _StreamTail | None = None
+        self._growing = GrowingBlocks()     # the streaming answer's blocks, read again from its last block on
 
     # --- what is shown ---
 
@@ -177,7 +178,7 @@ class ChatView(theme.FollowsLook, QTextBrowser):
     def _redraw_tail(self, index: int, view: MessageView) -> None:
         """Draw again only what changed: the blocks after the last one still final, and the footer."""
         following = self._at_bottom()
-        blocks = split_blocks(view.text)
+        blocks = self._growing.split(view.text)
         tail = self._tail
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()

@@ -270,6 +270,7 @@ class _MarkdownDrawing:
 
     def _list_item(self) -> None:
         """A numbered (or bulleted) paragraph, left empty for the item's first paragraph to fill."""
+        self.item_waiting = False     # an item that opens with a list keeps its own number on a line
         self._paragraph(tight=True, indent=0)
         current = self.lists[-1]
         if current.items is None:

@@ -2,7 +2,7 @@
 streaming answer can leave every block but the last one alone."""
 from __future__ import annotations
 
-from desktop.chat.markdown_blocks import split_blocks
+from desktop.chat.markdown_blocks import GrowingBlocks, split_blocks
 
 LIST_WITH_CODE = ("Do this:\n\n"
                   "1. Install it:\n\n"
@@ -43,9 +43,32 @@ def test_a_later_link_definition_changes_the_block_that_uses_it():
     after = split_blocks("See [the docs].\n\nMore text.\n\n[the docs]: https://example.org/docs")
     assert before[0].text == after[0].text
     assert before[0] != after[0]
-    assert len(after) == 2, "a link definition shows nothing of its own"
+    assert after[2].text == "[the docs]: https://example.org/docs" and after[2].tokens == (), \
+        "a link definition is kept as typed (a user's message shows it) but has nothing to draw in an answer"
 
 
 def test_unchanged_text_gives_equal_blocks():
     assert split_blocks(LIST_WITH_CODE) == split_blocks(LIST_WITH_CODE)
     assert split_blocks(LIST_WITH_CODE + "\nMore.")[:2] == split_blocks(LIST_WITH_CODE)
+
+
+ANSWER = ("# Plan\n\nFirst [the docs], then `code` and <span style=\"x\">raw</span>.\n\n" + LIST_WITH_CODE +
+          "\n> quoted\n> more\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n<think>\nhidden?\n\nno\n</think>\n\n"
+          "~~~\nopen fence\n\n~~~\n\n- a\n\n- b\n    indented\n\n[the docs]: https://example.org/docs 'Docs'\n"
+          "Last words.\nSetext\n===\n\nPara\n    lazy\n\n    indented code\n\n<!-- a\n\nb -->\n10) ten\n11) eleven\n"
+          "* * *\n***bold* both**\n")
+
+
+def test_a_growing_answer_reads_the_same_as_reading_it_whole_at_every_step():
+    growing = GrowingBlocks()
+    for end in range(len(ANSWER) + 1):
+        grown, whole = growing.split(ANSWER[:end]), split_blocks(ANSWER[:end])
+        assert grown == whole, ANSWER[:end]
+        assert [[t.type for t in b.tokens] for b in grown] == [[t.type for t in b.tokens] for b in whole]
+        assert [b.codes for b in grown] == [b.codes for b in whole]
+
+
+def test_a_growing_answer_that_starts_over_is_read_whole():
+    growing = GrowingBlocks()
+    growing.split(ANSWER)
+    assert growing.split("Another answer.\n\n```\nx\n") == split_blocks("Another answer.\n\n```\nx\n")
