@@ -11,7 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import trustme
 
-from core.models.downloads.transfer import StreamBroken, StreamRefused, StreamUntrusted, open_byte_stream
+from core.models.downloads.transfer import (
+    StreamBroken,
+    StreamRedirectRefused,
+    StreamRefused,
+    StreamUntrusted,
+    open_byte_stream,
+)
 
 BODY = os.urandom(3 << 20)
 
@@ -32,6 +38,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._redirect(f"{self.server.other_origin}/file")
         elif path == "redirect-same":
             self._redirect("/file")
+        elif path == "redirect-file":
+            self._redirect("file:///etc/passwd")
+        elif path == "redirect-loop":
+            self._redirect("/redirect-loop")
         elif path == "refused":
             self.send_response(403)
             self.send_header("X-Error-Message", "Access to this file is restricted.")
@@ -145,6 +155,21 @@ def test_the_token_follows_a_redirect_on_the_same_host(plain_server):
     hub, hub_url = plain_server()
     assert _read_all(f"{hub_url}/redirect-same", {"Authorization": "Bearer hf_secret"}) == BODY
     assert hub.seen == [("/redirect-same", "Bearer hf_secret"), ("/file", "Bearer hf_secret")]
+
+
+def test_a_redirect_to_a_file_address_is_refused_saying_why(plain_server):
+    server, url = plain_server()
+    with pytest.raises(StreamRedirectRefused) as refused:
+        open_byte_stream(f"{url}/redirect-file", {}, stall_seconds=10)
+    assert str(refused.value) == "the hub redirected to a file:// address, which LlamaDesk does not follow"
+    assert server.seen == [("/redirect-file", None)]
+
+
+def test_a_redirect_loop_ends_after_a_few_requests(plain_server):
+    server, url = plain_server()
+    with pytest.raises(StreamRedirectRefused, match="kept redirecting"):
+        open_byte_stream(f"{url}/redirect-loop", {}, stall_seconds=10)
+    assert 1 < len(server.seen) <= 11
 
 
 def test_a_refusal_carries_the_status_and_the_servers_reason(plain_server):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from core.models import hub
+from core.models.downloads.cache_layout import PART_SUFFIX
 from core.models.downloads.manager import (
-    PART_SUFFIX,
     ChecksumMismatch,
     DownloadError,
     DownloadManager,

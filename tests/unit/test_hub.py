@@ -86,3 +86,21 @@ def test_check_safe_filename_refuses_escapes(name):
 
 def test_check_safe_filename_accepts_subfolders():
     assert hub.check_safe_filename("Q4_K_M/model-00001-of-00002.gguf")
+
+
+@pytest.mark.parametrize("repo_id", ["Qwen/Qwen3-0.6B-GGUF", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",
+                                     "lmstudio-community/gemma-3-4b-it-GGUF", "unsloth/Qwen3_30B.A3B", "gpt2"])
+def test_real_repository_ids_and_revisions_pass_the_name_rules(repo_id):
+    from core.models import safe_names
+
+    assert safe_names.check_repo_id(repo_id) == repo_id
+    for revision in ("main", "v1.0", "refs/pr/12", "a" * 40):
+        assert safe_names.check_revision(revision) == revision
+
+
+@pytest.mark.parametrize("repo_id", ["../x", "a/b/c", "a--b/c", "a/..b", "/a", "a/", "-a/b", "a/b.", "", "a\\b"])
+def test_repository_ids_that_could_become_odd_folders_are_refused(repo_id):
+    from core.models import safe_names
+
+    with pytest.raises(hub.UnsafeFileName, match="Refusing the repository id"):
+        safe_names.check_repo_id(repo_id)

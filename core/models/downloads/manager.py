@@ -9,7 +9,10 @@ A transfer writes ``blobs/<sha256>.llamadesk-part`` in the repository's cache fo
 the bytes already there (after a dropped connection, a stall, a pause or an app restart), hashed by a thread that
 reads behind the writer (core/models/downloads/trailing_hash.py), and only a file whose SHA-256 matches is moved to
 ``blobs/<sha256>`` and linked from ``snapshots/<commit>/<file>`` (plus ``refs/<branch>``) — the layout
-huggingface_hub and its cache scanner use, so other tools see the file.
+huggingface_hub and its cache scanner use, so other tools see the file (core/models/downloads/cache_layout.py).
+
+Every attempt that ends before the last byte waits a backoff, and too many in a row without progress end the
+download with its bytes kept (RetryPolicy): no server, broken or hostile, keeps it looping.
 
     manager = DownloadManager(on_progress=print)
     job = manager.enqueue(DownloadRequest("Qwen/Qwen3-0.6B-GGUF", "Qwen3-0.6B-Q8_0.gguf"))
@@ -32,10 +35,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from huggingface_hub import get_hf_file_metadata, hf_hub_url
-from huggingface_hub.file_download import repo_folder_name
 from huggingface_hub.utils import build_hf_headers
 
 from core.models import hub, safe_names
+from core.models.downloads.cache_layout import HubCacheLayout
 from core.models.downloads.trailing_hash import TrailingSha256
 from core.models.downloads.transfer import (
     ByteStream,
@@ -50,7 +53,6 @@ from core.platform.units import format_bytes
 
 log = logging.getLogger(__name__)
 
-PART_SUFFIX = ".llamadesk-part"
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(?:\d+|\*)$")
 
 
@@ -198,80 +200,6 @@ def disk_free_bytes(path: Path) -> int:
         except OSError:
             continue
     return 0
-
-
-# -- the cache layout -----------------------------------------------------------------------------------------------
-class HubCacheLayout:
-    """Paths in the Hugging Face cache for one repository, and placing a verified blob in it.
-
-    Every name that goes into a path is checked first (core/models/safe_names.py) and every path is checked to
-    stay inside the repository's folder: the hub's answers decide these names.
-    """
-
-    def __init__(self, cache_dir: Path, repo_id: str) -> None:
-        safe_names.check_repo_id(repo_id)
-        self.repo_dir = cache_dir / repo_folder_name(repo_id=repo_id, repo_type="model")
-        self.label = repo_id
-
-    def blob(self, sha256: str) -> Path:
-        return self._inside(self.repo_dir / "blobs" / safe_names.check_sha256(sha256, where=self.label))
-
-    def part(self, sha256: str) -> Path:
-        name = safe_names.check_sha256(sha256, where=self.label) + PART_SUFFIX
-        return self._inside(self.repo_dir / "blobs" / name)
-
-    def pointer(self, commit: str, filename: str) -> Path:
-        safe_names.check_commit(commit, where=f"{self.label}/{filename}")
-        safe_names.check_file_name(filename)
-        pointer = self.repo_dir / "snapshots" / commit / Path(*filename.split("/"))
-        self._inside(pointer.parent)  # the pointer itself is our link to the blob: its folder is what must stay
-        return pointer
-
-    def ref(self, revision: str) -> Path:
-        return self._inside(self.repo_dir / "refs" / Path(*safe_names.check_revision(revision).split("/")))
-
-    def _inside(self, path: Path) -> Path:
-        return safe_names.inside(self.repo_dir, path)
-
-    def prepare(self) -> None:
-        # huggingface_hub's scanner calls a repo folder without snapshots/ corrupted: create both up front.
-        (self.repo_dir / "blobs").mkdir(parents=True, exist_ok=True)
-        (self.repo_dir / "snapshots").mkdir(parents=True, exist_ok=True)
-
-    def place(self, part: Path, sha256: str, commit: str, filename: str, revision: str) -> Path:
-        """Move a verified part file to its blob, link it from the snapshot and record the branch -> commit."""
-        blob = self.blob(sha256)
-        os.replace(part, blob)
-        os.chmod(blob, 0o666 & ~_UMASK)
-        pointer = self.link(sha256, commit, filename)
-        if revision != commit:
-            ref = self.ref(revision)
-            ref.parent.mkdir(parents=True, exist_ok=True)
-            ref.write_text(commit)
-        return pointer
-
-    def link(self, sha256: str, commit: str, filename: str) -> Path:
-        blob, pointer = self.blob(sha256), self.pointer(commit, filename)
-        pointer.parent.mkdir(parents=True, exist_ok=True)
-        if pointer.is_symlink() or pointer.exists():
-            pointer.unlink()
-        try:
-            os.symlink(os.path.relpath(blob, pointer.parent), pointer)
-        except OSError:  # no symlinks (Windows without developer mode): a hard link, else a copy
-            try:
-                os.link(blob, pointer)
-            except OSError:
-                shutil.copyfile(blob, pointer)
-        return pointer
-
-
-def _read_umask() -> int:
-    current = os.umask(0o022)  # read once at import, before worker threads create files
-    os.umask(current)
-    return current
-
-
-_UMASK = _read_umask()
 
 
 # -- one transfer ---------------------------------------------------------------------------------------------------
