@@ -11,22 +11,25 @@ import logging
 import sys
 from typing import Callable
 
+from core.platform import locations, logs
 from desktop.platform_start import PlatformStartFailure, PlatformStartWatch, end_process_for, import_failure
+
+log = logging.getLogger(__name__)
 
 try:
     from PySide6.QtCore import QtMsgType, QTimer, qInstallMessageHandler
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 except ImportError as _error:  # a system library Qt itself loads (libEGL.so.1, ...) is missing
-    end_process_for(import_failure(_error))
+    _failure = import_failure(_error)
+    logs.configure(to_stderr=False)  # the log file keeps it; stderr gets the two plain lines below
+    log.error("Qt could not be loaded: %s %s", _failure.reason, _failure.fix)
+    end_process_for(_failure)
 
-from core.platform import locations, logs
 from core import settings as settings_store
 from desktop.theme import apply_theme, follow_system_theme
 from desktop.crash_report import CrashRecorder, offer_unseen_reports
 from desktop.shutdown_signals import ShutdownSignals
-
-log = logging.getLogger(__name__)
 
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
 CRASH_OFFER_DELAY_MS = 400

@@ -33,6 +33,7 @@ DEBIAN_EXCEPTIONS = {"libglib-2.0.so.0": "libglib2.0-0", "libgthread-2.0.so.0": 
                      "libgobject-2.0.so.0": "libglib2.0-0"}
 _NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found", re.MULTILINE)
 _PLUGIN_NAME = re.compile(r'platform plugin "([^"]+)"')
+_AVAILABLE = re.compile(r"Available platform plugins are: ([^\n]+)")
 _SONAME = re.compile(r"^(lib.+)\.so\.(\d+)")
 _UNLOADABLE = re.compile(r"(lib\S+\.so[.\d]*): cannot open shared object file")
 
@@ -95,7 +96,8 @@ def diagnose(qt_messages: list[str], platform: str | None = None) -> PlatformSta
     """Turn Qt's own messages (and the plugin's missing libraries) into a reason and a fix."""
     text = "\n".join(qt_messages)
     named = _PLUGIN_NAME.findall(text)
-    platform = platform or (named[-1] if named else os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] or "xcb")
+    requested = re.split(r"[:;]", os.environ.get("QT_QPA_PLATFORM", ""))[0]
+    platform = platform or (named[-1] if named else requested or "xcb")
     plugin = plugin_file(platform)
     missing = libraries_not_found(plugin) if plugin else None
     if missing is None:
@@ -109,10 +111,16 @@ def diagnose(qt_messages: list[str], platform: str | None = None) -> PlatformSta
         return PlatformStartFailure(platform, f"Qt's {platform} window system could not reach {where}.",
                                     "Start LlamaDesk from your desktop session, or point DISPLAY at a running "
                                     "X server (QT_QPA_PLATFORM=wayland for a Wayland session).")
+    if "Could not find the Qt platform plugin" in text:
+        available = _AVAILABLE.search(text)
+        choices = f": one of {available.group(1).rstrip('.')}" if available else ""
+        return PlatformStartFailure(platform, f"this Qt has no {platform!r} window system (QT_QPA_PLATFORM).",
+                                    f"Unset QT_QPA_PLATFORM, or set it to a window system this Qt has{choices}.")
     if "wayland" in platform and ("wl_display" in text or "WAYLAND_DISPLAY" in text):
         return PlatformStartFailure(platform, "Qt could not reach the Wayland display.",
                                     "Start LlamaDesk from your desktop session, or try QT_QPA_PLATFORM=xcb.")
-    last = qt_messages[-1] if qt_messages else "Qt gave no reason"
+    reasons = [m for m in qt_messages if FATAL_SIGN not in m]
+    last = reasons[-1] if reasons else "Qt gave no reason"
     return PlatformStartFailure(platform, f"Qt could not start its {platform} window system ({last}).",
                                 "Run it again with QT_DEBUG_PLUGINS=1 to see which file Qt could not load; "
                                 "reinstalling LlamaDesk may fix a damaged installation.")

@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy,
-                               QWidget)
+                               QVBoxLayout, QWidget)
 
 _PLACEHOLDER = "Recent models"
 SEPARATOR = " · "
@@ -83,10 +83,14 @@ class ModelBar(QWidget):
         self.offload_button.setEnabled(False)
         self.settings_button = QPushButton("Settings…")
         self.settings_button.setAccessibleName("Settings")
+        # The facts under the title: beside it, the buttons left them too little room for the load time.
+        model = QVBoxLayout()
+        model.setSpacing(0)
+        model.addWidget(self.title)
+        model.addWidget(self.details)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
-        layout.addWidget(self.title)
-        layout.addWidget(self.details, 1)
+        layout.addLayout(model, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.recent)
         layout.addWidget(self.models_button)

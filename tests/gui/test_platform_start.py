@@ -101,6 +101,7 @@ def test_a_missing_library_of_qt_itself_is_named_before_any_window_system(tmp_pa
     assert reason == "LlamaDesk could not open its window: Qt needs libEGL.so.1, which is not installed."
     assert fix.endswith("apt-get install -y libegl1")
     assert_no_crash_for_the_next_start()
+    assert "libEGL.so.1" in (crash_dir().parent / "llamadesk.log").read_text()
 
 
 def _xcb_libraries_present() -> bool:
@@ -131,6 +132,16 @@ def test_the_check_before_the_window_gives_the_same_account_as_json(tmp_path):
     assert failure["platform"] == "xcb"
     assert "libxcb-cursor.so.0" in failure["missing_libraries"] and "libxcb-cursor0" in failure["packages"]
     assert done.stderr == ""  # Qt's own lines went to the check, not to the terminal
+
+
+def test_a_window_system_this_qt_lacks_is_named_with_the_ones_it_has():
+    done = start_app(QT_QPA_PLATFORM="nosuch")
+    assert done.returncode == PLATFORM_START_FAILED, done.stderr[-3000:]
+    reason, fix = done.stderr.strip().splitlines()[-2:]
+    assert reason == "LlamaDesk could not open its window: this Qt has no 'nosuch' window system (QT_QPA_PLATFORM)."
+    assert fix.startswith("Unset QT_QPA_PLATFORM, or set it to a window system this Qt has: one of ")
+    assert "offscreen" in fix
+    assert_no_crash_for_the_next_start()
 
 
 def test_the_check_passes_where_qt_can_start():
