@@ -201,6 +201,7 @@ BLOCK_SPACING = 6.0                               # pixels above each block of a
 @dataclass
 class _OpenList:
     format: QTextListFormat
+    tight: bool                       # no space between its items
     items: QTextList | None = None
 
 
@@ -232,7 +233,7 @@ class _MarkdownDrawing:
         token = tokens[index]
         kind = token.type
         if kind in ("bullet_list_open", "ordered_list_open"):
-            self.lists.append(_OpenList(_list_format(token, self.indent + 1)))
+            self.lists.append(_OpenList(_list_format(token, self.indent + 1), _is_tight(tokens, index)))
         elif kind in ("bullet_list_close", "ordered_list_close"):
             self.lists.pop()
         elif kind == "list_item_open":
@@ -271,8 +272,8 @@ class _MarkdownDrawing:
     def _list_item(self) -> None:
         """A numbered (or bulleted) paragraph, left empty for the item's first paragraph to fill."""
         self.item_waiting = False     # an item that opens with a list keeps its own number on a line
-        self._paragraph(tight=True, indent=0)
         current = self.lists[-1]
+        self._paragraph(tight=current.tight, indent=0)
         if current.items is None:
             current.items = self.cursor.createList(current.format)
         else:
@@ -385,6 +386,17 @@ def _list_format(token: Token, indent: int) -> QTextListFormat:
         bullets = (QTextListFormat.Style.ListDisc, QTextListFormat.Style.ListCircle, QTextListFormat.Style.ListSquare)
         list_format.setStyle(bullets[(indent - 1) % len(bullets)])
     return list_format
+
+
+def _is_tight(tokens: tuple[Token, ...], list_open: int) -> bool:
+    """Whether the list opened at tokens[list_open] is tight (markdown-it hides its items' paragraphs)."""
+    level = tokens[list_open].level + 2
+    for token in tokens[list_open + 1:]:
+        if token.type == "paragraph_open" and token.level == level:
+            return token.hidden
+        if token.level < tokens[list_open].level + 1:
+            break
+    return True
 
 
 def _ruler(block_format: QTextBlockFormat) -> QTextBlockFormat:
