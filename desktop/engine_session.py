@@ -6,7 +6,6 @@ collection worker; Stop goes straight to the client, which is thread-safe for th
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
@@ -114,6 +113,3 @@ def _sentence(error: BaseException) -> str:
     text = str(error).strip()
     return text if text else f"{type(error).__name__} (no details)"
 
-
-def model_title(path: str) -> str:
-    return Path(path).stem

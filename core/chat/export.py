@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -96,6 +98,26 @@ def _message_to_dict(message: Message) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # JSON in
+
+
+EXPORTS = {"markdown": (".md", to_markdown), "json": (".json", to_json)}
+
+
+def export_file_name(conversation: Conversation, kind: str) -> str:
+    """A file name for the export, from the chat's title (only letters, digits, spaces and dashes)."""
+    stem = re.sub(r"[^\w\- ]+", "", conversation.title).strip()[:60] or "chat"
+    return stem + EXPORTS[kind][0]
+
+
+def write_export(conversation: Conversation, kind: str, path: Path) -> None:
+    """Write the conversation as `kind` ("markdown" or "json"); a file already there is replaced whole or not at
+    all."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(EXPORTS[kind][1](conversation), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_json_file(path: Path, *, fresh_ids: bool = True) -> Conversation:

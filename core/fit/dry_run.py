@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
@@ -98,7 +99,7 @@ def _run_child(request: dict, timeout_s: float) -> list[tuple[int, str]]:
 
 
 def _project_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return str(Path(__file__).resolve().parents[2])
 
 
 def _decode_lines(stdout: str) -> list[tuple[int, str]]:

@@ -2,27 +2,21 @@
 formatting and the disk work (core.chat.export) off the UI thread."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from core.chat.export import read_json_file, to_json, to_markdown
 from core.chat.conversation import Conversation
+from core.chat.export import EXPORTS, export_file_name, read_json_file, write_export
 from desktop.tasks import Task
 
-FORMATS = {"markdown": ("Markdown (*.md)", ".md", to_markdown), "json": ("LlamaDesk chat (*.json)", ".json", to_json)}
-
-
-def suggested_name(conversation: Conversation, extension: str) -> str:
-    stem = re.sub(r"[^\w\- ]+", "", conversation.title).strip()[:60] or "chat"
-    return stem + extension
+FILE_FILTERS = {"markdown": "Markdown (*.md)", "json": "LlamaDesk chat (*.json)"}
 
 
 def ask_export_path(parent: QWidget, conversation: Conversation, kind: str, folder: Path) -> Path | None:
-    file_filter, extension, _ = FORMATS[kind]
-    path, _ = QFileDialog.getSaveFileName(parent, "Export chat", str(folder / suggested_name(conversation, extension)),
-                                          file_filter)
+    extension = EXPORTS[kind][0]
+    path, _ = QFileDialog.getSaveFileName(parent, "Export chat", str(folder / export_file_name(conversation, kind)),
+                                          FILE_FILTERS[kind])
     if not path:
         return None
     path = Path(path)
@@ -35,13 +29,9 @@ def ask_import_path(parent: QWidget, folder: Path) -> Path | None:
 
 
 def export_in_background(conversation: Conversation, kind: str, path: Path, done, failed) -> None:
-    (Task(_write, FORMATS[kind][2], conversation, path)
+    (Task(write_export, conversation, kind, path)
      .success(lambda _: done(path)).failure(failed).run_in_background())
 
 
 def import_in_background(path: Path, done, failed) -> None:
     Task(read_json_file, path).success(done).failure(failed).run_in_background()
-
-
-def _write(render, conversation: Conversation, path: Path) -> None:
-    path.write_text(render(conversation), encoding="utf-8")

@@ -178,3 +178,16 @@ def test_random_corruptions_never_escape_as_other_errors():
                 from_json(broken)
             except ChatImportError:
                 pass
+
+
+def test_an_export_file_is_named_after_the_chat_and_written_whole(tmp_path):
+    from core.chat.export import export_file_name, write_export
+
+    conversation = Conversation(title="Plans: the trip / 2026?")
+    assert export_file_name(conversation, "markdown") == "Plans the trip  2026.md"
+    assert export_file_name(Conversation(title="???"), "json") == "chat.json"
+    target = tmp_path / "plans.json"
+    target.write_text("an older export")
+    write_export(conversation, "json", target)
+    assert from_json(target.read_text()).title == conversation.title
+    assert [p.name for p in tmp_path.iterdir()] == ["plans.json"]
