@@ -1,7 +1,12 @@
 """The typed, picklable messages that pass between the engine client and its worker process.
 
-Public values (what callers of EngineClient see): LoadSettings, SamplingSettings, LoadedModel,
-AnswerStats and the chat events TokenText, ContextTrimmed, AnswerFinished.
+Public values (what callers of EngineClient see): LoadSettings, SamplingSettings, ThinkingChoice, LoadedModel
+(with ThinkingSupport and DeviceAllocation), AnswerStats, ToolCall and the chat events TokenText, ReasoningText,
+ToolCallMade, ContextTrimmed, AnswerFinished.
+
+Messages sent to the engine are dicts as chat templates take them: "role", "content", and for an assistant turn
+optionally "reasoning_content" (its thinking) and "tool_calls" (a list of {"id", "type": "function",
+"function": {"name", "arguments"}}); a "tool" turn carries "tool_call_id".
 
 Private envelopes (client <-> worker only): the requests the client sends (LoadRequest,
 ChatRequest, ShutdownRequest) and the replies the worker sends back besides the
@@ -31,6 +36,7 @@ class LoadSettings:
     kv_type: str = "f16"             # "f16" | "q8_0" | "q4_0" ... applied to K and V
     seed: int = -1                   # -1 = random; SamplingSettings.seed overrides it per answer
     rpc_servers: tuple[str, ...] = ()
+    cpu_expert_layers: int = 0       # MoE: the expert tensors of this many layers stay in host memory
     predicted_host_bytes: int | None = None   # from the planner, echoed back beside the measurement
     predicted_gpu_bytes: int | None = None
 
@@ -47,11 +53,44 @@ class SamplingSettings:
     seed: int | None = None          # None = the load seed
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
+    grammar: str | None = None       # a GBNF grammar the answer must follow (JSON modes, tests)
     ignore_eos: bool = False         # generate past end-of-generation tokens (benchmarks only)
 
 
 # --------------------------------------------------------------------------------------------
 # results
+
+
+@dataclass(frozen=True)
+class ThinkingChoice:
+    """How much the model should think, where its template lets us say (None: the template's default)."""
+
+    enabled: bool | None = None
+    effort: str | None = None        # "low" | "medium" | "high" (gpt-oss's reasoning_effort)
+
+
+@dataclass(frozen=True)
+class ThinkingSupport:
+    """What the model's template lets a user choose about its thinking, found from the template text."""
+
+    reasoning_format: str = "none"   # the output family: "none" | "think" | "harmony" | "think-bracket" ...
+    can_toggle: bool = False         # thinking can be switched on and off
+    efforts: tuple[str, ...] = ()    # the effort levels the template reads, if any
+
+
+@dataclass(frozen=True)
+class DeviceAllocation:
+    """What llama.cpp allocated on one device at load, from its own load log (bytes)."""
+
+    device: str                      # as llama.cpp names it: "CPU", "CUDA0", "RPC0[127.0.0.1:50052]" ...
+    model_bytes: int = 0
+    kv_bytes: int = 0
+    compute_bytes: int = 0
+    other_bytes: int = 0             # output buffer, recurrent state ...
+
+    @property
+    def total_bytes(self) -> int:
+        return self.model_bytes + self.kv_bytes + self.compute_bytes + self.other_bytes
 
 
 @dataclass(frozen=True)
@@ -73,6 +112,8 @@ class LoadedModel:
     n_ctx_train: int = 0
     description: str = ""            # llama.cpp's one-line model description
     n_threads: int = 0               # the CPU threads actually used
+    thinking: ThinkingSupport = ThinkingSupport()
+    allocations: tuple[DeviceAllocation, ...] = ()   # llama.cpp's own figures, per device
 
 
 @dataclass(frozen=True)
@@ -90,6 +131,9 @@ class AnswerStats:
     prompt_eval_seconds: float = 0.0
     generation_seconds: float = 0.0
     prompt: str = ""                 # the prompt as rendered by the chat template
+    reasoning_tokens: int = 0        # of completion_tokens, those spent thinking
+    reasoning_seconds: float = 0.0
+    system_prompt_merged: bool = False   # the template takes no system role: it went into the first user turn
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +148,27 @@ class TokenText:
 
 
 @dataclass(frozen=True)
+class ReasoningText:
+    """New thinking text (shown apart from the answer), whole characters only."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str                   # JSON text, as the OpenAI API carries it
+
+
+@dataclass(frozen=True)
+class ToolCallMade:
+    """The model called a tool (parsed from its own call syntax; the markup never reaches the answer)."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True)
 class ContextTrimmed:
     """The conversation did not fit: the oldest messages after the system prompt were left out."""
 
@@ -115,9 +180,11 @@ class ContextTrimmed:
 class AnswerFinished:
     text: str
     stats: AnswerStats
+    reasoning: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-ChatEvent = Union[TokenText, ContextTrimmed, AnswerFinished]
+ChatEvent = Union[TokenText, ReasoningText, ToolCallMade, ContextTrimmed, AnswerFinished]
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,6 +201,8 @@ class ChatRequest:
     request_id: int                  # Stop names this id in the shared stop value
     messages: tuple[dict, ...]
     sampling: SamplingSettings
+    thinking: ThinkingChoice = ThinkingChoice()
+    tools: tuple[dict, ...] = ()     # OpenAI-style tool definitions the template may show the model
 
 
 @dataclass(frozen=True)
