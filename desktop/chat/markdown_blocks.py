@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-_PARSER = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+# linkify: a bare web address in an answer is a link, as it was under Qt's GitHub-flavoured reader.
+_PARSER = MarkdownIt("commonmark", {"html": True, "linkify": True}).enable(["table", "strikethrough", "linkify"])
 
 
 @dataclass(frozen=True)

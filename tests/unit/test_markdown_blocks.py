@@ -72,3 +72,10 @@ def test_a_growing_answer_that_starts_over_is_read_whole():
     growing = GrowingBlocks()
     growing.split(ANSWER)
     assert growing.split("Another answer.\n\n```\nx\n") == split_blocks("Another answer.\n\n```\nx\n")
+
+
+def test_a_bare_web_address_is_a_link_and_other_text_is_not():
+    (block,) = split_blocks("See https://example.org/docs for more, or www.example.com; not file:///etc/passwd.")
+    inline = next(token for token in block.tokens if token.type == "inline")
+    links = [child.attrGet("href") for child in inline.children if child.type == "link_open"]
+    assert links == ["https://example.org/docs", "http://www.example.com"]
