@@ -6,6 +6,10 @@ the root to that leaf (`messages`, `path_to`), and `siblings` / `branch_position
 
 Messages are frozen values: changing one (e.g. finishing a streamed answer) replaces it in the tree, so a
 `Message` held elsewhere is a snapshot. Persistence lives in `core.chat.store`; this module never touches disk.
+
+An answer keeps its thinking (`reasoning`) and the tools it called (`tool_calls`) apart from its text: the
+engine splits them out of the model's output, and they go back to the engine with the earlier turns as
+"reasoning_content" and "tool_calls" (the engine shows them to the model where its template reads them).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from typing import Iterable, Mapping
 
 ROLES = ("system", "user", "assistant")
 TITLE_LIMIT = 60
+EFFORTS = ("low", "medium", "high")      # the thinking efforts a template may read (gpt-oss's reasoning_effort)
 
 
 class ChatError(ValueError):
@@ -107,6 +112,36 @@ def preset_name(values: SamplingValues) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# thinking
+
+
+@dataclass(frozen=True)
+class ThinkingSetting:
+    """A conversation's choice about the model's thinking; None leaves it to the model's template. The engine
+    applies only what the loaded model's template lets a user choose."""
+
+    enabled: bool | None = None
+    effort: str | None = None        # one of EFFORTS
+
+    def __post_init__(self) -> None:
+        if self.enabled is not None and not isinstance(self.enabled, bool):
+            raise ChatError(f"Thinking must be switched on (true), off (false) or left to the model (null), "
+                            f"not {self.enabled!r}.")
+        if self.effort is not None and self.effort not in EFFORTS:
+            raise ChatError(f"The thinking effort must be one of {', '.join(EFFORTS)}, not {self.effort!r}.")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "ThinkingSetting":
+        unknown = sorted(set(values) - {"enabled", "effort"})
+        if unknown:
+            raise ChatError(f"Unknown thinking setting(s): {', '.join(map(str, unknown))}.")
+        return cls(**dict(values))
+
+
+# --------------------------------------------------------------------------------------------
 # messages
 
 
@@ -121,6 +156,13 @@ class MessageStats:
     stop_reason: str = "stop"        # "stop" | "length" | "cancelled" | "crashed"
     context_used: int = 0
     context_size: int = 0
+    reasoning_tokens: int = 0        # of completion_tokens, those spent thinking
+    reasoning_seconds: float = 0.0
+    earlier_reasoning_left_out: int = 0  # tokens of earlier answers' thinking the template did not send again
+
+    @property
+    def answer_tokens(self) -> int:
+        return max(self.completion_tokens - self.reasoning_tokens, 0)
 
     @classmethod
     def from_engine(cls, stats: object) -> "MessageStats":
@@ -145,6 +187,37 @@ class MessageStats:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A tool the model called in an answer. Field names match core.engine.protocol.ToolCall."""
+
+    id: str
+    name: str
+    arguments: str                   # JSON text, as the model wrote it
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> "ToolCall":
+        if set(values) != {"id", "name", "arguments"}:
+            raise ChatError("A tool call must have exactly the fields id, name and arguments, not "
+                            f"{', '.join(sorted(map(str, values))) or 'none'}.")
+        for name, value in values.items():
+            if not isinstance(value, str):
+                raise ChatError(f"A tool call's {name} must be text, not {value!r}.")
+        return cls(**dict(values))
+
+    @classmethod
+    def from_engine(cls, call: object) -> "ToolCall":
+        """Copies core.engine.protocol.ToolCall (or any look-alike)."""
+        return cls(call.id, call.name, call.arguments)
+
+    def as_engine_message(self) -> dict:
+        """The OpenAI shape chat templates read in an assistant turn's "tool_calls"."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True)
 class Message:
     role: str
     content: str
@@ -153,6 +226,8 @@ class Message:
     parent_id: str | None = None
     created_at: float = field(default_factory=time.time)
     stats: MessageStats | None = None  # answers only, once finished
+    reasoning: str = ""              # answers only: the model's thinking, never part of `content`
+    tool_calls: tuple[ToolCall, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -173,14 +248,38 @@ def suggest_title(text: str, limit: int = TITLE_LIMIT) -> str:
 # what the engine sees
 
 
-def context_messages(system_prompt: str, thread: Iterable[Message]) -> list[dict[str, str]]:
+def context_messages(system_prompt: str, thread: Iterable[Message]) -> list[dict]:
     """The context-window policy: the system prompt (if any), then every turn of the visible thread that
-    has text. Other branches never reach the model. Fitting into the model's context (dropping the oldest
-    turns) is the engine's job, since only it can count tokens."""
-    turns = [{"role": m.role, "content": m.content} for m in thread if m.content]
+    has text or tool calls; an answer carries its thinking as "reasoning_content" and its calls as
+    "tool_calls" (the engine leaves them out where the template does not read them). Other branches never
+    reach the model. Fitting into the model's context (dropping the oldest turns) is the engine's job, since
+    only it can count tokens."""
+    turns = [_engine_turn(m) for m in thread if m.content or m.tool_calls]
     if system_prompt.strip():
         return [{"role": "system", "content": system_prompt.strip()}, *turns]
     return turns
+
+
+def _engine_turn(message: Message) -> dict:
+    turn: dict = {"role": message.role, "content": message.content}
+    if message.reasoning:
+        turn["reasoning_content"] = message.reasoning
+    if message.tool_calls:
+        turn["tool_calls"] = [call.as_engine_message() for call in message.tool_calls]
+    return turn
+
+
+def reasoning_left_out(earlier: Iterable[Message], rendered_prompt: str) -> int:
+    """Tokens of earlier answers' thinking that the chat template did not put into `rendered_prompt` (most
+    reasoning templates drop old thoughts): counted only for answers whose text the prompt does hold, so turns
+    the engine dropped to fit the context are not counted as a saving."""
+    saved = 0
+    for message in earlier:
+        if message.role != "assistant" or not message.reasoning.strip() or not message.stats:
+            continue
+        if message.content.strip() in rendered_prompt and message.reasoning.strip() not in rendered_prompt:
+            saved += message.stats.reasoning_tokens
+    return saved
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +298,7 @@ class Conversation:
     preset: str = DEFAULT_PRESET
     sampling: SamplingValues = field(default_factory=lambda: PRESETS[DEFAULT_PRESET])
     current_leaf_id: str | None = None
+    thinking: ThinkingSetting = ThinkingSetting()
     _nodes: dict[str, Message] = field(default_factory=dict, init=False, repr=False)
     _children: dict[str | None, list[str]] = field(default_factory=dict, init=False, repr=False)
 
@@ -261,11 +361,11 @@ class Conversation:
 
     def add(self, role: str, content: str, stopped_early: bool = False, *,
             parent_id: str | None | object = _AFTER_SELECTED, stats: MessageStats | None = None,
-            message_id: str | None = None) -> Message:
+            message_id: str | None = None, reasoning: str = "", tool_calls: tuple[ToolCall, ...] = ()) -> Message:
         """Add a message under `parent_id` (default: the selected leaf) and select it."""
         parent = self.current_leaf_id if parent_id is _AFTER_SELECTED else parent_id
         message = Message(role, content, stopped_early, id=message_id or new_id(), parent_id=parent,
-                          stats=stats)
+                          stats=stats, reasoning=reasoning, tool_calls=tuple(tool_calls))
         self._attach(message)
         self.current_leaf_id = message.id
         if role == "user" and not self.title:
@@ -279,10 +379,12 @@ class Conversation:
         return self.add(original.role, content, parent_id=original.parent_id)
 
     def update(self, message_id: str, *, content: str | None = None, stopped_early: bool | None = None,
-               stats: MessageStats | None = None) -> Message:
-        """Replace a message's text / flags / stats (e.g. when a streamed answer finishes)."""
+               stats: MessageStats | None = None, reasoning: str | None = None,
+               tool_calls: tuple[ToolCall, ...] | None = None) -> Message:
+        """Replace a message's text / thinking / tool calls / flags / stats (e.g. as a streamed answer grows)."""
         old = self.message(message_id)
-        changes = {"content": content, "stopped_early": stopped_early, "stats": stats}
+        changes = {"content": content, "stopped_early": stopped_early, "stats": stats, "reasoning": reasoning,
+                   "tool_calls": None if tool_calls is None else tuple(tool_calls)}
         new = dataclasses.replace(old, **{k: v for k, v in changes.items() if v is not None})
         self._nodes[message_id] = new
         return new
@@ -295,7 +397,7 @@ class Conversation:
 
     # --- for the engine ---
 
-    def engine_messages(self, leaf_id: str | None | object = _AFTER_SELECTED) -> list[dict[str, str]]:
+    def engine_messages(self, leaf_id: str | None | object = _AFTER_SELECTED) -> list[dict]:
         """What the model sees: the system prompt (if any) then the turns with text of the visible thread,
         or of the thread ending at `leaf_id` (regenerate: the answer's parent)."""
         leaf = self.current_leaf_id if leaf_id is _AFTER_SELECTED else leaf_id

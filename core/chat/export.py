@@ -2,17 +2,23 @@
 import), and import that JSON back, checked strictly: bad input raises ChatImportError naming the field
 that is wrong, never anything else.
 
-JSON format "llamadesk.chat", version 1:
-    {"format": "llamadesk.chat", "version": 1, "exported_at": "<ISO 8601>",
+JSON format "llamadesk.chat", version 2:
+    {"format": "llamadesk.chat", "version": 2, "exported_at": "<ISO 8601>",
      "conversation": {"id", "title", "system_prompt", "created_at", "updated_at" (Unix seconds),
                       "preset", "sampling": {temperature, top_p, top_k, min_p, repeat_penalty,
-                      max_tokens, seed}, "current_leaf_id",
+                      max_tokens, seed}, "current_leaf_id", "thinking": {"enabled", "effort"},
                       "messages": [{"id", "parent_id", "role", "content", "stopped_early",
-                                    "created_at", "stats": null | {ttft_seconds, ...}}, ...]}}
-Messages come parents first.
+                                    "created_at", "stats": null | {ttft_seconds, ..., reasoning_tokens, ...},
+                                    "reasoning", "tool_calls": [{"id", "name", "arguments"}, ...]}, ...]}}
+Messages come parents first. Version 1 (before thinking and tool calls) has no "thinking", "reasoning" or
+"tool_calls" and still imports.
+
+Markdown shows an answer's thinking as a quoted "Thinking" section above its text, and each tool call as a
+"Tool call" line with its arguments in a JSON block.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,10 +26,11 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from core.chat.conversation import ROLES, ChatError, Conversation, Message, MessageStats, SamplingValues, new_id
+from core.chat.conversation import (ROLES, ChatError, Conversation, Message, MessageStats, SamplingValues,
+                                    ThinkingSetting, ToolCall, new_id)
 
 FORMAT_NAME = "llamadesk.chat"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
 _ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
@@ -47,19 +54,48 @@ def to_markdown(conversation: Conversation) -> str:
         quoted = "\n".join(f"> {line}" for line in conversation.system_prompt.strip().splitlines())
         lines += ["> **System prompt**", ">", quoted, ""]
     for message in thread:
-        lines += [f"## {_ROLE_HEADINGS[message.role]}", "", message.content.rstrip() or "*(empty)*", ""]
+        lines += [f"## {_ROLE_HEADINGS[message.role]}", ""]
+        lines += _thinking_section(message)
+        lines += _tool_call_lines(message)
+        if message.content.strip() or not message.tool_calls:
+            lines += [message.content.rstrip() or "*(empty)*", ""]
         note = _answer_note(message)
         if note:
             lines += [f"*{note}*", ""]
     return "\n".join(lines)
 
 
+def _thinking_section(message: Message) -> list[str]:
+    """The answer's thinking as a quote headed "Thinking", so a reader never takes it for the answer."""
+    if not message.reasoning.strip():
+        return []
+    seconds = message.stats.reasoning_seconds if message.stats else 0.0
+    heading = f"> **Thinking** ({seconds:.0f} s)" if seconds >= 1 else "> **Thinking**"
+    quoted = [f"> {line}".rstrip() for line in message.reasoning.strip().splitlines()]
+    return [heading, ">", *quoted, ""]
+
+
+def _tool_call_lines(message: Message) -> list[str]:
+    lines: list[str] = []
+    for call in message.tool_calls:
+        lines += [f"**Tool call** `{call.name}`", "", "```json", _readable_arguments(call.arguments), "```", ""]
+    return lines
+
+
+def _readable_arguments(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), ensure_ascii=False, indent=2)
+    except (ValueError, RecursionError):
+        return arguments
+
+
 def _answer_note(message: Message) -> str:
     parts = []
     if message.stats:
         stats = message.stats
-        parts += [f"{stats.completion_tokens} tokens", f"{stats.tokens_per_second:.1f} tok/s",
-                  f"first token {stats.ttft_seconds * 1000:.0f} ms"]
+        tokens = (f"{stats.completion_tokens} tokens ({stats.reasoning_tokens} thinking, {stats.answer_tokens} "
+                  "answer)" if stats.reasoning_tokens else f"{stats.completion_tokens} tokens")
+        parts += [tokens, f"{stats.tokens_per_second:.1f} tok/s", f"first token {stats.ttft_seconds * 1000:.0f} ms"]
     if message.stopped_early:
         parts.append("stopped early")
     return " · ".join(parts)
@@ -84,6 +120,7 @@ def to_json(conversation: Conversation) -> str:
             "preset": conversation.preset,
             "sampling": conversation.sampling.as_dict(),
             "current_leaf_id": conversation.current_leaf_id,
+            "thinking": conversation.thinking.as_dict(),
             "messages": [_message_to_dict(m) for m in conversation.all_messages()],
         },
     }
@@ -93,7 +130,8 @@ def to_json(conversation: Conversation) -> str:
 def _message_to_dict(message: Message) -> dict:
     return {"id": message.id, "parent_id": message.parent_id, "role": message.role,
             "content": message.content, "stopped_early": message.stopped_early,
-            "created_at": message.created_at, "stats": message.stats.as_dict() if message.stats else None}
+            "created_at": message.created_at, "stats": message.stats.as_dict() if message.stats else None,
+            "reasoning": message.reasoning, "tool_calls": [call.as_dict() for call in message.tool_calls]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,7 +185,7 @@ def from_json(data: str | bytes, *, fresh_ids: bool = True) -> Conversation:
     if version > FORMAT_VERSION:
         raise ChatImportError(f"This chat was exported by a newer LlamaDesk (format version {version}; "
                               f"this one reads up to {FORMAT_VERSION}). Update LlamaDesk to import it.")
-    conversation = _conversation(document["conversation"], "conversation")
+    conversation = _conversation(document["conversation"], "conversation", version)
     return _with_fresh_ids(conversation) if fresh_ids else conversation
 
 
@@ -174,11 +212,24 @@ _CONVERSATION_FIELDS = {"id": str, "title": str, "system_prompt": str, "created_
                         "current_leaf_id": (str, None), "messages": list}
 _MESSAGE_FIELDS = {"id": str, "parent_id": (str, None), "role": str, "content": str, "stopped_early": bool,
                    "created_at": float, "stats": (dict, None)}
+# what each format version added to a conversation and to a message
+_ADDED_CONVERSATION_FIELDS = {2: {"thinking": dict}}
+_ADDED_MESSAGE_FIELDS = {2: {"reasoning": str, "tool_calls": list}}
 
 
-def _conversation(value: object, where: str) -> Conversation:
-    fields = _typed_fields(value, where, _CONVERSATION_FIELDS)
-    messages = [_message(item, f"{where}.messages[{index}]") for index, item in enumerate(fields["messages"])]
+def _fields_of(version: int, base: dict, added: dict[int, dict]) -> dict:
+    spec = dict(base)
+    for since, fields in added.items():
+        if version >= since:
+            spec.update(fields)
+    return spec
+
+
+def _conversation(value: object, where: str, version: int) -> Conversation:
+    fields = _typed_fields(value, where, _fields_of(version, _CONVERSATION_FIELDS, _ADDED_CONVERSATION_FIELDS))
+    message_spec = _fields_of(version, _MESSAGE_FIELDS, _ADDED_MESSAGE_FIELDS)
+    messages = [_message(item, f"{where}.messages[{index}]", message_spec)
+                for index, item in enumerate(fields["messages"])]
     _check_tree(messages, where)
     leaf = fields["current_leaf_id"]
     if leaf is not None and leaf not in {m.id for m in messages}:
@@ -186,15 +237,20 @@ def _conversation(value: object, where: str) -> Conversation:
     sampling = _value(SamplingValues.from_dict, fields["sampling"], f"{where}.sampling")
     header = {name: fields[name] for name in
               ("id", "title", "system_prompt", "created_at", "updated_at", "preset", "current_leaf_id")}
-    return Conversation.restore(messages, sampling=sampling, **header)
+    thinking = (_value(ThinkingSetting.from_dict, fields["thinking"], f"{where}.thinking")
+                if "thinking" in fields else ThinkingSetting())
+    return Conversation.restore(messages, sampling=sampling, thinking=thinking, **header)
 
 
-def _message(value: object, where: str) -> Message:
-    fields = _typed_fields(value, where, _MESSAGE_FIELDS)
+def _message(value: object, where: str, spec: dict) -> Message:
+    fields = _typed_fields(value, where, spec)
     if fields["role"] not in ROLES:
         raise ChatImportError(f"{where}.role must be one of {', '.join(ROLES)}, not {fields['role']!r}.")
     stats = fields["stats"]
     fields["stats"] = None if stats is None else _value(MessageStats.from_dict, stats, f"{where}.stats")
+    if "tool_calls" in fields:
+        fields["tool_calls"] = tuple(_value(ToolCall.from_dict, call, f"{where}.tool_calls[{index}]")
+                                     for index, call in enumerate(fields["tool_calls"]))
     return Message(**fields)
 
 
@@ -233,8 +289,10 @@ def _expect_keys(value: object, where: str, *, required: set[str], optional: set
         raise ChatImportError(f"{where} has unknown field(s): {', '.join(map(str, unknown))}.")
 
 
-def _value(build, raw: dict, where: str):
+def _value(build, raw: object, where: str):
     """Build a value with the domain's own checks; their sentence names the field."""
+    if not isinstance(raw, dict):
+        raise ChatImportError(f"{where} must be an object, not {_kind_of(raw)}.")
     try:
         return build(raw)
     except (ChatError, TypeError) as error:
@@ -274,11 +332,10 @@ def _kind_of(value: object) -> str:
 
 def _with_fresh_ids(conversation: Conversation) -> Conversation:
     renamed = {m.id: new_id() for m in conversation.all_messages()}
-    messages = [Message(m.role, m.content, m.stopped_early, id=renamed[m.id],
-                        parent_id=renamed.get(m.parent_id) if m.parent_id else None,
-                        created_at=m.created_at, stats=m.stats) for m in conversation.all_messages()]
+    messages = [dataclasses.replace(m, id=renamed[m.id], parent_id=renamed.get(m.parent_id) if m.parent_id else None)
+                for m in conversation.all_messages()]
     leaf = renamed.get(conversation.current_leaf_id) if conversation.current_leaf_id else None
     return Conversation.restore(
         messages, id=new_id(), title=conversation.title, system_prompt=conversation.system_prompt,
         created_at=conversation.created_at, updated_at=conversation.updated_at, preset=conversation.preset,
-        sampling=conversation.sampling, current_leaf_id=leaf)
+        sampling=conversation.sampling, current_leaf_id=leaf, thinking=conversation.thinking)

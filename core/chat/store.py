@@ -13,10 +13,10 @@ writer, and a busy database is waited on for `busy_timeout` seconds before Datab
 This was chosen over a single writer thread because callers then get results and errors directly, and
 the writes are small enough that serialising them in SQLite costs nothing measurable.
 
-Streaming answers: `begin_answer` inserts an empty, unfinished assistant message; `append_answer` only
-buffers text in memory and writes it when 64 characters have gathered or 250 ms have passed (a small
+Streaming answers: `begin_answer` inserts an empty, unfinished assistant message; `append_answer` (the
+answer's text) and `append_reasoning` (its thinking, a column of its own) only buffer text in memory and writes it when 64 characters have gathered or 250 ms have passed (a small
 background flusher makes sure a stalled stream is written too); `finish_answer` writes the rest with the
-stats. An append that writes takes about 0.1 ms, but waits up to `busy_timeout` if another program holds
+stats and the tool calls the model made. An append that writes takes about 0.1 ms, but waits up to `busy_timeout` if another program holds
 the database, so call the store from a worker, not the UI thread. Answers found unfinished when a file
 is opened (the app was killed) are marked stopped early, with the text that had been written kept.
 Use one ChatStore per file per process.
@@ -38,12 +38,12 @@ from typing import Iterator
 
 from core.platform import locations
 from core.chat.conversation import (ChatError, Conversation, Message, MessageStats, PRESETS, SamplingValues,
-                        suggest_title)
+                                    ThinkingSetting, ToolCall, suggest_title)
 
 log = logging.getLogger(__name__)
 
 DB_FILE_NAME = "chats.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 FLUSH_INTERVAL_S = 0.25
 FLUSH_CHARS = 64
 BUSY_TIMEOUT_S = 5.0
@@ -131,8 +131,9 @@ class Recovery:
 
 
 # --------------------------------------------------------------------------------------------
-# schema: version 1 (the first release: one flat list of messages per conversation) and version 2
-# (message trees, settings, streaming state). Every step runs in order from the file's version.
+# schema: version 1 (the first release: one flat list of messages per conversation), version 2
+# (message trees, settings, streaming state) and version 3 (an answer's thinking and tool calls, the
+# conversation's thinking choice). Every step runs in order from the file's version.
 
 _V1 = (
     """CREATE TABLE conversations (
@@ -177,7 +178,13 @@ _V1_TO_V2 = (
         (SELECT id FROM messages m WHERE m.conversation_id = conversations.id ORDER BY seq DESC LIMIT 1)""",
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V1_TO_V2))
+_V2_TO_V3 = (
+    "ALTER TABLE messages ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE messages ADD COLUMN tool_calls TEXT",             # JSON list of {id, name, arguments}; NULL: none
+    "ALTER TABLE conversations ADD COLUMN thinking TEXT",          # JSON {enabled, effort}; NULL: the model's default
+)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V1_TO_V2), (3, _V2_TO_V3))
 
 # Full-text search over finished messages (FTS5 where this SQLite has it; LIKE otherwise).
 _SEARCH_INDEX = (
@@ -222,9 +229,10 @@ def default_path() -> Path:
 
 @dataclass
 class _PendingAnswer:
-    """Answer text received but not yet written."""
+    """Answer text and thinking received but not yet written."""
 
     parts: list[str] = field(default_factory=list)
+    reasoning_parts: list[str] = field(default_factory=list)
     size: int = 0
     last_flush: float = field(default_factory=time.monotonic)
 
@@ -232,14 +240,22 @@ class _PendingAnswer:
         self.parts.append(text)
         self.size += len(text)
 
+    def add_reasoning(self, text: str) -> None:
+        self.reasoning_parts.append(text)
+        self.size += len(text)
+
     def text(self) -> str:
         return "".join(self.parts)
+
+    def reasoning(self) -> str:
+        return "".join(self.reasoning_parts)
 
     def due(self, now: float) -> bool:
         return self.size >= FLUSH_CHARS or (self.size > 0 and now - self.last_flush >= FLUSH_INTERVAL_S)
 
     def written(self, now: float) -> None:
         self.parts.clear()
+        self.reasoning_parts.clear()
         self.size = 0
         self.last_flush = now
 
@@ -341,9 +357,10 @@ class ChatStore:
     # --- conversations ---
 
     def create_conversation(self, title: str = "", system_prompt: str = "", preset: str = "Balanced",
-                            sampling: SamplingValues | None = None) -> Conversation:
+                            sampling: SamplingValues | None = None,
+                            thinking: ThinkingSetting = ThinkingSetting()) -> Conversation:
         conversation = Conversation(system_prompt=system_prompt, title=title, preset=preset,
-                                    sampling=sampling or PRESETS.get(preset, SamplingValues()))
+                                    sampling=sampling or PRESETS.get(preset, SamplingValues()), thinking=thinking)
         self.save_conversation(conversation)
         return conversation
 
@@ -353,10 +370,11 @@ class ChatStore:
             try:
                 db.execute(
                     "INSERT INTO conversations (id, title, system_prompt, created_at, updated_at, preset, "
-                    "sampling, current_leaf_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "sampling, current_leaf_id, thinking) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (conversation.id, conversation.title, conversation.system_prompt,
                      conversation.created_at, conversation.updated_at, conversation.preset,
-                     json.dumps(conversation.sampling.as_dict()), conversation.current_leaf_id))
+                     json.dumps(conversation.sampling.as_dict()), conversation.current_leaf_id,
+                     _thinking_to_json(conversation.thinking)))
             except sqlite3.IntegrityError as error:
                 raise StoreError("Could not save the conversation: one with the same id is already in "
                                  "the history.") from error
@@ -381,9 +399,10 @@ class ChatStore:
 
     def update_conversation(self, conversation_id: str, *, title: str | None = None,
                             system_prompt: str | None = None, preset: str | None = None,
-                            sampling: SamplingValues | None = None) -> None:
+                            sampling: SamplingValues | None = None, thinking: ThinkingSetting | None = None) -> None:
         changes = {"title": title, "system_prompt": system_prompt, "preset": preset,
-                   "sampling": json.dumps(sampling.as_dict()) if sampling else None}
+                   "sampling": json.dumps(sampling.as_dict()) if sampling else None,
+                   "thinking": _thinking_to_json(thinking) if thinking else None}
         changes = {column: value for column, value in changes.items() if value is not None}
         if not changes:
             return
@@ -412,7 +431,7 @@ class ChatStore:
             messages, id=header["id"], title=header["title"], system_prompt=header["system_prompt"],
             created_at=header["created_at"], updated_at=header["updated_at"], preset=header["preset"],
             sampling=_sampling_from_json(header["sampling"], header["preset"]),
-            current_leaf_id=header["current_leaf_id"])
+            current_leaf_id=header["current_leaf_id"], thinking=_thinking_from_json(header["thinking"]))
 
     def set_current_leaf(self, conversation_id: str, message_id: str) -> None:
         """Remember which branch is shown (after Conversation.select)."""
@@ -457,19 +476,33 @@ class ChatStore:
             if pending.due(time.monotonic()):
                 self._write_pending(message_id, pending)
 
+    def append_reasoning(self, message_id: str, text_delta: str) -> None:
+        """Like append_answer, for the answer's thinking (kept in its own column, never in the text)."""
+        with self._pending_lock:
+            pending = self._pending.get(message_id)
+            if pending is None:
+                raise StoreError("Could not add to the answer's thinking: the answer is not being written (it "
+                                 "was finished, or never begun).")
+            pending.add_reasoning(text_delta)
+            if pending.due(time.monotonic()):
+                self._write_pending(message_id, pending)
+
     def finish_answer(self, message_id: str, stats: MessageStats | None = None, stopped_early: bool = False,
-                      *, text: str | None = None) -> None:
-        """Write the rest of the answer and its stats. `text`, when given, is the whole answer and
-        replaces what was streamed (the engine's final text)."""
+                      *, text: str | None = None, reasoning: str | None = None,
+                      tool_calls: tuple[ToolCall, ...] = ()) -> None:
+        """Write the rest of the answer, its tool calls and its stats. `text` and `reasoning`, when given, are
+        the whole answer and thinking and replace what was streamed (the engine's final values)."""
         with self._pending_lock:
             pending = self._pending.pop(message_id, None)
-            rest = pending.text() if pending else ""
-            content_sql, content_arg = ("?", text) if text is not None else ("content || ?", rest)
+            content_sql, content_arg = _final_or_appended("content", text, pending.text() if pending else "")
+            reasoning_sql, reasoning_arg = _final_or_appended("reasoning", reasoning,
+                                                              pending.reasoning() if pending else "")
             try:
                 with self._writing("save the answer") as db:
-                    db.execute(f"UPDATE messages SET content = {content_sql}, complete = 1, "
-                               "stopped_early = ?, stats = ? WHERE id = ?",
-                               (content_arg, int(stopped_early), _stats_to_json(stats), message_id))
+                    db.execute(f"UPDATE messages SET content = {content_sql}, reasoning = {reasoning_sql}, "
+                               "tool_calls = ?, complete = 1, stopped_early = ?, stats = ? WHERE id = ?",
+                               (content_arg, reasoning_arg, _tool_calls_to_json(tool_calls), int(stopped_early),
+                                _stats_to_json(stats), message_id))
                     db.execute("UPDATE conversations SET updated_at = ? WHERE id = "
                                "(SELECT conversation_id FROM messages WHERE id = ?)", (time.time(), message_id))
             except StoreError:
@@ -506,7 +539,8 @@ class ChatStore:
 
     def _write_pending(self, message_id: str, pending: _PendingAnswer) -> None:
         with self._writing("save the answer") as db:
-            db.execute("UPDATE messages SET content = content || ? WHERE id = ?", (pending.text(), message_id))
+            db.execute("UPDATE messages SET content = content || ?, reasoning = reasoning || ? WHERE id = ?",
+                       (pending.text(), pending.reasoning(), message_id))
         pending.written(time.monotonic())
 
     def _start_flusher(self) -> None:
@@ -702,9 +736,10 @@ def _insert_message(db: sqlite3.Connection, conversation_id: str, message: Messa
         raise _not_found(conversation_id)
     db.execute(
         "INSERT INTO messages (id, conversation_id, parent_id, role, content, stopped_early, complete, "
-        "stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "stats, created_at, reasoning, tool_calls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (message.id, conversation_id, message.parent_id, message.role, message.content,
-         int(message.stopped_early), int(complete), _stats_to_json(message.stats), message.created_at))
+         int(message.stopped_early), int(complete), _stats_to_json(message.stats), message.created_at,
+         message.reasoning, _tool_calls_to_json(message.tool_calls)))
 
 
 def _check_parent(db: sqlite3.Connection, conversation_id: str, message_id: str) -> None:
@@ -731,8 +766,43 @@ def _select_and_touch(db: sqlite3.Connection, conversation_id: str, message: Mes
 
 def _message_from_row(row: sqlite3.Row, pending: _PendingAnswer | None) -> Message:
     content = row["content"] + (pending.text() if pending else "")
+    reasoning = row["reasoning"] + (pending.reasoning() if pending else "")
     return Message(row["role"], content, bool(row["stopped_early"]), id=row["id"], parent_id=row["parent_id"],
-                   created_at=row["created_at"], stats=_stats_from_json(row["stats"]))
+                   created_at=row["created_at"], stats=_stats_from_json(row["stats"]), reasoning=reasoning,
+                   tool_calls=_tool_calls_from_json(row["tool_calls"]))
+
+
+def _final_or_appended(column: str, final: str | None, buffered: str) -> tuple[str, str]:
+    """SQL and argument that set `column` to the final value when there is one, else append what was buffered."""
+    return ("?", final) if final is not None else (f"{column} || ?", buffered)
+
+
+def _tool_calls_to_json(calls: tuple[ToolCall, ...]) -> str | None:
+    return json.dumps([call.as_dict() for call in calls]) if calls else None
+
+
+def _tool_calls_from_json(text: str | None) -> tuple[ToolCall, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(ToolCall.from_dict(item) for item in json.loads(text))
+    except (ValueError, TypeError, AttributeError, ChatError) as error:
+        log.warning("ignoring unreadable tool calls %r: %s", text[:80], error)
+        return ()
+
+
+def _thinking_to_json(thinking: ThinkingSetting) -> str:
+    return json.dumps(thinking.as_dict())
+
+
+def _thinking_from_json(text: str | None) -> ThinkingSetting:
+    if not text:
+        return ThinkingSetting()
+    try:
+        return ThinkingSetting.from_dict(json.loads(text))
+    except (ValueError, TypeError, AttributeError, ChatError) as error:
+        log.warning("ignoring an unreadable thinking choice %r: %s", text[:80], error)
+        return ThinkingSetting()
 
 
 def _stats_to_json(stats: MessageStats | None) -> str | None:

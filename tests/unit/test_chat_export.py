@@ -7,7 +7,7 @@ import pytest
 
 from core.chat.export import (FORMAT_VERSION, ChatImportError, from_json, read_json_file, to_json,
                               to_markdown)
-from core.chat.conversation import Conversation, MessageStats, SamplingValues
+from core.chat.conversation import Conversation, MessageStats, SamplingValues, ThinkingSetting, ToolCall
 from core.chat.store import ChatStore
 
 
@@ -137,6 +137,12 @@ BAD_DOCUMENTS = [
     (with_message_change(1, parent_id="ghost"), r"messages\[1\] answers 'ghost'"),
     (with_message_change(3, id=""), r"messages\[3\].id is empty"),
     (with_message_change(0, surprise=True), r"messages\[0\] has unknown field.*surprise"),
+    (with_message_change(2, reasoning=None), r"messages\[2\].reasoning must be text, not null"),
+    (with_message_change(2, tool_calls=[{"id": "a", "name": "f"}]), r"messages\[2\].tool_calls\[0\]: .*exactly"),
+    (with_message_change(2, tool_calls=["f()"]), r"messages\[2\].tool_calls\[0\] must be an object"),
+    (without(document(), "conversation", "messages", 0, "reasoning"), r"messages\[0\] lacks reasoning"),
+    (document(thinking={"effort": "max"}), r"conversation.thinking: .*effort must be one of"),
+    (document(thinking=True), r"conversation.thinking must be an object"),
 ]
 
 
@@ -191,3 +197,66 @@ def test_an_export_file_is_named_after_the_chat_and_written_whole(tmp_path):
     write_export(conversation, "json", target)
     assert from_json(target.read_text()).title == conversation.title
     assert [p.name for p in tmp_path.iterdir()] == ["plans.json"]
+
+
+# --- thinking and tool calls ---
+
+def thinking_chat() -> Conversation:
+    conversation = Conversation(title="Weather", thinking=ThinkingSetting(enabled=True, effort="high"))
+    conversation.add("user", "Weather in Oslo?")
+    conversation.add("assistant", "", reasoning="They want the weather.\nCall the tool.",
+                     tool_calls=(ToolCall("call-1", "get_weather", '{"city":"Oslo"}'),),
+                     stats=MessageStats(completion_tokens=30, reasoning_tokens=22, reasoning_seconds=12.4))
+    conversation.add("user", "In a word?")
+    conversation.add("assistant", "Cold.", reasoning="One word.",
+                     stats=MessageStats(completion_tokens=9, reasoning_tokens=7, tokens_per_second=20.0))
+    return conversation
+
+
+def test_markdown_quotes_the_thinking_apart_from_the_answer_and_shows_tool_calls():
+    text = to_markdown(thinking_chat())
+    assert "> **Thinking** (12 s)\n>\n> They want the weather.\n> Call the tool.\n" in text
+    assert '**Tool call** `get_weather`\n\n```json\n{\n  "city": "Oslo"\n}\n```' in text
+    assert "> **Thinking**\n>\n> One word.\n\nCold.\n" in text
+    assert "9 tokens (7 thinking, 2 answer)" in text
+    assert "*(empty)*" not in text       # an answer that only called a tool is not "empty"
+
+
+def test_json_round_trip_keeps_thinking_tool_calls_and_the_thinking_choice():
+    original = thinking_chat()
+    data = json.loads(to_json(original))
+    assert data["version"] == FORMAT_VERSION == 2
+    assert data["conversation"]["messages"][1]["tool_calls"] == [
+        {"id": "call-1", "name": "get_weather", "arguments": '{"city":"Oslo"}'}]
+    imported = from_json(to_json(original))
+    assert [(m.content, m.reasoning, m.tool_calls, m.stats) for m in imported.messages] == [
+        (m.content, m.reasoning, m.tool_calls, m.stats) for m in original.messages]
+    assert imported.thinking == ThinkingSetting(enabled=True, effort="high")
+
+
+def test_a_version_1_file_still_imports_with_no_thinking():
+    original = branching_chat()
+    data = json.loads(to_json(original))
+    data["version"] = 1
+    del data["conversation"]["thinking"]
+    for message in data["conversation"]["messages"]:
+        del message["reasoning"], message["tool_calls"]
+        if message["stats"]:
+            for added in ("reasoning_tokens", "reasoning_seconds", "earlier_reasoning_left_out"):
+                del message["stats"][added]
+    imported = from_json(json.dumps(data))
+    assert structure(imported) == structure(original)
+    assert imported.thinking == ThinkingSetting() and all(not m.reasoning for m in imported.all_messages())
+    data["conversation"]["messages"][0]["reasoning"] = "new field in an old file"
+    with pytest.raises(ChatImportError, match=r"messages\[0\] has unknown field.*reasoning"):
+        from_json(json.dumps(data))
+
+
+def test_an_imported_chat_with_thinking_is_stored_and_read_back(tmp_path):
+    with ChatStore(tmp_path / "chats.sqlite3") as store:
+        imported = from_json(to_json(thinking_chat()))
+        store.save_conversation(imported)
+        loaded = store.load_conversation(imported.id)
+    assert [(m.reasoning, m.tool_calls) for m in loaded.messages] == [
+        (m.reasoning, m.tool_calls) for m in thinking_chat().messages]
+    assert loaded.thinking == thinking_chat().thinking

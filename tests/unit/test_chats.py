@@ -6,7 +6,8 @@ from dataclasses import dataclass, replace
 import pytest
 
 from core.chat.conversation import (CUSTOM_PRESET, PRESETS, ChatError, Conversation, Message, MessageStats,
-                        SamplingValues, context_messages, preset_name, suggest_title)
+                                    SamplingValues, ThinkingSetting, ToolCall, context_messages, preset_name,
+                                    reasoning_left_out, suggest_title)
 
 
 def chat_with_two_answers() -> tuple[Conversation, Message, Message, Message]:
@@ -202,3 +203,82 @@ def test_stats_come_from_the_real_engine_answer_stats():
                          tokens_per_second=95.0, context_used=42, context_size=8192, stop_reason="length",
                          reused_prefix_tokens=0, dropped_messages=0)
     assert MessageStats.from_engine(engine) == MessageStats(0.05, 95.0, 12, 30, "length", 42, 8192)
+
+
+# --- thinking and tool calls ---
+
+def thinking_chat() -> Conversation:
+    conversation = Conversation(system_prompt="Be brief.")
+    conversation.add("user", "Weather in Oslo?")
+    conversation.add("assistant", "", reasoning="The user wants the weather. Call the tool.",
+                     tool_calls=(ToolCall("call-1", "get_weather", '{"city": "Oslo"}'),),
+                     stats=MessageStats(completion_tokens=30, reasoning_tokens=22, reasoning_seconds=1.5))
+    conversation.add("user", "And in a word?")
+    conversation.add("assistant", "Cold.", reasoning="One word: cold.",
+                     stats=MessageStats(completion_tokens=9, reasoning_tokens=7))
+    return conversation
+
+
+def test_earlier_answers_reach_the_engine_with_their_thinking_and_tool_calls_apart_from_the_text():
+    messages = thinking_chat().engine_messages()
+    assert messages[2] == {"role": "assistant", "content": "", "reasoning_content":
+                           "The user wants the weather. Call the tool.",
+                           "tool_calls": [{"id": "call-1", "type": "function",
+                                           "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]}
+    assert messages[4] == {"role": "assistant", "content": "Cold.", "reasoning_content": "One word: cold."}
+    assert all("reasoning_content" not in m and "tool_calls" not in m for m in messages if m["role"] != "assistant")
+
+
+def test_an_answer_that_only_thought_is_not_sent_back():
+    conversation = Conversation()
+    conversation.add("user", "Hi")
+    conversation.add("assistant", "", stopped_early=True, reasoning="Let me think about gre")
+    assert conversation.engine_messages() == [{"role": "user", "content": "Hi"}]
+
+
+def test_stats_keep_thinking_and_answer_tokens_apart():
+    stats = MessageStats.from_engine(_engine_stats(completion_tokens=40, reasoning_tokens=25, reasoning_seconds=3.2))
+    assert (stats.reasoning_tokens, stats.answer_tokens, stats.reasoning_seconds) == (25, 15, 3.2)
+    assert MessageStats.from_dict(stats.as_dict()) == stats
+    assert MessageStats.from_dict({"completion_tokens": 5}).reasoning_tokens == 0   # stats written before
+
+
+def _engine_stats(**changes):
+    from core.engine.protocol import AnswerStats
+
+    values = dict(prompt_tokens=12, completion_tokens=30, ttft_seconds=0.05, prompt_tokens_per_second=900.0,
+                  tokens_per_second=95.0, context_used=42, context_size=8192, stop_reason="stop",
+                  reused_prefix_tokens=0, dropped_messages=0)
+    return AnswerStats(**{**values, **changes})
+
+
+def test_earlier_thinking_the_template_left_out_counts_as_saved():
+    thread = thinking_chat().messages
+    first, last = thread[1], thread[3]
+    without_thoughts = "<|user|>Weather in Oslo?<|assistant|><tool_call>…<|user|>And in a word?<|assistant|>"
+    assert reasoning_left_out([first], without_thoughts) == 22
+    assert reasoning_left_out([first], without_thoughts + first.reasoning) == 0    # the template kept it
+    dropped = "<|user|>And in a word?<|assistant|>"
+    assert reasoning_left_out([Message("assistant", "Sunny.", reasoning="Sun in forecast.",
+                                       stats=MessageStats(reasoning_tokens=5))], dropped) == 0
+    assert reasoning_left_out([last], "") == 0       # its text is not in the prompt: the engine dropped it
+
+
+def test_the_thinking_setting_is_checked_and_round_trips():
+    setting = ThinkingSetting(enabled=False, effort="high")
+    assert ThinkingSetting.from_dict(setting.as_dict()) == setting
+    with pytest.raises(ChatError, match="effort must be one of low, medium, high"):
+        ThinkingSetting(effort="maximal")
+    with pytest.raises(ChatError, match="switched on"):
+        ThinkingSetting(enabled="yes")
+    with pytest.raises(ChatError, match="Unknown thinking setting"):
+        ThinkingSetting.from_dict({"budget": 5})
+
+
+def test_tool_calls_are_checked_when_read_back():
+    call = ToolCall("c1", "search", '{"q": "x"}')
+    assert ToolCall.from_dict(call.as_dict()) == call
+    with pytest.raises(ChatError, match="exactly the fields"):
+        ToolCall.from_dict({"id": "c1", "name": "search"})
+    with pytest.raises(ChatError, match="arguments must be text"):
+        ToolCall.from_dict({"id": "c1", "name": "search", "arguments": {"q": "x"}})

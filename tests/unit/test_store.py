@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from core.platform import locations
-from core.chat.conversation import PRESETS, MessageStats, SamplingValues
+from core.chat.conversation import PRESETS, Conversation, MessageStats, SamplingValues, ThinkingSetting, ToolCall
 from core.chat.store import (FLUSH_CHARS, ChatStore, ConversationNotFound, DatabaseCorrupt, DatabaseLocked,
-                        DiskFull, NewerDatabase, StoreError, _translate, default_path, fts5_available)
+                        DiskFull, NewerDatabase, SCHEMA_VERSION, StoreError, _translate, default_path,
+                        fts5_available)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +45,7 @@ def test_the_database_lives_in_the_data_folder_in_wal_mode_with_a_schema_version
     assert store.path == default_path() == locations.data_dir() / "chats.sqlite3"
     with raw(store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert store._connection().execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
@@ -393,3 +394,77 @@ def test_sqlite_errors_become_typed_errors_with_sentences(code, message, kind, w
     assert type(translated) is kind
     assert str(translated).startswith("Could not save the message:")
     assert re.search(words, str(translated))
+
+
+# --- thinking and tool calls ---
+
+def test_a_streamed_answer_keeps_its_thinking_and_tool_calls_apart_from_its_text(store):
+    conversation = store.create_conversation()
+    question = store.add_message(conversation.id, "user", "Weather in Oslo?")
+    answer = store.begin_answer(conversation.id, question.id)
+    for piece in ("The user ", "wants weather."):
+        store.append_reasoning(answer, piece)
+    assert store.load_conversation(conversation.id).messages[-1].reasoning == "The user wants weather."
+    store.append_answer(answer, "Checking.")
+    calls = (ToolCall("call-1", "get_weather", '{"city": "Oslo"}'),)
+    stats = MessageStats(completion_tokens=20, reasoning_tokens=12, reasoning_seconds=0.8)
+    store.finish_answer(answer, stats, tool_calls=calls)
+    message = store.load_conversation(conversation.id).messages[-1]
+    assert (message.content, message.reasoning, message.tool_calls) == ("Checking.", "The user wants weather.", calls)
+    assert (message.stats.reasoning_tokens, message.stats.answer_tokens, message.stats.reasoning_seconds) == (12, 8, 0.8)
+    with raw(store.path) as db:
+        row = db.execute("SELECT content, reasoning FROM messages WHERE id = ?", (answer,)).fetchone()
+    assert row == ("Checking.", "The user wants weather.")
+
+
+def test_thinking_is_written_in_batches_and_the_final_values_replace_the_streamed_ones(store):
+    conversation = store.create_conversation()
+    answer = store.begin_answer(conversation.id, None)
+    store.append_reasoning(answer, "t" * FLUSH_CHARS)
+    with raw(store.path) as db:
+        assert db.execute("SELECT reasoning, content FROM messages WHERE id = ?", (answer,)).fetchone() == (
+            "t" * FLUSH_CHARS, "")
+    store.finish_answer(answer, None, text="Answer", reasoning="Final thought")
+    message = store.load_conversation(conversation.id).messages[-1]
+    assert (message.content, message.reasoning) == ("Answer", "Final thought")
+    with pytest.raises(StoreError, match="not being written"):
+        store.append_reasoning(answer, "more")
+
+
+def test_search_finds_answers_by_their_text_not_their_thinking(store):
+    conversation = store.create_conversation(title="Greetings")
+    answer = store.begin_answer(conversation.id, None)
+    store.append_reasoning(answer, "Maybe mention zeppelins.")
+    store.finish_answer(answer, None, text="Hello there")
+    assert [s.id for s in store.list_conversations("hello")] == [conversation.id]
+    assert store.list_conversations("zeppelins") == []
+
+
+def test_a_conversation_keeps_its_thinking_choice(store):
+    conversation = store.create_conversation(thinking=ThinkingSetting(enabled=True, effort="low"))
+    assert store.load_conversation(conversation.id).thinking == ThinkingSetting(True, "low")
+    store.update_conversation(conversation.id, thinking=ThinkingSetting(enabled=False))
+    assert store.load_conversation(conversation.id).thinking == ThinkingSetting(enabled=False)
+    store.update_conversation(conversation.id, thinking=ThinkingSetting())
+    assert store.load_conversation(conversation.id).thinking == ThinkingSetting()
+
+
+def test_a_saved_conversation_keeps_every_answers_thinking_and_calls(store):
+    conversation = Conversation(thinking=ThinkingSetting(effort="high"))
+    conversation.add("user", "Weather?")
+    conversation.add("assistant", "", reasoning="Call it.", tool_calls=(ToolCall("a", "weather", "{}"),))
+    store.save_conversation(conversation)
+    loaded = store.load_conversation(conversation.id)
+    assert [(m.reasoning, m.tool_calls) for m in loaded.messages] == [
+        ("", ()), ("Call it.", (ToolCall("a", "weather", "{}"),))]
+    assert loaded.thinking == ThinkingSetting(effort="high")
+
+
+def test_unreadable_tool_calls_and_thinking_choices_are_ignored_not_fatal(store):
+    conversation, _, answered = chat(store)
+    with raw(store.path) as db:
+        db.execute("UPDATE messages SET tool_calls = '[{\"id\": 1}]' WHERE id = ?", (answered.id,))
+        db.execute("UPDATE conversations SET thinking = '{\"effort\": \"max\"}' WHERE id = ?", (conversation.id,))
+    loaded = store.load_conversation(conversation.id)
+    assert loaded.messages[-1].tool_calls == () and loaded.messages[-1].content == "4"
+    assert loaded.thinking == ThinkingSetting()

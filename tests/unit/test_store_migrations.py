@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.chat.conversation import PRESETS
+from core.chat.conversation import PRESETS, ThinkingSetting
 from core.chat.store import MIGRATIONS, SCHEMA_VERSION, ChatStore, StoreError, default_path, fts5_available
 
 
@@ -110,3 +110,33 @@ def test_a_failed_migration_leaves_the_file_at_its_old_version_with_its_data():
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1
     assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 7
     db.close()
+
+
+def fill_version_2(path: Path) -> None:
+    """A version-2 chat: a tree with a regenerated answer, custom sampling and answer stats."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("INSERT INTO conversations (id, title, system_prompt, created_at, updated_at, preset, sampling, "
+               "current_leaf_id) VALUES ('c2', 'Tree chat', '', 10.0, 20.0, 'Precise', NULL, 'a2')")
+    db.executemany("INSERT INTO messages (id, conversation_id, parent_id, role, content, stopped_early, complete, "
+                   "stats, created_at) VALUES (?, 'c2', ?, ?, ?, ?, 1, ?, ?)", [
+                       ("q", None, "user", "Two plus two?", 0, None, 11.0),
+                       ("a1", "q", "assistant", "Five.", 1, None, 12.0),
+                       ("a2", "q", "assistant", "Four.", 0, '{"completion_tokens": 3, "context_size": 2048}', 13.0)])
+    db.close()
+
+
+def test_version_2_chats_open_with_no_thinking_and_the_models_default_choice():
+    fill_version_2(database_at(2))
+    with ChatStore() as store:
+        chat = store.load_conversation("c2")
+        assert [m.content for m in chat.messages] == ["Two plus two?", "Four."]
+        assert [m.content for m in chat.siblings("a2")] == ["Five.", "Four."]
+        assert all(m.reasoning == "" and m.tool_calls == () for m in chat.all_messages())
+        assert chat.thinking == ThinkingSetting()
+        assert (chat.messages[-1].stats.completion_tokens, chat.messages[-1].stats.reasoning_tokens) == (3, 0)
+        assert chat.engine_messages() == [{"role": "user", "content": "Two plus two?"},
+                                          {"role": "assistant", "content": "Four."}]
+        answer = store.begin_answer("c2", "a2")
+        store.append_reasoning(answer, "Continue politely.")
+        store.finish_answer(answer, None, text="Anything else?")
+        assert store.load_conversation("c2").messages[-1].reasoning == "Continue politely."
