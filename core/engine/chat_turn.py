@@ -1,8 +1,10 @@
 """One answer, inside the worker: fit the conversation, reuse the cached prefix, evaluate, generate.
 
-Events go out through `send` (the pipe to the client). Text is sent in small batches, the first
-piece at once (time to first token) and then at most every FLUSH_SECONDS, so the per-token cost is
-a dictionary lookup, a UTF-8 decode step and a clock read, never a pipe write.
+What the model writes passes through the output splitter (reasoning.py), which sends thinking as
+ReasoningText, the answer as TokenText and each tool call as ToolCallMade. Events go out through `send`
+(the pipe to the client) in small batches, the first piece at once (time to first token) and then at
+most every FLUSH_SECONDS, so the per-token cost is a dictionary lookup, a UTF-8 decode step, the
+splitter's scan and a clock read, never a pipe write.
 """
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ from time import perf_counter
 from typing import Callable
 
 from core.engine.answer_text import AnswerText
-from core.engine.chat_format import CHATML_STOPS, ChatTemplate
-from core.engine.context_window import answer_reserve, fit_conversation
+from core.engine.chat_format import CHATML_STOPS, ChatTemplate, RenderCancelled
+from core.engine.context_window import FittedPrompt, answer_reserve, fit_conversation
 from core.engine.llama_runtime import LlamaRuntime
 from core.engine.protocol import (AnswerFinished, AnswerStats, ChatRequest, ContextTrimmed,
-                                  SamplingSettings, TokenText)
+                                  ReasoningText, SamplingSettings, TokenText)
+from core.engine.reasoning import splitter_for
 from core.engine.sampler import RANDOM_SEED, effective_seed, sampler_chain
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class _Clock:
     prompt_done: float = 0.0
     first_token: float = 0.0
     last_token: float = 0.0
+    last_reasoning: float = 0.0
 
 
 class _TokenTime:
@@ -65,19 +69,24 @@ class _TokenTime:
 class ChatTurn:
     def __init__(self, runtime: LlamaRuntime, template: ChatTemplate, request: ChatRequest, *,
                  should_stop: Callable[[], bool], send: Callable[[object], None],
-                 at_least_dropped: int = 0) -> None:
+                 at_least_dropped: int = 0, token_texts: tuple[str, ...] = ()) -> None:
         self.runtime = runtime
         self.template = template
+        self.request = request
         self.sampling = request.sampling
         self.messages = request.messages
+        self.token_texts = token_texts           # the family markers this vocabulary holds as tokens
         self.should_stop = should_stop
         self.send = send
         self.text = AnswerText(self._stop_strings(request.sampling))
         self.clock = _Clock()
         self.completion_tokens = 0
+        self.reasoning_tokens = 0
         self.at_least_dropped = at_least_dropped
         self.dropped_messages = 0
-        self._unsent: list[str] = []
+        self.system_prompt_merged = False
+        self.splitter = None
+        self._unsent: list = []
 
     def _stop_strings(self, sampling: SamplingSettings) -> tuple[str, ...]:
         return sampling.stop + (CHATML_STOPS if self.template.is_fallback else ())
@@ -87,18 +96,34 @@ class ChatTurn:
     def run(self) -> None:
         """Raises PromptTooLong or ChatTemplateError before anything is evaluated."""
         self.clock.started = perf_counter()
-        fitted = fit_conversation(self.messages, budget=self._prompt_budget(),
-                                  render=self.template.render, tokenize=self._tokenize,
-                                  at_least_dropped=self.at_least_dropped)
+        try:
+            fitted = fit_conversation(self.messages, budget=self._prompt_budget(), render=self._render,
+                                      tokenize=self._tokenize, at_least_dropped=self.at_least_dropped)
+        except RenderCancelled:
+            self.send(AnswerFinished("", self._stats(FittedPrompt("", [], 0, 0), 0, CANCELLED)))
+            return
         self.dropped_messages = fitted.dropped_messages
         if fitted.dropped_messages:
             self.send(ContextTrimmed(fitted.dropped_messages, fitted.kept_messages))
+        self.splitter = splitter_for(self.template.text, fitted.prompt, token_texts=self.token_texts,
+                                     tools_given=bool(self.request.tools))
+        self.runtime.read_specials(self.splitter.special_texts)
         reused = self._reuse_prefix(fitted.tokens) if not self._seeded() else self._evaluate_afresh()
         finished = self._evaluate_prompt(fitted.tokens[reused:])
         self.clock.prompt_done = perf_counter()
         reason = self._generate() if finished else CANCELLED
-        self._flush(self.text.finish())
-        self.send(AnswerFinished(self.text.text, self._stats(fitted, reused, reason)))
+        self._unsent.extend(self.splitter.feed(self.text.finish()))
+        self._unsent.extend(self.splitter.finish())
+        self._flush()
+        splitter = self.splitter
+        self.send(AnswerFinished(splitter.answer, self._stats(fitted, reused, reason),
+                                 reasoning=splitter.reasoning, tool_calls=splitter.tool_calls))
+
+    def _render(self, messages) -> str:
+        rendered = self.template.render_prompt(messages, thinking=self.request.thinking,
+                                               tools=self.request.tools, should_stop=self.should_stop)
+        self.system_prompt_merged = rendered.system_merged
+        return rendered.text
 
     def _prompt_budget(self) -> int:
         return self.runtime.n_ctx - answer_reserve(self.runtime.n_ctx, self.sampling.max_tokens)
@@ -136,14 +161,14 @@ class ChatTurn:
     def _generate(self) -> str:
         runtime = self.runtime
         seed = effective_seed(self.sampling, runtime.settings.seed)
-        with sampler_chain(self.sampling, seed=seed, n_vocab=runtime.n_vocab) as chain:
+        with sampler_chain(self.sampling, seed=seed, n_vocab=runtime.n_vocab, vocab=runtime.vocab) as chain:
             try:
                 return self._decode_loop(chain)
             finally:
                 runtime.set_abort(None)
 
     def _decode_loop(self, chain) -> str:
-        runtime, text, should_stop = self.runtime, self.text, self.should_stop
+        runtime, text, should_stop, splitter = self.runtime, self.text, self.should_stop, self.splitter
         max_tokens, n_ctx, ignore_eos = self.sampling.max_tokens, runtime.n_ctx, self.sampling.ignore_eos
         last_flush = -1.0
         token_time = _TokenTime()
@@ -158,7 +183,11 @@ class ChatTurn:
             token_time.add(now - self.clock.last_token)
             self.clock.last_token = now
             if piece:
-                self._unsent.append(piece)
+                self._unsent.extend(splitter.feed(piece))
+            if splitter.in_reasoning:
+                self.reasoning_tokens += 1
+                self.clock.last_reasoning = now
+            if self._unsent:
                 if now - last_flush >= FLUSH_SECONDS:
                     self._flush()
                     last_flush = now
@@ -174,12 +203,19 @@ class ChatTurn:
                 return CANCELLED
             token = runtime.sample(chain)
 
-    def _flush(self, extra: str = "") -> None:
-        if extra:
-            self._unsent.append(extra)
-        if self._unsent:
-            self.send(TokenText("".join(self._unsent)))
-            self._unsent.clear()
+    def _flush(self) -> None:
+        """Send what waits, adjacent texts of one kind joined into one event."""
+        if not self._unsent:
+            return
+        batch: list = []
+        for event in self._unsent:
+            if batch and type(event) is type(batch[-1]) and isinstance(event, (TokenText, ReasoningText)):
+                batch[-1] = type(event)(batch[-1].text + event.text)
+            else:
+                batch.append(event)
+        self._unsent.clear()
+        for event in batch:
+            self.send(event)
 
     # ---------------------------------------------------------------------------------------
 
@@ -203,4 +239,7 @@ class ChatTurn:
             prompt_eval_seconds=prompt_seconds,
             generation_seconds=(clock.last_token - clock.prompt_done) if clock.first_token else 0.0,
             prompt=fitted.prompt,
+            reasoning_tokens=self.reasoning_tokens,
+            reasoning_seconds=(clock.last_reasoning - clock.first_token) if self.reasoning_tokens else 0.0,
+            system_prompt_merged=self.system_prompt_merged,
         )

@@ -3,7 +3,7 @@
     client = EngineClient()
     loaded = client.load(LoadSettings("model.gguf"), on_progress=print)
     for event in client.chat([{"role": "user", "content": "Hi"}]):   # on a worker thread
-        ...                                                            # TokenText / ContextTrimmed / AnswerFinished
+        ...          # TokenText / ReasoningText / ToolCallMade / ContextTrimmed / AnswerFinished
     client.stop()      # from any thread: the answer ends with stop_reason "cancelled"
     client.close()
 
@@ -20,10 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from core.engine.errors import EngineCrashed, EngineError, EngineLoadError, NotLoaded, PromptTooLong
+from core.engine.errors import (EngineCrashed, EngineError, EngineLoadError, InvalidGrammar, NotLoaded,
+                                PromptTooLong, TemplateFailed)
 from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatRequest,
                                   FailureKind, LoadedModel, LoadFailed, LoadProgress, LoadRequest,
-                                  LoadSettings, LoadSucceeded, SamplingSettings,
+                                  LoadSettings, LoadSucceeded, SamplingSettings, ThinkingChoice,
                                   TokenText)
 from core.engine.step_down import ladder
 from core.engine.worker_handle import WorkerDied, WorkerHandle, prune_crash_logs
@@ -124,12 +125,14 @@ class EngineClient:
 
     # -------------------------------------------------------------------------------- chat
 
-    def chat(self, messages: Sequence[dict],
-             sampling: SamplingSettings = SamplingSettings()) -> Iterator[ChatEvent]:
-        """Stream one answer. Raises NotLoaded at once; EngineCrashed, PromptTooLong while iterating."""
+    def chat(self, messages: Sequence[dict], sampling: SamplingSettings = SamplingSettings(), *,
+             thinking: ThinkingChoice = ThinkingChoice(), tools: Sequence[dict] = ()) -> Iterator[ChatEvent]:
+        """Stream one answer. Raises NotLoaded at once; EngineCrashed, PromptTooLong, TemplateFailed,
+        InvalidGrammar while iterating."""
         if self._loaded is None or self._worker is None:
             raise NotLoaded("No model is loaded: load one before chatting.")
-        request = ChatRequest(next(self._request_ids), tuple(dict(m) for m in messages), sampling)
+        request = ChatRequest(next(self._request_ids), tuple(dict(m) for m in messages), sampling,
+                              thinking, tuple(dict(tool) for tool in tools))
         with self._state:
             if not self._answering:                        # so stop() works even before iteration
                 self._current_request = request.request_id
@@ -277,6 +280,10 @@ def _chat_error(failure: ChatFailed) -> EngineError:
         return PromptTooLong(failure.reason)
     if failure.kind == "not_loaded":
         return NotLoaded(failure.reason)
+    if failure.kind == "template":
+        return TemplateFailed(failure.reason)
+    if failure.kind == "grammar":
+        return InvalidGrammar(failure.reason)
     return EngineError(failure.reason)
 
 

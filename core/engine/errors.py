@@ -33,3 +33,12 @@ class PromptTooLong(EngineError):
 
 class NotLoaded(EngineError):
     """chat() was called with no model loaded."""
+
+
+class InvalidGrammar(EngineError):
+    """SamplingSettings.grammar is not a GBNF grammar llama.cpp can use."""
+
+
+class TemplateFailed(EngineError):
+    """The model's chat template could not render the conversation (it refused, failed, looped or
+    allocated without bound). Nothing about the model's memory: loading it differently will not help."""

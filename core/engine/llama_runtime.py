@@ -80,6 +80,7 @@ class LlamaRuntime:
         self.n_ctx_train = native.llama_model_n_ctx_train(model)
         self.cached: list[int] = []          # the tokens in the KV cache, position 0 first
         self._pieces: dict[int, bytes] = {}
+        self._read_specials: frozenset[str] = frozenset()
         self._piece_buffer = ctypes.create_string_buffer(256)
         self._one_token = (native.llama_token * 1)()
         self._one_batch = native.llama_batch_get_one(self._one_token, 1)
@@ -138,6 +139,10 @@ class LlamaRuntime:
         return bool(native.llama_vocab_get_add_bos(self._vocab))
 
     @property
+    def vocab(self):
+        return self._vocab
+
+    @property
     def n_vocab(self) -> int:
         return native.llama_vocab_n_tokens(self._vocab)
 
@@ -169,15 +174,35 @@ class LlamaRuntime:
             count = native.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_bos, True)
         return list(tokens[:count])
 
+    def read_specials(self, texts: frozenset[str]) -> None:
+        """Special tokens with these texts come out of piece() as their text (the output splitter reads
+        them: harmony's channels, DeepSeek's call markers ...); other special tokens stay silent."""
+        if texts != self._read_specials:
+            self._read_specials = texts
+            self._pieces.clear()
+
     def piece(self, token: int) -> bytes:
-        """The bytes a token stands for (special tokens render as nothing); cached per token."""
+        """The bytes a token stands for; a special token's only when it is read (see read_specials). Cached."""
         cached = self._pieces.get(token)
         if cached is None:
-            size = native.llama_token_to_piece(self._vocab, token, self._piece_buffer,
-                                               len(self._piece_buffer), 0, False)
-            cached = self._piece_buffer.raw[:size] if size > 0 else b""
+            cached = self._render_piece(token)
+            if cached and native.llama_vocab_is_control(self._vocab, token) and \
+                    cached.decode("utf-8", errors="replace") not in self._read_specials:
+                cached = b""
             self._pieces[token] = cached
         return cached
+
+    def _render_piece(self, token: int) -> bytes:
+        size = native.llama_token_to_piece(self._vocab, token, self._piece_buffer, len(self._piece_buffer), 0, True)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = native.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, True)
+            return buffer.raw[:size] if size > 0 else b""
+        return self._piece_buffer.raw[:size] if size > 0 else b""
+
+    def single_tokens(self, texts: Sequence[str]) -> tuple[str, ...]:
+        """Those of texts that this vocabulary holds as one token (e.g. "<think>", "<|channel|>")."""
+        return tuple(text for text in texts if len(self.tokenize(text, add_bos=False)) == 1)
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(native.llama_vocab_is_eog(self._vocab, token))

@@ -1,4 +1,5 @@
-"""A llama.cpp sampler chain built from SamplingSettings (repeat penalty, top-k, top-p, min-p, temperature)."""
+"""A llama.cpp sampler chain built from SamplingSettings (grammar, repeat penalty, top-k, top-p, min-p,
+temperature). The grammar comes first, so every later stage chooses among tokens the grammar allows."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -6,6 +7,7 @@ from typing import Iterator
 
 import llama_cpp.llama_cpp as native
 
+from core.engine.errors import InvalidGrammar
 from core.engine.protocol import SamplingSettings
 
 PENALTY_LAST_N = 64           # tokens the repeat penalty looks back over (llama-cpp-python's default)
@@ -18,15 +20,27 @@ def effective_seed(sampling: SamplingSettings, load_seed: int) -> int:
 
 
 @contextmanager
-def sampler_chain(sampling: SamplingSettings, *, seed: int, n_vocab: int) -> Iterator[object]:
-    """A fresh chain for one answer, freed afterwards."""
+def sampler_chain(sampling: SamplingSettings, *, seed: int, n_vocab: int, vocab=None) -> Iterator[object]:
+    """A fresh chain for one answer, freed afterwards. Raises InvalidGrammar for a grammar that does not parse."""
     chain = native.llama_sampler_chain_init(native.llama_sampler_chain_default_params())
     try:
+        if sampling.grammar:
+            native.llama_sampler_chain_add(chain, _grammar_stage(sampling.grammar, vocab))
         for stage in _stages(sampling, seed, n_vocab):
             native.llama_sampler_chain_add(chain, stage)
         yield chain
     finally:
         native.llama_sampler_free(chain)
+
+
+def _grammar_stage(grammar: str, vocab) -> object:
+    if vocab is None:
+        raise InvalidGrammar("A grammar needs the model's vocabulary.")
+    stage = native.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+    if not stage:
+        raise InvalidGrammar("The grammar does not parse (llama.cpp's log names the place); "
+                             "it must be GBNF with a rule named root.")
+    return stage
 
 
 def _stages(sampling: SamplingSettings, seed: int, n_vocab: int) -> list[object]:

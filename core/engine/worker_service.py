@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from time import perf_counter
 
 import psutil
@@ -15,13 +16,14 @@ import psutil
 from core.engine.chat_format import ChatTemplate, ChatTemplateError
 from core.engine.chat_turn import ChatTurn
 from core.engine.devices import backend_name
-from core.engine.errors import PromptTooLong
+from core.engine.errors import InvalidGrammar, PromptTooLong
 from core.engine.llama_runtime import ContextFull, DecodeFailed, LlamaRuntime, RuntimeLoadError
 from core.engine.load_failure import LoadFailure, check_file, explain
 from core.engine.native_log import NativeLog
 from core.engine.protocol import (ChatFailed, ChatRequest, FailureKind, LoadedModel, LoadFailed,
                                   LoadProgress, LoadRequest, LoadSettings, LoadSucceeded,
                                   ShutdownRequest)
+from core.engine.reasoning import HARMONY_TOKENS, TAGS, thinking_support
 from core.machine.hardware import process_gpu_bytes
 from core.machine.rpc import RpcError, attach_servers
 
@@ -62,6 +64,7 @@ class WorkerService:
         self.native_log = NativeLog()
         self.runtime: LlamaRuntime | None = None
         self.template: ChatTemplate | None = None
+        self.token_texts: tuple[str, ...] = ()      # thinking markers the vocabulary holds as tokens
         self._conversation: tuple[dict, ...] = ()   # the previous request's messages ...
         self._dropped = 0                           # ... and how many of them did not fit
 
@@ -108,7 +111,10 @@ class WorkerService:
         self.runtime = runtime
         self.template = ChatTemplate.for_model(runtime.chat_template(),
                                                bos_token=runtime.token_text(runtime.bos_id),
-                                               eos_token=runtime.token_text(runtime.eos_id))
+                                               eos_token=runtime.token_text(runtime.eos_id),
+                                               model_name=Path(settings.model_path).name)
+        self.token_texts = runtime.single_tokens(
+            [tag for pair in TAGS.values() for tag in pair] + list(HARMONY_TOKENS[:4]))
         return LoadSucceeded(self._describe(runtime, settings, perf_counter() - started, before))
 
     @staticmethod
@@ -141,13 +147,14 @@ class WorkerService:
             load_seconds=seconds, resident_bytes=after, resident_growth_bytes=after - before,
             gpu_bytes=gpu_bytes(), chat_template_source=self.template.source, settings=settings,
             n_ctx_train=runtime.n_ctx_train, description=runtime.description(),
-            n_threads=runtime.n_threads)
+            n_threads=runtime.n_threads, allocations=self.native_log.allocations())
 
     def _unload(self) -> None:
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
             self.template = None
+            self.token_texts = ()
         self._conversation, self._dropped = (), 0
 
     # ------------------------------------------------------------------------------------ chat
@@ -165,7 +172,8 @@ class WorkerService:
         stop_value, request_id = self.stop_value, request.request_id
         turn = ChatTurn(self.runtime, self.template, request,
                         should_stop=lambda: stop_value.value == request_id,
-                        send=self.connection.send, at_least_dropped=self._dropped_before(request))
+                        send=self.connection.send, at_least_dropped=self._dropped_before(request),
+                        token_texts=self.token_texts)
         try:
             turn.run()
             self._conversation, self._dropped = request.messages, turn.dropped_messages
@@ -173,6 +181,8 @@ class WorkerService:
             self.connection.send(ChatFailed(str(error), kind="prompt_too_long"))
         except ChatTemplateError as error:
             self.connection.send(ChatFailed(str(error), kind="template"))
+        except InvalidGrammar as error:
+            self.connection.send(ChatFailed(str(error), kind="grammar"))
         except (ContextFull, DecodeFailed) as error:
             log.exception("llama.cpp could not evaluate the prompt")
             self.runtime.forget_from(0)
