@@ -11,7 +11,8 @@ read what it decided from its log:
 - the output buffer (`llama_context: X output buffer size = ...`).
 
 Model buffers print 0.00 under no_alloc, so weights per device are summed from the GGUF tensor table
-following llama.cpp's placement of those layers. A header-only sparse stub gives the same figures as the
+following llama.cpp's placement of those layers, less the tensors it says it leaves unloaded ("model has
+unused tensor ...": the MTP blocks). A header-only sparse stub gives the same figures as the
 real file, so this works for remote files from their header alone.
 
 The dry run runs in a subprocess: llama.cpp aborts the process on internal asserts.
@@ -128,6 +129,7 @@ _RS_BUFFER = re.compile(r"llama_memory_recurrent:\s+(\S+) RS buffer size =\s*" +
 _COMPUTE = re.compile(r"sched_reserve:\s+(\S+) compute buffer size =\s*" + _NUMBER + " MiB")
 _OUTPUT = re.compile(r"llama_context:\s+(\S+)\s+output buffer size =\s*" + _NUMBER + " MiB")
 _N_CTX = re.compile(r"llama_context: n_ctx\s+=\s*(\d+)")
+_UNUSED = re.compile(r"model has unused tensor (\S+) \(size = \d+ bytes\) -- ignoring")
 
 
 def _mib(text: str) -> int:
@@ -141,7 +143,8 @@ def parse_log(lines: list[tuple[int, str]], model: ModelInfo, settings: MemorySe
     if not layer_devices:
         raise DryRunError("llama.cpp's log did not say where the layers went:\n" + _tail(lines))
     devices = [d for d in dict.fromkeys(layer_devices) if d != HOST]
-    weights = weights_by_device(footprint(model), layer_devices)
+    skipped = frozenset(m.group(1) for m in map(_UNUSED.search, texts) if m)
+    weights = weights_by_device(footprint(model, skipped), layer_devices)
     kv = _kv_by_device(texts, model)
     compute = _buffers_by_device(texts, _COMPUTE)
     other = _buffers_by_device(texts, _OUTPUT)

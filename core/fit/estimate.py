@@ -9,7 +9,12 @@ llama-context.cpp) and checked against its no_alloc dry run (core/fit/dry_run.py
   the output layer's device when that is not the host;
 - KV cache: each layer's cells live with the layer; n_ctx is padded to 256; sliding-window layers keep
   n_swa + n_ubatch cells (padded) unless swa_full; K and V rows use ggml's real block sizes;
-- recurrent state (Mamba): r and s rows per sequence, f32;
+- which layers own a KV cache and which a recurrent state (src/llama-model.cpp's create_memory and each
+  architecture's load_arch_hparams): hybrids split their layers (Mamba2, gated DeltaNet or short-convolution
+  layers keep a state, the others a KV cache; Falcon-H1 keeps both in every layer); Gemma 3n's last layers
+  reuse earlier layers' KV; MLA (DeepSeek-V2 and successors) stores one latent K row and no V; the MTP
+  blocks at the end (nextn_predict_layers) are neither loaded nor given a cache unless asked for;
+- recurrent state: r (convolution) and s (scan) rows per sequence, f32;
 - compute buffers: the graph's peak working memory per device (see the section at the end);
 - output buffer: n_vocab floats per sequence, on the host.
 """
@@ -31,6 +36,17 @@ F32 = 4
 
 # Architectures whose layers keep a fixed-size recurrent state instead of a KV cache.
 RECURRENT_ARCHS = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
+# Hybrids whose recurrent layers are the ones with head_count_kv = 0 (nemotron_h: and feed_forward_length 0,
+# its MLP-only layers have neither).
+RECURRENT_WHERE_NO_KV_HEADS = frozenset({"jamba", "granitehybrid", "lfm2", "lfm2moe", "plamo2", "nemotron_h",
+                                         "nemotron_h_moe"})
+RECURRENT_UNLESS_FFN = frozenset({"nemotron_h", "nemotron_h_moe"})
+# Hybrids with full attention every full_attention_interval-th layer (default 4), gated DeltaNet elsewhere.
+RECURRENT_BETWEEN_ATTENTION = frozenset({"qwen3next", "qwen35", "qwen35moe"})
+# Every layer runs attention and a Mamba2 mixer side by side: both a KV cache and a state.
+ATTENTION_AND_STATE = frozenset({"falcon-h1"})
+# Layers from this index on reuse the KV cache of an earlier layer (Gemma 3n: hard-coded in llama.cpp).
+KV_FROM_START = {"gemma3n": 20}
 # Sliding-window pattern per architecture: every n-th layer is full attention (llama.cpp's load_swa_pattern).
 SWA_PATTERNS: dict[str, tuple[int, bool]] = {
     "gemma2": (2, False), "gemma3": (6, False), "gemma-embedding": (6, False), "gemma3n": (5, False),
@@ -115,18 +131,26 @@ class Footprint:
     fused_qkv: bool                  # one attn_qkv projection instead of q, k, v
     heads_kv: tuple[int, ...]        # per repeating layer
     max_heads: int
+    owns_kv: tuple[bool, ...]        # per repeating layer: has a KV cache of its own
+    recurrent: tuple[bool, ...]      # per repeating layer: keeps a recurrent state
 
 
-def footprint(model: ModelInfo) -> Footprint:
-    """Sum the tensor table once: per layer, input, output, and a tied head's copy."""
+def footprint(model: ModelInfo, skipped: frozenset[str] | None = None) -> Footprint:
+    """Sum the tensor table once: per layer, input, output, and a tied head's copy.
+
+    `skipped`: the tensors llama.cpp leaves unloaded; None: the MTP blocks' (see mtp_layers).
+    """
     layer_weights = [0] * model.n_layers
     input_weights = output_weights = token_embd = 0
     has_output = False
+    first_mtp = model.n_layers - mtp_layers(model)
     for tensor in model.tensors:
         layer = tensor.layer
+        if tensor.name in skipped if skipped is not None else (layer is not None and layer >= first_mtp):
+            continue
         if layer is not None and layer < model.n_layers:
             layer_weights[layer] += tensor.n_bytes
-        elif tensor.name.startswith(INPUT_TENSORS):
+        elif tensor.name.startswith(INPUT_TENSORS) and not _is_output_norm(model, tensor.name):
             input_weights += tensor.n_bytes
             token_embd += tensor.n_bytes if tensor.name == "token_embd.weight" else 0
         else:
@@ -135,9 +159,11 @@ def footprint(model: ModelInfo) -> Footprint:
     fused = any(t.name.endswith(".attn_qkv.weight") for t in model.tensors)
     heads_kv = tuple(model.head_count_kv_per_layer()[: model.n_layers])
     heads_kv += (0,) * (model.n_layers - len(heads_kv))
+    recurrent = recurrent_layers(model)
     return Footprint(model.n_layers, tuple(layer_weights), input_weights, output_weights,
                      0 if has_output else token_embd, tuple(swa_layers(model)), fused, heads_kv,
-                     max(model.head_count_per_layer() or [0]))
+                     max(model.head_count_per_layer() or [0]), tuple(kv_layers(model, recurrent)),
+                     tuple(recurrent))
 
 
 def estimate(model: ModelInfo, settings: MemorySettings, gpus: Sequence[GpuDevice] = (),
@@ -262,35 +288,89 @@ def row_bytes(kv_type: str, n_elements: int) -> int:
     return n_elements // block * size
 
 
+def mtp_layers(model: ModelInfo) -> int:
+    """The multi-token-prediction blocks at the end (nextn_predict_layers): llama.cpp skips them unless asked."""
+    return max(int(model.arch_value("nextn_predict_layers", 0) or 0), 0)
+
+
+def _is_output_norm(model: ModelInfo, name: str) -> bool:
+    return model.architecture in ("lfm2", "lfm2moe") and name.startswith("token_embd_norm.")
+
+
+def recurrent_layers(model: ModelInfo) -> list[bool]:
+    """Which repeating layers keep a recurrent state (llama.cpp's is_recr), per architecture."""
+    n, arch = model.n_layers, model.architecture
+    trunk = n - mtp_layers(model)
+    if arch in RECURRENT_ARCHS or arch in ATTENTION_AND_STATE:
+        return [True] * n
+    if arch in RECURRENT_WHERE_NO_KV_HEADS:
+        heads = model.head_count_kv_per_layer()
+        ffn = _per_layer(model.feed_forward_length, n)
+        return [il < trunk and heads[il] == 0 and (arch not in RECURRENT_UNLESS_FFN or ffn[il] == 0)
+                for il in range(n)]
+    if arch in RECURRENT_BETWEEN_ATTENTION:
+        explicit = model.arch_value("attention.recurrent_layers")
+        if isinstance(explicit, (tuple, list)) and len(explicit) >= n:
+            return [bool(x) for x in explicit[:n]]
+        every = int(model.arch_value("full_attention_interval", 4) or 4)
+        return [il < trunk and (il + 1) % every != 0 for il in range(n)]
+    return [False] * n
+
+
+def kv_layers(model: ModelInfo, recurrent: Sequence[bool]) -> list[bool]:
+    """Which repeating layers own a KV cache: attention layers of the trunk, before any shared-KV tail."""
+    heads = model.head_count_kv_per_layer()
+    limit = min(model.n_layers - mtp_layers(model), KV_FROM_START.get(model.architecture, model.n_layers))
+    both = model.architecture in ATTENTION_AND_STATE
+    return [il < limit and heads[il] > 0 and (both or not recurrent[il]) for il in range(model.n_layers)]
+
+
+def _per_layer(value, n: int) -> list[int]:
+    if isinstance(value, (tuple, list)):
+        return [int(x) for x in value[:n]] + [0] * max(0, n - len(value))
+    return [int(value or 0)] * n
+
+
+def is_mla(model: ModelInfo) -> bool:
+    """Multi-head latent attention: the cache keeps one compressed K row per token and no V."""
+    return bool(model.arch_value("attention.key_length_mla") and model.arch_value("attention.value_length_mla"))
+
+
 def kv_layer_bytes(model: ModelInfo, settings: MemorySettings, prints: Footprint | None = None) -> list[int]:
-    """KV (or recurrent-state) bytes of each repeating layer."""
-    if model.architecture in RECURRENT_ARCHS:
-        return _recurrent_layer_bytes(model, settings)
+    """KV cache plus recurrent-state bytes of each repeating layer."""
     prints = prints or footprint(model)
     full, window = kv_cells(settings), swa_cells(model, settings)
+    state = recurrent_state_bytes(model, settings)
+    mla = is_mla(model)
     per_cell: dict[int, int] = {}
     out = []
-    for n_kv, is_swa in zip(prints.heads_kv, prints.is_swa):
-        if n_kv <= 0:
-            out.append(0)
-            continue
-        if n_kv not in per_cell:
-            per_cell[n_kv] = (row_bytes(settings.kv_type, n_kv * model.key_length)
-                              + row_bytes(settings.kv_type, n_kv * model.value_length))
-        out.append(per_cell[n_kv] * (window if is_swa else full))
+    for il, (n_kv, is_swa) in enumerate(zip(prints.heads_kv, prints.is_swa)):
+        size = state if prints.recurrent[il] else 0
+        if prints.owns_kv[il]:
+            if n_kv not in per_cell:
+                values = 0 if mla else row_bytes(settings.kv_type, n_kv * model.value_length)
+                per_cell[n_kv] = row_bytes(settings.kv_type, n_kv * model.key_length) + values
+            size += per_cell[n_kv] * (window if is_swa else full)
+        out.append(size)
     return out
 
 
-def _recurrent_layer_bytes(model: ModelInfo, settings: MemorySettings) -> list[int]:
-    d_conv = int(model.arch_value("ssm.conv_kernel", 0) or 0)
-    d_inner = int(model.arch_value("ssm.inner_size", 0) or 0)
-    d_state = int(model.arch_value("ssm.state_size", 0) or 0)
-    n_group = int(model.arch_value("ssm.group_count", 0) or 0)
-    conv_width = d_inner + 2 * n_group * d_state
-    r = max(d_conv - 1, 0) * conv_width
-    s = d_state * d_inner
-    cells = max(settings.n_seq, 1)
-    return [(r + s) * F32 * cells] * model.n_layers
+def recurrent_state_bytes(model: ModelInfo, settings: MemorySettings) -> int:
+    """One recurrent layer's state for every sequence: llama.cpp's n_embd_r + n_embd_s rows, f32."""
+    n_embd = model.embedding_length
+    head_size = int(model.arch_value("wkv.head_size", 0) or 0)
+    l_cache = int(model.arch_value("shortconv.l_cache", 0) or 0)
+    if head_size:            # RWKV: token shifts and the wkv state
+        r, s = int(model.arch_value("token_shift_count", 2) or 2) * n_embd, n_embd * head_size
+    elif l_cache:            # LFM2: the last l_cache - 1 inputs of the short convolution
+        r, s = n_embd * (l_cache - 1), 0
+    else:                    # Mamba / Mamba2 / gated DeltaNet: convolution window and scan state
+        d_conv = int(model.arch_value("ssm.conv_kernel", 0) or 0)
+        d_inner = int(model.arch_value("ssm.inner_size", 0) or 0)
+        d_state = int(model.arch_value("ssm.state_size", 0) or 0)
+        n_group = int(model.arch_value("ssm.group_count", 0) or 0)
+        r, s = max(d_conv - 1, 0) * (d_inner + 2 * n_group * d_state), d_state * d_inner
+    return (r + s) * F32 * max(settings.n_seq, 1)
 
 
 def kv_by_device(model: ModelInfo, settings: MemorySettings, layer_devices: Sequence[str],

@@ -6,8 +6,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from core.fit.dry_run import dry_run
 from core.gguf.reader import read_model_info
-from core.fit.estimate import (HOST, EstimateError, GpuDevice, MemorySettings, estimate, kv_cells, place_layers,
-                         swa_cells, swa_layers)
+from core.fit.estimate import (HOST, EstimateError, GpuDevice, MemorySettings, estimate, footprint, kv_cells,
+                               kv_layer_bytes, place_layers, recurrent_state_bytes, swa_cells, swa_layers)
 from tests.fixtures.model_zoo import zoo_model
 
 MiB = 1024 * 1024
@@ -127,3 +127,80 @@ def test_smollm2_matches_the_dry_run(smollm2):
     guess = estimate(info, settings).host
     assert abs(guess.total_bytes - exact.total_bytes) <= tolerance(exact.total_bytes)
     assert abs(guess.compute_bytes - exact.compute_bytes) < 2 * MiB
+
+
+# --- newer architectures: which layers own KV or a recurrent state (no llama.cpp needed) -------------
+#
+# The KV cache + recurrent-state totals llama.cpp's own dry run logged for these header-only stubs on the
+# host (llama-cpp-python 0.3.36, flash attention on, one sequence; bench/bench_memory.py re-measures them).
+# Before these rules the estimate missed the Mamba2 states (-139 MiB on Nemotron-Nano-9B-v2), counted KV on
+# every Qwen3-Next layer (+2.2 GiB at 32k), on every Gemma 3n layer (+0.9 GiB) and a V cache under MLA.
+
+DRY_RUN_KV_MIB = [
+    ("granite-4.0-h-tiny", 32768, "f16", 311.37),   # Mamba2 + 4 attention layers
+    ("nemotron-nano-9b-v2", 8192, "q8_0", 206.80),  # Mamba2 + 4 attention layers + MLP-only layers
+    ("falcon-h1-1.5b", 8192, "f16", 264.98),        # attention and Mamba2 in every layer
+    ("qwen3-next-80b-a3b", 32768, "f16", 843.38),   # gated DeltaNet, attention every 4th layer
+    ("lfm2-1.2b", 32768, "q8_0", 204.16),           # short convolutions + 6 attention layers
+    ("gemma3n-e4b", 32768, "f16", 1280.00),         # the last 15 layers reuse KV
+    ("deepseek-v2-lite", 32768, "f16", 972.00),     # MLA: one latent K row, no V
+    ("kimi-k2", 8192, "q8_0", 291.66),              # MLA with a q LoRA
+    ("llama4-scout", 8192, "f16", 1536.00),         # chunked attention (full cache while swa_full)
+    ("glm-4.5-air", 32768, "f16", 5888.00),         # the MTP block has no cache
+]
+
+
+@pytest.mark.parametrize("name, context, kv_type, recorded_mib", DRY_RUN_KV_MIB)
+def test_kv_and_recurrent_state_match_the_recorded_dry_run(name, context, kv_type, recorded_mib):
+    info = read_model_info(zoo_model(name))
+    host = estimate(info, MemorySettings(n_ctx=context, kv_type=kv_type)).host
+    assert abs(host.kv_bytes / MiB - recorded_mib) < 0.01  # the log prints two decimals
+
+
+def test_a_mamba2_hybrid_keeps_state_in_its_mamba_layers_and_kv_in_its_attention_layers():
+    info = read_model_info(zoo_model("nemotron-nano-9b-v2"))
+    prints = footprint(info)
+    assert sum(prints.recurrent) == 27 and sum(prints.owns_kv) == 4
+    assert not any(r and k for r, k in zip(prints.recurrent, prints.owns_kv))  # MLP-only layers have neither
+    per_layer = kv_layer_bytes(info, MemorySettings(n_ctx=4096), prints)
+    state = recurrent_state_bytes(info, MemorySettings(n_ctx=4096))
+    assert state == (3 * (10240 + 2 * 8 * 128) + 128 * 10240) * 4  # conv window + scan state, f32
+    assert sorted(set(per_layer)) == [0, state, 2 * 8 * 128 * 2 * 4096]
+
+
+def test_the_recurrent_state_does_not_grow_with_the_context():
+    info = read_model_info(zoo_model("granite-4.0-h-tiny"))
+    short, long = (estimate(info, MemorySettings(n_ctx=n)).host.kv_bytes for n in (4096, 8192))
+    attention_only = 4 * 2 * 4 * 128 * 2 * 4096  # 4 attention layers' K+V for the extra 4096 cells
+    assert long - short == attention_only
+
+
+def test_falcon_h1_has_both_in_every_layer():
+    prints = footprint(read_model_info(zoo_model("falcon-h1-1.5b")))
+    assert all(prints.recurrent) and all(prints.owns_kv)
+
+
+def test_qwen3_next_has_attention_every_fourth_layer():
+    prints = footprint(read_model_info(zoo_model("qwen3-next-80b-a3b")))
+    assert [il for il, kv in enumerate(prints.owns_kv) if kv] == list(range(3, 48, 4))
+    assert sum(prints.recurrent) == 36
+
+
+def test_gemma3n_layers_past_the_twentieth_share_kv():
+    prints = footprint(read_model_info(zoo_model("gemma3n-e4b")))
+    assert prints.owns_kv == (True,) * 20 + (False,) * 15
+
+
+def test_mla_keeps_no_v_cache():
+    info = read_model_info(zoo_model("deepseek-v2-lite"))
+    kv = estimate(info, MemorySettings(n_ctx=4096)).host.kv_bytes
+    assert kv == 27 * 576 * 2 * 4096  # layers x (512 latent + 64 rope) x f16 x cells
+
+
+def test_mtp_blocks_are_not_loaded_and_have_no_cache():
+    info = read_model_info(zoo_model("glm-4.5-air"))
+    prints = footprint(info)
+    assert prints.layer_weights[-1] == 0 and not prints.owns_kv[-1]
+    mtp = sum(t.n_bytes for t in info.tensors if t.layer == info.n_layers - 1)
+    cpu = estimate(info, MemorySettings(n_ctx=4096)).host
+    assert mtp > 0 and cpu.weights_bytes == info.weights_bytes() - mtp
