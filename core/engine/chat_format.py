@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Callable, Sequence
 
 from core.engine.protocol import ThinkingChoice
@@ -37,6 +37,9 @@ CHATML_TEMPLATE = (
 CHATML_STOPS = ("<|im_end|>", "<|im_start|>")
 
 _THINKING_VARIABLE = re.compile(r"(?<![\w.'\"\[])thinking\b(?!['\"])")
+# firefunction-v2 adds the tools as JSON text and the time as text
+_FUNCTIONS_TEXT = re.compile(r"\+\s*functions\b")
+_DATETIME_TEXT = re.compile(r"\+\s*datetime\b")
 _MESSAGE_THINKING = re.compile(r"""message\.thinking\b|message\[['"]thinking['"]\]|['"]thinking['"] in message""")
 
 
@@ -63,6 +66,8 @@ class TemplateReads:
     reasoning_effort: bool
     reasoning_content: bool
     message_thinking: bool
+    functions_text: bool
+    datetime_text: bool
 
     @classmethod
     def of(cls, text: str) -> "TemplateReads":
@@ -70,7 +75,9 @@ class TemplateReads:
                    thinking=bool(_THINKING_VARIABLE.search(text)),
                    reasoning_effort="reasoning_effort" in text,
                    reasoning_content="reasoning_content" in text,
-                   message_thinking=bool(_MESSAGE_THINKING.search(text)))
+                   message_thinking=bool(_MESSAGE_THINKING.search(text)),
+                   functions_text=bool(_FUNCTIONS_TEXT.search(text)),
+                   datetime_text=bool(_DATETIME_TEXT.search(text)))
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,10 @@ class ChatTemplate:
                      "date_string": date.today().strftime("%d %b %Y")}
         if tools:
             variables["tools"] = [dict(tool) for tool in tools]
+        if reads.functions_text:
+            variables["functions"] = json.dumps(list(tools), indent=2, ensure_ascii=False)
+        if reads.datetime_text:
+            variables["datetime"] = datetime.now().strftime("%b %d %Y %H:%M:%S")
         if thinking.enabled is not None:
             if reads.enable_thinking:
                 variables["enable_thinking"] = thinking.enabled
