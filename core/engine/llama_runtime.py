@@ -277,6 +277,7 @@ def _model_params(settings: LoadSettings, callbacks: _Callbacks,
                   on_progress: Callable[[float], None] | None):
     params = native.llama_model_default_params()
     params.n_gpu_layers = ALL_LAYERS if settings.n_gpu_layers < 0 else settings.n_gpu_layers
+    keep_experts_on_host(params, settings.cpu_expert_layers)
     if on_progress is not None:
         def report(fraction: float, _data) -> bool:
             on_progress(float(fraction))
@@ -284,6 +285,24 @@ def _model_params(settings: LoadSettings, callbacks: _Callbacks,
         callbacks.progress = native.llama_progress_callback(report)
         params.progress_callback = callbacks.progress
     return params
+
+
+def keep_experts_on_host(params, n_layers: int) -> None:
+    """Keep the MoE expert tensors of blocks 0..n_layers-1 in host memory, as llama.cpp's --n-cpu-moe does:
+    a NULL-terminated tensor_buft_overrides array of (pattern, CPU buffer type). llama.cpp reads it during
+    the load only; the array and its pattern bytes stay alive as an attribute of `params`."""
+    if n_layers <= 0:
+        return
+
+    class Override(ctypes.Structure):
+        _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
+
+    cpu = ctypes.CFUNCTYPE(ctypes.c_void_p)(("ggml_backend_cpu_buffer_type", native._lib))()
+    blocks = "|".join(str(il) for il in range(n_layers))
+    pattern = f"blk\\.({blocks})\\.ffn_(up|down|gate|gate_up)_(ch|)exps".encode()
+    overrides = (Override * 2)(Override(pattern, cpu))  # the zeroed second entry ends the list
+    params.tensor_buft_overrides = ctypes.addressof(overrides)
+    params.kept_expert_overrides = overrides
 
 
 def _context_params(settings: LoadSettings, n_threads: int):

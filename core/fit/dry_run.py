@@ -4,7 +4,8 @@ llama.cpp loads the model's header with `no_alloc=True` and `load_mode=NONE`, pl
 device, sizes the KV cache and reserves the compute graphs — allocating nothing (ARCHITECTURE §4). We
 read what it decided from its log:
 
-- which device each layer landed on (`load_tensors: layer N assigned to device X`, a debug line);
+- which device each layer landed on (`load_tensors: layer N assigned to device X`, a debug line), and
+  which tensors an override sent elsewhere (`tensor X (...) buffer type overridden to CPU`: MoE experts);
 - KV cache totals (`llama_kv_cache: size = ...`) and which device holds each layer's cells;
 - recurrent-state buffers (`llama_memory_recurrent: X RS buffer size = ...`);
 - compute buffers per buffer type (`sched_reserve: X compute buffer size = ...`);
@@ -129,6 +130,7 @@ _RS_BUFFER = re.compile(r"llama_memory_recurrent:\s+(\S+) RS buffer size =\s*" +
 _COMPUTE = re.compile(r"sched_reserve:\s+(\S+) compute buffer size =\s*" + _NUMBER + " MiB")
 _OUTPUT = re.compile(r"llama_context:\s+(\S+)\s+output buffer size =\s*" + _NUMBER + " MiB")
 _N_CTX = re.compile(r"llama_context: n_ctx\s+=\s*(\d+)")
+_OVERRIDDEN = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
 _UNUSED = re.compile(r"model has unused tensor (\S+) \(size = \d+ bytes\) -- ignoring")
 
 
@@ -145,6 +147,7 @@ def parse_log(lines: list[tuple[int, str]], model: ModelInfo, settings: MemorySe
     devices = [d for d in dict.fromkeys(layer_devices) if d != HOST]
     skipped = frozenset(m.group(1) for m in map(_UNUSED.search, texts) if m)
     weights = weights_by_device(footprint(model, skipped), layer_devices)
+    _move_overridden(texts, model, layer_devices, weights)
     kv = _kv_by_device(texts, model)
     compute = _buffers_by_device(texts, _COMPUTE)
     other = _buffers_by_device(texts, _OUTPUT)
@@ -154,6 +157,19 @@ def parse_log(lines: list[tuple[int, str]], model: ModelInfo, settings: MemorySe
         result.append(DeviceMemory.of(name, "host" if name == HOST else "gpu", weights.get(name, 0),
                                       kv.get(name, 0), compute.get(name, 0), other.get(name, 0)))
     return DryRunResult(tuple(result), tuple(layer_devices), n_ctx)
+
+
+def _move_overridden(texts: list[str], model: ModelInfo, layer_devices: list[str], weights: dict[str, int]) -> None:
+    """Tensors a buffer-type override sent elsewhere than their layer (expert tensors kept on the host)."""
+    sizes = {t.name: (t.n_bytes, t.layer) for t in model.tensors}
+    for match in map(_OVERRIDDEN.search, texts):
+        if not match or match.group(1) not in sizes:
+            continue
+        size, layer = sizes[match.group(1)]
+        source = layer_devices[layer] if layer is not None else HOST
+        target = _device_name(match.group(2))
+        weights[source] = weights.get(source, 0) - size
+        weights[target] = weights.get(target, 0) + size
 
 
 def _layer_devices(texts: list[str], n_layers: int) -> list[str]:
@@ -260,6 +276,9 @@ def _load_model(llama_cpp, path: str, settings: MemorySettings):
     params.no_alloc = True
     params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
     params.n_gpu_layers = settings.n_gpu_layers
+    from core.engine.llama_runtime import keep_experts_on_host
+
+    keep_experts_on_host(params, settings.cpu_expert_layers)
     model = llama_cpp.llama_model_load_from_file(path.encode(), params)
     if not model:
         sys.stdout.flush()

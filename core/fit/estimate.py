@@ -20,6 +20,7 @@ llama-context.cpp) and checked against its no_alloc dry run (core/fit/dry_run.py
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -54,6 +55,8 @@ SWA_PATTERNS: dict[str, tuple[int, bool]] = {
     "exaone-moe": (4, False), "olmo2": (4, False), "llama4": (4, False), "afmoe": (4, False),
     "smallthinker": (4, True), "plamo3": (8, False), "modern-bert": (3, True),
 }
+# A MoE layer's expert tensors (weights and biases), as llama.cpp's --n-cpu-moe pattern matches them.
+EXPERT_TENSOR = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
 # Tensors that belong to the input layer (always on the host).
 INPUT_TENSORS = ("token_embd.", "token_embd_norm.", "per_layer_token_embd.", "token_types.", "position_embd.")
 
@@ -74,6 +77,7 @@ class MemorySettings:
     flash_attn: bool = True
     n_seq: int = 1
     swa_full: bool = True
+    cpu_expert_layers: int = 0       # MoE: the expert tensors of the first N layers stay on the host (--n-cpu-moe)
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class Footprint:
     max_heads: int
     owns_kv: tuple[bool, ...]        # per repeating layer: has a KV cache of its own
     recurrent: tuple[bool, ...]      # per repeating layer: keeps a recurrent state
+    expert_weights: tuple[int, ...] = ()  # per repeating layer: bytes of its expert tensors (MoE)
 
 
 def footprint(model: ModelInfo, skipped: frozenset[str] | None = None) -> Footprint:
@@ -141,6 +146,7 @@ def footprint(model: ModelInfo, skipped: frozenset[str] | None = None) -> Footpr
     `skipped`: the tensors llama.cpp leaves unloaded; None: the MTP blocks' (see mtp_layers).
     """
     layer_weights = [0] * model.n_layers
+    expert_weights = [0] * model.n_layers
     input_weights = output_weights = token_embd = 0
     has_output = False
     first_mtp = model.n_layers - mtp_layers(model)
@@ -150,6 +156,8 @@ def footprint(model: ModelInfo, skipped: frozenset[str] | None = None) -> Footpr
             continue
         if layer is not None and layer < model.n_layers:
             layer_weights[layer] += tensor.n_bytes
+            if EXPERT_TENSOR.search(tensor.name):
+                expert_weights[layer] += tensor.n_bytes
         elif tensor.name.startswith(INPUT_TENSORS) and not _is_output_norm(model, tensor.name):
             input_weights += tensor.n_bytes
             token_embd += tensor.n_bytes if tensor.name == "token_embd.weight" else 0
@@ -163,7 +171,7 @@ def footprint(model: ModelInfo, skipped: frozenset[str] | None = None) -> Footpr
     return Footprint(model.n_layers, tuple(layer_weights), input_weights, output_weights,
                      0 if has_output else token_embd, tuple(swa_layers(model)), fused, heads_kv,
                      max(model.head_count_per_layer() or [0]), tuple(kv_layers(model, recurrent)),
-                     tuple(recurrent))
+                     tuple(recurrent), tuple(expert_weights))
 
 
 def estimate(model: ModelInfo, settings: MemorySettings, gpus: Sequence[GpuDevice] = (),
@@ -175,7 +183,7 @@ def estimate(model: ModelInfo, settings: MemorySettings, gpus: Sequence[GpuDevic
     check_settings(settings)
     prints = prints or footprint(model)
     layer_devices = place_layers(model.n_layers, settings.n_gpu_layers, gpus)
-    weights = weights_by_device(prints, layer_devices)
+    weights = weights_by_device(prints, layer_devices, settings.cpu_expert_layers)
     kv = kv_by_device(model, settings, layer_devices, prints)
     compute = compute_by_device(model, settings, layer_devices, prints)
     other = {HOST: output_buffer_bytes(model, settings)}
@@ -231,11 +239,16 @@ def _split_points(free: Sequence[int]) -> np.ndarray:
 
 # --- weights -----------------------------------------------------------------------------------------
 
-def weights_by_device(prints: Footprint, layer_devices: Sequence[str]) -> dict[str, int]:
-    """Weight bytes per device from the tensor table, given each layer's device (the output layer last)."""
+def weights_by_device(prints: Footprint, layer_devices: Sequence[str], cpu_expert_layers: int = 0) -> dict[str, int]:
+    """Weight bytes per device from the tensor table, given each layer's device (the output layer last).
+
+    The expert tensors of the first cpu_expert_layers layers stay on the host wherever their layer is.
+    """
     totals: dict[str, int] = defaultdict(int)
-    for device, size in zip(layer_devices, prints.layer_weights):
-        totals[device] += size
+    for il, (device, size) in enumerate(zip(layer_devices, prints.layer_weights)):
+        experts = prints.expert_weights[il] if il < cpu_expert_layers and prints.expert_weights else 0
+        totals[device] += size - experts
+        totals[HOST] += experts
     output_device = layer_devices[-1]
     totals[HOST] += prints.input_weights
     totals[output_device] += prints.output_weights
@@ -409,6 +422,8 @@ def _pad(value: int, multiple: int) -> int:
 #              attention) and 2E
 #   MoE with its expert layers on the host and only the output on a GPU: llama.cpp offloads the expert
 #   products of the large batch to that GPU: +1.5 E*U there.
+#   MoE experts kept on the host for offloaded layers (cpu_expert_layers): the host computes those expert
+#   products: 3F + 1.5 E*U there (dry run on the RPC device: Qwen3-30B-A3B 80 MiB, this 84; gpt-oss-20b 89, 101).
 #
 # Masks: one per cache (full attention, sliding window), n_kv x n_ubatch. The coefficients were read off
 # llama.cpp's graphs and checked against its dry run on the model zoo (bench/bench_memory.py); ggml's
@@ -470,11 +485,12 @@ def compute_by_device(model: ModelInfo, settings: MemorySettings, layer_devices:
     """Peak compute-buffer bytes per device, as llama.cpp's graph reservation sizes them."""
     dims = _graph_dims(model, settings, prints or footprint(model))
     host_has_layers = HOST in layer_devices[:-1]
+    host_experts = any(d != HOST for d in layer_devices[:min(settings.cpu_expert_layers, len(layer_devices) - 1)])
     out: dict[str, int] = {}
     for device in dict.fromkeys(list(layer_devices) + [HOST]):
         has_layers = device in layer_devices[:-1]
         has_output = layer_devices[-1] == device
-        role = _Role(device == HOST, has_layers, has_output, host_has_layers)
+        role = _Role(device == HOST, has_layers, has_output, host_has_layers, device == HOST and host_experts)
         out[device] = _device_compute(dims, settings, role)
     return out
 
@@ -485,6 +501,7 @@ class _Role:
     layers: bool
     output: bool
     host_has_layers: bool
+    experts: bool = False    # runs the expert products of layers offloaded to a GPU (their experts stay here)
 
 
 def _device_compute(d: _GraphDims, settings: MemorySettings, role: _Role) -> int:
@@ -503,6 +520,8 @@ def _device_compute(d: _GraphDims, settings: MemorySettings, role: _Role) -> int
         phases.append(mask_bytes + row * _layer_units(d, extra))
         if not settings.flash_attn and d.masks:
             phases.append(row * d.heads * max(d.masks) + mask_bytes + row * _attention_units(d, extra))
+    if role.experts and d.moe_used:
+        phases.append(row * (3 * d.ffn + 1.5 * d.embd * d.moe_used))
     if role.host and not role.layers and not role.output:
         inputs = mask_cells * 2 if settings.flash_attn else mask_cells * (F32 + 1)
         phases.append(row * 2 * d.embd + inputs)
