@@ -14,7 +14,7 @@ from PySide6.QtCore import QByteArray, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDialog, QLabel, QMainWindow, QSplitter, QVBoxLayout, QWidget
 
-from core.machine import hardware
+from core.machine import bandwidth, hardware
 from core.models import starter
 from core import settings as settings_store
 from core.fit.load_preparation import PreparedLoad, prepare_load
@@ -70,6 +70,8 @@ class MainWindow(QMainWindow):
         self._restore_geometry()
         self.sampler.start()
         self._open_chat_store()
+        # Once per machine (then cached): plans on the host need its memory bandwidth for a predicted speed.
+        Task(bandwidth.host_bandwidth, parent=self).run_in_background()
 
     def _lay_out(self) -> None:
         central = QWidget()

@@ -100,7 +100,8 @@ def describe(info: ModelInfo, snapshot: hardware.HardwareSnapshot, chosen: Plan,
     elif chosen.predicted_tokens_per_second:
         speed = f"~{chosen.predicted_tokens_per_second:.0f} tok/s generating"
     else:
-        speed = "unknown (no memory bandwidth figure for this machine)"
+        speed = ("unknown: no memory-bandwidth figure for a device it runs on (LlamaDesk measures this "
+                 "machine's once, at its first start)")
     if chosen.predicted_prompt_tokens_per_second:
         speed += f", ~{chosen.predicted_prompt_tokens_per_second:.0f} tok/s reading the prompt (rough)"
     lines = [

@@ -147,7 +147,8 @@ class WorkerService:
             load_seconds=seconds, resident_bytes=after, resident_growth_bytes=after - before,
             gpu_bytes=gpu_bytes(), chat_template_source=self.template.source, settings=settings,
             n_ctx_train=runtime.n_ctx_train, description=runtime.description(),
-            n_threads=runtime.n_threads, allocations=self.native_log.allocations())
+            n_threads=runtime.n_threads, allocations=self.native_log.allocations(),
+            thinking=thinking_support(self.template.text, self.token_texts))
 
     def _unload(self) -> None:
         if self.runtime is not None:

@@ -179,14 +179,23 @@ def cached_host_bandwidth() -> float | None:
     return _read_cache().get(_cache_key(*_machine_identity()))
 
 
+# One measurement at a time in this process: two at once would each see half the memory channels and cache that.
+_measuring = threading.Lock()
+
+
 def host_bandwidth(refresh: bool = False) -> float:
-    """Host memory bandwidth in bytes/s: measured on first use (~0.3 s), then read from the cache."""
+    """Host memory bandwidth in bytes/s: measured on first use (~0.3 s), then read from the cache.
+
+    The app calls this in the background at start, so the first plans already carry a predicted speed; a caller
+    that arrives while that measurement runs waits for it and reads its figure.
+    """
     key = _cache_key(*_machine_identity())
-    entries = _read_cache()
-    if not refresh and key in entries:
-        return entries[key]
-    figure = measure_host_bandwidth()
-    log.info("measured host memory bandwidth: %.1f GB/s (%s)", figure / GB, key)
-    entries[key] = figure
-    _write_cache(entries)
+    with _measuring:
+        entries = _read_cache()
+        if not refresh and key in entries:
+            return entries[key]
+        figure = measure_host_bandwidth()
+        log.info("measured host memory bandwidth: %.1f GB/s (%s)", figure / GB, key)
+        entries[key] = figure
+        _write_cache(entries)
     return figure

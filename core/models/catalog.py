@@ -1,10 +1,13 @@
 """The curated catalog of chat models (resources/catalog.json), refreshed from the hub, and its fit check.
 
-The shipped catalog works offline: repositories, their quantisation files and approximate sizes. When online,
-``refresh`` replaces each repository's file list with the hub's (exact sizes, SHA-256, split parts) and keeps
-that in cache_dir()/catalog-refresh.json, so the next start offline still has it.
+The shipped catalog works offline: repositories, their quantisation files, approximate sizes and, for the files
+whose header we could read, their plan inputs (core.models.remote_headers.PlanInputs: what the planner needs of the
+header, ~2 KB), so those files get a verdict at once with no network. When online, ``refresh`` replaces each
+repository's file list with the hub's (exact sizes, SHA-256, split parts) and each file's plan inputs with ones read
+from its real header (once per SHA-256), and keeps that in cache_dir()/catalog-refresh.json, so the next start offline
+still has it.
 
-Its files are fit-checked like any other (core/models/fit_check.py, from their remote headers).
+Its files are fit-checked like any other (core/models/fit_check.py): from their plan inputs, else their remote headers.
 """
 from __future__ import annotations
 
@@ -18,9 +21,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from core.models import hub
+from core.models import fit_check, hub
 from core.platform import locations
 from core.models.fit_check import FileRef
+from core.models.remote_headers import HeaderCache, PlanInputs
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class CatalogFile:
     size_is_exact: bool = False
     sha256: str | None = None
     parts: tuple[str, ...] = ()
+    plan_inputs: PlanInputs | None = None
+    plan_inputs_source: str | None = None    # where they came from: the hub header (and its SHA-256), a stub ...
 
     @property
     def all_parts(self) -> tuple[str, ...]:
@@ -69,6 +75,7 @@ class Catalog:
     updated: str
     models: tuple[CatalogModel, ...]
     refreshed_at: float | None = None
+    plan_inputs_source: str = ""             # the catalog's note on where its files' plan inputs come from
 
     def find(self, model_id: str) -> CatalogModel | None:
         return next((m for m in self.models if m.id == model_id), None)
@@ -114,7 +121,7 @@ def parse_catalog(data: Any, source: str = "catalog") -> Catalog:
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
         raise CatalogError(f"{source}: model ids must be unique; repeated: {', '.join(duplicates)}.")
-    return Catalog(SCHEMA, str(data.get("updated", "")), models)
+    return Catalog(SCHEMA, str(data.get("updated", "")), models, plan_inputs_source=str(data.get("plan_inputs_source", "")))
 
 
 def _text(item: dict, key: str, where: str, default: str | None = None) -> str:
@@ -158,8 +165,12 @@ def _parse_file(item: Any, where: str) -> CatalogFile:
     size = exact if exact is not None else approx
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise CatalogError(f"{where}: the size must be a positive whole number of bytes.")
+    inputs = item.get("plan_inputs")
+    if inputs is not None and not isinstance(inputs, dict):
+        raise CatalogError(f"{where}: 'plan_inputs' must be an object.")
     return CatalogFile(filename, item.get("quant") or hub.quant_of(filename), size, exact is not None,
-                       item.get("sha256"), parts)
+                       item.get("sha256"), parts, PlanInputs(inputs) if inputs else None,
+                       item.get("plan_inputs_source") if inputs else None)
 
 
 # -- refreshing from the hub ----------------------------------------------------------------------------------------
@@ -173,23 +184,46 @@ def refresh(catalog: Catalog, *, max_age: float = REFRESH_MAX_AGE_SECONDS, force
     stale = [m for m in catalog.models
              if force or now - cache.get(m.repo_id, {}).get("fetched_at", 0) > max_age]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for model, listing in zip(stale, pool.map(_listing_or_none, stale)):
+        listings = pool.map(lambda m: _listing_or_none(m, cache.get(m.repo_id)), stale)
+        for model, listing in zip(stale, listings):
             if listing is not None:
                 cache[model.repo_id] = listing
     _write_refresh_cache(cache)
     return _apply_refresh(catalog, cache)
 
 
-def _listing_or_none(model: CatalogModel) -> dict | None:
+def _listing_or_none(model: CatalogModel, known: dict | None = None) -> dict | None:
     try:
         listing = hub.list_files(model.repo_id, model.revision)
     except hub.HubError as error:
         log.warning("catalog refresh: %s", error)
         return None
-    files = [{"file": m.first_file.filename, "quant": m.quant, "size": m.size, "sha256": m.first_file.sha256,
-              "parts": [p.filename for p in m.parts] if m.is_split else []}
-             for m in listing.models if m.complete and not m.is_projector]
+    earlier = {f.get("file"): f for f in (known or {}).get("files", [])}
+    curated = {f.filename for f in model.files}
+    files = []
+    for m in listing.models:
+        if not m.complete or m.is_projector:
+            continue
+        entry = {"file": m.first_file.filename, "quant": m.quant, "size": m.size, "sha256": m.first_file.sha256,
+                 "parts": [p.filename for p in m.parts] if m.is_split else []}
+        if entry["file"] in curated:  # the catalog's own files carry plan inputs; others are checked from headers
+            entry.update(_fresh_plan_inputs(model, entry, earlier.get(entry["file"])))
+        files.append(entry)
     return {"commit": listing.commit, "fetched_at": time.time(), "files": files}
+
+
+def _fresh_plan_inputs(model: CatalogModel, entry: dict, earlier: dict | None) -> dict:
+    """Plan inputs read from the file's real header: kept from the last refresh while its SHA-256 is the same."""
+    if earlier and earlier.get("plan_inputs") and earlier.get("sha256") == entry["sha256"] and entry["sha256"]:
+        return {"plan_inputs": earlier["plan_inputs"], "plan_inputs_source": earlier.get("plan_inputs_source")}
+    ref = FileRef(entry["file"], model.repo_id, model.revision, tuple(entry["parts"]) or (entry["file"],))
+    try:
+        info, _ = fit_check.model_info(ref, HeaderCache())
+    except Exception as error:  # noqa: BLE001 - a file without plan inputs is checked from its header later
+        log.info("catalog refresh: no plan inputs for %s/%s: %s", model.repo_id, entry["file"], error)
+        return {}
+    return {"plan_inputs": PlanInputs.of(info).to_json(),
+            "plan_inputs_source": f"hub header, sha256 {entry['sha256'] or 'unknown'}"}
 
 
 def _apply_refresh(catalog: Catalog, cache: dict) -> Catalog:
@@ -205,9 +239,18 @@ def _apply_refresh(catalog: Catalog, cache: dict) -> Catalog:
             log.warning("ignoring the cached refresh of %s: %s", model.repo_id, error)
             models.append(model)
             continue
-        models.append(replace(model, files=_curated_first(model.files, files)))
+        models.append(replace(model, files=_curated_first(model.files, _with_shipped_inputs(model.files, files))))
         newest = max(newest or 0, entry.get("fetched_at", 0))
     return replace(catalog, models=tuple(models), refreshed_at=newest)
+
+
+def _with_shipped_inputs(curated: Sequence[CatalogFile], fresh: Sequence[CatalogFile]) -> list[CatalogFile]:
+    """Fresh files keep the shipped plan inputs where the refresh could not read new ones."""
+    shipped = {f.filename: f for f in curated if f.plan_inputs is not None}
+    return [f if f.plan_inputs is not None or f.filename not in shipped
+            else replace(f, plan_inputs=shipped[f.filename].plan_inputs,
+                         plan_inputs_source=shipped[f.filename].plan_inputs_source)
+            for f in fresh]
 
 
 def _curated_first(curated: Sequence[CatalogFile], fresh: Sequence[CatalogFile]) -> tuple[CatalogFile, ...]:
@@ -237,7 +280,7 @@ def _write_refresh_cache(repos: dict) -> None:
 
 # -- what the fit check takes -----------------------------------------------------------------------------------------
 def file_refs(catalog: Catalog) -> list[FileRef]:
-    """Every catalog file as core.models.fit_check checks it (from its header on the hub)."""
+    """Every catalog file as core.models.fit_check checks it (from its plan inputs, else its header on the hub)."""
     return [FileRef(f.filename, model.repo_id, model.revision, f.all_parts,
-                    (f.sha256,) if not f.parts else (), f.quant, f.size)
+                    (f.sha256,) if not f.parts else (), f.quant, f.size, plan_inputs=f.plan_inputs)
             for model, f in catalog.files()]

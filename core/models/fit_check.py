@@ -1,5 +1,6 @@
-"""The one fit check of a model file: on this computer (its header on disk) or on the hub (its header alone, read by
-range requests and cached), planned for a machine and the user's offload choice.
+"""The one fit check of a model file: on this computer (its header on disk) or on the hub (the plan inputs a catalog
+ships for it, else its header alone, read by range requests and cached), planned for a machine and the user's offload
+choice.
 
 Every place that shows a verdict calls ``check_file``: the picker's tabs and details pane, ``llamadesk-cli files``,
 ``fit`` and ``models``, and (through core.fit.choice.plan_for_load) the load itself. So the same file under the same
@@ -19,7 +20,7 @@ from core.fit.estimate import MemorySettings
 from core.fit.planner import DEFAULT_GPU_MARGIN, Plan
 from core.gguf.reader import ModelInfo, read_model_info
 from core.machine.hardware import HardwareSnapshot
-from core.models.remote_headers import HeaderCache, HeaderEntry, combine_split, write_sparse_stub
+from core.models.remote_headers import HeaderCache, HeaderEntry, PlanInputs, combine_split, write_sparse_stub
 from core.platform import locations
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ CHECK_WORKERS = 8
 @dataclass(frozen=True)
 class FileRef:
     """Which file to check: a local file (``local_path``, its header perhaps already read into ``local_info``), or a
-    file on the hub (``repo_id`` + ``parts``, all the parts of a split model, first part first)."""
+    file on the hub (``repo_id`` + ``parts``, all the parts of a split model, first part first), planned from the
+    ``plan_inputs`` a catalog carries for it when it has them (no network), else from its header."""
 
     filename: str
     repo_id: str | None = None
@@ -42,6 +44,7 @@ class FileRef:
     local_path: Path | None = None
     local_info: ModelInfo | None = None
     local_error: str | None = None
+    plan_inputs: PlanInputs | None = field(default=None, compare=False)
 
     @property
     def is_remote(self) -> bool:
@@ -88,7 +91,8 @@ class FileFit:
 
 def model_info(ref: FileRef, cache: HeaderCache | None = None, entries: Sequence[HeaderEntry] = ()
                ) -> tuple[ModelInfo, tuple[HeaderEntry, ...]]:
-    """The file's ModelInfo and, for a hub file, the cached header of each part (fetched now when not cached)."""
+    """The file's ModelInfo and, for a hub file, the cached header of each part (fetched now when not cached) —
+    none for a hub file with plan inputs: those plan it without the network."""
     if not ref.is_remote:
         if ref.local_info is not None:
             return ref.local_info, ()
@@ -97,6 +101,8 @@ def model_info(ref: FileRef, cache: HeaderCache | None = None, entries: Sequence
         if ref.local_path is None:
             raise ValueError(f"{ref.filename} has not been read yet.")
         return read_model_info(ref.local_path), ()
+    if ref.plan_inputs is not None and not entries:
+        return ref.plan_inputs.model_info(f"{ref.repo_id}/{ref.filename}"), ()
     cache = cache or HeaderCache()
     entries = tuple(entries) or remote_entries(ref, cache)
     first, *later = entries
@@ -138,10 +144,12 @@ def exact_figures(ref: FileRef, plan: Plan, cache: HeaderCache | None = None, en
     (exact figures before downloading)."""
     settings = MemorySettings(n_gpu_layers=plan.n_gpu_layers, n_ctx=plan.context, kv_type=plan.kv_type,
                               flash_attn=plan.flash_attn)
-    info, entries = model_info(ref, cache, entries)
     if not ref.is_remote:
+        info, _ = model_info(ref, cache, entries)
         return dry_run.dry_run(ref.local_path, settings, model=info, rpc_endpoints=rpc_endpoints)
     cache = cache or HeaderCache()
+    entries = tuple(entries) or remote_entries(ref, cache)  # the stub needs the real header, plan inputs or not
+    info, entries = model_info(ref, cache, entries)
     first = entries[0]
     folder = locations.cache_dir() / "stubs" / first.header_path.parent.relative_to(cache.root)
     for entry in entries:  # llama.cpp finds later parts by name beside the first

@@ -75,7 +75,7 @@ def explain_hub_error(error: Exception, what: str) -> HubError:
     if isinstance(error, (RevisionNotFoundError, RemoteEntryNotFoundError)):
         return HubNotFound(f"{what} was not found on the hub.")
     if isinstance(error, OfflineModeIsEnabled):
-        return HubUnreachable(f"Cannot reach the hub for {what}: offline mode is on (HF_HUB_OFFLINE).")
+        return HubUnreachable(f"{network_sentence(error)} — {what} needs Hugging Face.")
     if isinstance(error, HfHubHTTPError):
         status = error.response.status_code if error.response is not None else "?"
         if status in (401, 403):
@@ -85,8 +85,39 @@ def explain_hub_error(error: Exception, what: str) -> HubError:
         return HubError(f"The hub kept redirecting the request for {what} without reaching it (a redirect loop, or "
                         "too many redirects).")
     if isinstance(error, (httpx2.TransportError, OSError)):
-        return HubUnreachable(f"Cannot reach the hub for {what}: {error or type(error).__name__}.")
+        log.info("the hub could not be reached for %s: %r", what, error)
+        return HubUnreachable(f"{network_sentence(error)} — {what} needs Hugging Face.")
     return HubError(f"Unexpected problem with the hub for {what}: {error}")
+
+
+OFFLINE = "You are offline"
+
+
+def network_sentence(error: BaseException) -> str:
+    """What stopped a request on its way to the hub, as a user reads it (never errno text): offline, a proxy that
+    refused, a certificate that could not be checked, or a hub that did not answer in time."""
+    if isinstance(error, OfflineModeIsEnabled):
+        return f"{OFFLINE} (offline mode is on: HF_HUB_OFFLINE)"
+    text = " ".join(str(e) for e in _causes(error)).lower()
+    if isinstance(error, httpx2.ProxyError) or "proxy" in text:
+        return ("The proxy did not let the request through to Hugging Face (check https_proxy / no_proxy, or the "
+                "proxy's login)")
+    if "certificate" in text or "ssl" in text or "tls" in text:
+        return ("The connection to Hugging Face could not be verified (a network with its own certificate authority "
+                "needs SSL_CERT_FILE pointing at that authority's certificate)")
+    if isinstance(error, httpx2.TimeoutException) or "timed out" in text:
+        return "Hugging Face did not answer in time (a slow or blocked network)"
+    return OFFLINE
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and what it wraps (httpx keeps the socket's error as the cause)."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
 
 
 def _logged_in() -> bool:

@@ -63,9 +63,14 @@ def verdict_kind(plan: Plan) -> str:
     return {FULL: "full", CPU_ONLY: "cpu", TOO_LARGE: "too-large"}.get(plan.verdict, "partial")
 
 
+UNKNOWN_SPEED = "not known yet: no memory-bandwidth figure for a device it runs on"
+
+
 def speed_text(plan: Plan) -> str:
-    if plan.predicted_tokens_per_second is None:
+    if not plan.fits:
         return "Predicted speed: — (it does not fit)"
+    if plan.predicted_tokens_per_second is None:
+        return f"Predicted speed: {UNKNOWN_SPEED}"
     text = f"Predicted speed: about {plan.predicted_tokens_per_second:.0f} tokens/s"
     if plan.predicted_prompt_tokens_per_second:
         text += f" · prompt about {plan.predicted_prompt_tokens_per_second:.0f} tokens/s"

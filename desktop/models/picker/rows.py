@@ -4,13 +4,14 @@ Rows are values: a fit check or a finished download makes a new row (dataclasses
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.models.catalog import Catalog
 from core.models.fit_check import FileFit, FileRef
 from core.models.hub import RepoListing
 from core.models.library import LocalModel
+from core.models.remote_headers import PlanInputs
 
 CATALOG, SEARCH, LOCAL = "catalog", "search", "local"
 
@@ -30,6 +31,7 @@ class PickerRow:
     sizes: tuple[int | None, ...] = ()    # per part
     local: LocalModel | None = None       # set when the file is on this computer (and complete)
     fit: FileFit | None = None            # set once the fit check is done
+    plan_inputs: PlanInputs | None = field(default=None, compare=False)  # a catalog file's: planned offline
 
     @property
     def is_remote(self) -> bool:
@@ -48,7 +50,8 @@ class PickerRow:
         """The file as core's fit check takes it: a hub file is planned from its header even when a copy is on disk
         (the same verdict as before the download); a local row from the header the library read."""
         if self.is_remote:
-            return FileRef(self.filename, self.repo_id, self.revision, self.parts, self.sha256s, self.quant, self.size)
+            return FileRef(self.filename, self.repo_id, self.revision, self.parts, self.sha256s, self.quant, self.size,
+                           plan_inputs=self.plan_inputs)
         local = self.local
         return FileRef(self.filename, self.repo_id, quant=self.quant, size=self.size,
                        local_path=local.path if local is not None else None,
@@ -63,7 +66,7 @@ def rows_from_catalog(catalog: Catalog) -> list[PickerRow]:
         rows.append(PickerRow(f"{CATALOG}:{model.repo_id}/{f.filename}", CATALOG, model.name, f.filename, f.quant,
                               f.size, model.repo_id, model.revision, parts,
                               (f.sha256,) if len(parts) == 1 else (None,) * len(parts),
-                              (f.size,) if len(parts) == 1 else (None,) * len(parts)))
+                              (f.size,) if len(parts) == 1 else (None,) * len(parts), plan_inputs=f.plan_inputs))
     return rows
 
 
