@@ -253,8 +253,11 @@ class TagSplitter(_SplitterResults):
             self._state, self._held_space, self._trim_leading = _ANSWER, "", True
         elif self._state == _CALL:
             self._end_block(events, closed=True)
-        elif marker == self.opener and not self._answer_started:
-            self._state, self._held_space, self._trim_leading = _REASONING, "", True
+        elif marker == self.opener:
+            if self._answer_started:          # found in the same piece as the answer's first words
+                self.collected.answer_text(marker, events)
+            else:
+                self._state, self._held_space, self._trim_leading = _REASONING, "", True
         else:
             self._state, self._syntax, self._block = _CALL, self._call_openers[marker], []
 
