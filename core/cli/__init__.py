@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "core.cli.chat_cmd",
     "core.cli.fit_cmd",
     "core.cli.models_cmd",
+    "core.cli.serve_cmd",
 ]
 
 
