@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         finished = _answer(client, messages, sampling, stream=not args.json)
     except EngineError as error:
         return fail(str(error))
+    except KeyboardInterrupt:          # Ctrl-C, even during a chat template's render: one line, no traceback
+        print("\nStopped.", file=sys.stderr)
+        return 130
     finally:
         client.close()
     _report(args, loaded, finished)
