@@ -19,11 +19,14 @@ from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from core.engine.protocol import LoadedModel
 from core.monitor.history import MemoryHistory, app_resident, cpu_percent, gpu_app_used, gpu_used, gpu_utilisation
-from core.monitor.samples import GpuMemory, MemorySample, PredictionComparison, RamSplit, VramSplit
+from core.fit import calibration
+from core.fit.calibration import LoadComparison
+from core.monitor.samples import GpuMemory, MemorySample, RamSplit, VramSplit
 from core.platform.units import format_bytes
 from desktop import theme
 from desktop.monitor.history_chart import HistoryChart
 from desktop.monitor.prediction_box import PredictionBox
+from desktop.tasks import Task
 from desktop.widgets.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
 
 NO_GPU = "No GPU detected — everything runs on the CPU"
@@ -177,12 +180,15 @@ class MemoryDashboard(theme.FollowsLook, QWidget):
         self._show_now(sample)  # adds a newly seen GPU's section and lines
         self._refresh_charts()
 
-    def show_prediction(self, comparison: PredictionComparison | None) -> None:
+    def show_prediction(self, comparison: LoadComparison | None) -> None:
         self.prediction.show_comparison(comparison)
 
     def show_loaded_model(self, model: LoadedModel | None) -> None:
-        """After a load (or None after an unload): the prediction box for this model."""
-        self.show_prediction(PredictionComparison.from_loaded(model) if model is not None else None)
+        """After a load (or None after an unload): the prediction box for this model, and the load kept in this
+        machine's calibration history (a file write: off the UI thread)."""
+        self.show_prediction(calibration.compare_load(model) if model is not None else None)
+        if model is not None and model.allocations:
+            Task(calibration.record_load, model, parent=self).run_in_background()
 
     # --- now: bars ---
 

@@ -1,16 +1,20 @@
-""""Prediction vs actual": after each load, what the planner predicted beside what the load took."""
+""""Prediction vs actual": after each load, what the planner predicted beside what llama.cpp allocated (its own
+per-device figures from the load log), with the process's resident memory and VRAM in use shown as what they are."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from core.monitor.samples import PredictionComparison
+from core.fit.calibration import LoadComparison
 
 NO_MODEL = "No model loaded"
-HOST_TIP = ("Host RAM: the planner's prediction for this load against the engine process's resident "
-            "memory growth while loading.")
-GPU_TIP = ("GPU: the planner's prediction against the engine process's VRAM as the driver reports it "
-           "(not measured where the driver does not report memory per process).")
+CPU_ONLY = "Not used — every layer runs on the CPU"
+HOST_TIP = ("Host RAM: the planner's prediction for this load against what llama.cpp allocated in host memory "
+            "(model, KV cache, compute and output buffers, from its load log). Resident memory is the engine "
+            "process's whole footprint, shown for reference: it counts only the pages of the model file read so far "
+            "and the libraries, so it is not the figure to compare.")
+GPU_TIP = ("GPU: the planner's prediction against what llama.cpp allocated on the GPU(s). VRAM in use is what the "
+           "driver reports for the engine process (its own context included), where it reports memory per process.")
 
 
 def _value_label(name: str, tip: str) -> QLabel:
@@ -31,8 +35,8 @@ class PredictionBox(QGroupBox):
         self.model_label.setObjectName("predictionModel")
         self.model_label.setAccessibleName("Loaded model")
         self.model_label.setWordWrap(True)
-        self.host_label = _value_label("Host RAM predicted vs measured", HOST_TIP)
-        self.gpu_label = _value_label("GPU memory predicted vs measured", GPU_TIP)
+        self.host_label = _value_label("Host RAM predicted vs actual", HOST_TIP)
+        self.gpu_label = _value_label("GPU memory predicted vs actual", GPU_TIP)
         self._figures = QWidget()
         form = QFormLayout(self._figures)
         form.setContentsMargins(0, 0, 0, 0)
@@ -43,7 +47,7 @@ class PredictionBox(QGroupBox):
         layout.addWidget(self._figures)
         self.show_comparison(None)
 
-    def show_comparison(self, comparison: PredictionComparison | None) -> None:
+    def show_comparison(self, comparison: LoadComparison | None) -> None:
         self._figures.setVisible(comparison is not None)
         if comparison is None:
             self.model_label.setText(NO_MODEL)
@@ -52,5 +56,5 @@ class PredictionBox(QGroupBox):
             return
         self.model_label.setText(comparison.model_name)
         self.host_label.setText(comparison.host.sentence())
-        gpu = comparison.gpu.sentence() if comparison.gpu else "Not used — every layer runs on the CPU"
+        gpu = comparison.gpu.sentence() if comparison.gpu else CPU_ONLY
         self.gpu_label.setText(gpu)

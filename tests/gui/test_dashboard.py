@@ -8,9 +8,10 @@ import shiboken6
 from PySide6.QtCharts import QChartView
 from PySide6.QtWidgets import QGraphicsTextItem, QGroupBox, QLabel, QScrollArea
 
-from core.engine.protocol import LoadedModel, LoadSettings
+from core.engine.protocol import DeviceAllocation, LoadedModel, LoadSettings
 from core.monitor.history import MemoryHistory, app_resident
-from core.monitor.samples import GpuMemory, MemorySample, PredictedVsMeasured, PredictionComparison
+from core.fit import calibration
+from core.monitor.samples import GpuMemory, MemorySample
 from desktop.monitor.dashboard import NO_GPU, MemoryDashboard
 from desktop.monitor.history_chart import HistoryChart
 from desktop.monitor.sampler import MemorySampler
@@ -93,31 +94,42 @@ def test_unknown_per_process_vram_is_said_in_words(dashboard):
     assert [p.name for p in section.bar.parts] == ["Used (per-process share unknown)", "Free"]
 
 
-def test_prediction_box_after_a_load_and_an_unload(dashboard):
+def loaded_model(allocations=(), gpu_bytes=None, predicted_gpu=None, n_gpu_layers=0) -> LoadedModel:
+    settings = LoadSettings(model_path="/m/SmolLM2-135M-Instruct.Q4_1.gguf", predicted_host_bytes=262 * MIB,
+                            predicted_gpu_bytes=predicted_gpu, n_gpu_layers=n_gpu_layers)
+    return LoadedModel(model_path=settings.model_path, n_ctx=4096, n_gpu_layers=n_gpu_layers, n_layers=30,
+                       backend="CPU", load_seconds=0.3, resident_bytes=380 * MIB, resident_growth_bytes=201 * MIB,
+                       gpu_bytes=gpu_bytes, chat_template_source="model", settings=settings, allocations=allocations)
+
+
+def test_prediction_box_compares_with_what_llama_cpp_allocated_not_resident_memory(dashboard, qtbot):
+    host = DeviceAllocation("CPU", model_bytes=200 * MIB, kv_bytes=40 * MIB, compute_bytes=11 * MIB)
+    dashboard.show_loaded_model(loaded_model((host,)))
     box = dashboard.prediction
-    dashboard.show_prediction(PredictionComparison(
-        "Qwen2.5-7B-Instruct-Q4_K_M.gguf", PredictedVsMeasured(262 * MIB, 251 * MIB),
-        PredictedVsMeasured(4 * GIB, None)))
-    assert box.model_label.text() == "Qwen2.5-7B-Instruct-Q4_K_M.gguf"
-    assert box.host_label.text() == "Predicted 262.0 MiB · measured 251.0 MiB · \u22124.2 % (\u221211.0 MiB)"
-    assert box.gpu_label.text() == "Predicted 4.0 GiB · not measured"
-    dashboard.show_prediction(None)
+    assert box.model_label.text() == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert box.host_label.text() == ("Predicted 262.0 MiB · actual 251.0 MiB (llama.cpp) · \u22124.2 % · "
+                                     "resident memory 380.0 MiB")
+    assert box.gpu_label.text() == "Not used — every layer runs on the CPU"
+    qtbot.waitUntil(lambda: calibration.loads_recorded() == 1)  # kept for this machine's calibration
+    dashboard.show_loaded_model(None)
     assert box.model_label.text() == "No model loaded"
     assert not box.host_label.isVisible() and not box.gpu_label.isVisible()
 
 
-def test_prediction_box_from_a_loaded_model(dashboard):
-    settings = LoadSettings(model_path="/m/SmolLM2-135M-Instruct.Q4_1.gguf", predicted_host_bytes=262 * MIB)
-    model = LoadedModel(model_path=settings.model_path, n_ctx=4096, n_gpu_layers=0, n_layers=30, backend="CPU",
-                        load_seconds=0.3, resident_bytes=380 * MIB, resident_growth_bytes=251 * MIB, gpu_bytes=None,
-                        chat_template_source="model", settings=settings)
-    dashboard.show_loaded_model(model)
-    box = dashboard.prediction
-    assert box.model_label.text() == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert box.host_label.text().startswith("Predicted 262.0 MiB · measured 251.0 MiB · \u22124.2 %")
-    assert box.gpu_label.text() == "Not used — every layer runs on the CPU"
-    dashboard.show_loaded_model(None)
-    assert box.model_label.text() == "No model loaded"
+def test_prediction_box_shows_gpu_allocations_and_the_vram_in_use_labelled(dashboard):
+    allocations = (DeviceAllocation("CUDA0", model_bytes=3 * GIB, kv_bytes=512 * MIB, compute_bytes=300 * MIB),
+                   DeviceAllocation("CPU", model_bytes=250 * MIB, compute_bytes=12 * MIB))
+    dashboard.show_loaded_model(loaded_model(allocations, gpu_bytes=4 * GIB + 300 * MIB, predicted_gpu=4 * GIB,
+                                             n_gpu_layers=31))
+    gpu = dashboard.prediction.gpu_label.text()
+    assert gpu.startswith("Predicted 4.0 GiB · actual 3.8 GiB (llama.cpp) · \u22125.2 %")
+    assert gpu.endswith("VRAM in use 4.3 GiB")
+
+
+def test_a_load_without_llama_cpp_figures_says_so(dashboard):
+    dashboard.show_loaded_model(loaded_model())
+    assert dashboard.prediction.host_label.text() == ("Predicted 262.0 MiB · actual not reported · "
+                                                      "resident memory 380.0 MiB")
 
 
 def test_empty_states_read_well(dashboard):
@@ -155,7 +167,7 @@ def test_byte_axis_reads_in_mib_or_gib(dashboard):
 
 def test_every_part_has_an_accessible_name(dashboard):
     dashboard.show_sample(sample(gpus=two_gpus()))
-    dashboard.show_prediction(PredictionComparison("m.gguf", PredictedVsMeasured(1, 1), None))
+    dashboard.show_loaded_model(loaded_model())
     named = [*dashboard.findChildren(StackedBar), *dashboard.findChildren(QChartView),
              *dashboard.findChildren(QGroupBox), *dashboard.findChildren(QScrollArea),
              *(label for label in dashboard.findChildren(QLabel) if label.objectName())]
