@@ -31,6 +31,7 @@ class OffloadChoice:
     context: int = 4096
     kv_type: str = "f16"
     flash_attn: bool = True
+    cpu_expert_layers: int | None = None  # MoE: None: Auto; a count: the experts of that many first layers on the CPU
 
     @property
     def is_auto(self) -> bool:
@@ -40,7 +41,7 @@ class OffloadChoice:
         """The planner request for this choice: the context as chosen (never shrunk behind the user's back)."""
         return PlanRequest(context=self.context, kv_type=self.kv_type, flash_attn=self.flash_attn,
                            n_gpu_layers=self.gpu_layers, safety_margin_bytes=safety_margin_bytes,
-                           allow_context_shrink=False)
+                           allow_context_shrink=False, cpu_expert_layers=self.cpu_expert_layers)
 
 
 def normalized(choice: OffloadChoice) -> OffloadChoice:

@@ -42,6 +42,7 @@ def prepare_load(path: str, choice: OffloadChoice, *, threads: int | None = None
         kv_type=chosen.kv_type,
         # An explicit count goes to llama.cpp as asked (an RPC or other device may take it); Auto takes the plan's.
         n_gpu_layers=chosen.n_gpu_layers if choice.gpu_layers is None else choice.gpu_layers,
+        cpu_expert_layers=chosen.cpu_expert_layers,
         predicted_host_bytes=sum(d.total_bytes for d in chosen.devices if d.kind == "host"),
         predicted_gpu_bytes=sum(d.total_bytes for d in chosen.devices if d.kind == "gpu") or None,
     )

@@ -11,6 +11,11 @@ plan(model, hardware, request) searches like llama.cpp's own fitter (common/fit.
    llama.cpp's default tensor split does;
 4. nothing on the GPU: the largest context that fits the host; else "Too large for this machine".
 
+For a MoE model that does not fit whole, a second candidate keeps every layer on the GPU(s) but the expert
+tensors of the first k layers in host memory (llama.cpp's --n-cpu-moe: attention, KV cache and shared
+experts stay on the GPU), with the fewest k that fit; the planner takes whichever of the two is predicted
+faster (core.fit.speed: the active experts' bytes read per token on each device over its bandwidth).
+
 Each GPU may use its free memory minus a safety margin (1 GiB, as fit.cpp, covering the backend's own
 context and fragmentation); the host keeps 10 % of its RAM (between 1 and 2 GiB) for the system. n_gpu_layers
 counts llama.cpp's offloadable layers: the repeating blocks and the output layer (n_layers + 1).
@@ -60,6 +65,7 @@ class PlanRequest:
     n_batch: int = 512
     n_ubatch: int = 512
     n_seq: int = 1
+    cpu_expert_layers: int | None = None     # MoE: None: choose; a number: the experts of that many layers on the host
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,8 @@ class Plan:
     predicted_prompt_tokens_per_second: float | None
     deciding_figure: str
     explanation: str
+    cpu_expert_layers: int = 0          # MoE: the expert tensors of the first N layers stay in host memory
+    placement: str = ""                 # one short sentence: where the layers (and experts) go, and the speed
 
     @property
     def fits(self) -> bool:
@@ -153,6 +161,7 @@ class _Trial:
     context: int
     memory: MemoryEstimate
     fits: bool
+    cpu_expert_layers: int = 0
 
 
 class _Search:
@@ -165,10 +174,14 @@ class _Search:
         self.prints: Footprint = footprint(model)
         self.all_layers = model.n_layers + 1
 
-    def trial(self, n_gpu_layers: int, context: int) -> _Trial:
-        settings = replace(self.base, n_gpu_layers=n_gpu_layers, n_ctx=context)
+    @property
+    def is_moe(self) -> bool:
+        return any(self.prints.expert_weights)
+
+    def trial(self, n_gpu_layers: int, context: int, cpu_expert_layers: int = 0) -> _Trial:
+        settings = replace(self.base, n_gpu_layers=n_gpu_layers, n_ctx=context, cpu_expert_layers=cpu_expert_layers)
         memory = estimate(self.model, settings, self.machine.ids, self.prints)
-        return _Trial(n_gpu_layers, context, memory, self._fits(memory))
+        return _Trial(n_gpu_layers, context, memory, self._fits(memory), cpu_expert_layers)
 
     def _fits(self, memory: MemoryEstimate) -> bool:
         gpu_total = 0
@@ -198,22 +211,41 @@ class _Search:
                 hi = mid
         return self.trial(lo, context)
 
-    def largest_context(self, n_gpu_layers: int, low: int, high: int) -> _Trial | None:
+    def fewest_expert_layers(self, context: int) -> _Trial | None:
+        """Every layer on the GPU(s), the experts of the fewest first layers on the host that fit the GPUs."""
+        n = self.model.n_layers
+        if not self.gpus_fit(self.trial(self.all_layers, context, n)):
+            return None
+        lo, hi = 0, n  # lo does not fit the GPUs, hi does
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.gpus_fit(self.trial(self.all_layers, context, mid)):
+                hi = mid
+            else:
+                lo = mid
+        return self.trial(self.all_layers, context, hi)
+
+    def largest_context(self, n_gpu_layers: int, low: int, high: int, cpu_expert_layers: int = 0) -> _Trial | None:
         """The largest context in [low, high] (steps of 256) that fits everywhere with these layers."""
-        best = self.trial(n_gpu_layers, high)
+        best = self.trial(n_gpu_layers, high, cpu_expert_layers)
         if best.fits:
             return best
-        floor = self.trial(n_gpu_layers, low)
+        floor = self.trial(n_gpu_layers, low, cpu_expert_layers)
         if not floor.fits:
             return None
         lo, hi = low // CTX_PAD, (high + CTX_PAD - 1) // CTX_PAD
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self.trial(n_gpu_layers, mid * CTX_PAD).fits:
+            if self.trial(n_gpu_layers, mid * CTX_PAD, cpu_expert_layers).fits:
                 lo = mid
             else:
                 hi = mid
-        return self.trial(n_gpu_layers, max(lo * CTX_PAD, low))
+        return self.trial(n_gpu_layers, max(lo * CTX_PAD, low), cpu_expert_layers)
+
+    def speed(self, trial: _Trial) -> SpeedPrediction:
+        kv_per_layer = kv_layer_bytes(self.model, replace(self.base, n_ctx=trial.context), self.prints)
+        return predict_speed(self.model, self.prints, trial.memory.layer_devices, kv_per_layer,
+                             self.machine.bandwidth, self.machine.host_cores, trial.cpu_expert_layers)
 
 
 # --- public entry point -------------------------------------------------------------------------------
@@ -225,11 +257,16 @@ def plan(model: ModelInfo, hardware: HardwareSnapshot, request: PlanRequest | No
     machine = _machine(hardware, request)
     search = _Search(model, machine, settings)
     context = settings.n_ctx
+    experts = request.cpu_expert_layers
+    if experts is not None:
+        experts = max(0, min(experts, model.n_layers)) if search.is_moe else 0
     if request.n_gpu_layers is not None:
         wanted = search.all_layers if request.n_gpu_layers < 0 else min(request.n_gpu_layers, search.all_layers)
-        chosen = search.trial(wanted if machine.ids else 0, context)
+        chosen = search.trial(wanted if machine.ids else 0, context, experts or 0)
+    elif experts is not None:
+        chosen = _choose_with_experts(search, request, context, experts)
     else:
-        chosen = _choose(search, request, context)
+        chosen = _faster(search, _choose(search, request, context), _expert_placement(search, request, context))
     return _build_plan(search, request, chosen)
 
 
@@ -279,21 +316,56 @@ def _host_only(search: _Search, minimum: int, context: int) -> _Trial | None:
     return search.largest_context(0, minimum, context)
 
 
+def _expert_placement(search: _Search, request: PlanRequest, context: int) -> _Trial | None:
+    """Every layer on the GPU(s) with the experts of the fewest first layers on the host, at the largest
+    context that fits; None for a dense model, without a GPU, or when it does not fit."""
+    if not search.is_moe or not search.machine.ids:
+        return None
+    minimum = min(request.min_context, context) if request.allow_context_shrink else context
+    fewest = search.fewest_expert_layers(minimum)
+    if fewest is None or fewest.cpu_expert_layers == 0:
+        return None  # all on the GPU(s) fits already: the whole-layer search found it
+    return search.largest_context(search.all_layers, minimum, context, fewest.cpu_expert_layers)
+
+
+def _choose_with_experts(search: _Search, request: PlanRequest, context: int, experts: int) -> _Trial:
+    """The user fixed the experts on the host: the most layers that fit with them, like the plain search."""
+    minimum = min(request.min_context, context) if request.allow_context_shrink else context
+    if not search.machine.ids:
+        return search.trial(0, context)
+    for layers in range(search.all_layers, -1, -1):
+        trial = search.largest_context(layers, minimum, context, experts)
+        if trial is not None:
+            return trial
+    return search.trial(search.all_layers, minimum, experts)
+
+
+def _faster(search: _Search, layered: _Trial, experts: _Trial | None) -> _Trial:
+    """The expert placement when it fits and is predicted faster than (or as fast as) whole-layer offload."""
+    if experts is None or not experts.fits:
+        return layered
+    if not layered.fits:
+        return experts
+    mine, theirs = search.speed(experts).tokens_per_second, search.speed(layered).tokens_per_second
+    if mine is None or theirs is None:
+        return experts if experts.context >= layered.context else layered
+    return experts if mine >= theirs else layered
+
+
 # --- the result ---------------------------------------------------------------------------------------
 
 def _build_plan(search: _Search, request: PlanRequest, chosen: _Trial) -> Plan:
     machine = search.machine
     devices = _device_plans(machine, chosen.memory)
-    verdict = _verdict(chosen, search.all_layers)
-    kv_per_layer = kv_layer_bytes(search.model, replace(search.base, n_ctx=chosen.context), search.prints)
+    verdict = _verdict(chosen, search.all_layers, search.model.n_layers)
     speed = SpeedPrediction(None, None, 0)
     if verdict != TOO_LARGE:
-        speed = predict_speed(search.model, search.prints, chosen.memory.layer_devices, kv_per_layer,
-                              machine.bandwidth, machine.host_cores)
+        speed = search.speed(chosen)
     figure, why = _explain(search, request, chosen, devices, verdict)
+    tokens = _round(speed.tokens_per_second)
     return Plan(verdict, chosen.n_gpu_layers, search.all_layers, chosen.context, search.base.kv_type,
-                search.base.flash_attn, devices, _round(speed.tokens_per_second),
-                _round(speed.prompt_tokens_per_second), figure, why)
+                search.base.flash_attn, devices, tokens, _round(speed.prompt_tokens_per_second), figure, why,
+                chosen.cpu_expert_layers, _placement(chosen, search, tokens))
 
 
 def _round(value: float | None) -> float | None:
@@ -313,9 +385,11 @@ def _device_plan(name: str, kind: str, free: int, budget: int, memory: DeviceMem
                       memory.other_bytes, memory.total_bytes)
 
 
-def _verdict(chosen: _Trial, all_layers: int) -> str:
+def _verdict(chosen: _Trial, all_layers: int, n_layers: int) -> str:
     if not chosen.fits:
         return TOO_LARGE
+    if chosen.cpu_expert_layers and chosen.n_gpu_layers >= all_layers:
+        return f"Partial: {_experts_on_cpu(chosen.cpu_expert_layers, n_layers)}"
     if chosen.n_gpu_layers >= all_layers:
         return FULL
     if chosen.n_gpu_layers > 0:
@@ -336,6 +410,10 @@ def _explain(search: _Search, request: PlanRequest, chosen: _Trial, devices: tup
         return figure, f"Does not fit: {_label(deciding)} would need {missing} more than it can spare{context}."
     if verdict == FULL:
         return figure, f"All {chosen.n_gpu_layers} layers fit in GPU memory{context}."
+    if chosen.cpu_expert_layers and chosen.n_gpu_layers >= search.all_layers:
+        return figure, (f"Attention, KV cache and shared weights of all {chosen.n_gpu_layers} layers fit in GPU "
+                        f"memory; the {_experts_on_cpu(chosen.cpu_expert_layers, search.model.n_layers)} "
+                        f"run from system RAM{context}.")
     if verdict == CPU_ONLY:
         reason = ("no usable GPU" if not search.machine.ids else
                   "as asked" if request.n_gpu_layers == 0 else "not even one layer fits the GPU")
@@ -343,6 +421,26 @@ def _explain(search: _Search, request: PlanRequest, chosen: _Trial, devices: tup
     on_gpus = format_bytes(sum(d.total_bytes for d in devices if d.kind == "gpu"))
     return figure, (f"{chosen.n_gpu_layers} of {search.all_layers} layers fit in GPU memory ({on_gpus}), "
                     f"the rest run from system RAM{context}.")
+
+
+def _experts_on_cpu(k: int, n_layers: int) -> str:
+    return f"experts of {k} of {n_layers} layers on the CPU"
+
+
+def _placement(chosen: _Trial, search: _Search, tokens: float | None) -> str:
+    """One short sentence for the picker: where the layers and experts go, and the predicted speed."""
+    if chosen.cpu_expert_layers and chosen.n_gpu_layers > 0:
+        where = _experts_on_cpu(chosen.cpu_expert_layers, search.model.n_layers)
+        where = where[0].upper() + where[1:]
+        if chosen.n_gpu_layers < search.all_layers:
+            where += f", {chosen.n_gpu_layers} of {search.all_layers} layers on GPU"
+    elif chosen.n_gpu_layers >= search.all_layers and search.machine.ids:
+        where = "All layers on GPU"
+    elif chosen.n_gpu_layers > 0:
+        where = f"{chosen.n_gpu_layers} of {search.all_layers} layers on GPU"
+    else:
+        where = "All layers on the CPU"
+    return where + (f" · ~{tokens:.0f} tok/s" if tokens else "")
 
 
 def _deciding_device(devices: tuple[DevicePlan, ...]) -> DevicePlan:

@@ -3,7 +3,9 @@
 Generating one token reads every active weight once, plus the KV cache written so far, so each device
 spends (bytes it holds and reads) / (its bandwidth) per token and a partial offload adds both sides'
 times. For a MoE model only the experts in use are read: expert tensors count n_used / n_experts of
-their size. Achieved bandwidth is a fraction of the peak (GPU spec sheets) or of the measured copy rate
+their size, and they are read where they are kept: with cpu_expert_layers = k the experts of the first k
+layers are read from host memory even when their layer is on a GPU (attention, KV and shared experts are
+read on the GPU), so the host's share of every token grows with k. Achieved bandwidth is a fraction of the peak (GPU spec sheets) or of the measured copy rate
 (host); the fractions below are typical of llama.cpp's quantised matrix-vector kernels.
 
 Prompt processing is compute-bound: about 2 FLOPs per active weight per token. The throughputs are
@@ -16,14 +18,13 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from core.gguf.reader import ModelInfo
-from core.fit.estimate import HOST, Footprint
+from core.fit.estimate import EXPERT_TENSOR, HOST, Footprint
 
 GPU_BANDWIDTH_EFFICIENCY = 0.75
 HOST_BANDWIDTH_EFFICIENCY = 0.8
 KV_FILL = 0.5                      # tokens per second quoted at a half-full context
 HOST_FLOPS_PER_CORE = 40e9         # achieved on quantised prompt batches (AVX2-class cores)
 GPU_FLOPS_PER_BANDWIDTH = 40.0     # achieved FLOP/s per byte/s of memory bandwidth on prompt batches
-EXPERT_TENSOR_MARK = "_exps."
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,10 @@ class SpeedPrediction:
 
 
 def predict_speed(model: ModelInfo, prints: Footprint, layer_devices: Sequence[str], kv_per_layer: Sequence[int],
-                  bandwidth: Mapping[str, float | None], host_cores: int) -> SpeedPrediction:
-    """Tokens per second for a placement (device per layer, output last) and each device's bandwidth."""
-    per_device = _bytes_read_per_device(model, prints, layer_devices, kv_per_layer)
+                  bandwidth: Mapping[str, float | None], host_cores: int, cpu_expert_layers: int = 0) -> SpeedPrediction:
+    """Tokens per second for a placement (device per layer, output last, the experts of the first
+    cpu_expert_layers layers on the host) and each device's bandwidth."""
+    per_device = _bytes_read_per_device(model, prints, layer_devices, kv_per_layer, cpu_expert_layers)
     total_bytes = sum(per_device.values())
     seconds = 0.0
     for device, size in per_device.items():
@@ -59,24 +61,33 @@ def active_fraction(model: ModelInfo) -> float:
 
 def active_layer_bytes(model: ModelInfo) -> list[int]:
     """Weight bytes each repeating layer reads per token."""
+    return [dense + experts for dense, experts in zip(*_active_bytes(model))]
+
+
+def _active_bytes(model: ModelInfo) -> tuple[list[int], list[int]]:
+    """Per repeating layer: bytes read per token outside the experts, and of the experts in use."""
     fraction = active_fraction(model)
-    per_layer = [0.0] * model.n_layers
+    dense, experts = [0.0] * model.n_layers, [0.0] * model.n_layers
     for tensor in model.tensors:
         layer = tensor.layer
         if layer is None or layer >= model.n_layers:
             continue
-        share = fraction if EXPERT_TENSOR_MARK in tensor.name else 1.0
-        per_layer[layer] += tensor.n_bytes * share
-    return [int(x) for x in per_layer]
+        if EXPERT_TENSOR.search(tensor.name):
+            experts[layer] += tensor.n_bytes * fraction
+        else:
+            dense[layer] += tensor.n_bytes
+    return [int(x) for x in dense], [int(x) for x in experts]
 
 
 def _bytes_read_per_device(model: ModelInfo, prints: Footprint, layer_devices: Sequence[str],
-                           kv_per_layer: Sequence[int]) -> dict[str, int]:
+                           kv_per_layer: Sequence[int], cpu_expert_layers: int = 0) -> dict[str, int]:
     totals: dict[str, int] = {}
-    for il, size in enumerate(active_layer_bytes(model)):
+    for il, (dense, experts) in enumerate(zip(*_active_bytes(model))):
         device = layer_devices[il]
         kv = kv_per_layer[il] if il < len(kv_per_layer) else 0
-        totals[device] = totals.get(device, 0) + size + int(kv * KV_FILL)
+        totals[device] = totals.get(device, 0) + dense + int(kv * KV_FILL)
+        expert_device = HOST if il < cpu_expert_layers else device
+        totals[expert_device] = totals.get(expert_device, 0) + experts
     output_device = layer_devices[-1]
     head = prints.output_weights + prints.tied_output_bytes
     totals[output_device] = totals.get(output_device, 0) + head

@@ -89,3 +89,28 @@ def test_split_across_an_rpc_device_matches_the_estimate(smollm2, rpc_server, la
         assert mine.weights_bytes == device.weights_bytes
         assert abs(mine.kv_bytes - device.kv_bytes) < MiB
         assert abs(mine.total_bytes - device.total_bytes) <= tolerance(device.total_bytes)
+
+
+def test_parse_log_moves_overridden_expert_tensors_to_the_host():
+    info = read_model_info(zoo_model("qwen3-30b-a3b"))
+    lines = [(1, f"load_tensors: layer {i:3d} assigned to device RPC0, is_swa = 0\n") for i in range(49)]
+    lines += [(1, f"tensor blk.0.ffn_{kind}_exps.weight (99 MiB q4_K) buffer type overridden to CPU_REPACK\n")
+              for kind in ("gate", "up", "down")]
+    result = parse_log(lines, info, MemorySettings(n_ctx=8192, n_gpu_layers=-1))
+    experts = sum(t.n_bytes for t in info.tensors if t.layer == 0 and "_exps." in t.name)
+    whole = estimate(info, MemorySettings(n_ctx=8192, n_gpu_layers=-1), [GpuDevice("RPC0", 1)])
+    assert result.host.weights_bytes == whole.host.weights_bytes + experts
+    assert result.device("RPC0").weights_bytes == whole.device("RPC0").weights_bytes - experts
+
+
+@pytest.mark.parametrize("layers, experts", [(-1, 4), (-1, 20), (-1, 48), (30, 10)])
+def test_experts_kept_on_the_host_match_the_estimate(rpc_server, layers, experts):  # noqa: F811
+    path = zoo_model("qwen3-30b-a3b")
+    info = read_model_info(path)
+    settings = MemorySettings(n_gpu_layers=layers, n_ctx=8192, cpu_expert_layers=experts)
+    exact = dry_run(path, settings, model=info, rpc_endpoints=(rpc_server.endpoint,))
+    guess = estimate(info, settings, [GpuDevice("RPC0", 1)])
+    for device in exact.devices:
+        mine = guess.device(device.name)
+        assert mine.weights_bytes == device.weights_bytes  # llama.cpp's own override lines say where they went
+        assert abs(mine.total_bytes - device.total_bytes) <= tolerance(device.total_bytes)

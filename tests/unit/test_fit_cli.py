@@ -76,3 +76,10 @@ def test_bad_input_is_one_line_and_a_failure(tmp_path, capsys, content):
 def test_unknown_profile_is_a_failure(llama8b, capsys):
     assert fit(llama8b, "--hardware", "no-such-machine") != 0
     assert "no-such-machine" in capsys.readouterr().err
+
+
+def test_json_says_where_the_experts_go(capsys):
+    assert fit(str(zoo_model("gpt-oss-20b")), "--hardware", "laptop-8gb", "--ctx", "8192", "--json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cpu_expert_layers"] > 0 and data["n_gpu_layers"] == data["n_layers"]
+    assert data["placement"].startswith(f"Experts of {data['cpu_expert_layers']} of 24 layers on the CPU")

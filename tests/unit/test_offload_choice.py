@@ -53,3 +53,11 @@ def test_plan_choice_plans_exactly_what_was_chosen():
     plan = plan_choice(info, load_profile("laptop-8gb"), OffloadChoice(gpu_layers=0, context=20480))
     assert plan.verdict == CPU_ONLY
     assert plan.context == 20480
+
+
+def test_the_expert_placement_choice_reaches_the_plan():
+    info = read_model_info(zoo_model("gpt-oss-20b"))
+    auto = OffloadChoice(context=8192)
+    assert auto.cpu_expert_layers is None and auto.plan_request().cpu_expert_layers is None
+    fixed = plan_choice(info, load_profile("desktop-24gb"), replace(auto, cpu_expert_layers=6))
+    assert fixed.cpu_expert_layers == 6 and fixed.n_gpu_layers == fixed.n_layers

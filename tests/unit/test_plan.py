@@ -109,3 +109,44 @@ def test_plan_as_a_dict(llama8b):
         assert key in data
     assert set(data["devices"][0]) == {"name", "kind", "free_bytes", "weights_bytes", "kv_bytes", "compute_bytes",
                                        "other_bytes", "total_bytes"}
+
+
+# --- MoE expert placement -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gpt_oss():
+    return read_model_info(zoo_model("gpt-oss-20b"))
+
+
+def test_a_moe_model_too_big_for_the_gpu_keeps_some_experts_on_the_cpu(gpt_oss):
+    chosen = plan(gpt_oss, load_profile("laptop-8gb"), PlanRequest(context=8192))
+    layered = plan(gpt_oss, load_profile("laptop-8gb"), PlanRequest(context=8192, cpu_expert_layers=0))
+    assert 0 < chosen.cpu_expert_layers < gpt_oss.n_layers
+    assert chosen.n_gpu_layers == chosen.n_layers  # attention, KV and shared weights of every layer on the GPU
+    assert chosen.predicted_tokens_per_second > layered.predicted_tokens_per_second
+    assert chosen.verdict == f"Partial: experts of {chosen.cpu_expert_layers} of 24 layers on the CPU"
+    assert chosen.placement.startswith(f"Experts of {chosen.cpu_expert_layers} of 24 layers on the CPU · ~")
+    assert chosen.to_dict()["cpu_expert_layers"] == chosen.cpu_expert_layers
+    gpu, host = chosen.devices
+    assert gpu.fits and host.weights_bytes > layered.devices[-1].weights_bytes / 2
+
+
+def test_each_expert_layer_on_the_cpu_moves_its_experts_and_slows_generation(gpt_oss):
+    fewer, more = (plan(gpt_oss, load_profile("desktop-24gb"), PlanRequest(context=8192, cpu_expert_layers=k))
+                   for k in (4, 8))
+    experts = sum(t.n_bytes for t in gpt_oss.tensors if t.layer in (4, 5, 6, 7) and "_exps." in t.name)
+    assert more.devices[0].weights_bytes == fewer.devices[0].weights_bytes - experts
+    assert more.devices[-1].weights_bytes == fewer.devices[-1].weights_bytes + experts
+    assert more.predicted_tokens_per_second < fewer.predicted_tokens_per_second
+
+
+def test_a_dense_model_never_gets_expert_placement(llama8b):
+    chosen = plan(llama8b, load_profile("laptop-8gb"), PlanRequest(context=32768, allow_context_shrink=False,
+                                                                   cpu_expert_layers=10))
+    assert chosen.cpu_expert_layers == 0 and chosen.verdict.startswith("Partial: ")
+
+
+def test_a_model_that_fits_whole_keeps_its_experts_on_the_gpu(gpt_oss):
+    chosen = plan(gpt_oss, load_profile("desktop-24gb"), PlanRequest(context=8192))
+    assert chosen.verdict == FULL and chosen.cpu_expert_layers == 0
+    assert chosen.placement.startswith("All layers on GPU")
