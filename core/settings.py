@@ -44,6 +44,7 @@ class Settings:
     kv_type: str = "f16"
     flash_attn: bool = True  # the planner and the engine assume it on; quantized KV caches need it
     safety_margin_mib: int = 1024  # kept free on each GPU by the planner
+    learned_margin: bool = True    # once this machine's loads have taught one (core.fit.calibration), use it instead
     theme: str = "system"
     # The window's geometry, splitters and panels (opaque base64 strings and flags written by desktop/).
     window_state: dict = field(default_factory=dict, hash=False, compare=False)
@@ -120,6 +121,7 @@ _RULES: dict[str, Callable[[object], object]] = {
     "kv_type": _one_of(CHOICES["kv_type"]),
     "flash_attn": _flag,
     "safety_margin_mib": _whole(*LIMITS["safety_margin_mib"]),
+    "learned_margin": _flag,
     "theme": _one_of(CHOICES["theme"]),
     "window_state": _window_state,
 }

@@ -1,4 +1,5 @@
-"""The settings dialog: model folders, threads, default context, GPU safety margin and theme.
+"""The settings dialog: model folders, threads, default context, GPU safety margin (or the one learned from this
+machine's loads, with a reset) and theme.
 
     dialog = SettingsDialog(settings, physical_cores=snapshot.host.physical_cores)
     dialog.settings_changed.connect(use_settings)        # Settings, emitted once they are saved
@@ -12,9 +13,10 @@ from dataclasses import replace
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import (QApplication, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
-                               QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
+                               QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
+from core.fit import calibration
 from core.machine import hardware
 from core import settings as settings_store
 from core.settings import Settings
@@ -25,6 +27,14 @@ from desktop.theme import THEME_LABELS, apply_theme
 NO_TELEMETRY = ("LlamaDesk sends no telemetry: nothing leaves this computer except the model downloads "
                 "you start.")
 MARGIN_NOTE = "Kept free on each GPU for the driver, the desktop and other apps."
+MiB = 1024 * 1024
+
+
+def learned_margin_text(learned_bytes: int | None) -> str:
+    if learned_bytes is None:
+        return (f"Learned margin on this machine: not yet — it is learned from llama.cpp's own figures after "
+                f"{calibration.MIN_LOADS} loads on a GPU; until then the margin above applies.")
+    return f"Learned margin on this machine: {learned_bytes // MiB:,} MiB"
 
 
 def _spin(name: str, low: int, high: int, step: int, suffix: str) -> QSpinBox:
@@ -79,6 +89,13 @@ class SettingsDialog(QDialog):
         self.context_spin.setValue(settings.context_length)
         self.margin_spin = _spin("GPU safety margin", *settings_store.LIMITS["safety_margin_mib"], 256, " MiB")
         self.margin_spin.setValue(settings.safety_margin_mib)
+        self.learned_check = QCheckBox("Use the margin learned on this machine")
+        self.learned_check.setAccessibleName("Use the learned margin")
+        self.learned_check.setChecked(settings.learned_margin)
+        self.learned_note = _note(learned_margin_text(None), "Learned margin")
+        self.reset_button = QPushButton("Reset")
+        self.reset_button.setAccessibleName("Forget the learned margin and speeds")
+        self.reset_button.setToolTip("Forget what this machine's loads taught: the learned margin and speed factors.")
         self.theme_combo = QComboBox()
         self.theme_combo.setAccessibleName("Theme")
         for theme in settings_store.CHOICES["theme"]:
@@ -106,6 +123,11 @@ class SettingsDialog(QDialog):
         form.addRow("Default &context", self.context_spin)
         form.addRow("GPU safety &margin", self.margin_spin)
         form.addRow("", _note(MARGIN_NOTE, "About the safety margin"))
+        form.addRow("", self.learned_check)
+        learned = QHBoxLayout()
+        learned.addWidget(self.learned_note, 1)
+        learned.addWidget(self.reset_button)
+        form.addRow("", learned)
         form.addRow("T&heme", self.theme_combo)
         form.labelForField(self.folders).setBuddy(self.folders.list)
         layout = QVBoxLayout(self)
@@ -115,7 +137,8 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
         order = (self.folders.list, self.folders.add_button, self.folders.remove_button, self.threads_spin,
-                 self.context_spin, self.margin_spin, self.theme_combo, self.save_button,
+                 self.context_spin, self.margin_spin, self.learned_check, self.reset_button, self.theme_combo,
+                 self.save_button,
                  self.buttons.button(QDialogButtonBox.StandardButton.Cancel))
         for before, after in zip(order, order[1:]):
             QWidget.setTabOrder(before, after)
@@ -125,6 +148,8 @@ class SettingsDialog(QDialog):
         self.theme_combo.currentIndexChanged.connect(lambda _index: self._apply_theme(self.chosen_theme()))
         self.buttons.accepted.connect(self.save)
         self.buttons.rejected.connect(self.reject)
+        self.reset_button.clicked.connect(self.reset_learned_margin)
+        self._show_learned_margin()
 
     def _show_cores(self, physical_cores: int | None) -> None:
         if physical_cores is not None:
@@ -132,6 +157,18 @@ class SettingsDialog(QDialog):
             return
         (Task(hardware.probe_host)
          .success(lambda host: self.cores_note.setText(cores_text(host.physical_cores)))
+         .run_in_background())
+
+    def _show_learned_margin(self) -> None:
+        (Task(calibration.learned_margin_bytes, parent=self)
+         .success(lambda learned: self.learned_note.setText(learned_margin_text(learned)))
+         .run_in_background())
+
+    def reset_learned_margin(self) -> None:
+        """Forget this machine's calibration history; the note says what applies now."""
+        (Task(calibration.reset, parent=self)
+         .success(lambda _none: self._show_learned_margin())
+         .failure(lambda error: self.learned_note.setText(f"The learned margin could not be reset: {error}"))
          .run_in_background())
 
     # --- values ---
@@ -143,7 +180,7 @@ class SettingsDialog(QDialog):
         """The settings as the dialog shows them (what it does not show is kept as it was)."""
         return replace(self.original, model_folders=self.folders.folders(), threads=self.threads_spin.value(),
                        context_length=self.context_spin.value(), safety_margin_mib=self.margin_spin.value(),
-                       theme=self.chosen_theme())
+                       learned_margin=self.learned_check.isChecked(), theme=self.chosen_theme())
 
     # --- saving ---
 

@@ -6,6 +6,8 @@ import re
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QListWidget, QSpinBox
 
+from core.engine.protocol import DeviceAllocation, LoadedModel, LoadSettings
+from core.fit import calibration
 from core.platform import locations
 from core import settings as settings_store
 from core.settings import Settings
@@ -40,18 +42,19 @@ def test_every_field_round_trips_through_save_and_load(qtbot):
     dialog.threads_spin.setValue(6)
     dialog.context_spin.setValue(16384)
     dialog.margin_spin.setValue(512)
+    dialog.learned_check.setChecked(False)
     dialog.theme_combo.setCurrentIndex(dialog.theme_combo.findData("dark"))
     saved = save(qtbot, dialog)
     assert saved == Settings(recent_models=("/m/a.gguf",), system_prompt="Kept.", model_folders=("/models/new",),
                              threads=6, context_length=16384, safety_margin_mib=512, theme="dark",
-                             gpu_layers=12, kv_type="q8_0")
+                             gpu_layers=12, kv_type="q8_0", learned_margin=False)
     assert settings_store.load() == saved
     assert not dialog.isVisible()
 
     again = open_dialog(qtbot, settings_store.load())
     assert again.folders.folders() == ("/models/new",)
     assert (again.threads_spin.value(), again.context_spin.value(), again.margin_spin.value()) == (6, 16384, 512)
-    assert again.chosen_theme() == "dark"
+    assert again.chosen_theme() == "dark" and not again.learned_check.isChecked()
 
 
 def test_threads_zero_reads_auto_with_the_detected_cores(qtbot):
@@ -128,9 +131,35 @@ def test_every_control_is_named_and_the_tab_order_follows_the_form(qtbot):
     controls = [w for kind in (QAbstractButton, QSpinBox, QComboBox, QListWidget) for w in dialog.findChildren(kind)]
     assert all(control.accessibleName() for control in controls), [c for c in controls if not c.accessibleName()]
     expected = [dialog.folders.list, dialog.folders.add_button, dialog.folders.remove_button, dialog.threads_spin,
-                dialog.context_spin, dialog.margin_spin, dialog.theme_combo, dialog.save_button]
+                dialog.context_spin, dialog.margin_spin, dialog.learned_check, dialog.reset_button, dialog.theme_combo,
+                dialog.save_button]
     chain, widget = [], dialog.folders.list
     while widget not in chain:
         chain.append(widget)
         widget = widget.nextInFocusChain()
     assert [w for w in chain if w in expected] == expected
+
+
+def gpu_load(predicted_mib: int, allocated_mib: int, in_use_mib: int) -> LoadedModel:
+    settings = LoadSettings("/m/model.gguf", n_gpu_layers=-1, predicted_host_bytes=300 * MiB,
+                            predicted_gpu_bytes=predicted_mib * MiB)
+    allocations = (DeviceAllocation("CUDA0", model_bytes=allocated_mib * MiB), DeviceAllocation("CPU", 300 * MiB))
+    return LoadedModel("/m/model.gguf", 4096, 33, 32, "CUDA", 1.0, 900 * MiB, 400 * MiB, in_use_mib * MiB, "model",
+                       settings, allocations=allocations)
+
+
+MiB = 1024 * 1024
+
+
+def test_the_learned_margin_shows_after_three_gpu_loads_and_reset_forgets_it(qtbot):
+    dialog = open_dialog(qtbot, Settings())
+    qtbot.waitUntil(lambda: "not yet" in dialog.learned_note.text(), timeout=TIMEOUT_MS)
+    for in_use in (4300, 4400, 4350):   # the GPU really held up to 400 MiB more than the 4000 MiB predicted
+        calibration.record_load(gpu_load(4000, 3900, in_use))
+    again = open_dialog(qtbot, Settings())
+    # 400 MiB worst excess, with 25 % headroom and a 128 MiB floor, in 64 MiB steps
+    qtbot.waitUntil(lambda: again.learned_note.text() == "Learned margin on this machine: 640 MiB",
+                    timeout=TIMEOUT_MS)
+    again.reset_button.click()
+    qtbot.waitUntil(lambda: "not yet" in again.learned_note.text(), timeout=TIMEOUT_MS)
+    assert calibration.learned_margin_bytes() is None

@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QMessageBox, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
+from core.fit import calibration
 from core.machine import hardware as hardware_probe
 from core.models.catalog import Catalog
 from core.models.downloads.manager import DownloadManager, DownloadProgress, DownloadState
@@ -71,6 +72,7 @@ class ModelPicker(theme.FollowsLook, QWidget):
         self.catalog_path = catalog_path
         self.refresh_wanted = refresh_catalog
         self.catalog: Catalog | None = None
+        self._learned_margin: int | None = None   # from this machine's loads, once read (core.fit.calibration)
         self.library: list[LocalModel] = []
         self.queue = DownloadQueue(downloads, self)
         self.workers = work.WorkerProcesses()
@@ -179,6 +181,7 @@ class ModelPicker(theme.FollowsLook, QWidget):
                          failed=lambda error: self._failed("Could not read the model catalog", error))
         self.rescan_library()
         self._background(self._restore_downloads, done=self._downloads_restored)
+        self._background(calibration.learned_margin_bytes, done=self._margin_learned)
 
     def set_settings(self, settings: Settings) -> None:
         """New settings (context, KV type, safety margin, model folders): re-plan every list, look again on disk."""
@@ -199,7 +202,10 @@ class ModelPicker(theme.FollowsLook, QWidget):
     def planning(self) -> work.Planning | None:
         if self.hardware is None:
             return None
-        return work.Planning(self.hardware, choice_from_settings(self.settings), self.settings.safety_margin_bytes,
+        margin = self.settings.safety_margin_bytes
+        if self.settings.learned_margin and self._learned_margin is not None:
+            margin = self._learned_margin
+        return work.Planning(self.hardware, choice_from_settings(self.settings), margin,
                              self.cache, self.workers)
 
     def rescan_library(self) -> None:
@@ -232,6 +238,15 @@ class ModelPicker(theme.FollowsLook, QWidget):
         self.machine.setText(machine_text(snapshot))
         for tab in self._tabs():
             tab.refit(self.planning())
+
+    def _margin_learned(self, learned: int | None) -> None:
+        """The GPU margin this machine's loads taught (core.fit.calibration): plans use it when the settings let them."""
+        if learned == self._learned_margin:
+            return
+        self._learned_margin = learned
+        if self.settings.learned_margin and self.hardware is not None:
+            for tab in self._tabs():
+                tab.refit(self.planning())
 
     def _catalog_loaded(self, catalog: Catalog) -> None:
         first = self.catalog is None
