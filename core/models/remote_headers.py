@@ -113,11 +113,11 @@ def _read_range(url: str, start: int, end: int, label: str) -> tuple[bytes, http
     except httpx2.TooManyRedirects as error:
         raise HeaderError(f"Cannot read the header of {label}: the hub kept redirecting without reaching the file "
                           "(a redirect loop, or too many redirects).") from error
-    except (httpx2.TransportError, OSError) as error:
-        log.info("cannot read the header of %s: %r", label, error)
-        raise HeaderUnavailable(f"{hub.network_sentence(error)} — {HEADER_NEEDED}") from error
     except Exception as error:
-        raise hub.explain_hub_error(error, label) from error
+        explained = hub.explain_hub_error(error, label)
+        if isinstance(explained, hub.HubUnreachable):  # no answer at all: the sentence says what the header is for
+            raise HeaderUnavailable(f"{hub.network_sentence(error)} — {HEADER_NEEDED}") from error
+        raise explained from error
     if response.status_code == 200:
         return response.content[start:end + 1], response  # a server that ignores Range: take our slice
     return response.content, response

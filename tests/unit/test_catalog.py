@@ -75,3 +75,63 @@ def test_refresh_takes_sizes_sha256_and_splits_from_the_hub_and_works_offline_af
     offline = cat.refresh(cat.load_catalog(small_catalog))
     assert offline.find("x").files == x.files
     assert len(fake_hub.requests) == requests
+
+
+# -- plan inputs ------------------------------------------------------------------------------------------------------
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from core.gguf.reader import read_model_info  # noqa: E402
+from core.machine.hardware import load_profile  # noqa: E402
+from core.models.fit_check import FitConditions, check_file  # noqa: E402
+from core.models.remote_headers import PlanInputs  # noqa: E402
+from tests.fixtures.fake_hub import FakeFile, header_and_size  # noqa: E402
+from tests.fixtures.model_zoo import zoo_model  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import catalog_plan_inputs as tool  # noqa: E402
+
+
+def test_plan_inputs_give_back_the_tensor_table_and_figures_the_planner_reads():
+    for name in ("qwen3-30b-a3b", "gemma3-4b", "mamba-2.8b", "gpt-oss-20b"):
+        info = read_model_info(zoo_model(name))
+        inputs = PlanInputs(json.loads(json.dumps(PlanInputs.of(info).to_json())))
+        back = inputs.model_info("o/r/f.gguf")
+        assert [(t.name, t.ggml_type, t.shape, t.n_bytes) for t in back.tensors] == \
+               [(t.name, t.ggml_type, t.shape, t.n_bytes) for t in info.tensors]
+        assert (back.n_layers, back.head_count_kv, back.sliding_window, back.expert_used_count, back.parameter_count) \
+            == (info.n_layers, info.head_count_kv, info.sliding_window, info.expert_used_count, info.parameter_count)
+        assert len(json.dumps(inputs.to_json())) < 4000
+
+
+def test_shipped_plan_inputs_say_where_they_come_from_and_plan_offline():
+    catalog = cat.load_catalog(use_refresh_cache=False)
+    assert "model_zoo" in catalog.plan_inputs_source
+    carried = [(m, f) for m, f in catalog.files() if f.plan_inputs is not None]
+    assert len(carried) >= 10
+    laptop = FitConditions(load_profile("laptop-8gb"))
+    refs = {ref.filename: ref for ref in cat.file_refs(catalog)}
+    for model, f in carried:
+        assert f.plan_inputs_source and "model_zoo" in f.plan_inputs_source
+        fit = check_file(refs[f.filename], laptop)  # the network is closed in tests: only plan inputs can do this
+        assert fit.plan is not None, (model.id, fit.error)
+
+
+def test_the_tool_fills_plan_inputs_from_hub_headers_and_the_refresh_replaces_them(fake_hub, small_catalog,
+                                                                                 tmp_path):  # noqa: F811
+    header, size = header_and_size(zoo_model("llama3.2-1b"))
+    fake_hub.add_repo("o/X-GGUF", {"x-Q4_0.gguf": FakeFile.virtual(header, size)})
+    target = tmp_path / "catalog.json"
+    target.write_text(small_catalog.read_text())
+    assert tool.main(["--catalog", str(target), "--only", "o/X-GGUF/x-Q4_0.gguf"]) == 0
+    written = cat.load_catalog(target, use_refresh_cache=False).find("x").files[1]
+    assert written.plan_inputs_source == "hub header of o/X-GGUF/x-Q4_0.gguf"
+    assert written.plan_inputs.model_info("x").n_layers == 16
+    assert '"plan_inputs": {"format":1' in target.read_text()  # one line per file: the catalog stays readable
+
+    fresh = cat.refresh(cat.load_catalog(small_catalog), force=True).find("x").files[0]
+    assert fresh.plan_inputs is not None and fresh.plan_inputs_source.startswith("hub header, sha256 ")
+    requests = len(fake_hub.requests)
+    again = cat.refresh(cat.load_catalog(small_catalog), force=True).find("x").files[0]
+    assert again.plan_inputs == fresh.plan_inputs
+    assert not [r for r in fake_hub.requests[requests:] if "/cdn/" in r.path], "same SHA-256: no header read again"

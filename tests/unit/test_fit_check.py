@@ -81,3 +81,51 @@ def test_exact_figures_from_the_remote_header_match_the_real_file(fake_hub, smol
     from_file = exact_figures(FileRef(smollm2.name, local_path=smollm2), fit.plan)
     assert from_header.host.total_bytes == from_file.host.total_bytes
     assert from_header.n_ctx == from_file.n_ctx == 2048
+
+
+def test_a_hub_file_with_plan_inputs_is_planned_without_the_network_like_from_its_header(fake_hub):  # noqa: F811
+    from core.gguf.reader import read_model_info
+    from core.models.remote_headers import PlanInputs
+    from tests.fixtures.fake_hub import FakeFile, header_and_size
+    from tests.fixtures.model_zoo import zoo_model
+
+    header, size = header_and_size(zoo_model("qwen3-8b"))
+    fake_hub.add_repo("o/Q-GGUF", {"q.gguf": FakeFile.virtual(header, size)})
+    laptop = FitConditions(load_profile("laptop-8gb"))
+    from_header = check_file(remote("o/Q-GGUF", "q.gguf"), laptop, HeaderCache())
+    requests = len(fake_hub.requests)
+    inputs = PlanInputs.of(read_model_info(zoo_model("qwen3-8b")))
+    offline = check_file(FileRef("q.gguf", "o/Q-GGUF", plan_inputs=inputs), laptop, HeaderCache())
+    assert len(fake_hub.requests) == requests  # nothing was asked of the hub
+    assert offline.plan == from_header.plan and offline.entries == ()
+
+
+def test_a_header_that_cannot_be_fetched_says_so_in_a_sentence():
+    # the tests' hub is a closed port: the same failure as a machine without a network
+    fit = check_file(remote("o/Nothing-GGUF", "n.gguf"), FitConditions(load_profile("laptop-8gb")), HeaderCache())
+    assert fit.plan is None
+    assert fit.error == "You are offline — figures for this file need its header from Hugging Face."
+
+
+def test_network_failures_read_as_sentences_never_errno_text():
+    import socket
+    import ssl
+
+    import httpx2
+
+    from core.models import hub
+
+    def wrapped(kind, cause):
+        error = kind("boom")
+        error.__cause__ = cause
+        return error
+
+    dns = wrapped(httpx2.ConnectError, socket.gaierror(-2, "Name or service not known"))
+    assert hub.network_sentence(dns) == "You are offline"
+    proxy = httpx2.ProxyError("502 Bad Gateway")
+    assert hub.network_sentence(proxy).startswith("The proxy did not let the request through")
+    tls = wrapped(httpx2.ConnectError, ssl.SSLCertVerificationError(1, "certificate verify failed"))
+    assert "SSL_CERT_FILE" in hub.network_sentence(tls)
+    assert "did not answer in time" in hub.network_sentence(httpx2.ReadTimeout("timed out"))
+    explained = str(hub.explain_hub_error(dns, "o/r"))
+    assert explained == "You are offline — o/r needs Hugging Face." and "Errno" not in explained
