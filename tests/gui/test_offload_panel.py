@@ -199,3 +199,35 @@ def test_the_dialog_closes_when_the_choice_is_applied(qtbot, llama8b, laptop):
     with qtbot.waitSignal(dialog.apply_requested):
         dialog.panel.apply_button.click()
     assert not dialog.isVisible()
+
+
+def test_the_speed_line_never_says_a_fitting_model_does_not_fit(llama8b, laptop):
+    from dataclasses import replace
+
+    from core.fit.planner import plan
+
+    fitting = plan(llama8b, laptop)
+    assert fitting.fits
+    unknown = replace(fitting, predicted_tokens_per_second=None, predicted_prompt_tokens_per_second=None)
+    assert offload_panel.speed_text(unknown) == ("Predicted speed: not known yet: no memory-bandwidth figure for a "
+                                                 "device it runs on")
+    known = replace(fitting, predicted_tokens_per_second=42.0, predicted_prompt_tokens_per_second=None)
+    assert offload_panel.speed_text(known) == "Predicted speed: about 42 tokens/s"
+    too_large = replace(fitting, verdict=TOO_LARGE, predicted_tokens_per_second=None)
+    assert offload_panel.speed_text(too_large) == "Predicted speed: — (it does not fit)"
+
+
+def test_a_host_plan_carries_a_speed_once_the_host_bandwidth_is_measured():
+    from dataclasses import replace
+
+    from core.fit.planner import PlanRequest, plan
+    from core.machine import bandwidth, hardware
+
+    small = read_model_info(zoo_model("llama3.2-1b"))
+    cpu_only = replace(hardware.probe(), gpus=())
+    assert plan(small, cpu_only, PlanRequest(context=4096)).predicted_tokens_per_second is None  # never measured
+    bandwidth.host_bandwidth()  # what the app does once, in the background, at its first start
+    measured = replace(hardware.probe(), gpus=())  # reads the cached figure
+    chosen = plan(small, measured, PlanRequest(context=4096))
+    assert chosen.verdict == CPU_ONLY and chosen.predicted_tokens_per_second > 0
+    assert offload_panel.speed_text(chosen).startswith("Predicted speed: about ")
