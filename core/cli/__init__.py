@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "core.cli.fit_cmd",
     "core.cli.models_cmd",
     "core.cli.serve_cmd",
+    "core.cli.worker_cmd",
 ]
 
 

@@ -30,6 +30,9 @@ from core.platform import locations
 log = logging.getLogger(__name__)
 
 VENDORS = ("nvidia", "amd", "apple", "rpc", "other")
+DEVICE_KINDS = ("gpu", "worker")  # a GPU in this computer, or a device another computer lends over RPC
+# Fields only a worker's device has; a local GPU's JSON leaves them out, so profiles read and write as before.
+WORKER_FIELDS = ("kind", "address", "link_bandwidth_bytes_per_s", "link_round_trip_s")
 SNAPSHOT_FORMAT = 1
 PROFILES_FOLDER = "hardware"
 SYSFS_DRM = Path("/sys/class/drm")
@@ -63,6 +66,21 @@ class GpuInfo:
     unified_memory: bool = False  # Apple: shares host RAM; total is Metal's working-set limit
     bandwidth_bytes_per_s: float | None = None  # peak, from core.machine.bandwidth's table when the name is known
     app_used_bytes: int | None = None  # used by LlamaDesk's processes (NVML per process) when known
+    kind: str = "gpu"  # one of DEVICE_KINDS
+    address: str | None = None  # a worker's host:port
+    link_bandwidth_bytes_per_s: float | None = None  # a worker's measured link (core.machine.workers)
+    link_round_trip_s: float | None = None
+
+    @property
+    def is_worker(self) -> bool:
+        return self.kind == "worker"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if not self.is_worker:
+            for name in WORKER_FIELDS:
+                del data[name]
+        return data
 
 
 @dataclass(frozen=True)
@@ -89,7 +107,7 @@ class HardwareSnapshot:
             "format": SNAPSHOT_FORMAT,
             "source": self.source,
             "host": asdict(self.host),
-            "gpus": [asdict(gpu) for gpu in self.gpus],
+            "gpus": [gpu.to_dict() for gpu in self.gpus],
             "backends": list(self.backends),
             "warnings": list(self.warnings),
         }
@@ -151,6 +169,17 @@ class _Reader:
 
     def optional_whole(self, key: str) -> int | None:
         return None if self._get(key, None) is None else self.whole(key)
+
+    def optional_text(self, key: str) -> str | None:
+        return None if self._get(key, None) is None else self.text(key)
+
+    def optional_seconds(self, key: str) -> float | None:
+        value = self._get(key, None)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise self._fail(key, "a number of seconds, at least 0 (or null)", value)
+        return float(value)
 
     def optional_rate(self, key: str) -> float | None:
         value = self._get(key, None)
@@ -222,7 +251,14 @@ def _gpu_from_dict(data: Any, position: int) -> GpuInfo:
         unified_memory=read.flag("unified_memory", False),
         bandwidth_bytes_per_s=read.optional_rate("bandwidth_bytes_per_s"),
         app_used_bytes=read.optional_whole("app_used_bytes"),
+        kind=read.text("kind", choices=DEVICE_KINDS, default="gpu"),
+        address=read.optional_text("address"),
+        link_bandwidth_bytes_per_s=read.optional_rate("link_bandwidth_bytes_per_s"),
+        link_round_trip_s=read.optional_seconds("link_round_trip_s"),
     )
+    if gpu.is_worker and gpu.address is None:
+        raise HardwareError(f"The hardware snapshot's {where} ({gpu.name}) is a worker's device but lacks the "
+                            "worker's 'address' (host:port).")
     if gpu.free_bytes > gpu.total_bytes:
         raise HardwareError(f"The hardware snapshot's {where} ({gpu.name}) has more memory free "
                             f"({gpu.free_bytes}) than in total ({gpu.total_bytes}).")
@@ -506,6 +542,8 @@ def ggml_library() -> ctypes.CDLL:
     lib.ggml_backend_register.restype = None
     lib.ggml_backend_dev_by_type.argtypes = [ctypes.c_int]
     lib.ggml_backend_dev_by_type.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_by_name.argtypes = [ctypes.c_char_p]
+    lib.ggml_backend_dev_by_name.restype = ctypes.c_void_p
     lib.ggml_backend_dev_name.argtypes = [ctypes.c_void_p]
     lib.ggml_backend_dev_name.restype = ctypes.c_char_p
     lib.ggml_backend_dev_description.argtypes = [ctypes.c_void_p]
@@ -626,7 +664,7 @@ def load_profile(name_or_path: str) -> HardwareSnapshot:
 
 
 __all__ = [
-    "GpuInfo", "HostInfo", "HardwareSnapshot", "HardwareError", "probe", "load_profile", "list_profiles",
+    "GpuInfo", "HostInfo", "DEVICE_KINDS", "HardwareSnapshot", "HardwareError", "probe", "load_profile", "list_profiles",
     "read_gpu_memory", "process_gpu_bytes", "build_backends", "build_warnings", "read_amd_gpus",
     "apple_gpu", "metal_working_set", "default_metal_working_set", "reinstall_command", "cpu_name",
     "supports_gpu_offload", "build_library", "ggml_library", "probe_host", "profiles_dir",

@@ -207,7 +207,31 @@ BAD_SNAPSHOTS = {
     "backends not strings": (_edit(lambda d: d.update(backends="CUDA")), "backends must be a list of strings"),
     "gpu not an object": (_edit(lambda d: d["gpus"].append(3)), r"gpus\[2\] must be a JSON object, not a number"),
     "bad bandwidth": (_edit(lambda d: d["host"].update(memory_bandwidth_bytes_per_s=-5)), "positive number of bytes per second"),
+    "unknown kind": (_edit(lambda d: d["gpus"][0].update(kind="tpu")), r"gpus\[0\]\.kind must be one of gpu, worker"),
+    "worker without address": (_edit(lambda d: d["gpus"][1].update(kind="worker", vendor="rpc")),
+                               r"gpus\[1\] \(.*\) is a worker's device but lacks the worker's 'address'"),
+    "negative round trip": (_edit(lambda d: d["gpus"][0].update(link_round_trip_s=-1)), "link_round_trip_s must be a number of seconds"),
 }
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_a_local_gpus_json_is_unchanged_by_the_worker_fields(name):
+    """Profiles written before workers existed read the same, and a local GPU writes no worker fields."""
+    path = hardware.profiles_dir() / f"{name}.json"
+    for gpu in json.loads(hardware.load_profile(name).to_json())["gpus"]:
+        assert not set(hardware.WORKER_FIELDS) & set(gpu)
+    assert json.loads(path.read_text())["gpus"] == json.loads(hardware.load_profile(name).to_json())["gpus"]
+
+
+def test_a_workers_device_round_trips_through_json():
+    snapshot = hardware.load_profile("desktop-24gb")
+    worker = GpuInfo(index=1, name="RPC0[10.0.0.5:50052]", vendor="rpc", total_bytes=8 * GiB, free_bytes=7 * GiB,
+                     used_bytes=GiB, kind="worker", address="10.0.0.5:50052", link_bandwidth_bytes_per_s=1.1e8,
+                     link_round_trip_s=0.0004)
+    snapshot = replace(snapshot, gpus=snapshot.gpus + (worker,))
+    data = json.loads(snapshot.to_json())["gpus"][1]
+    assert (data["kind"], data["address"], data["link_round_trip_s"]) == ("worker", "10.0.0.5:50052", 0.0004)
+    assert HardwareSnapshot.from_json(snapshot.to_json()) == snapshot
 
 
 @pytest.mark.parametrize("case", BAD_SNAPSHOTS)

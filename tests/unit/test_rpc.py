@@ -107,6 +107,16 @@ def test_start_refuses_a_port_in_use():
 
 
 @pytest.mark.rpc
+def test_a_server_advertises_the_memory_it_is_given(tmp_path):
+    from core.machine.workers import probe_worker
+
+    with rpc.start_local_server(memory_limit_bytes=3 * 2**30, log_path=tmp_path / "server.log") as server:
+        (device,) = probe_worker(server.endpoint, measure_link=False).devices
+        assert (device.free_bytes, device.total_bytes) == (3 * 2**30, 3 * 2**30)
+        assert "CPU: " in server.log_tail() and "(3072 MiB, 3072 MiB free)" in server.log_tail()
+
+
+@pytest.mark.rpc
 def test_server_stops(tmp_path):
     with rpc.start_local_server(log_path=tmp_path / "server.log") as server:
         assert rpc.is_listening(server.endpoint)
@@ -120,4 +130,5 @@ def test_snapshot_gains_rpc_devices():
     snapshot = rpc.with_rpc_devices(load_profile("cpu-only-16gb"), ["127.0.0.1:50052"], budget_bytes=2**30)
     (device,) = snapshot.gpus
     assert (device.name, device.vendor, device.free_bytes) == ("RPC0[127.0.0.1:50052]", "rpc", 2**30)
+    assert (device.kind, device.address) == ("worker", "127.0.0.1:50052")
     assert "RPC" in snapshot.backends
