@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from core.engine.protocol import AnswerFinished, ChatEvent
 from core.server.model_host import Generation, Lease
@@ -22,11 +22,15 @@ class _Failed:
 
 _END = object()
 
+# Told once, from the answer's thread, when the engine is done: its last event (None if it failed) and its error.
+AnswerEnded = Callable[[AnswerFinished | None, BaseException | None], None]
+
 
 class AnswerStream:
-    def __init__(self, lease: Lease, generation: Generation) -> None:
+    def __init__(self, lease: Lease, generation: Generation, on_end: AnswerEnded = lambda answer, error: None) -> None:
         self.lease = lease
         self.generation = generation
+        self._on_end = on_end
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._finished = False
@@ -35,17 +39,23 @@ class AnswerStream:
         self._thread.start()
 
     def _pump(self) -> None:
+        finished: AnswerFinished | None = None
+        failure: BaseException | None = None
         try:
             events = self.lease.chat(self.generation)
             if self._stop_asked:           # stop() came before the engine knew this answer's id
                 self.lease.stop()
             for event in events:
+                if isinstance(event, AnswerFinished):
+                    finished = event
                 self._put(event)
         except BaseException as error:  # noqa: BLE001 - handed to the reader, who turns it into an error object
+            failure = error
             self._put(_Failed(error))
         finally:
             self.lease.release()
             self._put(_END)
+            self._on_end(finished, failure)
 
     def _put(self, item: object) -> None:
         try:

@@ -182,30 +182,32 @@ class _Api:
         model = lease.model.id
         self.observer(RequestRecord(endpoint, model, 200, True, stream=stream))
 
-        def finished(answer: AnswerFinished | None, status: int = 200, note: str = "") -> None:
+        def ended(answer: AnswerFinished | None, error: BaseException | None) -> None:
+            status, note = 200, ""
+            if isinstance(error, EngineError):
+                api_error = from_engine_error(error)
+                status, note = api_error.status, api_error.message
+            elif error is not None:
+                status, note = 500, repr(error)
             self.observer(_record(endpoint, model, status, answer, time.monotonic() - started, stream, note))
 
-        answer = AnswerStream(lease, generation)
+        answer = AnswerStream(lease, generation, ended)
         events = answer.events()
         try:
             async with _stopped_on_disconnect(request, answer):
                 if not stream:
-                    last = await _last_event(events)
-                    finished(last)
-                    return shape.whole(last)
+                    return shape.whole(await _last_event(events))
                 first = await anext(events)          # an error before the first token still gets its status
         except EngineError as error:
-            api_error = from_engine_error(error)
-            finished(None, api_error.status, api_error.message)
-            raise api_error from error
+            raise from_engine_error(error) from error
         opening = ([shape.first_chunk()] if isinstance(shape, ChatCompletion) else []) + shape.chunks(first)
         if isinstance(first, AnswerFinished):
             async def nothing_more() -> AsyncIterator:
                 return
                 yield
-            body = streaming.event_stream(opening, nothing_more(), shape.chunks, lambda _: finished(first))
+            body = streaming.event_stream(opening, nothing_more(), shape.chunks)
         else:
-            body = streaming.event_stream(opening, events, shape.chunks, finished)
+            body = streaming.event_stream(opening, events, shape.chunks)
         return StreamingResponse(body, media_type=streaming.MEDIA_TYPE, headers=streaming.HEADERS)
 
 

@@ -7,7 +7,7 @@ import json
 from typing import AsyncIterator, Callable
 
 from core.engine.errors import EngineError
-from core.engine.protocol import AnswerFinished, ChatEvent
+from core.engine.protocol import ChatEvent
 from core.server.errors import from_engine_error
 
 DONE = b"data: [DONE]\n\n"
@@ -20,20 +20,14 @@ def event(data: dict) -> bytes:
 
 
 async def event_stream(opening: list[dict], events: AsyncIterator[ChatEvent],
-                       chunks: Callable[[ChatEvent], list[dict]],
-                       on_finished: Callable[[AnswerFinished | None], None]) -> AsyncIterator[bytes]:
+                       chunks: Callable[[ChatEvent], list[dict]]) -> AsyncIterator[bytes]:
     """The SSE body: the opening chunks, then each event's chunks, then [DONE]."""
-    finished: AnswerFinished | None = None
     try:
         for chunk in opening:
             yield event(chunk)
         async for item in events:
-            if isinstance(item, AnswerFinished):
-                finished = item
             for chunk in chunks(item):
                 yield event(chunk)
         yield DONE
     except EngineError as error:
         yield event(from_engine_error(error).body())
-    finally:
-        on_finished(finished)
