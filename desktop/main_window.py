@@ -124,6 +124,10 @@ class MainWindow(QMainWindow):
         dashboard.setShortcut(QKeySequence("Ctrl+M"))
         dashboard.triggered.connect(lambda: self.dashboard.setVisible(not self.dashboard.isVisible()))
         self.addActions([open_model, preferences, models, dashboard])
+        server = QAction("Local API server…", self)
+        server.setShortcut(QKeySequence("Ctrl+Shift+A"))
+        server.triggered.connect(self.show_server_panel)
+        self.addAction(server)
 
     # --- start-up ---
 
@@ -264,6 +268,16 @@ class MainWindow(QMainWindow):
         self._store(settings_with_choice(self.settings, choice))
         if self._prepared is not None:
             self.open_model(self._prepared.settings.model_path)
+
+    def show_server_panel(self) -> None:
+        from desktop.server.server_panel import ServerPanel
+
+        if getattr(self, "server_panel", None) is None:
+            self.server_panel = ServerPanel(self)
+            self.server_panel.answering_changed.connect(
+                lambda answering: answering and self._show_notice("info", "The local API server is answering."))
+        self.server_panel.show()
+        self.server_panel.raise_()
 
     def show_settings_dialog(self) -> None:
         dialog = SettingsDialog(self.settings, self)

@@ -1,0 +1,1 @@
+"""The Server panel: the OpenAI-compatible API (core/server) switched on and off from the app."""
