@@ -2,6 +2,10 @@
 
 One serial background thread owns every blocking engine call (load, chat), like Anki's single
 collection worker; Stop goes straight to the client, which is thread-safe for that one call.
+
+An answer arrives as separate streams: its text (token_arrived), its thinking (reasoning_arrived) and the
+tools it calls (tool_called); `model` is the model loaded last, whose ThinkingSupport says which thinking
+controls a chat may offer.
 """
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import logging
 from PySide6.QtCore import QObject, Signal
 
 from core.engine.client import EngineClient, EngineCrashed
-from core.engine.protocol import AnswerFinished, ContextTrimmed, LoadSettings, SamplingSettings, TokenText
+from core.engine.protocol import (AnswerFinished, ContextTrimmed, LoadedModel, LoadSettings, ReasoningText,
+                                  SamplingSettings, ThinkingChoice, TokenText, ToolCallMade)
 from desktop.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -23,6 +28,8 @@ class EngineSession(QObject):
     load_failed = Signal(str)             # a sentence for the user
     answer_started = Signal()
     token_arrived = Signal(str)
+    reasoning_arrived = Signal(str)       # thinking text, shown apart from the answer
+    tool_called = Signal(object)          # core.engine.protocol.ToolCall
     context_trimmed = Signal(int)         # messages dropped from the start of the conversation
     answer_finished = Signal(object)      # AnswerFinished
     answer_failed = Signal(str, str)      # sentence, partial text kept
@@ -33,6 +40,7 @@ class EngineSession(QObject):
         self._client = EngineClient()
         self._busy = False
         self._last_settings: LoadSettings | None = None
+        self._model: LoadedModel | None = None
 
     @property
     def engine_pid(self) -> int | None:
@@ -46,8 +54,14 @@ class EngineSession(QObject):
     def last_settings(self) -> LoadSettings | None:
         return self._last_settings
 
+    @property
+    def model(self) -> LoadedModel | None:
+        """The model loaded and ready; None before the first load, while loading and after a failed load."""
+        return self._model
+
     def load(self, settings: LoadSettings) -> None:
         self._last_settings = settings
+        self._model = None
         self._set_busy(True)
         self.load_started.emit(settings.model_path)
         # Emitting from the serial thread is safe: Qt queues the signal to receivers on the UI thread.
@@ -56,10 +70,11 @@ class EngineSession(QObject):
          .failure(self._on_load_failure)
          .run_in_background(serial=True))
 
-    def ask(self, messages: list[dict], sampling: SamplingSettings) -> None:
+    def ask(self, messages: list[dict], sampling: SamplingSettings,
+            thinking: ThinkingChoice = ThinkingChoice()) -> None:
         self._set_busy(True)
         self.answer_started.emit()
-        (Task(self._stream_answer, messages, sampling)
+        (Task(self._stream_answer, messages, sampling, thinking)
          .progress(self._on_answer_event)
          .success(lambda _: self._set_busy(False))
          .failure(self._on_answer_failure)
@@ -77,12 +92,15 @@ class EngineSession(QObject):
 
     # --- background side (serial thread) ---
 
-    def _stream_answer(self, messages: list[dict], sampling: SamplingSettings):
-        yield from self._client.chat(messages, sampling)
+    def _stream_answer(self, messages: list[dict], sampling: SamplingSettings, thinking: ThinkingChoice):
+        # The template's default needs no argument; a choice is passed only where the model offers one.
+        choice = {} if thinking == ThinkingChoice() else {"thinking": thinking}
+        yield from self._client.chat(messages, sampling, **choice)
 
     # --- UI side ---
 
-    def _on_loaded(self, loaded) -> None:
+    def _on_loaded(self, loaded: LoadedModel) -> None:
+        self._model = loaded
         self._set_busy(False)
         self.loaded.emit(loaded)
 
@@ -93,6 +111,10 @@ class EngineSession(QObject):
     def _on_answer_event(self, event) -> None:
         if isinstance(event, TokenText):
             self.token_arrived.emit(event.text)
+        elif isinstance(event, ReasoningText):
+            self.reasoning_arrived.emit(event.text)
+        elif isinstance(event, ToolCallMade):
+            self.tool_called.emit(event.call)
         elif isinstance(event, ContextTrimmed):
             self.context_trimmed.emit(event.dropped_messages)
         elif isinstance(event, AnswerFinished):

@@ -5,16 +5,24 @@ engine; each token is appended to the store as it arrives (the store batches the
 writes the engine's final text with its statistics. A cancelled answer is kept, marked stopped; an engine
 that dies mid-answer leaves the partial text in the conversation and the store, marked interrupted.
 The conversation object in memory is kept in step with the store, using the store's message ids.
+
+Thinking (ReasoningText) and tool calls stream into the answer's own fields, never into its text. The request
+carries the conversation's thinking choice as far as the loaded model's template offers one
+(`engine_thinking`); the finished answer's stats record how many tokens of earlier thinking the template did
+not send again (read from the prompt the engine rendered).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import time
+from dataclasses import dataclass, field
 from functools import partial
 
 from PySide6.QtCore import QObject, Signal
 
-from core.chat.conversation import Conversation, Message, MessageStats, SamplingValues
-from core.engine.protocol import AnswerFinished, SamplingSettings
+from core.chat.conversation import (Conversation, Message, MessageStats, SamplingValues, ThinkingSetting, ToolCall,
+                                    reasoning_left_out)
+from core.engine.protocol import AnswerFinished, SamplingSettings, ThinkingChoice, ThinkingSupport
 from core.chat.store import ChatStore
 from desktop.chat.store_queue import StoreQueue
 from desktop.engine_session import EngineSession
@@ -25,6 +33,14 @@ class ActiveAnswer:
     conversation: Conversation
     message_id: str
     text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    thinking_began: float | None = None      # monotonic clock, for "Thought for 3 s" before the stats come
+    thinking_seconds: float | None = None    # set when the answer (or a tool call) follows the thinking
+
+    def end_thinking(self) -> None:
+        if self.thinking_began is not None and self.thinking_seconds is None:
+            self.thinking_seconds = time.monotonic() - self.thinking_began
 
 
 class AnswerFlow(QObject):
@@ -41,6 +57,8 @@ class AnswerFlow(QObject):
         self._active: ActiveAnswer | None = None
         self._starting = False
         session.token_arrived.connect(self._token)
+        session.reasoning_arrived.connect(self._reasoning)
+        session.tool_called.connect(self._tool_called)
         session.context_trimmed.connect(self._trimmed)
         session.answer_finished.connect(self._finished)
         session.answer_failed.connect(self._failed)
@@ -77,36 +95,73 @@ class AnswerFlow(QObject):
         self._active = ActiveAnswer(conversation, answer_id)
         self._starting = False
         self.changed.emit(conversation)
-        self._session.ask(conversation.engine_messages(answer_parent), engine_sampling(conversation.sampling))
+        model = self._session.model
+        thinking = engine_thinking(conversation.thinking, model.thinking if model else ThinkingSupport())
+        self._session.ask(conversation.engine_messages(answer_parent), engine_sampling(conversation.sampling),
+                          thinking)
+
+    def _reasoning(self, text: str) -> None:
+        answer = self._active
+        if answer is None:
+            return
+        if answer.thinking_began is None:
+            answer.thinking_began = time.monotonic()
+        answer.reasoning += text
+        answer.conversation.update(answer.message_id, reasoning=answer.reasoning)
+        self._queue.call(self._store.append_reasoning, answer.message_id, text)
+        self.streamed.emit(answer.conversation, answer.message_id)
+
+    def _tool_called(self, call) -> None:
+        answer = self._active
+        if answer is None:
+            return
+        answer.end_thinking()
+        answer.tool_calls.append(ToolCall.from_engine(call))
+        answer.conversation.update(answer.message_id, tool_calls=tuple(answer.tool_calls))
+        self.streamed.emit(answer.conversation, answer.message_id)
 
     def _token(self, text: str) -> None:
         answer = self._active
         if answer is None:
             return
+        answer.end_thinking()
         answer.text += text
         answer.conversation.update(answer.message_id, content=answer.text)
         self._queue.call(self._store.append_answer, answer.message_id, text)
         self.streamed.emit(answer.conversation, answer.message_id)
 
     def _finished(self, finished: AnswerFinished) -> None:
+        answer = self._active
+        if answer is None:
+            return
         stats = MessageStats.from_engine(finished.stats)
-        self._close(finished.text, stats, stopped=stats.stop_reason == "cancelled")
+        earlier = answer.conversation.path_to(answer.message_id)[:-1]
+        stats = dataclasses.replace(stats, earlier_reasoning_left_out=reasoning_left_out(
+            earlier, getattr(finished.stats, "prompt", "")))
+        calls = tuple(ToolCall.from_engine(call) for call in finished.tool_calls) or tuple(answer.tool_calls)
+        self._close(finished.text, stats, stopped=stats.stop_reason == "cancelled",
+                    reasoning=finished.reasoning or answer.reasoning, tool_calls=calls)
 
     def _failed(self, sentence: str, partial: str) -> None:
         if self._active is None:
             self.notice.emit("error", f"The model could not answer: {sentence}")
             return
-        text = partial if len(partial) >= len(self._active.text) else self._active.text
-        self._close(text, MessageStats(stop_reason="crashed"), stopped=True)
+        active = self._active
+        text = partial if len(partial) >= len(active.text) else active.text
+        self._close(text, MessageStats(stop_reason="crashed"), stopped=True, reasoning=active.reasoning,
+                    tool_calls=tuple(active.tool_calls))
         self.notice.emit("error", f"The engine stopped unexpectedly ({sentence}). The answer so far is kept in "
                                   "the chat, marked interrupted.")
 
-    def _close(self, text: str, stats: MessageStats, *, stopped: bool) -> None:
+    def _close(self, text: str, stats: MessageStats, *, stopped: bool, reasoning: str,
+               tool_calls: tuple[ToolCall, ...]) -> None:
         answer, self._active = self._active, None
         if answer is None:
             return
-        answer.conversation.update(answer.message_id, content=text, stopped_early=stopped, stats=stats)
-        self._queue.call(partial(self._store.finish_answer, answer.message_id, stats, stopped, text=text))
+        answer.conversation.update(answer.message_id, content=text, stopped_early=stopped, stats=stats,
+                                   reasoning=reasoning, tool_calls=tool_calls)
+        self._queue.call(partial(self._store.finish_answer, answer.message_id, stats, stopped, text=text,
+                                 reasoning=reasoning, tool_calls=tool_calls))
         self.changed.emit(answer.conversation)
         self.running_changed.emit(False)
 
@@ -129,6 +184,13 @@ def _store_turn(store: ChatStore, conversation_id: str, question: str | None,
     stored = store.add_message(conversation_id, "user", question, parent_id) if question is not None else None
     answer_parent = stored.id if stored else parent_id
     return stored, store.begin_answer(conversation_id, answer_parent), answer_parent
+
+
+def engine_thinking(setting: ThinkingSetting, support: ThinkingSupport) -> ThinkingChoice:
+    """The conversation's thinking choice, as far as the loaded model's template lets a user choose."""
+    enabled = setting.enabled if support.can_toggle else None
+    effort = setting.effort if setting.effort in support.efforts else None
+    return ThinkingChoice(enabled=enabled, effort=effort)
 
 
 def engine_sampling(values: SamplingValues) -> SamplingSettings:

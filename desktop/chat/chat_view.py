@@ -3,9 +3,14 @@
 Opening a long chat renders it in slices of a few milliseconds each, so the window never stalls. A
 streaming answer is drawn at most STREAM_FPS times a second, not per token, and then only from its last
 Markdown block on (the blocks before it are final; a link definition arriving later redraws from the first
-block that uses it); its Markdown is read again from there too. `update_thread` draws again only from the
-first message that changed (a new branch, an edit, a finished answer). Clicking an action link emits
-`action(name, message_id)`; Copy and "Copy code" go to the clipboard here.
+block that uses it); its Markdown is read again from there too. Its thinking streams the same way: new
+thinking is appended where the drawn thinking ends, and the frame is drawn whole only when the thinking block
+changes its title ("Thinking…" becomes "Thought for 3 s"), opens or closes, or a tool call arrives.
+`update_thread` draws again only from the first message that changed (a new branch, an edit, a finished
+answer). Clicking an action link emits `action(name, message_id)`; Copy (the answer, never its thinking) and
+"Copy code" go to the clipboard here, and the thinking link opens or closes that message's thinking (Tab
+reaches it, Enter presses it). A streaming answer's thinking is open while only thinking has arrived; a
+finished one is closed until opened.
 
 Colours follow the application's look (desktop/theme.py): when it changes, the messages shown are drawn
 again in the new look's colours.
@@ -39,17 +44,40 @@ def _flatten_first_block(document) -> None:
     cursor.setBlockFormat(flat)
 
 
+@dataclass(frozen=True)
+class _ThinkingDrawn:
+    """The streaming answer's thinking block as drawn."""
+
+    note: str
+    opened: bool
+    tool_calls: tuple
+    reasoning: str
+    end: int | None             # where the shown thinking text ends (None: closed or none)
+
+    def matches(self, view: MessageView, opened: bool) -> bool:
+        """Whether `view` needs no more than thinking appended (and its answer blocks) to be drawn."""
+        return ((self.note, self.opened, self.tool_calls) == (view.thinking_note, opened, view.tool_calls)
+                and view.reasoning.startswith(self.reasoning))
+
+
 @dataclass
 class _StreamTail:
-    """The streaming answer as drawn: its final blocks, the document position where each ends and how many
-    code blocks (for Copy) the answer has up to there; what follows the last final block is drawn again."""
+    """The streaming answer as drawn: its thinking block, its final blocks, the document position where each
+    ends and how many code blocks (for Copy) the answer has up to there; what follows the last final block is
+    drawn again."""
 
     message_id: str
-    start: int                  # where the first block begins, after the speaker's name
+    start: int                  # where the first block begins, after the speaker's name, thinking and tool calls
+    thinking: _ThinkingDrawn
     final: list[Block] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)
     code_counts: list[int] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)
+
+    def shift(self, by: int) -> None:
+        """Text was inserted before the answer's blocks (more thinking): they moved `by` positions."""
+        self.start += by
+        self.ends = [end + by for end in self.ends]
 
     @property
     def position(self) -> int:
@@ -101,6 +129,7 @@ class ChatView(theme.FollowsLook, QTextBrowser):
         self._stream_view: MessageView | None = None
         self._tail: _StreamTail | None = None
         self._growing = GrowingBlocks()     # the streaming answer's blocks, read again from its last block on
+        self._thinking_choice: dict[str, bool] = {}   # message id -> opened (True) or closed by the user
 
     # --- what is shown ---
 
@@ -176,17 +205,22 @@ class ChatView(theme.FollowsLook, QTextBrowser):
             self._redraw_tail(len(self._views) - 1, view)
 
     def _redraw_tail(self, index: int, view: MessageView) -> None:
-        """Draw again only what changed: the blocks after the last one still final, and the footer."""
+        """Draw again only what changed: new thinking, the blocks after the last one still final, the footer."""
         following = self._at_bottom()
         blocks = self._growing.split(view.text)
         tail = self._tail
+        opened = self.thinking_open(view)
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
-        if tail is None or tail.message_id != view.id:
+        if tail is None or tail.message_id != view.id or not tail.thinking.matches(view, opened):
             self._clear_frame(cursor, self._frames[index])
             self._writer.write_heading(cursor, view)
-            tail = self._tail = _StreamTail(view.id, cursor.position())
+            end = self._writer.write_thinking(cursor, view, opened)
+            self._writer.write_tool_calls(cursor, view)
+            drawn = _ThinkingDrawn(view.thinking_note, opened, view.tool_calls, view.reasoning, end)
+            tail = self._tail = _StreamTail(view.id, cursor.position(), drawn)
         else:
+            self._append_thinking(cursor, tail, view)
             tail.keep_unchanged(blocks)
             cursor.setPosition(tail.position)
             cursor.setPosition(self._frames[index].lastPosition(), QTextCursor.MoveMode.KeepAnchor)
@@ -201,6 +235,45 @@ class ChatView(theme.FollowsLook, QTextBrowser):
         self._views[index] = view
         if following:
             self._scroll_to_end()
+
+    def _append_thinking(self, cursor: QTextCursor, tail: _StreamTail, view: MessageView) -> None:
+        drawn = tail.thinking
+        added = view.reasoning[len(drawn.reasoning):]
+        if not added:
+            return
+        end = drawn.end
+        if end is not None:            # shown: the new thinking goes where the shown text ends
+            cursor.setPosition(end)
+            cursor.insertText(added, self._writer.thinking)
+            tail.shift(cursor.position() - end)
+            end = cursor.position()
+        tail.thinking = _ThinkingDrawn(drawn.note, drawn.opened, drawn.tool_calls, view.reasoning, end)
+
+    # --- thinking ---
+
+    def thinking_open(self, view: MessageView) -> bool:
+        """Whether the message's thinking is shown: the user's choice, else open only while it is all there is."""
+        return self._thinking_choice.get(view.id, view.still_thinking)
+
+    def toggle_thinking(self, message_id: str) -> None:
+        """Open or close a message's thinking (the thinking link, clicked or pressed with Enter)."""
+        index = next((i for i, v in enumerate(self._views) if v.id == message_id), None)
+        if index is None:
+            return
+        view = self._views[index]
+        pending = self._stream_view
+        if pending is not None and pending.id == message_id:
+            view = pending
+        self._thinking_choice[message_id] = not self.thinking_open(view)
+        if self._tail is not None and self._tail.message_id == message_id:
+            self._redraw_tail(index, view)
+            return
+        self._tail = None              # a streaming answer below moved: its next tick draws it whole
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        self._clear_frame(cursor, self._frames[index])
+        self._codes[view.id] = self._writer.write(cursor, view, self.thinking_open(view))
+        cursor.endEditBlock()
 
     # --- the look ---
 
@@ -278,7 +351,7 @@ class ChatView(theme.FollowsLook, QTextBrowser):
         cursor = cursor or QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
         frame = cursor.insertFrame(self._writer.frame_format(view.role))
-        self._codes[view.id] = self._writer.write(cursor, view)
+        self._codes[view.id] = self._writer.write(cursor, view, self.thinking_open(view))
         self._views.append(view)
         self._frames.append(frame)
 
@@ -317,6 +390,8 @@ class ChatView(theme.FollowsLook, QTextBrowser):
         name, _, rest = address[4:].partition("/")
         if name == "copy":
             self._copy(self.message_text(rest), "message")
+        elif name == "thinking":
+            self.toggle_thinking(rest)
         elif name == "code":
             message_id, _, number = rest.partition("/")
             codes = self._codes.get(message_id, [])

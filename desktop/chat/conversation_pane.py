@@ -1,5 +1,6 @@
-"""The right side of the chat workspace: the chat's title and menu, its settings, the messages, the
-context bar and the message box with Send and Stop. It shows state and reports intent."""
+"""The right side of the chat workspace: the chat's title, its thinking controls (where the model offers them)
+and menu, its settings, the messages, the context bar and the message box with Send and Stop. It shows state and
+reports intent."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
@@ -11,6 +12,7 @@ from desktop.chat.chat_settings import ChatSettings
 from desktop.chat.chat_view import ChatView
 from desktop.chat.composer import Composer
 from desktop.chat.context_bar import ContextBar
+from desktop.chat.thinking_controls import ThinkingControls
 
 
 class ConversationPane(QWidget):
@@ -28,6 +30,7 @@ class ConversationPane(QWidget):
         self.title.setAccessibleName("Chat title")
         # A long title may be cut, but must never push the conversation list narrower.
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.thinking = ThinkingControls()
         self.settings_toggle = _tool_button("Settings", "Show the chat's system prompt and sampling settings")
         self.settings_toggle.setCheckable(True)
         self.files_button = _tool_button("Export ▾", "Export or import chats")
@@ -65,6 +68,7 @@ class ConversationPane(QWidget):
     def _lay_out(self) -> None:
         header = QHBoxLayout()
         header.addWidget(self.title, 1)
+        header.addWidget(self.thinking)
         header.addWidget(self.settings_toggle)
         header.addWidget(self.files_button)
         banner = QHBoxLayout(self.edit_banner)
@@ -99,7 +103,7 @@ class ConversationPane(QWidget):
     def focus_chain(self) -> list[QWidget]:
         """This pane's controls in Tab order."""
         fields = [self.settings.system_prompt, self.settings.preset, *self.settings.number_fields()]
-        return [self.settings_toggle, self.files_button, *fields, self.view, self.composer, self.send_button,
+        return [self.thinking.think, self.thinking.effort, self.settings_toggle, self.files_button, *fields, self.view, self.composer, self.send_button,
                 self.stop_button, self.cancel_edit_button]
 
     # --- state shown ---

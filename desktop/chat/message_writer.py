@@ -1,5 +1,9 @@
-"""Writes one message into the chat document: a frame with the speaker, the Markdown body and a footer of
-statistics and actions.
+"""Writes one message into the chat document: a frame with the speaker, the model's thinking (a block that
+opens and closes), the tools it called, the Markdown body and a footer of statistics and actions.
+
+Thinking is written as plain text in a shaded box under a "Thinking…" / "Thought for 12 s" link
+(act:thinking/<id>) that opens and closes it; closed, only the link shows. It is never drawn as Markdown or
+mixed into the answer. A tool call is a small box: the tool's name, then its arguments as highlighted JSON.
 
 An answer's Markdown is drawn from markdown-it-py's tokens (desktop/chat/markdown_blocks.py) straight into
 Qt's text formats: Qt's own Markdown reader is never used, because it interprets raw HTML. Raw HTML, and any
@@ -8,13 +12,14 @@ link that is not http(s) or mailto, is written as the text the model wrote; imag
 get a Copy link. A user's message is shown as typed, its top-level code blocks highlighted.
 
 Actions are links with `act:` addresses (act:copy/<id>, act:edit/<id>, act:regenerate/<id>,
-act:previous/<id>, act:next/<id>, act:code/<id>/<n>) that the chat view turns into signals.
+act:previous/<id>, act:next/<id>, act:code/<id>/<n>, act:thinking/<id>) that the chat view turns into signals.
 
 Colours come from the look ("light" | "dark", desktop/theme.py): LOOKS holds each look's palette, and the
 chat view makes a new writer (and draws again) when the look changes.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from markdown_it.token import Token
@@ -46,18 +51,20 @@ class Colours:
     code_background: str
     code_border: str
     inline_code_background: str
+    thinking_background: str
 
 
 LOOKS = {
     "light": Colours(text="#1d2329", muted=MUTED, accent=ACCENT,
                      speakers={role: colour for role, (_, colour) in SPEAKERS.items()},
                      bubbles=BUBBLES, bubble_border="#e3e7ec",
-                     code_background=CODE_BACKGROUND, code_border=CODE_BORDER, inline_code_background="#eef1f4"),
+                     code_background=CODE_BACKGROUND, code_border=CODE_BORDER, inline_code_background="#eef1f4",
+                     thinking_background="#f3f5f8"),
     "dark": Colours(text="#e6e9ed", muted="#9aa4ae", accent="#7aa7f0",
                     speakers={"user": "#8db4f5", "assistant": "#6fcf97", "system": "#e8a865"},
                     bubbles={"user": "#1f3350", "assistant": "#252a30", "system": "#3a2f20"},
                     bubble_border="#3a414a", code_background="#0d1117", code_border="#3a414a",
-                    inline_code_background="#343b44"),
+                    inline_code_background="#343b44", thinking_background="#1e2227"),
 }
 
 
@@ -77,6 +84,9 @@ class MessageWriter:
         self._muted = _char_format(colours.muted, size=base_font.pointSizeF() - 1)
         self._link = _char_format(colours.accent, size=base_font.pointSizeF() - 1)
         self._headings = {role: _char_format(colour, bold=True) for role, colour in colours.speakers.items()}
+        self.thinking = _char_format(colours.muted, size=base_font.pointSizeF() - 0.5)
+        self._tool_name = _char_format(colours.text, bold=True)
+        self._tool_name.setFontFamilies(code_font().families())
 
     def frame_format(self, role: str) -> QTextFrameFormat:
         frame = QTextFrameFormat()
@@ -92,12 +102,45 @@ class MessageWriter:
         frame.setRightMargin(0 if role == "user" else 24)
         return frame
 
-    def write(self, cursor: QTextCursor, view: MessageView) -> list[str]:
+    def write(self, cursor: QTextCursor, view: MessageView, thinking_open: bool = False) -> list[str]:
         """Write the message at the cursor (inside its frame); returns the code of its code blocks."""
         self.write_heading(cursor, view)
+        self.write_thinking(cursor, view, thinking_open)
+        self.write_tool_calls(cursor, view)
         codes = self.write_blocks(cursor, view, split_blocks(view.text))
         self.write_footer(cursor, view)
         return codes
+
+    def write_thinking(self, cursor: QTextCursor, view: MessageView, opened: bool) -> int | None:
+        """The thinking block: its link, and when `opened` the thinking text in a shaded box. Returns the
+        document position where that text ends (more streamed thinking goes there), None when not shown."""
+        if not view.reasoning:
+            return None
+        toggle = QTextBlockFormat()
+        toggle.setTopMargin(4)
+        _start_block(cursor, toggle, self._muted)
+        link = _link_format(self._link, f"act:thinking/{view.id}")
+        link.setToolTip("Hide the model's thinking" if opened else "Show the model's thinking")
+        cursor.insertText(("▾ " if opened else "▸ ") + view.thinking_note, link)
+        if not opened:
+            return None
+        table = cursor.insertTable(1, 1, _thinking_table_format(self.colours))
+        inside = table.cellAt(0, 0).firstCursorPosition()
+        inside.insertText(view.reasoning, self.thinking)
+        end = inside.position()
+        cursor.setPosition(table.lastPosition() + 1)
+        return end
+
+    def write_tool_calls(self, cursor: QTextCursor, view: MessageView) -> None:
+        """Each call as a small box: "Tool call" and the name, then the arguments as JSON."""
+        for call in view.tool_calls:
+            table = cursor.insertTable(2, 1, _code_table_format(self.colours))
+            header = table.cellAt(0, 0).firstCursorPosition()
+            header.insertText("Tool call  ", self._muted)
+            header.insertText(call.name, self._tool_name)
+            insert_code(table.cellAt(1, 0).firstCursorPosition(), _readable_arguments(call.arguments), "json",
+                        self.look)
+            cursor.setPosition(table.lastPosition() + 1)
 
     def write_heading(self, cursor: QTextCursor, view: MessageView) -> None:
         name, _ = SPEAKERS[view.role]
@@ -423,6 +466,28 @@ def _grid_format(colours: Colours, indent: int) -> QTextTableFormat:
     table.setTopMargin(4)
     table.setBottomMargin(4)
     table.setLeftMargin(indent * 40)
+    return table
+
+
+def _readable_arguments(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), ensure_ascii=False, indent=2)
+    except (ValueError, RecursionError):
+        return arguments
+
+
+def _thinking_table_format(colours: Colours) -> QTextTableFormat:
+    table = QTextTableFormat()
+    table.setBackground(QColor(colours.thinking_background))
+    table.setBorder(1)
+    table.setBorderBrush(QColor(colours.bubble_border))
+    table.setBorderStyle(QTextFrameFormat.BorderStyle.BorderStyle_Solid)
+    table.setBorderCollapse(True)
+    table.setCellPadding(8)
+    table.setCellSpacing(0)
+    table.setTopMargin(4)
+    table.setBottomMargin(6)
+    table.setWidth(QTextLength(QTextLength.Type.PercentageLength, 100))
     return table
 
 

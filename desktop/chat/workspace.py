@@ -30,7 +30,7 @@ from desktop.chat import chat_files, code_highlight
 from desktop.chat.answer_flow import AnswerFlow
 from desktop.chat.conversation_list import UNTITLED, ConversationList
 from desktop.chat.conversation_pane import ConversationPane
-from desktop.chat.message_views import last_context_use, message_view, thread_views
+from desktop.chat.message_views import earlier_thinking_saved, last_context_use, message_view, thread_views
 from desktop.chat.store_queue import StoreQueue
 from desktop.engine_session import EngineSession
 from desktop.tasks import Task
@@ -49,6 +49,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         self.setObjectName("chatWorkspace")
         self.store = store
         self.queue = StoreQueue(self)
+        self.session = session
         self.answers = AnswerFlow(session, store, self.queue, self)
         self.conversations = ConversationList()
         self.pane = ConversationPane()
@@ -134,6 +135,11 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         pane.export_requested.connect(self._export)
         pane.import_requested.connect(self._import)
         pane.settings.changed.connect(self._settings_changed)
+        pane.thinking.changed.connect(self._thinking_changed)
+        self.session.loaded.connect(lambda model: pane.thinking.show_support(model.thinking))
+        self.session.load_started.connect(lambda _path: pane.thinking.show_support(None))
+        if self.session.model is not None:
+            pane.thinking.show_support(self.session.model.thinking)
         pane.view.action.connect(self._message_action)
         answers.changed.connect(self._conversation_changed)
         answers.streamed.connect(self._answer_streamed)
@@ -203,6 +209,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         self._set_editing(None)
         self.pane.title.setText(conversation.title or UNTITLED)
         self.pane.settings.show_conversation(conversation)
+        self.pane.thinking.show_setting(conversation.thinking)
         self.conversations.highlight(conversation.id)
         self._render_all()
 
@@ -258,6 +265,13 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         conversation.system_prompt, conversation.preset, conversation.sampling = system_prompt, preset, sampling
         self.queue.call(partial(self.store.update_conversation, conversation.id, system_prompt=system_prompt,
                                 preset=preset, sampling=sampling))
+
+    def _thinking_changed(self, setting) -> None:
+        conversation = self.conversation
+        if conversation is None:
+            return
+        conversation.thinking = setting
+        self.queue.call(partial(self.store.update_conversation, conversation.id, thinking=setting))
 
     # --- messages ---
 
@@ -321,27 +335,36 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
     def _answer_streamed(self, conversation: Conversation, message_id: str) -> None:
         if conversation is not self.conversation:
             return
-        self.pane.view.stream(message_view(conversation, conversation.message(message_id), streaming=True))
+        self.pane.view.stream(message_view(conversation, conversation.message(message_id), streaming=True,
+                                           thinking_seconds=self._thinking_seconds()))
 
     def _render_all(self) -> None:
         conversation = self.conversation
         if not conversation.messages:
             self.pane.view.show_hint(self._empty_hint())
         else:
-            self.pane.view.show_thread(thread_views(conversation, self._streaming_id()))
-        self.pane.context_bar.show_usage(last_context_use(conversation))
+            self.pane.view.show_thread(thread_views(conversation, self._streaming_id(), self._thinking_seconds()))
+        self._show_context_use()
 
     def _render_changes(self) -> None:
         conversation = self.conversation
         if not conversation.messages:
             self._render_all()
             return
-        self.pane.view.update_thread(thread_views(conversation, self._streaming_id()))
-        self.pane.context_bar.show_usage(last_context_use(conversation))
+        self.pane.view.update_thread(thread_views(conversation, self._streaming_id(), self._thinking_seconds()))
+        self._show_context_use()
+
+    def _show_context_use(self) -> None:
+        conversation = self.conversation
+        self.pane.context_bar.show_usage(last_context_use(conversation), earlier_thinking_saved(conversation))
 
     def _streaming_id(self) -> str | None:
         active = self.answers.active
         return active.message_id if active and active.conversation is self.conversation else None
+
+    def _thinking_seconds(self) -> float | None:
+        active = self.answers.active
+        return active.thinking_seconds if active and active.conversation is self.conversation else None
 
     def _empty_hint(self) -> str:
         if self._model_ready:
