@@ -1,8 +1,11 @@
 """`llamadesk-cli chat MODEL.gguf --prompt TEXT`: one answer through the engine process.
 
-Streams the answer to stdout and the figures to stderr; with --json prints one object whose keys other
-tools script against: text, load_seconds, ttft_seconds, prompt_tokens, completion_tokens,
-tokens_per_second, n_gpu_layers, backend.
+Streams the answer to stdout and the figures to stderr; a reasoning model's thinking streams to stderr
+between "[thinking]" and "[/thinking]" lines, and each tool call it makes is a "[tool call] NAME ARGUMENTS" line
+on stderr, so stdout holds the answer alone. With --json prints one object whose keys other tools script
+against: text, reasoning (the thinking, "" for none), tool_calls (a list of {id, name, arguments}),
+load_seconds, ttft_seconds, prompt_tokens, completion_tokens, tokens_per_second, n_gpu_layers, backend.
+--thinking on/off and --effort low/medium/high apply where the model's template offers them.
 """
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ import sys
 
 from core.cli.errors import fail
 from core.engine.client import EngineClient, EngineError
-from core.engine.protocol import AnswerFinished, SamplingSettings, TokenText
+from core.engine.protocol import (AnswerFinished, ReasoningText, SamplingSettings, ThinkingChoice, TokenText,
+                                  ToolCallMade)
 from core.gguf.reader import GGUFError
 from core.fit.load_preparation import prepare_load
 from core.fit.choice import OffloadChoice
@@ -33,6 +37,10 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     parser.add_argument("--gpu-layers", type=int, default=None,
                         help="layers to put on the GPU (-1 all; default: as many as the planner says fit)")
+    parser.add_argument("--thinking", choices=("on", "off"), default=None,
+                        help="switch the model's thinking on or off (where its template can; default: the template's)")
+    parser.add_argument("--effort", choices=("low", "medium", "high"), default=None,
+                        help="how hard the model thinks (where its template reads an effort)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
     parser.set_defaults(handler=run)
 
@@ -51,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     client = EngineClient()
     try:
         loaded = client.load(prepared.settings)
-        finished = _answer(client, messages, sampling, stream=not args.json)
+        finished = _answer(client, messages, sampling, _thinking(args), stream=not args.json)
     except EngineError as error:
         return fail(str(error))
     except KeyboardInterrupt:          # Ctrl-C, even during a chat template's render: one line, no traceback
@@ -63,16 +71,56 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answer(client: EngineClient, messages, sampling, *, stream: bool) -> AnswerFinished:
-    for event in client.chat(messages, sampling):
-        if isinstance(event, TokenText) and stream:
+def _thinking(args: argparse.Namespace) -> ThinkingChoice:
+    return ThinkingChoice(enabled=None if args.thinking is None else args.thinking == "on", effort=args.effort)
+
+
+def _answer(client: EngineClient, messages, sampling, thinking: ThinkingChoice, *, stream: bool) -> AnswerFinished:
+    # The template's default needs no argument; a choice is passed only when one was made.
+    choice = {} if thinking == ThinkingChoice() else {"thinking": thinking}
+    shown = AnswerPrinter(stream)
+    for event in client.chat(messages, sampling, **choice):
+        if isinstance(event, AnswerFinished):
+            shown.end()
+            return event
+        shown.show(event)
+    raise EngineError("The engine ended the answer without reporting its figures.")
+
+
+class AnswerPrinter:
+    """Text mode: thinking to stderr between [thinking] lines, tool calls to stderr, the answer to stdout."""
+
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+        self.thinking = False
+
+    def show(self, event) -> None:
+        if not self.stream:
+            return
+        if isinstance(event, ReasoningText):
+            if not self.thinking:
+                self.thinking = True
+                sys.stderr.write("[thinking]\n")
+            sys.stderr.write(event.text)
+            sys.stderr.flush()
+            return
+        self._end_thinking()
+        if isinstance(event, TokenText):
             sys.stdout.write(event.text)
             sys.stdout.flush()
-        elif isinstance(event, AnswerFinished):
-            if stream:
-                sys.stdout.write("\n")
-            return event
-    raise EngineError("The engine ended the answer without reporting its figures.")
+        elif isinstance(event, ToolCallMade):
+            print(f"[tool call] {event.call.name} {event.call.arguments}", file=sys.stderr, flush=True)
+
+    def end(self) -> None:
+        if self.stream:
+            self._end_thinking()
+            sys.stdout.write("\n")
+
+    def _end_thinking(self) -> None:
+        if self.thinking:
+            self.thinking = False
+            sys.stderr.write("\n[/thinking]\n")
+            sys.stderr.flush()
 
 
 def _report(args: argparse.Namespace, loaded, finished: AnswerFinished) -> None:
@@ -80,6 +128,9 @@ def _report(args: argparse.Namespace, loaded, finished: AnswerFinished) -> None:
     if args.json:
         print(json.dumps({
             "text": finished.text,
+            "reasoning": finished.reasoning,
+            "tool_calls": [{"id": call.id, "name": call.name, "arguments": call.arguments}
+                           for call in finished.tool_calls],
             "load_seconds": round(loaded.load_seconds, 4),
             "ttft_seconds": round(stats.ttft_seconds, 4),
             "prompt_tokens": stats.prompt_tokens,
@@ -89,7 +140,8 @@ def _report(args: argparse.Namespace, loaded, finished: AnswerFinished) -> None:
             "backend": loaded.backend,
         }))
         return
+    thought = f" ({stats.reasoning_tokens} thinking)" if stats.reasoning_tokens else ""
     print(f"load {loaded.load_seconds:.2f} s · first token {stats.ttft_seconds:.3f} s · "
-          f"{stats.prompt_tokens} prompt tokens · {stats.completion_tokens} tokens at "
+          f"{stats.prompt_tokens} prompt tokens · {stats.completion_tokens} tokens{thought} at "
           f"{stats.tokens_per_second:.1f} tok/s · {loaded.n_gpu_layers} GPU layers · {loaded.backend}",
           file=sys.stderr)

@@ -65,9 +65,10 @@ def test_chat_json_answers_with_the_documented_keys(smollm2):
                  "--max-tokens", "40", "--seed", "1", "--temperature", "0", "--ctx", "1024", "--threads", "2")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert set(answer) == {"text", "load_seconds", "ttft_seconds", "prompt_tokens", "completion_tokens",
-                           "tokens_per_second", "n_gpu_layers", "backend"}
+    assert set(answer) == {"text", "reasoning", "tool_calls", "load_seconds", "ttft_seconds", "prompt_tokens",
+                           "completion_tokens", "tokens_per_second", "n_gpu_layers", "backend"}
     assert answer["text"].strip()
+    assert (answer["reasoning"], answer["tool_calls"]) == ("", [])   # SmolLM2 neither thinks nor calls tools
     assert 0 < answer["completion_tokens"] <= 40
     assert answer["tokens_per_second"] > 0
     assert answer["n_gpu_layers"] == 0
@@ -79,3 +80,28 @@ def test_chat_streams_the_answer_to_stdout_and_figures_to_stderr(smollm2):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "tok/s" in result.stderr and "tok/s" not in result.stdout
+
+
+def test_text_output_streams_thinking_to_stderr_marked_and_the_answer_to_stdout(capsys):
+    from core.cli.chat_cmd import AnswerPrinter
+    from core.engine.protocol import ReasoningText, TokenText, ToolCall, ToolCallMade
+
+    printer = AnswerPrinter(stream=True)
+    for event in (ReasoningText("Oslo is "), ReasoningText("cold."), ToolCallMade(ToolCall("c1", "weather", '{"q": 1}')),
+                  TokenText("Cold"), TokenText(".")):
+        printer.show(event)
+    printer.end()
+    out, err = capsys.readouterr()
+    assert out == "Cold.\n"
+    assert err == '[thinking]\nOslo is cold.\n[/thinking]\n[tool call] weather {"q": 1}\n'
+
+
+def test_json_mode_prints_nothing_while_the_answer_streams(capsys):
+    from core.cli.chat_cmd import AnswerPrinter
+    from core.engine.protocol import ReasoningText, TokenText
+
+    printer = AnswerPrinter(stream=False)
+    printer.show(ReasoningText("hmm"))
+    printer.show(TokenText("Hi"))
+    printer.end()
+    assert capsys.readouterr() == ("", "")
