@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The memory estimator (core/fit/estimate.py) against llama.cpp's own dry run (core/fit/dry_run.py).
 
-1. The model zoo (tests/fixtures/model_zoo.py: header-only stubs of 13 real architectures) on the host,
-   contexts 2k/8k/32k, KV f16 and q8_0 with flash attention and f16 without: total bytes per device.
+1. The model zoo (tests/fixtures/model_zoo.py: header-only stubs of real models, the newer architectures
+   included: Mamba2 / gated-DeltaNet / short-convolution hybrids, shared KV, MLA, chunked attention, MTP)
+   on the host, contexts 2k/8k/32k, KV f16 and q8_0 with flash attention and f16 without: total bytes per
+   device; the worst case of each architecture is printed after the table.
 2. Per-device split with a local RPC server as a GPU-like device "RPC0" (ARCHITECTURE §4): SmolLM2 at
-   several n_gpu_layers, and a few zoo models.
+   several n_gpu_layers, a few zoo models, and MoE experts kept on the host for several k (--n-cpu-moe).
 3. The real SmolLM2 loaded in a fresh process: predicted host memory vs its resident growth.
 
 Tolerance per device: max(2 % of the dry run's total, 32 MiB). Tables list the worst cases last and the
@@ -36,6 +38,8 @@ MODES = (("f16", True), ("q8_0", True), ("f16", False))
 SMOL_LAYERS = (0, 1, 2, 8, 16, 24, 30, 31)
 SPLIT_MODELS = ("llama3.2-1b", "qwen3-30b-a3b", "gemma3-4b", "gpt-oss-20b")
 SPLIT_LAYERS = (1, 12, -1)
+EXPERT_MODELS = ("qwen3-30b-a3b", "gpt-oss-20b")
+EXPERT_CASES = ((-1, 4), (-1, 12), (-1, 24), (20, 8))   # (n_gpu_layers, cpu_expert_layers)
 RSS_TOLERANCE = 0.10
 
 
@@ -108,6 +112,12 @@ def split_matrix(endpoint: str) -> list[Row]:
         for layers in SPLIT_LAYERS:
             settings = MemorySettings(n_gpu_layers=layers, n_ctx=8192)
             rows += compare(path, info, settings, f"{name} ngl={layers} ctx=8192 kv=f16 fa=on", (endpoint,))
+    for name in (EXPERT_MODELS[:1] if QUICK else EXPERT_MODELS):
+        path = zoo_model(name)
+        info = read_model_info(path)
+        for layers, experts in EXPERT_CASES:
+            settings = MemorySettings(n_gpu_layers=layers, n_ctx=8192, cpu_expert_layers=experts)
+            rows += compare(path, info, settings, f"{name} ngl={layers} cpu-moe={experts} ctx=8192", (endpoint,))
     return rows
 
 
@@ -177,14 +187,27 @@ def print_table(title: str, rows: list[Row]) -> None:
               f"{row.exact_compute / MiB:.1f}/{row.estimated_compute / MiB:.1f}")
 
 
+def print_worst_per_architecture(rows: list[Row]) -> None:
+    worst: dict[str, Row] = {}
+    for row in rows:
+        name = row.case.split(" ", 1)[0]
+        if name not in worst or row.share_of_tolerance > worst[name].share_of_tolerance:
+            worst[name] = row
+    print("\nWorst case per model, MiB (error / tolerance)")
+    for name, row in sorted(worst.items(), key=lambda item: item[1].share_of_tolerance):
+        print(f"{name:22} {row.error / MiB:+8.1f} / {tolerance(row.exact) / MiB:7.1f} = {row.share_of_tolerance:5.2f}"
+              f"   {row.case}")
+
+
 def result(name: str, value: float, target: str, ok: bool) -> None:
     print(f"RESULT {name}={value:.3f} target={target} {'ok' if ok else 'short'}")
 
 
 def main() -> int:
     zoo = zoo_matrix()
-    print_table(f"Host memory, estimate vs dry run ({len(ZOO)} architectures x {len(CONTEXTS)} contexts x "
+    print_table(f"Host memory, estimate vs dry run ({len(ZOO)} models x {len(CONTEXTS)} contexts x "
                 f"{len(MODES)} modes), MiB", zoo)
+    print_worst_per_architecture(zoo)
     import tempfile
 
     from core.machine.rpc import start_local_server
