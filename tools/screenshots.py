@@ -8,8 +8,15 @@ screen, so what is saved is what a person would see:
     03 a chat with code (SmolLM2)          08 GPU offload and context: Llama 3.1 8B on "laptop-8gb"
     04 the model picker on first run       09 the dark theme with the chat of 03
     05 a download in progress in the picker
+    11 a reasoning answer streaming: its thinking open above the answer, the Think and Effort controls (light)
+    12 the same answer finished: "Thought for 14 s" closed, a tool call block, thinking/answer tokens (light)
+    13, 14 the same two moments in the dark theme
 
-04 and 05 are taken right after 01, before any model is loaded, as a first run shows them.
+04 and 05 are taken right after 01, before any model is loaded, as a first run shows them. SmolLM2 does not
+think, so 11-14 show a reasoning model's answer as the engine reports one: its event values (ReasoningText,
+ToolCallMade, TokenText, AnswerFinished) go through the window's real EngineSession while its engine lane is
+held, then the engine answers the question itself (a few tokens, ignored: the chat has its answer).
+`screenshots.py reasoning` takes only 11-14.
 
 The picker talks only to the fake Hugging Face hub of the tests (tests/fixtures/fake_hub.py), run in a child
 process and serving every catalog file as a header-only stub at its real size (bench/bench_catalog_fit.py), so
@@ -273,6 +280,57 @@ def offload_dialog(app, window) -> None:
     dialog.deleteLater()
 
 
+REASONING_QUESTION = "Is it warmer in Oslo or in Bergen today? Check the weather first."
+REASONING = ("The user wants to compare today's temperature in Oslo and Bergen. I do not know today's weather, so "
+             "I should call the weather tool for both cities rather than guess.\n\nOslo is inland and Bergen is on "
+             "the coast, so in winter Bergen is usually milder, but I will check the actual figures.")
+REASONING_ANSWER = ("**Bergen** is warmer today: 6 °C against −3 °C in Oslo.\n\nBergen lies on the coast, where "
+                    "the sea keeps winters mild; Oslo is further inland and colder.")
+
+
+def reasoning_answer(app, window, look: str) -> None:
+    """A reasoning model's answer, while it thinks (open) and finished (closed), in `look`."""
+    import threading
+
+    from core.engine.protocol import AnswerFinished, AnswerStats, ThinkingSupport, ToolCall
+    from desktop.tasks import Task
+    from desktop.theme import apply_theme
+
+    chat, session = window.chat, window.session
+    apply_theme(app, look)
+    before = chat.conversation
+    chat.new_conversation()
+    wait_until(lambda: chat.conversation is not None and chat.conversation is not before
+               and not chat.conversation.messages, what="a new chat")
+    chat.pane.settings.max_tokens.setValue(8)
+    wait_until(lambda: chat.pane.send_button.isEnabled() and not session.busy, 60, "the model ready")
+    # What a reasoning model's template offers (SmolLM2's offers nothing, so its controls are hidden).
+    chat.pane.thinking.show_support(ThinkingSupport("harmony", can_toggle=True, efforts=("low", "medium", "high")))
+    release = threading.Event()
+    Task(release.wait, 60).run_in_background(serial=True)   # the engine answers only after this scene
+    try:
+        chat.pane.composer.setPlainText(REASONING_QUESTION)
+        chat.pane.send_button.click()
+        wait_until(lambda: chat.answers.active is not None, what="the answer begun")
+        for word in REASONING.split(" "):
+            session.reasoning_arrived.emit(word + " ")
+            settle(0.01)
+        shoot(app, f"{11 if look == 'light' else 13}-reasoning-streaming-{look}", settle_s=0.6)
+        call = ToolCall("call-1", "get_weather", '{"cities": ["Oslo", "Bergen"], "unit": "celsius"}')
+        session.tool_called.emit(call)
+        session.token_arrived.emit(REASONING_ANSWER)
+        stats = AnswerStats(prompt_tokens=212, completion_tokens=138, ttft_seconds=0.21, prompt_tokens_per_second=850.0,
+                            tokens_per_second=41.5, context_used=350, context_size=8192, stop_reason="stop",
+                            reused_prefix_tokens=0, dropped_messages=0, reasoning_tokens=96, reasoning_seconds=14.2)
+        session.answer_finished.emit(AnswerFinished(REASONING_ANSWER, stats, REASONING.strip() + " ", (call,)))
+        wait_until(lambda: not chat.answers.running, what="the answer finished")
+        shoot(app, f"{12 if look == 'light' else 14}-reasoning-finished-{look}")
+    finally:
+        release.set()
+    wait_until(lambda: not session.busy, 60, "the engine's own answer done")
+    apply_theme(app, "light")
+
+
 def dark_theme(app, window, chat_with_code_id: str) -> None:
     from desktop.theme import apply_theme
 
@@ -286,6 +344,7 @@ def dark_theme(app, window, chat_with_code_id: str) -> None:
 
 
 def main() -> int:
+    only_reasoning = sys.argv[1:] == ["reasoning"]
     work = Path(tempfile.mkdtemp(prefix="llamadesk-screens-"))
     os.environ["LLAMADESK_HOME"] = str(work / "home")  # chats, settings, header cache, downloads list
     started = time.monotonic()
@@ -295,14 +354,14 @@ def main() -> int:
     with HubProcess(fill_hub, THROTTLE_BYTES_PER_S, THROTTLE_FROM_BYTES, lower_priority=False) as hub:
         point_huggingface_hub_at(hub.url, str(work / "hf"))  # here and in every child started later
         try:
-            shoot_all(model)
+            shoot_all(model, only_reasoning)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(f"screenshots done in {time.monotonic() - started:.0f} s", flush=True)
     return 0
 
 
-def shoot_all(model: Path) -> None:
+def shoot_all(model: Path, only_reasoning: bool = False) -> None:
     window = None
     try:
         from core.settings import Settings
@@ -317,6 +376,11 @@ def shoot_all(model: Path) -> None:
         window.show()
         shown_at = time.monotonic()
         wait_until(lambda: window.chat is not None, what="the chat workspace")
+        if only_reasoning:
+            window.open_model(str(model))
+            for look in ("light", "dark"):
+                reasoning_answer(app, window, look)
+            return
         first_start(app, window)
         picker_scenes(app, window)  # as on a first run: no model loaded yet (the file names keep their order)
         bad_file_and_chat(app, window, model)
@@ -325,6 +389,8 @@ def shoot_all(model: Path) -> None:
         settings_dialog(app, window)
         offload_dialog(app, window)
         dark_theme(app, window, chat_with_code)
+        for look in ("light", "dark"):
+            reasoning_answer(app, window, look)
     finally:
         if window is not None:
             window.close()  # stops the engine, pauses the download, stops the picker's workers
