@@ -16,6 +16,10 @@ tensors of the first k layers in host memory (llama.cpp's --n-cpu-moe: attention
 experts stay on the GPU), with the fewest k that fit; the planner takes whichever of the two is predicted
 faster (core.fit.speed: the active experts' bytes read per token on each device over its bandwidth).
 
+The predicted generation speed is the speed model's figure times this machine's speed factor for the devices
+holding the weights (core.fit.calibration: measured over predicted on earlier loads, 1 when never measured); the
+uncalibrated figure stays on the Plan, since a measured speed is recorded against it.
+
 Each GPU may use its free memory minus a safety margin (1 GiB, as fit.cpp, covering the backend's own
 context and fragmentation); the host keeps 10 % of its RAM (between 1 and 2 GiB) for the system. n_gpu_layers
 counts llama.cpp's offloadable layers: the repeating blocks and the output layer (n_layers + 1).
@@ -30,6 +34,7 @@ from core.machine.hardware import USABLE_BACKENDS, GpuInfo, HardwareSnapshot
 from core.fit.estimate import (HOST, CTX_PAD, DeviceMemory, EstimateError, Footprint, GpuDevice, MemoryEstimate,
                                MemorySettings, check_settings, estimate, footprint, kv_layer_bytes)
 from core.gguf.kv_types import needs_flash_attention
+from core.fit import calibration
 from core.fit.speed import SpeedPrediction, predict_speed
 from core.platform.units import format_bytes
 
@@ -100,10 +105,18 @@ class Plan:
     explanation: str
     cpu_expert_layers: int = 0          # MoE: the expert tensors of the first N layers stay in host memory
     placement: str = ""                 # one short sentence: where the layers (and experts) go, and the speed
+    uncalibrated_tokens_per_second: float | None = None   # the speed model alone, before this machine's history
 
     @property
     def fits(self) -> bool:
         return self.verdict != TOO_LARGE
+
+    @property
+    def placement_devices(self) -> tuple[str, ...]:
+        """The devices the model runs on, the placement a measured speed is recorded for: the GPUs holding
+        weights, and the host ("CPU") when it holds layers or experts, not only the token embeddings every load
+        keeps there."""
+        return _placement_devices(self.devices, self.n_gpu_layers < self.n_layers or self.cpu_expert_layers > 0)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -362,10 +375,25 @@ def _build_plan(search: _Search, request: PlanRequest, chosen: _Trial) -> Plan:
     if verdict != TOO_LARGE:
         speed = search.speed(chosen)
     figure, why = _explain(search, request, chosen, devices, verdict)
-    tokens = _round(speed.tokens_per_second)
+    uncalibrated = speed.tokens_per_second
+    host_runs = chosen.n_gpu_layers < search.all_layers or chosen.cpu_expert_layers > 0
+    tokens = _round(_calibrated(uncalibrated, _placement_devices(devices, host_runs)))
     return Plan(verdict, chosen.n_gpu_layers, search.all_layers, chosen.context, search.base.kv_type,
                 search.base.flash_attn, devices, tokens, _round(speed.prompt_tokens_per_second), figure, why,
-                chosen.cpu_expert_layers, _placement(chosen, search, tokens))
+                chosen.cpu_expert_layers, _placement(chosen, search, tokens),
+                None if uncalibrated is None else round(uncalibrated, 3))
+
+
+def _calibrated(tokens_per_second: float | None, placement: tuple[str, ...]) -> float | None:
+    """The speed model's figure times what this machine measured on this placement."""
+    if tokens_per_second is None:
+        return None
+    return tokens_per_second * calibration.speed_factor(placement)
+
+
+def _placement_devices(devices: tuple[DevicePlan, ...], host_runs_layers: bool) -> tuple[str, ...]:
+    gpus = tuple(d.name for d in devices if d.kind == "gpu" and d.weights_bytes > 0)
+    return gpus + (HOST,) if host_runs_layers or not gpus else gpus
 
 
 def _round(value: float | None) -> float | None:

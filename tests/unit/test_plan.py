@@ -5,6 +5,7 @@ import pytest
 
 from core.gguf.reader import read_model_info
 from core.machine.hardware import load_profile
+from core.fit import calibration
 from core.fit.planner import CPU_ONLY, FULL, TOO_LARGE, PlanError, PlanRequest, plan
 from tests.fixtures.model_zoo import zoo_model
 
@@ -150,3 +151,26 @@ def test_a_model_that_fits_whole_keeps_its_experts_on_the_gpu(gpt_oss):
     chosen = plan(gpt_oss, load_profile("desktop-24gb"), PlanRequest(context=8192))
     assert chosen.verdict == FULL and chosen.cpu_expert_layers == 0
     assert chosen.placement.startswith("All layers on GPU")
+
+
+# --- this machine's speed history -----------------------------------------------------------------------
+
+def test_without_a_speed_history_the_prediction_is_the_speed_model_s_own(llama8b):
+    chosen = plan(llama8b, load_profile("desktop-24gb"), PlanRequest(context=8192))
+    assert chosen.predicted_tokens_per_second == round(chosen.uncalibrated_tokens_per_second, 1)
+    assert chosen.placement_devices == ("NVIDIA GeForce RTX 4090",)  # the host keeps only the token embeddings
+
+
+def test_a_recorded_speed_history_scales_the_next_plan_s_prediction_for_that_placement(llama8b):
+    box = load_profile("desktop-24gb")
+    before = plan(llama8b, box, PlanRequest(context=8192))
+    for measured_share in (0.5, 0.6, 0.55):
+        calibration.record_speed(before.placement_devices, before.uncalibrated_tokens_per_second,
+                                 before.uncalibrated_tokens_per_second * measured_share)
+    after = plan(llama8b, box, PlanRequest(context=8192))
+    assert after.uncalibrated_tokens_per_second == before.uncalibrated_tokens_per_second
+    assert after.predicted_tokens_per_second == pytest.approx(before.predicted_tokens_per_second * 0.55, abs=0.1)
+    assert after.placement.endswith(f"~{after.predicted_tokens_per_second:.0f} tok/s")
+    on_the_host = plan(llama8b, box, PlanRequest(context=8192, n_gpu_layers=0))
+    assert on_the_host.placement_devices == ("CPU",)
+    assert on_the_host.predicted_tokens_per_second == round(on_the_host.uncalibrated_tokens_per_second, 1)
