@@ -93,9 +93,7 @@ class EngineSession(QObject):
     # --- background side (serial thread) ---
 
     def _stream_answer(self, messages: list[dict], sampling: SamplingSettings, thinking: ThinkingChoice):
-        # The template's default needs no argument; a choice is passed only where the model offers one.
-        choice = {} if thinking == ThinkingChoice() else {"thinking": thinking}
-        yield from self._client.chat(messages, sampling, **choice)
+        yield from self._client.chat(messages, sampling, thinking=thinking)
 
     # --- UI side ---
 

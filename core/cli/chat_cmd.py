@@ -76,10 +76,8 @@ def _thinking(args: argparse.Namespace) -> ThinkingChoice:
 
 
 def _answer(client: EngineClient, messages, sampling, thinking: ThinkingChoice, *, stream: bool) -> AnswerFinished:
-    # The template's default needs no argument; a choice is passed only when one was made.
-    choice = {} if thinking == ThinkingChoice() else {"thinking": thinking}
     shown = AnswerPrinter(stream)
-    for event in client.chat(messages, sampling, **choice):
+    for event in client.chat(messages, sampling, thinking=thinking):
         if isinstance(event, AnswerFinished):
             shown.end()
             return event

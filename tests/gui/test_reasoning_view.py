@@ -280,3 +280,43 @@ def test_answer_stats_from_before_thinking_still_read(store):
     store.add_message(conversation.id, "user", "Hi")
     store.add_message(conversation.id, "assistant", "Hello", stats=MessageStats(completion_tokens=3))
     assert store.load_conversation(conversation.id).messages[-1].stats.answer_tokens == 3
+
+
+# --------------------------------------------------------------------------------------------
+# the real engine: a tiny model whose template opens the thinking block unless it is switched off
+
+
+SWITCHABLE_THINKING_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}"
+    "{% else %}{{ '<think>\n' }}{% endif %}{% endif %}")
+
+
+def test_the_real_engine_thinks_into_the_thinking_block_and_the_think_switch_stops_it(qtbot, workspace, session,
+                                                                                        store, tmp_path):
+    from tests.fixtures.tiny_gguf import write_tiny_model
+
+    model = write_tiny_model(tmp_path / "thinker.gguf", chat_template=SWITCHABLE_THINKING_TEMPLATE)
+    with qtbot.waitSignal(session.loaded, timeout=60_000):
+        session.load(LoadSettings(model_path=str(model), n_ctx=256, n_threads=1))
+    controls = workspace.pane.thinking
+    assert controls.think.isVisible() and controls.think.isChecked() and not controls.effort.isVisible()
+    workspace.pane.settings.max_tokens.setValue(8)
+    workspace.pane.settings.flush()
+
+    with qtbot.waitSignal(session.answer_finished, timeout=60_000) as finished:
+        ask(qtbot, workspace, "hi")
+    settle(qtbot, workspace)
+    thought = store.load_conversation(workspace.conversation.id).messages[-1]
+    assert thought.reasoning and thought.reasoning == finished.args[0].reasoning and thought.content == ""
+    assert thought.stats.reasoning_tokens == thought.stats.completion_tokens > 0
+    assert "Thought for" in document_text(workspace) and thought.reasoning not in document_text(workspace)
+
+    qtbot.mouseClick(controls.think, Qt.MouseButton.LeftButton)          # Think off
+    with qtbot.waitSignal(session.answer_finished, timeout=60_000) as finished:
+        ask(qtbot, workspace, "hi again")
+    settle(qtbot, workspace)
+    answered = store.load_conversation(workspace.conversation.id).messages[-1]
+    assert answered.content == finished.args[0].text != "" and answered.reasoning == ""
+    assert store.load_conversation(workspace.conversation.id).thinking == ThinkingSetting(enabled=False)

@@ -105,3 +105,41 @@ def test_json_mode_prints_nothing_while_the_answer_streams(capsys):
     printer.show(TokenText("Hi"))
     printer.end()
     assert capsys.readouterr() == ("", "")
+
+
+# A Qwen3-style template: the prompt opens the thinking block unless thinking is switched off, so a tiny
+# random-weight model's whole output is thinking (on) or answer (off) - the real engine splits it.
+SWITCHABLE_THINKING_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}"
+    "{% else %}{{ '<think>\n' }}{% endif %}{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def thinking_model(tmp_path_factory):
+    from tests.fixtures.tiny_gguf import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("thinking") / "thinker.gguf",
+                            chat_template=SWITCHABLE_THINKING_TEMPLATE)
+
+
+def tiny_chat(model, *extra: str) -> subprocess.CompletedProcess:
+    return cli("chat", str(model), "--prompt", "hi", "--max-tokens", "8", "--temperature", "0", "--seed", "1",
+               "--threads", "1", "--ctx", "256", *extra)
+
+
+def test_a_thinking_models_reasoning_goes_to_its_own_key_and_to_stderr(thinking_model):
+    answer = json.loads(tiny_chat(thinking_model, "--json").stdout)
+    assert answer["reasoning"] and answer["text"] == "" and answer["tool_calls"] == []
+    result = tiny_chat(thinking_model)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "\n"
+    assert result.stderr.startswith("[thinking]\n") and "\n[/thinking]\n" in result.stderr
+    assert "thinking) at" in result.stderr          # the figures line counts the thinking tokens
+
+
+def test_thinking_off_makes_the_output_the_answer(thinking_model):
+    answer = json.loads(tiny_chat(thinking_model, "--json", "--thinking", "off").stdout)
+    assert answer["text"] and answer["reasoning"] == ""
+    assert "[thinking]" not in tiny_chat(thinking_model, "--thinking", "off").stderr
