@@ -17,7 +17,9 @@ from PySide6.QtWidgets import QDialog, QLabel, QMainWindow, QSplitter, QVBoxLayo
 from core.machine import bandwidth, hardware
 from core.models import starter
 from core import settings as settings_store
+from core.fit import calibration
 from core.fit.load_preparation import PreparedLoad, prepare_load
+from core.fit.planner import Plan
 from core.fit.choice import choice_from_settings, settings_with_choice
 from core.settings import Settings
 from core.chat.store import ChatStore
@@ -60,6 +62,7 @@ class MainWindow(QMainWindow):
         self.dashboard.setAccessibleName("Memory dashboard")
         self.sampler = MemorySampler(lambda: self.session.engine_pid, parent=self)
         self._prepared: PreparedLoad | None = None
+        self._running_plan: Plan | None = None  # the plan the loaded model runs as: its answers' speeds calibrate it
         self.picker: ModelPicker | None = None  # made on first use: it owns header cache, downloads, workers
         self._picker_dialog: QDialog | None = None
         self._model_title = ""
@@ -104,6 +107,7 @@ class MainWindow(QMainWindow):
         session.loaded.connect(self._model_loaded)
         session.load_failed.connect(self._model_load_failed)
         session.answer_finished.connect(lambda finished: self.memory.show_speed(finished.stats.tokens_per_second))
+        session.answer_finished.connect(self._record_answer_speed)
         session.answer_failed.connect(self._engine_failed)
         session.busy_changed.connect(self.model_bar.set_enabled_for_busy)
         session.loaded.connect(self.dashboard.show_loaded_model)
@@ -192,9 +196,7 @@ class MainWindow(QMainWindow):
             self.notice.show_info("Please wait: the model is busy. Stop the answer first to switch models.")
             return
         self.notice.hide()
-        settings = self.settings
-        (Task(prepare_load, path, choice_from_settings(settings), threads=settings.threads or None,
-              safety_margin_bytes=settings.safety_margin_bytes)
+        (Task(_prepare_with_settings, path, self.settings)
          .success(self._load_prepared)
          .failure(lambda error: self._model_rejected(path, error))
          .run_in_background())
@@ -214,6 +216,11 @@ class MainWindow(QMainWindow):
             self._store(self.settings.without_recent_model(path))
 
     def _model_loaded(self, loaded) -> None:
+        prepared = self._prepared
+        # A load that stepped down (fewer layers, a smaller context) does not run as planned: its speed says
+        # nothing about the plan's prediction.
+        planned = prepared is not None and prepared.settings.model_path == loaded.model_path and not loaded.steps
+        self._running_plan = prepared.plan if planned else None
         title = Path(loaded.model_path).stem
         details = [loaded.backend, f"{loaded.n_gpu_layers} of {loaded.n_layers} layers on GPU",
                    f"{loaded.n_ctx:,} context", f"loaded in {loaded.load_seconds:.1f} s"]
@@ -228,6 +235,7 @@ class MainWindow(QMainWindow):
 
     def _model_load_failed(self, sentence: str) -> None:
         self._model_title = ""
+        self._running_plan = None
         self.model_bar.show_unloaded("Open a model to start chatting")
         self.notice.show_error(f"The model could not be loaded: {sentence}")
         self.model_open_failed.emit(self.notice.text())
@@ -241,6 +249,13 @@ class MainWindow(QMainWindow):
                 self.notice.show_error(f"The engine stopped unexpectedly ({sentence}). Your chat is kept; "
                                        "reloading the model…")
                 self.session.load(self.session.last_settings)
+
+    def _record_answer_speed(self, finished) -> None:
+        """This machine's speed history learns from every answer, so the next plans predict what it really does."""
+        plan = self._running_plan
+        if plan is not None:
+            Task(calibration.record_answer_speed, plan.placement_devices, plan.uncalibrated_tokens_per_second,
+                 finished.stats, parent=self).run_in_background()
 
     def _set_model_ready(self, ready: bool) -> None:
         if self.chat is not None:
@@ -258,9 +273,8 @@ class MainWindow(QMainWindow):
         dialog = OffloadDialog(self)
         dialog.apply_requested.connect(self._offload_chosen)
         choice = choice_from_settings(self.settings, prepared.settings.n_ctx)
-        margin = self.settings.safety_margin_bytes
-        (Task(hardware.probe)
-         .success(lambda snapshot: dialog.show_for(prepared.info, snapshot, choice, margin))
+        (Task(_machine_and_margin, self.settings)
+         .success(lambda found: dialog.show_for(prepared.info, found[0], choice, found[1]))
          .failure(lambda error: self.notice.show_error(f"Could not read this machine's memory: {error}"))
          .run_in_background())
 
@@ -335,6 +349,20 @@ class MainWindow(QMainWindow):
         if self.store is not None:
             self.store.close()  # writes any answer text still buffered
         super().closeEvent(event)
+
+
+def _margin(settings: Settings) -> int:
+    """The GPU margin plans keep: the one this machine's loads taught when the settings let them (reads a file)."""
+    return calibration.effective_margin_bytes(settings.safety_margin_bytes, settings.learned_margin)
+
+
+def _prepare_with_settings(path: str, settings: Settings) -> PreparedLoad:
+    return prepare_load(path, choice_from_settings(settings), threads=settings.threads or None,
+                        safety_margin_bytes=_margin(settings))
+
+
+def _machine_and_margin(settings: Settings) -> tuple[hardware.HardwareSnapshot, int]:
+    return hardware.probe(), _margin(settings)
 
 
 def _encode(data: QByteArray) -> str:

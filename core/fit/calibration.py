@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from core.engine.protocol import LoadedModel
+from core.engine.protocol import AnswerStats, LoadedModel
 from core.machine.cpu import cpu_name
 from core.platform import locations
 from core.platform.units import format_bytes
@@ -42,6 +42,7 @@ MARGIN_HEADROOM = 1.25
 MARGIN_FLOOR = 128 * MiB
 MARGIN_STEP = 64 * MiB
 SPEED_SAMPLES = 5
+MIN_SPEED_TOKENS = 16      # a shorter answer's decode rate is mostly the clock's noise
 SPEED_FACTOR_RANGE = (0.02, 50.0)   # a factor beyond this is a broken measurement, not a machine
 HOST = "CPU"
 MINUS = "\u2212"
@@ -177,6 +178,18 @@ def record_speed(device_names: Iterable[str], predicted_tokens_per_second: float
     if predicted_tokens_per_second > 0 and measured_tokens_per_second > 0:
         _append("speed", speed_key(device_names), [predicted_tokens_per_second, measured_tokens_per_second,
                                                    time.time()])
+
+
+def record_answer_speed(device_names: Iterable[str], predicted_tokens_per_second: float | None,
+                        stats: AnswerStats) -> bool:
+    """Keep an answer's decode rate for this placement when it says something: enough tokens, not cancelled, and a
+    prediction to compare it with. True when it was kept."""
+    if predicted_tokens_per_second is None or stats.stop_reason == "cancelled":
+        return False
+    if stats.completion_tokens < MIN_SPEED_TOKENS or stats.tokens_per_second <= 0:
+        return False
+    record_speed(device_names, predicted_tokens_per_second, stats.tokens_per_second)
+    return True
 
 
 def speed_factor(device_names: Iterable[str]) -> float:

@@ -6,7 +6,7 @@ import pytest
 
 from core.engine.client import EngineClient
 from core.engine.native_log import allocations_from_log
-from core.engine.protocol import DeviceAllocation, LoadedModel, LoadSettings
+from core.engine.protocol import AnswerStats, DeviceAllocation, LoadedModel, LoadSettings
 from core.fit import calibration
 from core.fit.choice import OffloadChoice
 from core.fit.load_preparation import prepare_load
@@ -67,6 +67,21 @@ def test_the_speed_factor_is_the_median_measured_over_predicted_per_placement():
         calibration.record_speed(["CPU"], 100.0, measured)
     assert calibration.speed_factor(["CPU"]) == pytest.approx(0.45)
     assert calibration.speed_factor(["NVIDIA H200"]) == 1.0  # another placement learned nothing
+
+
+def answer(tokens: int, rate: float, stop_reason: str = "stop") -> AnswerStats:
+    return AnswerStats(prompt_tokens=20, completion_tokens=tokens, ttft_seconds=0.1, prompt_tokens_per_second=500.0,
+                       tokens_per_second=rate, context_used=20 + tokens, context_size=4096, stop_reason=stop_reason,
+                       reused_prefix_tokens=0, dropped_messages=0)
+
+
+def test_an_answer_s_speed_is_kept_only_when_it_measures_something():
+    assert not calibration.record_answer_speed(["CPU"], 100.0, answer(3, 10.0))            # a few tokens: noise
+    assert not calibration.record_answer_speed(["CPU"], 100.0, answer(200, 10.0, "cancelled"))
+    assert not calibration.record_answer_speed(["CPU"], None, answer(200, 10.0))           # nothing was predicted
+    assert calibration.speed_factor(["CPU"]) == 1.0
+    assert calibration.record_answer_speed(["CPU"], 100.0, answer(200, 60.0))
+    assert calibration.speed_factor(["CPU"]) == pytest.approx(0.6)
 
 
 def test_a_real_load_reports_llama_cpp_s_allocations_next_to_the_plan(smollm2):
