@@ -8,8 +8,11 @@ read what it decided from its log:
   which tensors an override sent elsewhere (`tensor X (...) buffer type overridden to CPU`: MoE experts);
 - KV cache totals (`llama_kv_cache: size = ...`) and which device holds each layer's cells;
 - recurrent-state buffers (`llama_memory_recurrent: X RS buffer size = ...`);
-- compute buffers per buffer type (`sched_reserve: X compute buffer size = ...`);
+- compute buffers per buffer type (`sched_reserve: X compute buffer size = ...`; a re-reserve replaces one);
 - the output buffer (`llama_context: X output buffer size = ...`).
+
+The buffer-size lines are read with the engine's own parser of llama.cpp's log (core.engine.native_log: its
+pattern and buffer-type-to-device names), the one a real load's allocations come from.
 
 Model buffers print 0.00 under no_alloc, so weights per device are summed from the GGUF tensor table
 following llama.cpp's placement of those layers, less the tensors it says it leaves unloaded ("model has
@@ -30,6 +33,7 @@ from pathlib import Path
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
+from core.engine.native_log import _BUFFER as BUFFER_LINE, device_name
 from core.gguf.reader import ModelInfo, read_model_info
 from core.fit.estimate import DeviceMemory, MemorySettings, footprint, weights_by_device
 from core.gguf.kv_types import kv_type_id
@@ -126,9 +130,6 @@ _NUMBER = r"([0-9]+(?:\.[0-9]+)?)"
 _LAYER_DEVICE = re.compile(r"load_tensors: layer\s+(\d+) assigned to device (\S+?),")
 _KV_LAYER = re.compile(r"llama_kv_cache: layer\s+(\d+): dev = (\S+)")
 _KV_SIZE = re.compile(r"llama_kv_cache: size =\s*" + _NUMBER + r" MiB \(\s*(\d+) cells")
-_RS_BUFFER = re.compile(r"llama_memory_recurrent:\s+(\S+) RS buffer size =\s*" + _NUMBER + " MiB")
-_COMPUTE = re.compile(r"sched_reserve:\s+(\S+) compute buffer size =\s*" + _NUMBER + " MiB")
-_OUTPUT = re.compile(r"llama_context:\s+(\S+)\s+output buffer size =\s*" + _NUMBER + " MiB")
 _N_CTX = re.compile(r"llama_context: n_ctx\s+=\s*(\d+)")
 _OVERRIDDEN = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
 _UNUSED = re.compile(r"model has unused tensor (\S+) \(size = \d+ bytes\) -- ignoring")
@@ -148,9 +149,9 @@ def parse_log(lines: list[tuple[int, str]], model: ModelInfo, settings: MemorySe
     skipped = frozenset(m.group(1) for m in map(_UNUSED.search, texts) if m)
     weights = weights_by_device(footprint(model, skipped), layer_devices)
     _move_overridden(texts, model, layer_devices, weights)
-    kv = _kv_by_device(texts, model)
-    compute = _buffers_by_device(texts, _COMPUTE)
-    other = _buffers_by_device(texts, _OUTPUT)
+    buffers = _buffers_by_device(texts)
+    kv = _kv_by_device(texts, model, buffers.get("RS", {}))
+    compute, other = buffers.get("compute", {}), buffers.get("output", {})
     n_ctx = next((int(m.group(1)) for m in map(_N_CTX.search, texts) if m), settings.n_ctx)
     result = []
     for name in devices + [HOST]:
@@ -167,7 +168,7 @@ def _move_overridden(texts: list[str], model: ModelInfo, layer_devices: list[str
             continue
         size, layer = sizes[match.group(1)]
         source = layer_devices[layer] if layer is not None else HOST
-        target = _device_name(match.group(2))
+        target = device_name(match.group(2))
         weights[source] = weights.get(source, 0) - size
         weights[target] = weights.get(target, 0) + size
 
@@ -177,38 +178,27 @@ def _layer_devices(texts: list[str], n_layers: int) -> list[str]:
     for text in texts:
         match = _LAYER_DEVICE.search(text)
         if match:
-            by_layer[int(match.group(1))] = _device_name(match.group(2))
+            by_layer[int(match.group(1))] = device_name(match.group(2))
     if len(by_layer) < n_layers + 1:
         return []
     return [by_layer[i] for i in range(n_layers + 1)]
 
 
-def _device_name(buffer_or_device: str) -> str:
-    """'RPC0[127.0.0.1:50052]' -> 'RPC0'; host buffer types ('CPU', 'CPU_REPACK', 'CUDA_Host') -> 'CPU'."""
-    name = buffer_or_device.split("[", 1)[0]
-    if name.startswith("CPU") or name.endswith("_Host"):
-        return HOST
-    return name
-
-
-def _kv_by_device(texts: list[str], model: ModelInfo) -> dict[str, int]:
-    """Split each cache's logged total over the devices holding its layers, by each layer's KV width."""
+def _kv_by_device(texts: list[str], model: ModelInfo, recurrent: dict[str, int]) -> dict[str, int]:
+    """Split each cache's logged total over the devices holding its layers, by each layer's KV width; the
+    recurrent state counts as cache too (as the estimate counts it)."""
     widths = _kv_widths(model)
-    totals: dict[str, int] = defaultdict(int)
+    totals: dict[str, int] = defaultdict(int, recurrent)
     pending: list[tuple[int, str]] = []
     for text in texts:
         layer = _KV_LAYER.search(text)
         if layer:
-            pending.append((int(layer.group(1)), _device_name(layer.group(2))))
+            pending.append((int(layer.group(1)), device_name(layer.group(2))))
             continue
         size = _KV_SIZE.search(text)
         if size:
             _share(totals, _mib(size.group(1)), pending, widths)
             pending = []
-            continue
-        recurrent = _RS_BUFFER.search(text)
-        if recurrent:
-            totals[_device_name(recurrent.group(1))] += _mib(recurrent.group(2))
     return dict(totals)
 
 
@@ -230,13 +220,23 @@ def _share(totals: dict[str, int], total: int, layers: list[tuple[int, str]], wi
         given += part
 
 
-def _buffers_by_device(texts: list[str], pattern: re.Pattern) -> dict[str, int]:
-    totals: dict[str, int] = defaultdict(int)
+def _buffers_by_device(texts: list[str]) -> dict[str, dict[str, int]]:
+    """Bytes per buffer kind ("RS", "output", "compute", ...) and device from llama.cpp's buffer-size lines; the
+    last figure of a compute buffer counts (a re-reserve replaces it)."""
+    summed: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    compute: dict[str, int] = {}
     for text in texts:
-        match = pattern.search(text)
-        if match:
-            totals[_device_name(match.group(1))] += _mib(match.group(2))
-    return dict(totals)
+        match = BUFFER_LINE.match(text)
+        if not match:
+            continue
+        _, buffer, kind, mib = match.groups()
+        if kind == "compute":
+            compute[buffer] = _mib(mib)
+        else:
+            summed[kind][device_name(buffer)] += _mib(mib)
+    for buffer, size in compute.items():
+        summed["compute"][device_name(buffer)] += size
+    return {kind: dict(devices) for kind, devices in summed.items()}
 
 
 # --- child side --------------------------------------------------------------------------------------

@@ -76,6 +76,18 @@ def test_parse_log_reads_split_kv_and_compute():
     assert gpu.other_bytes == 0 and host.other_bytes > 0
 
 
+def test_parse_log_counts_a_re_reserved_compute_buffer_once_and_recurrent_state_as_cache():
+    """The dry run reads llama.cpp's buffer lines as a real load's allocations are read (core.engine.native_log)."""
+    info = read_model_info(zoo_model("llama3.2-1b"))
+    lines = [(1, f"load_tensors: layer {i:3d} assigned to device CPU, is_swa = 0\n") for i in range(17)]
+    lines += [(2, "sched_reserve:        CPU compute buffer size =    72.00 MiB\n"),
+              (2, "llama_memory_recurrent:        CPU RS buffer size =     3.00 MiB\n"),
+              (2, "sched_reserve:        CPU compute buffer size =    80.00 MiB\n")]
+    host = parse_log(lines, info, MemorySettings(n_ctx=4096)).host
+    assert host.compute_bytes == 80 * MiB
+    assert host.kv_bytes == 3 * MiB and host.other_bytes == 0
+
+
 @pytest.mark.parametrize("layers", [1, 12, 31])
 def test_split_across_an_rpc_device_matches_the_estimate(smollm2, rpc_server, layers):  # noqa: F811
     info = read_model_info(smollm2)
