@@ -4,7 +4,7 @@ sample_memory() costs a few milliseconds (psutil, NVML): call it off the UI thre
 
 Every figure is split so that its parts never go negative and always add up to the total:
 host RAM = engine + app + others + free (RamSplit); each GPU's memory = this app + others + free
-(VramSplit). PredictionComparison sets the planner's prediction for a load beside what was measured.
+(VramSplit). What a load allocated beside its prediction is core.fit.calibration's (compare_load).
 """
 from __future__ import annotations
 
@@ -17,13 +17,9 @@ from dataclasses import dataclass
 import psutil
 
 from core.machine import hardware
-from core.engine.protocol import LoadedModel
 from core.machine.hardware import GpuInfo
-from core.platform.units import format_bytes
 
 log = logging.getLogger(__name__)
-
-MINUS = "\u2212"  # a real minus sign: "−4.2 %"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,72 +189,3 @@ def sample_memory(engine_pid: int | None = None) -> MemorySample:
         gpus=read_gpus(pids),
         cpu_percent=_CPU.percent(),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Predicted vs measured, after a load
-
-
-@dataclass(frozen=True)
-class PredictedVsMeasured:
-    """One device's figure: what the planner predicted and what the load really took."""
-
-    predicted_bytes: int | None
-    measured_bytes: int | None
-
-    @property
-    def difference_bytes(self) -> int | None:
-        if self.predicted_bytes is None or self.measured_bytes is None:
-            return None
-        return self.measured_bytes - self.predicted_bytes
-
-    @property
-    def difference_percent(self) -> float | None:
-        """Measured relative to predicted: −4.2 means the load took 4.2 % less than predicted."""
-        difference = self.difference_bytes
-        if difference is None or not self.predicted_bytes:
-            return None
-        return 100.0 * difference / self.predicted_bytes
-
-    def sentence(self) -> str:
-        """'Predicted 262.0 MiB · measured 251.0 MiB · −4.2 % (−11.0 MiB)' (or what is known of it)."""
-        predicted = f"Predicted {format_bytes(self.predicted_bytes)}" if self.predicted_bytes is not None \
-            else "No prediction"
-        measured = f"measured {format_bytes(self.measured_bytes)}" if self.measured_bytes is not None \
-            else "not measured"
-        percent = self.difference_percent
-        if percent is None:
-            return f"{predicted} · {measured}"
-        return f"{predicted} · {measured} · {signed_percent(percent)} ({signed_bytes(self.difference_bytes or 0)})"
-
-
-def _sign(value: float, zero_below: float) -> str:
-    return "+" if value >= zero_below else MINUS if value <= -zero_below else "±"
-
-
-def signed_percent(percent: float) -> str:
-    """'+5.0 %', '−4.2 %', '±0.0 %'."""
-    return f"{_sign(percent, 0.05)}{abs(percent):.1f} %"
-
-
-def signed_bytes(count: int) -> str:
-    """'+60.0 MiB', '−11.0 MiB', '±0 B'."""
-    return f"{_sign(count, 1)}{format_bytes(abs(count))}"
-
-
-@dataclass(frozen=True)
-class PredictionComparison:
-    """After a load: the planner's predicted host/GPU bytes beside the engine's resident growth and VRAM."""
-
-    model_name: str
-    host: PredictedVsMeasured
-    gpu: PredictedVsMeasured | None  # None when the model runs on the CPU only
-
-    @classmethod
-    def from_loaded(cls, model: LoadedModel) -> "PredictionComparison":
-        settings = model.settings
-        uses_gpu = model.n_gpu_layers != 0 or bool(settings.predicted_gpu_bytes) or bool(model.gpu_bytes)
-        gpu = PredictedVsMeasured(settings.predicted_gpu_bytes, model.gpu_bytes) if uses_gpu else None
-        return cls(model_name=os.path.basename(model.model_path),
-                   host=PredictedVsMeasured(settings.predicted_host_bytes, model.resident_growth_bytes),
-                   gpu=gpu)

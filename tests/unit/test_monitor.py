@@ -1,5 +1,5 @@
 """core.monitor.samples and core.monitor.history: real figures from this machine, splits that always add up,
-the ten-minute ring buffer, and predicted-vs-measured after a load."""
+and the ten-minute ring buffer."""
 from __future__ import annotations
 
 import os
@@ -9,11 +9,9 @@ import sys
 import psutil
 import pytest
 
-from core.engine.protocol import LoadedModel, LoadSettings
 from core.machine.hardware import GpuInfo
 from core.monitor.history import CAPACITY, MemoryHistory, engine_resident, gpu_app_used, gpu_used
-from core.monitor.samples import (GpuMemory, MemorySample, PredictedVsMeasured, PredictionComparison, gpu_memory,
-                          sample_memory, split_ram, split_vram)
+from core.monitor.samples import GpuMemory, MemorySample, gpu_memory, sample_memory, split_ram, split_vram
 
 GIB, MIB = 2**30, 2**20
 
@@ -178,46 +176,3 @@ def test_a_reader_gets_exactly_the_samples_it_has_not_read():
 def test_history_needs_room_for_a_sample():
     with pytest.raises(ValueError):
         MemoryHistory(capacity=0)
-
-
-# --- prediction vs measurement ---
-
-def test_predicted_vs_measured_figures():
-    figure = PredictedVsMeasured(predicted_bytes=262 * MIB, measured_bytes=251 * MIB)
-    assert figure.difference_bytes == -11 * MIB
-    assert figure.difference_percent == pytest.approx(-4.198, abs=0.001)
-    assert figure.sentence() == "Predicted 262.0 MiB · measured 251.0 MiB · \u22124.2 % (\u221211.0 MiB)"
-    over = PredictedVsMeasured(predicted_bytes=2 * GIB, measured_bytes=int(2.1 * GIB))
-    assert over.sentence().endswith("+5.0 % (+102.4 MiB)")
-    assert PredictedVsMeasured(MIB, MIB).sentence().endswith("±0.0 % (±0 B)")
-
-
-def test_predicted_vs_measured_with_a_figure_missing():
-    assert PredictedVsMeasured(None, 251 * MIB).sentence() == "No prediction · measured 251.0 MiB"
-    unmeasured = PredictedVsMeasured(1 * GIB, None)
-    assert unmeasured.difference_bytes is None and unmeasured.difference_percent is None
-    assert unmeasured.sentence() == "Predicted 1.0 GiB · not measured"
-    assert PredictedVsMeasured(0, 5).difference_percent is None
-
-
-def loaded(n_gpu_layers: int, gpu_bytes: int | None, predicted_gpu: int | None) -> LoadedModel:
-    settings = LoadSettings(model_path="/models/SmolLM2-135M-Instruct.Q4_1.gguf", n_gpu_layers=n_gpu_layers,
-                            predicted_host_bytes=262 * MIB, predicted_gpu_bytes=predicted_gpu)
-    return LoadedModel(model_path=settings.model_path, n_ctx=4096, n_gpu_layers=n_gpu_layers, n_layers=30,
-                       backend="CUDA" if n_gpu_layers else "CPU", load_seconds=0.4, resident_bytes=400 * MIB,
-                       resident_growth_bytes=251 * MIB, gpu_bytes=gpu_bytes, chat_template_source="model",
-                       settings=settings)
-
-
-def test_prediction_comparison_from_a_cpu_load():
-    comparison = PredictionComparison.from_loaded(loaded(0, None, None))
-    assert comparison.model_name == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert comparison.host == PredictedVsMeasured(262 * MIB, 251 * MIB)
-    assert comparison.gpu is None
-
-
-def test_prediction_comparison_from_a_gpu_load():
-    comparison = PredictionComparison.from_loaded(loaded(12, 700 * MIB, 640 * MIB))
-    assert comparison.gpu is not None
-    assert comparison.gpu.difference_bytes == 60 * MIB
-    assert comparison.gpu.difference_percent == pytest.approx(9.375)
