@@ -6,7 +6,10 @@ ToolCallMade, ContextTrimmed, AnswerFinished.
 
 Messages sent to the engine are dicts as chat templates take them: "role", "content", and for an assistant turn
 optionally "reasoning_content" (its thinking) and "tool_calls" (a list of {"id", "type": "function",
-"function": {"name", "arguments"}}); a "tool" turn carries "tool_call_id".
+"function": {"name", "arguments"}}); a "tool" turn carries "tool_call_id". A user turn may carry "images": a
+list of image files (paths) or their bytes (PNG, JPEG, GIF, BMP), for a model loaded with its vision projector
+(LoadSettings.projector_path); each image is read and checked in the worker and goes before the turn's text
+(core/engine/vision.py). Images sent to a model without a projector fail the request with a sentence.
 
 Private envelopes (client <-> worker only): the requests the client sends (LoadRequest,
 ChatRequest, ShutdownRequest) and the replies the worker sends back besides the
@@ -39,6 +42,7 @@ class LoadSettings:
     cpu_expert_layers: int = 0       # MoE: the expert tensors of this many layers stay in host memory
     predicted_host_bytes: int | None = None   # from the planner, echoed back beside the measurement
     predicted_gpu_bytes: int | None = None
+    projector_path: str | None = None  # a vision model's mmproj file: images can then go in messages
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,16 @@ class DeviceAllocation:
 
 
 @dataclass(frozen=True)
+class ProjectorLoaded:
+    """A vision projector loaded beside the model, with what llama.cpp's multimodal library reported (its log)."""
+
+    path: str
+    device: str                      # "CPU", "CUDA0" ...
+    weights_bytes: int
+    compute_bytes: int               # the image-encoding buffer reserved for one image of the projector's size
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """A model that the worker has loaded, with what it measured next to what the planner predicted."""
 
@@ -114,6 +128,7 @@ class LoadedModel:
     n_threads: int = 0               # the CPU threads actually used
     thinking: ThinkingSupport = ThinkingSupport()
     allocations: tuple[DeviceAllocation, ...] = ()   # llama.cpp's own figures, per device
+    projector: ProjectorLoaded | None = None          # the vision projector, when one was loaded
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,7 @@ class AnswerStats:
     reasoning_tokens: int = 0        # of completion_tokens, those spent thinking
     reasoning_seconds: float = 0.0
     system_prompt_merged: bool = False   # the template takes no system role: it went into the first user turn
+    image_tokens: tuple[int, ...] = ()   # the prompt's images, in order: the tokens each took (in prompt_tokens)
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from huggingface_hub.errors import (
 
 from core.models import safe_names
 from core.models.safe_names import UnsafeName
+from core.models.projectors import is_projector_name, pick_projector
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class RemoteModel:
     @property
     def is_projector(self) -> bool:
         """A vision projector (mmproj), not a chat model on its own."""
-        return "mmproj" in self.name.lower()
+        return is_projector_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,12 @@ class RepoListing:
     gated: bool
     models: tuple[RemoteModel, ...]
     rejected: tuple[str, ...] = ()  # file names refused as unsafe
+
+    def projector_for(self, model: RemoteModel) -> RemoteModel | None:
+        """The projector that lets this model see images (see core.models.projectors), None for a text-only one."""
+        projectors = {candidate.name: candidate for candidate in self.models if candidate.is_projector}
+        picked = pick_projector(model.name, projectors)
+        return projectors[picked] if picked is not None else None
 
 
 # -- file names -----------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.models import hub, safe_names
+from core.models.projectors import is_projector_name, pick_projector
 from core.platform import locations
 from core.gguf.reader import GGUFError, ModelInfo, read_model_info
 from core.models.remote_headers import combine_split, read_split_part_tensors
@@ -43,10 +44,16 @@ class LocalModel:
     repo_id: str | None = None
     info: ModelInfo | None = field(default=None, compare=False)
     error: str | None = None
+    projector: Path | None = None    # the mmproj file beside it that lets it see images (core.models.projectors)
 
     @property
     def usable(self) -> bool:
         return self.info is not None and self.error is None
+
+    @property
+    def is_projector(self) -> bool:
+        """A vision projector (mmproj): it goes with a model, it does not chat on its own."""
+        return is_projector_name(self.path.name)
 
 
 @dataclass(frozen=True)
@@ -83,8 +90,28 @@ def scan(sources: LibrarySources = LibrarySources(), *, inspect: bool = True) ->
     found += _from_ollama(where.ollama_dir)
     for folder in where.user_dirs:
         found += _from_folder(folder, "folder")
-    unique = _dedupe(found)
+    unique = pair_projectors(_dedupe(found))
     return [_inspect(model) for model in unique] if inspect else unique
+
+
+def pair_projectors(models: list[LocalModel]) -> list[LocalModel]:
+    """Each model with the projector lying in the same place: the same Hugging Face repository, else the same
+    folder. The projectors stay in the list too (is_projector tells them apart)."""
+    def place(model: LocalModel) -> tuple:
+        return ("repo", model.repo_id) if model.repo_id else ("folder", str(model.path.parent))
+
+    projectors: dict[tuple, dict[str, Path]] = {}
+    for model in models:
+        if model.is_projector:
+            projectors.setdefault(place(model), {})[model.path.name] = model.path
+    if not projectors:
+        return models
+    paired = []
+    for model in models:
+        beside = projectors.get(place(model), {})
+        picked = pick_projector(model.path.name, beside)
+        paired.append(replace(model, projector=beside[picked]) if picked is not None else model)
+    return paired
 
 
 def _dedupe(models: Iterable[LocalModel]) -> list[LocalModel]:

@@ -1,0 +1,56 @@
+"""Which projector (mmproj file) goes with which vision model: the one pairing rule, for the hub and the library.
+
+A GGUF vision model ships as two files in one repository: the text model (often in several quantisations) and
+its projector, `mmproj-*.gguf` (often in F16 and sometimes in other precisions too). The text model alone
+chats; with the projector it can also look at images. A model pairs with a projector that lies in the same
+place (the same hub repository, the same folder on disk). When several do, the one whose name shares the
+longest stem with the model's wins (a folder may hold projectors of several models), then the best precision
+(F16 is what the publishers mean by default; quantised projectors lose accuracy for little memory).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+
+PROJECTOR_MARK = "mmproj"
+# The precisions a projector is published in, best first; anything else comes after these.
+PRECISION_ORDER = ("f16", "bf16", "q8_0", "f32")
+_NAME_NOISE = re.compile(r"(mmproj|model|gguf|[-_.]?(i?q\d\w*|bf16|f16|f32))", re.IGNORECASE)
+
+
+def is_projector_name(filename: str) -> bool:
+    """A projector, not a chat model on its own ("mmproj" in its name, as llama.cpp's converter writes it)."""
+    return PROJECTOR_MARK in PurePosixPath(filename).name.lower()
+
+
+def pick_projector(model_filename: str, candidates: Iterable[str]) -> str | None:
+    """The projector, of the candidates lying beside model_filename, that goes with it; None when none does."""
+    projectors = [name for name in candidates if is_projector_name(name)]
+    if is_projector_name(model_filename) or not projectors:
+        return None
+    stem = _stem(model_filename)
+    return min(projectors, key=lambda name: (-_shared_prefix(stem, _stem(name)), _precision_rank(name), name))
+
+
+def _stem(filename: str) -> str:
+    """The words of a file name that name the model: no 'mmproj', no quantisation, no extension."""
+    name = PurePosixPath(filename).name.lower()
+    return re.sub(r"[-_.]+", "-", _NAME_NOISE.sub("", name)).strip("-")
+
+
+def _shared_prefix(first: str, second: str) -> int:
+    count = 0
+    for a, b in zip(first, second):
+        if a != b:
+            break
+        count += 1
+    return count
+
+
+def _precision_rank(filename: str) -> int:
+    name = PurePosixPath(filename).name.lower()
+    for rank, precision in enumerate(PRECISION_ORDER):
+        if re.search(rf"(^|[-_.]){precision}([-_.]|$)", name):
+            return rank
+    return len(PRECISION_ORDER)
