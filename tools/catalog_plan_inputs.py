@@ -27,7 +27,8 @@ if str(ROOT) not in sys.path:
 
 from core.gguf.reader import ModelInfo, read_model_info  # noqa: E402
 from core.models import fit_check  # noqa: E402
-from core.models.remote_headers import HeaderCache, PlanInputs  # noqa: E402
+from core.models.plan_inputs import PlanInputs  # noqa: E402
+from core.models.remote_headers import HeaderCache  # noqa: E402
 
 CATALOG = ROOT / "resources" / "catalog.json"
 ZOO_SOURCE = ("tests/fixtures/model_zoo.py stub '{name}': the published hyperparameters of the real model with a "

@@ -1,7 +1,7 @@
 """The curated catalog of chat models (resources/catalog.json), refreshed from the hub, and its fit check.
 
 The shipped catalog works offline: repositories, their quantisation files, approximate sizes and, for the files
-whose header we could read, their plan inputs (core.models.remote_headers.PlanInputs: what the planner needs of the
+whose header we could read, their plan inputs (core.models.plan_inputs.PlanInputs: what the planner needs of the
 header, ~2 KB), so those files get a verdict at once with no network. When online, ``refresh`` replaces each
 repository's file list with the hub's (exact sizes, SHA-256, split parts) and each file's plan inputs with ones read
 from its real header (once per SHA-256), and keeps that in cache_dir()/catalog-refresh.json, so the next start offline
@@ -24,7 +24,8 @@ from typing import Any
 from core.models import fit_check, hub
 from core.platform import locations
 from core.models.fit_check import FileRef
-from core.models.remote_headers import HeaderCache, PlanInputs
+from core.models.plan_inputs import PlanInputs
+from core.models.remote_headers import HeaderCache
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ from core.fit.estimate import MemorySettings
 from core.fit.planner import DEFAULT_GPU_MARGIN, Plan
 from core.gguf.reader import ModelInfo, read_model_info
 from core.machine.hardware import HardwareSnapshot
-from core.models.remote_headers import HeaderCache, HeaderEntry, PlanInputs, combine_split, write_sparse_stub
+from core.models.plan_inputs import PlanInputs
+from core.models.remote_headers import HeaderCache, HeaderEntry, combine_split, write_sparse_stub
 from core.platform import locations
 
 log = logging.getLogger(__name__)

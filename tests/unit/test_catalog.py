@@ -84,7 +84,7 @@ from pathlib import Path  # noqa: E402
 from core.gguf.reader import read_model_info  # noqa: E402
 from core.machine.hardware import load_profile  # noqa: E402
 from core.models.fit_check import FitConditions, check_file  # noqa: E402
-from core.models.remote_headers import PlanInputs  # noqa: E402
+from core.models.plan_inputs import PlanInputs  # noqa: E402
 from tests.fixtures.fake_hub import FakeFile, header_and_size  # noqa: E402
 from tests.fixtures.model_zoo import zoo_model  # noqa: E402
 

@@ -85,7 +85,7 @@ def test_exact_figures_from_the_remote_header_match_the_real_file(fake_hub, smol
 
 def test_a_hub_file_with_plan_inputs_is_planned_without_the_network_like_from_its_header(fake_hub):  # noqa: F811
     from core.gguf.reader import read_model_info
-    from core.models.remote_headers import PlanInputs
+    from core.models.plan_inputs import PlanInputs
     from tests.fixtures.fake_hub import FakeFile, header_and_size
     from tests.fixtures.model_zoo import zoo_model
 

@@ -11,7 +11,7 @@ from core.models.catalog import Catalog
 from core.models.fit_check import FileFit, FileRef
 from core.models.hub import RepoListing
 from core.models.library import LocalModel
-from core.models.remote_headers import PlanInputs
+from core.models.plan_inputs import PlanInputs
 
 CATALOG, SEARCH, LOCAL = "catalog", "search", "local"
 
