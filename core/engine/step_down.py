@@ -2,15 +2,21 @@
 
 Order (ISSUE 4): fewer GPU layers -> smaller context -> quantized KV cache -> CPU only. Each rung
 keeps the rungs before it, so the last one is the most modest configuration worth trying.
+
+A MoE load that already keeps the experts of its first layers in host memory (the planner chose it) first moves the
+experts of more layers there, before it drops whole layers: attention and the KV cache stay on the GPU, and only the
+experts in use are read from host memory, so it costs less speed (llama.cpp's own fitter tries the experts first too).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from core.engine.protocol import LoadSettings, ModelFacts
 from core.gguf.kv_types import SMALLER_KV_TYPE, is_quantized
 
 GPU_FRACTIONS = (0.75, 0.5)
+EXPERT_SHARES = (0.5, 1.0)   # of the layers whose experts are still on the GPU: half of them, then all
 MIN_CONTEXT = 2048
 MAX_CONTEXT_STEPS = 3
 
@@ -24,6 +30,9 @@ class Rung:
 def ladder(original: LoadSettings, facts: ModelFacts | None) -> list[Rung]:
     rungs: list[Rung] = []
     current = original
+    for rung in _more_experts_on_host(current, facts):
+        rungs.append(rung)
+        current = rung.settings
     for rung in _fewer_gpu_layers(current, facts):
         rungs.append(rung)
         current = rung.settings
@@ -37,6 +46,21 @@ def ladder(original: LoadSettings, facts: ModelFacts | None) -> list[Rung]:
     if current.n_gpu_layers != 0:
         rungs.append(Rung(replace(current, n_gpu_layers=0),
                           f"CPU only: {_layers_text(current.n_gpu_layers)} -> 0 GPU layers"))
+    return rungs
+
+
+def _more_experts_on_host(settings: LoadSettings, facts: ModelFacts | None) -> list[Rung]:
+    """Only for a load with some experts on the host already: that is what says the model has experts."""
+    kept = settings.cpu_expert_layers
+    if kept <= 0 or settings.n_gpu_layers == 0 or facts is None or kept >= facts.n_layers:
+        return []
+    rungs, previous = [], kept
+    for share in EXPERT_SHARES:
+        wanted = kept + math.ceil((facts.n_layers - kept) * share)
+        if wanted > previous:
+            rungs.append(Rung(replace(settings, cpu_expert_layers=wanted),
+                              f"more experts on the CPU: those of {previous} -> {wanted} of {facts.n_layers} layers"))
+            previous = wanted
     return rungs
 
 
