@@ -21,6 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from core.chat.attachments.attachment import Attachment, Source, text_for_model
+
 ROLES = ("system", "user", "assistant")
 TITLE_LIMIT = 60
 EFFORTS = ("low", "medium", "high")      # the thinking efforts a template may read (gpt-oss's reasoning_effort)
@@ -228,6 +230,8 @@ class Message:
     stats: MessageStats | None = None  # answers only, once finished
     reasoning: str = ""              # answers only: the model's thinking, never part of `content`
     tool_calls: tuple[ToolCall, ...] = ()
+    attachments: tuple[Attachment, ...] = ()   # a user's message: the files attached to it
+    sources: tuple[Source, ...] = ()   # a user's message: the parts of its documents the model read with it
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -254,14 +258,17 @@ def context_messages(system_prompt: str, thread: Iterable[Message]) -> list[dict
     "tool_calls" (the engine leaves them out where the template does not read them). Other branches never
     reach the model. Fitting into the model's context (dropping the oldest turns) is the engine's job, since
     only it can count tokens."""
-    turns = [_engine_turn(m) for m in thread if m.content or m.tool_calls]
+    turns = [_engine_turn(m) for m in thread if m.content or m.tool_calls or m.attachments]
     if system_prompt.strip():
         return [{"role": "system", "content": system_prompt.strip()}, *turns]
     return turns
 
 
 def _engine_turn(message: Message) -> dict:
-    turn: dict = {"role": message.role, "content": message.content}
+    turn: dict = {"role": message.role, "content": text_for_model(message.content, message.sources)}
+    images = [attachment.path for attachment in message.attachments if attachment.kind == "image" and attachment.path]
+    if images:
+        turn["images"] = images
     if message.reasoning:
         turn["reasoning_content"] = message.reasoning
     if message.tool_calls:
@@ -361,11 +368,13 @@ class Conversation:
 
     def add(self, role: str, content: str, stopped_early: bool = False, *,
             parent_id: str | None | object = _AFTER_SELECTED, stats: MessageStats | None = None,
-            message_id: str | None = None, reasoning: str = "", tool_calls: tuple[ToolCall, ...] = ()) -> Message:
+            message_id: str | None = None, reasoning: str = "", tool_calls: tuple[ToolCall, ...] = (),
+            attachments: tuple[Attachment, ...] = (), sources: tuple[Source, ...] = ()) -> Message:
         """Add a message under `parent_id` (default: the selected leaf) and select it."""
         parent = self.current_leaf_id if parent_id is _AFTER_SELECTED else parent_id
         message = Message(role, content, stopped_early, id=message_id or new_id(), parent_id=parent,
-                          stats=stats, reasoning=reasoning, tool_calls=tuple(tool_calls))
+                          stats=stats, reasoning=reasoning, tool_calls=tuple(tool_calls),
+                          attachments=tuple(attachments), sources=tuple(sources))
         self._attach(message)
         self.current_leaf_id = message.id
         if role == "user" and not self.title:

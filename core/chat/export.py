@@ -2,19 +2,25 @@
 import), and import that JSON back, checked strictly: bad input raises ChatImportError naming the field
 that is wrong, never anything else.
 
-JSON format "llamadesk.chat", version 2:
+JSON format "llamadesk.chat", version 3:
     {"format": "llamadesk.chat", "version": 2, "exported_at": "<ISO 8601>",
      "conversation": {"id", "title", "system_prompt", "created_at", "updated_at" (Unix seconds),
                       "preset", "sampling": {temperature, top_p, top_k, min_p, repeat_penalty,
                       max_tokens, seed}, "current_leaf_id", "thinking": {"enabled", "effort"},
                       "messages": [{"id", "parent_id", "role", "content", "stopped_early",
                                     "created_at", "stats": null | {ttft_seconds, ..., reasoning_tokens, ...},
-                                    "reasoning", "tool_calls": [{"id", "name", "arguments"}, ...]}, ...]}}
+                                    "reasoning", "tool_calls": [{"id", "name", "arguments"}, ...],
+                                    "attachments": [{"id", "name", "kind", "tokens", "size_bytes", "used",
+                                                     "path" (the file's name only)}, ...],
+                                    "sources": [{"attachment_id", "name", "page", "position", "text"}, ...]},
+                                   ...]}}
 Messages come parents first. Version 1 (before thinking and tool calls) has no "thinking", "reasoning" or
-"tool_calls" and still imports.
+"tool_calls", version 2 no "attachments" or "sources"; both still import. The attached files themselves stay
+with the chat on this computer: an imported chat lists them, with the parts of documents its answers used.
 
-Markdown shows an answer's thinking as a quoted "Thinking" section above its text, and each tool call as a
-"Tool call" line with its arguments in a JSON block.
+Markdown shows an answer's thinking as a quoted "Thinking" section above its text, each tool call as a
+"Tool call" line with its arguments in a JSON block, a message's attachments as an "Attached" list and the
+document parts an answer was given as its "Sources".
 """
 from __future__ import annotations
 
@@ -26,11 +32,12 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from core.chat.attachments.attachment import Attachment, Source
 from core.chat.conversation import (ROLES, ChatError, Conversation, Message, MessageStats, SamplingValues,
                                     ThinkingSetting, ToolCall, new_id)
 
 FORMAT_NAME = "llamadesk.chat"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
 _ROLE_HEADINGS = {"user": "You", "assistant": "Assistant", "system": "System"}
@@ -59,6 +66,9 @@ def to_markdown(conversation: Conversation) -> str:
         lines += _tool_call_lines(message)
         if message.content.strip() or not message.tool_calls:
             lines += [message.content.rstrip() or "*(empty)*", ""]
+        lines += _attachment_lines(message)
+        if message.role == "assistant" and message.parent_id:
+            lines += _source_lines(conversation.message(message.parent_id).sources)
         note = _answer_note(message)
         if note:
             lines += [f"*{note}*", ""]
@@ -73,6 +83,23 @@ def _thinking_section(message: Message) -> list[str]:
     heading = f"> **Thinking** ({seconds:.0f} s)" if seconds >= 1 else "> **Thinking**"
     quoted = [f"> {line}".rstrip() for line in message.reasoning.strip().splitlines()]
     return [heading, ">", *quoted, ""]
+
+
+_USES = {"whole": "sent whole", "retrieved": "the most relevant parts sent", "image": "image"}
+
+
+def _attachment_lines(message: Message) -> list[str]:
+    if not message.attachments:
+        return []
+    items = [f"- {a.name} ({a.kind}, {a.tokens:,} tokens, {_USES[a.used]})" if a.kind == "document"
+             else f"- {a.name} (image)" for a in message.attachments]
+    return ["**Attached**", "", *items, ""]
+
+
+def _source_lines(sources: tuple[Source, ...]) -> list[str]:
+    if not sources:
+        return []
+    return ["**Sources**", "", *[f"- {source.label}" for source in sources], ""]
 
 
 def _tool_call_lines(message: Message) -> list[str]:
@@ -131,7 +158,9 @@ def _message_to_dict(message: Message) -> dict:
     return {"id": message.id, "parent_id": message.parent_id, "role": message.role,
             "content": message.content, "stopped_early": message.stopped_early,
             "created_at": message.created_at, "stats": message.stats.as_dict() if message.stats else None,
-            "reasoning": message.reasoning, "tool_calls": [call.as_dict() for call in message.tool_calls]}
+            "reasoning": message.reasoning, "tool_calls": [call.as_dict() for call in message.tool_calls],
+            "attachments": [attachment.as_dict() for attachment in message.attachments],
+            "sources": [source.as_dict() for source in message.sources]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +243,7 @@ _MESSAGE_FIELDS = {"id": str, "parent_id": (str, None), "role": str, "content": 
                    "created_at": float, "stats": (dict, None)}
 # what each format version added to a conversation and to a message
 _ADDED_CONVERSATION_FIELDS = {2: {"thinking": dict}}
-_ADDED_MESSAGE_FIELDS = {2: {"reasoning": str, "tool_calls": list}}
+_ADDED_MESSAGE_FIELDS = {2: {"reasoning": str, "tool_calls": list}, 3: {"attachments": list, "sources": list}}
 
 
 def _fields_of(version: int, base: dict, added: dict[int, dict]) -> dict:
@@ -251,6 +280,10 @@ def _message(value: object, where: str, spec: dict) -> Message:
     if "tool_calls" in fields:
         fields["tool_calls"] = tuple(_value(ToolCall.from_dict, call, f"{where}.tool_calls[{index}]")
                                      for index, call in enumerate(fields["tool_calls"]))
+    for name, build in (("attachments", Attachment.from_dict), ("sources", Source.from_dict)):
+        if name in fields:
+            fields[name] = tuple(_value(build, item, f"{where}.{name}[{index}]")
+                                 for index, item in enumerate(fields[name]))
     return Message(**fields)
 
 
@@ -295,7 +328,7 @@ def _value(build, raw: object, where: str):
         raise ChatImportError(f"{where} must be an object, not {_kind_of(raw)}.")
     try:
         return build(raw)
-    except (ChatError, TypeError) as error:
+    except (ChatError, TypeError, ValueError) as error:
         raise ChatImportError(f"{where}: {error}") from None
 
 
@@ -332,8 +365,13 @@ def _kind_of(value: object) -> str:
 
 def _with_fresh_ids(conversation: Conversation) -> Conversation:
     renamed = {m.id: new_id() for m in conversation.all_messages()}
-    messages = [dataclasses.replace(m, id=renamed[m.id], parent_id=renamed.get(m.parent_id) if m.parent_id else None)
-                for m in conversation.all_messages()]
+    attachment_ids = {a.id: new_id() for m in conversation.all_messages() for a in m.attachments}
+    messages = [dataclasses.replace(
+        m, id=renamed[m.id], parent_id=renamed.get(m.parent_id) if m.parent_id else None,
+        attachments=tuple(dataclasses.replace(a, id=attachment_ids[a.id]) for a in m.attachments),
+        sources=tuple(dataclasses.replace(s, attachment_id=attachment_ids.get(s.attachment_id, s.attachment_id))
+                      for s in m.sources))
+        for m in conversation.all_messages()]
     leaf = renamed.get(conversation.current_leaf_id) if conversation.current_leaf_id else None
     return Conversation.restore(
         messages, id=new_id(), title=conversation.title, system_prompt=conversation.system_prompt,

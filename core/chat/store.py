@@ -20,12 +20,21 @@ stats and the tool calls the model made. An append that writes takes about 0.1 m
 the database, so call the store from a worker, not the UI thread. Answers found unfinished when a file
 is opened (the app was killed) are marked stopped early, with the text that had been written kept.
 Use one ChatStore per file per process.
+
+Attachments (schema 4): a user's message may carry files. Each is copied into the folder `attachments/` beside
+the database (one folder per conversation, the file named by the attachment's id) and described by a row of
+`attachments`; a document's chunks go into `attachment_chunks` with an FTS5 index (core.chat.attachments.index),
+in this database rather than a file of their own so that a chat's documents are deleted with it by the foreign keys
+in one transaction and move with the chats file. The parts a question sent to the model are the message's
+`sources` (JSON). Deleting a conversation deletes its folder of copies once the rows are gone.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -37,13 +46,17 @@ from pathlib import Path
 from typing import Iterator
 
 from core.platform import locations
+from core.chat.attachments.attachment import Attachment, Source
+from core.chat.attachments.chunks import Chunk
+from core.chat.attachments import index as chunk_index
 from core.chat.conversation import (ChatError, Conversation, Message, MessageStats, PRESETS, SamplingValues,
                                     ThinkingSetting, ToolCall, suggest_title)
 
 log = logging.getLogger(__name__)
 
 DB_FILE_NAME = "chats.sqlite3"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+ATTACHMENTS_FOLDER = "attachments"
 FLUSH_INTERVAL_S = 0.25
 FLUSH_CHARS = 64
 BUSY_TIMEOUT_S = 5.0
@@ -184,7 +197,24 @@ _V2_TO_V3 = (
     "ALTER TABLE conversations ADD COLUMN thinking TEXT",          # JSON {enabled, effort}; NULL: the model's default
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V1_TO_V2), (3, _V2_TO_V3))
+_V3_TO_V4 = (
+    "ALTER TABLE messages ADD COLUMN sources TEXT",                # JSON list of core.chat.attachments Source; NULL: none
+    """CREATE TABLE attachments (
+        id TEXT PRIMARY KEY,
+        message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('document', 'image')),
+        file TEXT NOT NULL DEFAULT '',       -- the copy, relative to the attachments folder; '' when not kept
+        tokens INTEGER NOT NULL DEFAULT 0,
+        size_bytes INTEGER NOT NULL DEFAULT 0,
+        used TEXT NOT NULL DEFAULT 'whole',
+        created_at REAL NOT NULL)""",
+    "CREATE INDEX attachments_by_message ON attachments(message_id, position)",
+    *chunk_index.CHUNK_TABLE,
+)
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V1_TO_V2), (3, _V2_TO_V3), (4, _V3_TO_V4))
 
 # Full-text search over finished messages (FTS5 where this SQLite has it; LIKE otherwise).
 _SEARCH_INDEX = (
@@ -285,6 +315,7 @@ class ChatStore:
         self._closing = threading.Event()
         self._closed = False
         self._fts = False
+        self._chunk_fts = False
         try:
             self._open(full_text_search)
         except BaseException:
@@ -331,6 +362,7 @@ class ChatStore:
             raise _Damaged(problems[0])
         _migrate(db, self.path)
         self._fts = full_text_search and _ensure_search_index(db)
+        self._chunk_fts = chunk_index.ensure_fts(db)
         self.interrupted_answers = _close_interrupted_answers(db)
 
     def _set_aside(self, reason: str) -> None:
@@ -379,7 +411,7 @@ class ChatStore:
                 raise StoreError("Could not save the conversation: one with the same id is already in "
                                  "the history.") from error
             for message in conversation.all_messages():
-                _insert_message(db, conversation.id, message, complete=True)
+                _insert_message(db, conversation.id, message, complete=True, folder=self.attachments_folder)
 
     def list_conversations(self, search: str = "", *, limit: int | None = None,
                            offset: int = 0) -> list[ConversationSummary]:
@@ -413,9 +445,15 @@ class ChatStore:
             _require(cursor.rowcount, conversation_id)
 
     def delete_conversation(self, conversation_id: str) -> None:
+        """The conversation, its messages, attachments, their chunks and the copies of their files."""
         with self._writing("delete the conversation") as db:
             cursor = db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
             _require(cursor.rowcount, conversation_id)
+        shutil.rmtree(self.attachments_folder / conversation_id, ignore_errors=True)
+
+    @property
+    def attachments_folder(self) -> Path:
+        return self.path.parent / ATTACHMENTS_FOLDER
 
     def load_conversation(self, conversation_id: str) -> Conversation:
         """The whole tree, with the selected branch; an answer still streaming shows what has arrived."""
@@ -425,8 +463,10 @@ class ChatStore:
                 raise _not_found(conversation_id)
             rows = db.execute("SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq",
                               (conversation_id,)).fetchall()
+            attachments = self._attachments_of(db, conversation_id)
         with self._pending_lock:
-            messages = [_message_from_row(row, self._pending.get(row["id"])) for row in rows]
+            messages = [_message_from_row(row, self._pending.get(row["id"]), attachments.get(row["id"], ()))
+                        for row in rows]
         return Conversation.restore(
             messages, id=header["id"], title=header["title"], system_prompt=header["system_prompt"],
             created_at=header["created_at"], updated_at=header["updated_at"], preset=header["preset"],
@@ -444,15 +484,50 @@ class ChatStore:
 
     def add_message(self, conversation_id: str, role: str, content: str,
                     parent_id: str | None | object = _AFTER_SELECTED, *, stopped_early: bool = False,
-                    stats: MessageStats | None = None) -> Message:
+                    stats: MessageStats | None = None, attachments: tuple[Attachment, ...] = (),
+                    chunks: dict[str, tuple[Chunk, ...]] | None = None,
+                    sources: tuple[Source, ...] = ()) -> Message:
         """Add a finished message under `parent_id` (default: the selected leaf) and select it.
-        The first user message titles an untitled conversation."""
-        with self._writing("save the message") as db:
-            parent = _selected_leaf(db, conversation_id) if parent_id is _AFTER_SELECTED else parent_id
-            message = Message(role, content, stopped_early, parent_id=parent, stats=stats)
-            _insert_message(db, conversation_id, message, complete=True)
-            _select_and_touch(db, conversation_id, message)
+        The first user message titles an untitled conversation. Each attachment's file (its `path`) is copied into
+        the chat's attachments folder and its `chunks` (by attachment id) indexed; the message returned names the
+        copies. A file that cannot be copied raises StoreError and nothing is saved."""
+        folder = self.attachments_folder / conversation_id
+        kept = _copy_attachments(attachments, folder)
+        try:
+            with self._writing("save the message") as db:
+                parent = _selected_leaf(db, conversation_id) if parent_id is _AFTER_SELECTED else parent_id
+                message = Message(role, content, stopped_early, parent_id=parent, stats=stats, attachments=kept,
+                                  sources=tuple(sources))
+                _insert_message(db, conversation_id, message, complete=True, folder=self.attachments_folder)
+                for attachment_id, pieces in (chunks or {}).items():
+                    chunk_index.insert_chunks(db, attachment_id, pieces)
+                _select_and_touch(db, conversation_id, message)
+        except BaseException:
+            for attachment in kept:
+                if attachment.path:
+                    Path(attachment.path).unlink(missing_ok=True)
+            raise
         return message
+
+    def attachment_chunks(self, attachment_id: str) -> list[Chunk]:
+        """A stored document's chunks in reading order."""
+        with self._reading("read the attached document") as db:
+            return chunk_index.chunks_of(db, attachment_id)
+
+    def search_attachments(self, question: str, attachment_ids: list[str], limit: int = 40):
+        """The stored chunks of these documents that best match `question` (core.chat.attachments.index.search)."""
+        with self._reading("search the attached documents") as db:
+            return chunk_index.search(db, question, attachment_ids, limit=limit, full_text=self._chunk_fts)
+
+    def _attachments_of(self, db: sqlite3.Connection, conversation_id: str) -> dict[str, tuple[Attachment, ...]]:
+        rows = db.execute("SELECT a.* FROM attachments a JOIN messages m ON m.id = a.message_id "
+                          "WHERE m.conversation_id = ? ORDER BY a.message_id, a.position", (conversation_id,))
+        found: dict[str, list[Attachment]] = {}
+        for row in rows:
+            path = str(self.attachments_folder / row["file"]) if row["file"] else ""
+            found.setdefault(row["message_id"], []).append(Attachment(
+                row["name"], row["kind"], row["tokens"], row["size_bytes"], row["used"], id=row["id"], path=path))
+        return {message_id: tuple(items) for message_id, items in found.items()}
 
     def begin_answer(self, conversation_id: str, parent_id: str | None) -> str:
         """Start an empty assistant answer under `parent_id`, selected; returns its message id."""
@@ -729,17 +804,24 @@ def _in_transaction(db: sqlite3.Connection, statements: list[str]) -> int:
 # row helpers
 
 
-def _insert_message(db: sqlite3.Connection, conversation_id: str, message: Message, *, complete: bool) -> None:
+def _insert_message(db: sqlite3.Connection, conversation_id: str, message: Message, *, complete: bool,
+                    folder: Path | None = None) -> None:
     if message.parent_id is not None:
         _check_parent(db, conversation_id, message.parent_id)
     elif db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
         raise _not_found(conversation_id)
     db.execute(
         "INSERT INTO messages (id, conversation_id, parent_id, role, content, stopped_early, complete, "
-        "stats, created_at, reasoning, tool_calls) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "stats, created_at, reasoning, tool_calls, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (message.id, conversation_id, message.parent_id, message.role, message.content,
          int(message.stopped_early), int(complete), _stats_to_json(message.stats), message.created_at,
-         message.reasoning, _tool_calls_to_json(message.tool_calls)))
+         message.reasoning, _tool_calls_to_json(message.tool_calls), _sources_to_json(message.sources)))
+    for position, attachment in enumerate(message.attachments):
+        db.execute("INSERT INTO attachments (id, message_id, position, name, kind, file, tokens, size_bytes, used, "
+                   "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (attachment.id, message.id, position, attachment.name, attachment.kind,
+                    _relative_file(attachment.path, folder), attachment.tokens, attachment.size_bytes,
+                    attachment.used, message.created_at))
 
 
 def _check_parent(db: sqlite3.Connection, conversation_id: str, message_id: str) -> None:
@@ -764,12 +846,59 @@ def _select_and_touch(db: sqlite3.Connection, conversation_id: str, message: Mes
                    (suggest_title(message.content), conversation_id))
 
 
-def _message_from_row(row: sqlite3.Row, pending: _PendingAnswer | None) -> Message:
+def _message_from_row(row: sqlite3.Row, pending: _PendingAnswer | None,
+                      attachments: tuple[Attachment, ...] = ()) -> Message:
     content = row["content"] + (pending.text() if pending else "")
     reasoning = row["reasoning"] + (pending.reasoning() if pending else "")
     return Message(row["role"], content, bool(row["stopped_early"]), id=row["id"], parent_id=row["parent_id"],
                    created_at=row["created_at"], stats=_stats_from_json(row["stats"]), reasoning=reasoning,
-                   tool_calls=_tool_calls_from_json(row["tool_calls"]))
+                   tool_calls=_tool_calls_from_json(row["tool_calls"]), attachments=attachments,
+                   sources=_sources_from_json(row["sources"]))
+
+
+def _copy_attachments(attachments: tuple[Attachment, ...], folder: Path) -> tuple[Attachment, ...]:
+    """Copy each attached file into the chat's folder (named by its id); the attachments naming their copies."""
+    kept: list[Attachment] = []
+    try:
+        for attachment in attachments:
+            if not attachment.path:
+                kept.append(attachment)
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            copy = folder / (attachment.id + Path(attachment.path).suffix.lower())
+            shutil.copyfile(attachment.path, copy)
+            kept.append(dataclasses.replace(attachment, path=str(copy)))
+    except OSError as error:
+        for attachment in kept:
+            if attachment.path:
+                Path(attachment.path).unlink(missing_ok=True)
+        raise StoreError(f"Could not keep a copy of {attachment.name} with the chat: {error.strerror or error}. "
+                         "Nothing was sent.") from error
+    return tuple(kept)
+
+
+def _relative_file(path: str, folder: Path | None) -> str:
+    """The copy's place under the attachments folder ('' for a file kept elsewhere or not at all)."""
+    if not path or folder is None:
+        return ""
+    try:
+        return Path(path).relative_to(folder).as_posix()
+    except ValueError:
+        return ""
+
+
+def _sources_to_json(sources: tuple[Source, ...]) -> str | None:
+    return json.dumps([source.as_dict() for source in sources]) if sources else None
+
+
+def _sources_from_json(text: str | None) -> tuple[Source, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(Source.from_dict(item) for item in json.loads(text))
+    except (ValueError, TypeError, AttributeError) as error:
+        log.warning("ignoring unreadable sources %r: %s", text[:80], error)
+        return ()
 
 
 def _final_or_appended(column: str, final: str | None, buffered: str) -> tuple[str, str]:

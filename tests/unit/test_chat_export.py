@@ -225,7 +225,7 @@ def test_markdown_quotes_the_thinking_apart_from_the_answer_and_shows_tool_calls
 def test_json_round_trip_keeps_thinking_tool_calls_and_the_thinking_choice():
     original = thinking_chat()
     data = json.loads(to_json(original))
-    assert data["version"] == FORMAT_VERSION == 2
+    assert data["version"] == FORMAT_VERSION == 3
     assert data["conversation"]["messages"][1]["tool_calls"] == [
         {"id": "call-1", "name": "get_weather", "arguments": '{"city":"Oslo"}'}]
     imported = from_json(to_json(original))
@@ -240,7 +240,7 @@ def test_a_version_1_file_still_imports_with_no_thinking():
     data["version"] = 1
     del data["conversation"]["thinking"]
     for message in data["conversation"]["messages"]:
-        del message["reasoning"], message["tool_calls"]
+        del message["reasoning"], message["tool_calls"], message["attachments"], message["sources"]
         if message["stats"]:
             for added in ("reasoning_tokens", "reasoning_seconds", "earlier_reasoning_left_out"):
                 del message["stats"][added]

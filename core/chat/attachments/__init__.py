@@ -1,0 +1,3 @@
+"""Files attached to a chat message: documents read as text (extraction), cut into chunks (chunks), indexed
+for full-text search with SQLite FTS5 (index), and the parts a question needs chosen to fit the context
+(retrieval). The values a message carries (Attachment, Source) live in attachment.py."""

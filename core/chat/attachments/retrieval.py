@@ -1,0 +1,101 @@
+"""Which parts of the attached documents go to the model with a question.
+
+When the documents fit the room left in the context they go whole. Otherwise the chunks that best match the
+question (BM25 over the FTS5 index) are taken, best first, until the room is full, and sent in reading order; when
+no word of the question matches, the documents' beginnings are sent. Either way the parts sent are the answer's
+sources. Token counts come from the caller (the loaded model's tokenizer, core.fit.context_need), or from
+`estimate_tokens` where no model is at hand.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from core.chat.attachments.attachment import Attachment, Source, text_for_model
+from core.chat.attachments.chunks import Chunk, chunk_pages
+from core.chat.attachments.extraction import ExtractedDocument, extract
+from core.chat.attachments.index import ChunkIndex, FoundChunk
+
+TokenCount = Callable[[str], int]
+SEARCH_LIMIT = 200
+PART_OVERHEAD_TOKENS = 16      # the <document name=... page=...> marks around each part
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: the figure shown until a model's tokenizer can count."""
+    return math.ceil(len(text) / 4)
+
+
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A document read, cut into chunks, counted and indexed: ready to be sent or searched."""
+
+    attachment: Attachment
+    original: Path
+    chunks: tuple[Chunk, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class DocumentUse:
+    used: str                        # "whole" | "retrieved"
+    sources: tuple[Source, ...]      # the parts sent, in reading order
+    documents: tuple[Attachment, ...]   # the attachments, marked with how they were used
+    tokens: int                      # the tokens of the parts sent
+
+
+def prepare_document(path: Path | str, count: TokenCount = estimate_tokens,
+                     index: ChunkIndex | None = None) -> PreparedDocument:
+    """Read, chunk, count and index one document (seconds for a long PDF: off the UI thread). DocumentRefused."""
+    path = Path(path)
+    extracted: ExtractedDocument = extract(path)
+    text = extracted.text
+    attachment = Attachment(path.name, "document", count(text), extracted.size_bytes, path=str(path))
+    chunks = chunk_pages(extracted.pages)
+    if index is not None:
+        index.add(attachment.id, chunks)
+    return PreparedDocument(attachment, path, chunks, text)
+
+
+def choose_parts(documents: Sequence[PreparedDocument], question: str, room_tokens: int, index: ChunkIndex,
+                 count: TokenCount = estimate_tokens) -> DocumentUse:
+    """The documents whole when they fit `room_tokens`, else the most relevant chunks that fit."""
+    whole = sum(doc.attachment.tokens + PART_OVERHEAD_TOKENS for doc in documents)
+    if whole <= room_tokens:
+        sources = tuple(Source(doc.attachment.id, doc.attachment.name, None, -1, doc.text) for doc in documents)
+        marked = tuple(replace(doc.attachment, used="whole") for doc in documents)
+        return DocumentUse("whole", sources, marked, whole)
+    by_id = {doc.attachment.id: doc for doc in documents}
+    found = index.search(question, list(by_id), limit=SEARCH_LIMIT) or _beginnings(documents)
+    chosen, used = _fill(found, room_tokens, count)
+    order = {doc_id: place for place, doc_id in enumerate(by_id)}
+    chosen.sort(key=lambda part: (order[part.attachment_id], part.position))
+    sources = tuple(Source(part.attachment_id, by_id[part.attachment_id].attachment.name, part.page, part.position,
+                           part.text) for part in chosen)
+    marked = tuple(replace(doc.attachment, used="retrieved") for doc in documents)
+    return DocumentUse("retrieved", sources, marked, used)
+
+
+def _fill(found: Sequence[FoundChunk], room: int, count: TokenCount) -> tuple[list[FoundChunk], int]:
+    chosen: list[FoundChunk] = []
+    used = 0
+    for part in found:
+        cost = count(part.text) + PART_OVERHEAD_TOKENS
+        if used + cost <= room:
+            chosen.append(part)
+            used += cost
+    return chosen, used
+
+
+def _beginnings(documents: Sequence[PreparedDocument]) -> list[FoundChunk]:
+    """No word of the question matched: each document's chunks from its start, taking turns."""
+    longest = max((len(doc.chunks) for doc in documents), default=0)
+    return [FoundChunk(doc.attachment.id, doc.chunks[i].position, doc.chunks[i].page, doc.chunks[i].text, 0.0)
+            for i in range(longest) for doc in documents if i < len(doc.chunks)]
+
+
+def question_with_documents(question: str, use: DocumentUse) -> str:
+    """What the model reads for the question (the chat stores the question and its sources apart)."""
+    return text_for_model(question, use.sources)
