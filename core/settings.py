@@ -41,6 +41,7 @@ class Settings:
     threads: int = 0  # 0: the engine picks (physical cores)
     model_folders: tuple[str, ...] = field(default_factory=tuple)
     gpu_layers: int | None = None  # None: Auto (the planner); a count: exactly that many; -1: all
+    cpu_expert_layers: int | None = None  # MoE: None: Auto (the planner); a count: those layers' experts on the CPU
     kv_type: str = "f16"
     flash_attn: bool = True  # the planner and the engine assume it on; quantized KV caches need it
     safety_margin_mib: int = 1024  # kept free on each GPU by the planner
@@ -98,8 +99,9 @@ def _window_state(value: object) -> object:
     return _INVALID
 
 
-def _gpu_layers(value: object) -> object:
-    return None if value is None else _whole(*LIMITS["gpu_layers"])(value)
+def _auto_or_whole(name: str) -> Callable[[object], object]:
+    """None (Auto: the planner chooses) or a whole number in the declared range of `name`."""
+    return lambda value: None if value is None else _whole(*LIMITS[name])(value)
 
 
 # The declared ranges and choices: the checks below and every control that edits a setting read them here.
@@ -107,6 +109,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "context_length": (MIN_CONTEXT, MAX_CONTEXT),
     "threads": (0, MAX_THREADS),
     "gpu_layers": (ALL_GPU_LAYERS, MAX_GPU_LAYERS),
+    "cpu_expert_layers": (0, MAX_GPU_LAYERS),
     "safety_margin_mib": (0, MAX_SAFETY_MARGIN_MIB),
 }
 CHOICES: dict[str, tuple[str, ...]] = {"kv_type": KV_TYPES, "theme": THEMES}
@@ -117,7 +120,8 @@ _RULES: dict[str, Callable[[object], object]] = {
     "context_length": _whole(*LIMITS["context_length"]),
     "threads": _whole(*LIMITS["threads"]),
     "model_folders": _texts,
-    "gpu_layers": _gpu_layers,
+    "gpu_layers": _auto_or_whole("gpu_layers"),
+    "cpu_expert_layers": _auto_or_whole("cpu_expert_layers"),
     "kv_type": _one_of(CHOICES["kv_type"]),
     "flash_attn": _flag,
     "safety_margin_mib": _whole(*LIMITS["safety_margin_mib"]),

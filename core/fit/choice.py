@@ -1,5 +1,5 @@
-"""What the user chose about offloading (GPU layers, context, KV cache, flash attention) and the planner
-request it makes, so the offload panel's preview and the real load plan the same thing.
+"""What the user chose about offloading (GPU layers, MoE experts on the CPU, context, KV cache, flash attention)
+and the planner request it makes, so the offload panel's preview and the real load plan the same thing.
 
     choice = choice_from_settings(settings)                  # or the panel's apply_requested(choice)
     request = choice.plan_request(settings.safety_margin_bytes)
@@ -53,14 +53,15 @@ def normalized(choice: OffloadChoice) -> OffloadChoice:
 
 def choice_from_settings(settings: Settings, context: int | None = None) -> OffloadChoice:
     return normalized(OffloadChoice(gpu_layers=settings.gpu_layers, context=context or settings.context_length,
-                                    kv_type=settings.kv_type, flash_attn=settings.flash_attn))
+                                    kv_type=settings.kv_type, flash_attn=settings.flash_attn,
+                                    cpu_expert_layers=settings.cpu_expert_layers))
 
 
 def settings_with_choice(settings: Settings, choice: OffloadChoice) -> Settings:
     """The settings that make the next load use `choice` (the context becomes the default context)."""
     choice = normalized(choice)
     return replace(settings, gpu_layers=choice.gpu_layers, context_length=choice.context,
-                   kv_type=choice.kv_type, flash_attn=choice.flash_attn)
+                   kv_type=choice.kv_type, flash_attn=choice.flash_attn, cpu_expert_layers=choice.cpu_expert_layers)
 
 
 def plan_request_for(settings: Settings, context: int | None = None) -> PlanRequest:

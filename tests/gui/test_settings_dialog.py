@@ -34,7 +34,7 @@ def save(qtbot, dialog: SettingsDialog) -> Settings:
 
 def test_every_field_round_trips_through_save_and_load(qtbot):
     before = Settings(recent_models=("/m/a.gguf",), system_prompt="Kept.", model_folders=("/old",),
-                      gpu_layers=12, kv_type="q8_0")
+                      gpu_layers=12, kv_type="q8_0", cpu_expert_layers=6)
     dialog = open_dialog(qtbot, before)
     dialog.folders.add_folder("/models/new")
     dialog.folders.list.setCurrentRow(0)
@@ -47,7 +47,7 @@ def test_every_field_round_trips_through_save_and_load(qtbot):
     saved = save(qtbot, dialog)
     assert saved == Settings(recent_models=("/m/a.gguf",), system_prompt="Kept.", model_folders=("/models/new",),
                              threads=6, context_length=16384, safety_margin_mib=512, theme="dark",
-                             gpu_layers=12, kv_type="q8_0", learned_margin=False)
+                             gpu_layers=12, kv_type="q8_0", learned_margin=False, cpu_expert_layers=6)
     assert settings_store.load() == saved
     assert not dialog.isVisible()
 

@@ -26,6 +26,10 @@ def test_settings_make_the_same_request_as_the_choice_they_hold():
 def test_a_choice_round_trips_through_settings():
     choice = OffloadChoice(gpu_layers=-1, context=32768, kv_type="q4_0", flash_attn=True)
     assert choice_from_settings(settings_with_choice(Settings(), choice)) == choice
+    experts = OffloadChoice(context=8192, cpu_expert_layers=6)
+    saved = settings_with_choice(Settings(), experts)
+    assert saved.cpu_expert_layers == 6 and choice_from_settings(saved) == experts
+    assert plan_request_for(saved).cpu_expert_layers == 6  # the next load keeps the user's k
 
 
 def test_a_quantized_cache_forces_flash_attention_and_unknown_types_fall_back():

@@ -60,11 +60,11 @@ def write_settings_file(document: dict) -> None:
 def test_every_field_survives_a_save_and_load():
     saved = Settings(recent_models=("/m/a.gguf",), system_prompt="Terse.", context_length=16384, threads=6,
                      model_folders=("/models", "/mnt/gguf"), gpu_layers=20, kv_type="q8_0", flash_attn=True,
-                     safety_margin_mib=512, theme="dark")
+                     safety_margin_mib=512, theme="dark", cpu_expert_layers=6)
     store.save(saved)
     assert store.load() == saved
-    store.save(replace(saved, gpu_layers=None, kv_type="f16", flash_attn=False, theme="light"))
-    assert store.load().gpu_layers is None
+    store.save(replace(saved, gpu_layers=None, kv_type="f16", flash_attn=False, theme="light", cpu_expert_layers=None))
+    assert store.load().gpu_layers is None and store.load().cpu_expert_layers is None
     assert store.load().flash_attn is False
 
 
@@ -94,11 +94,12 @@ def test_a_file_without_a_schema_number_is_read_as_version_1():
 def test_out_of_range_offload_and_theme_values_fall_back_one_by_one():
     write_settings_file({"schema": 2, "values": {
         "gpu_layers": -7, "kv_type": "q2_k", "safety_margin_mib": -1, "theme": "purple", "flash_attn": "yes",
-        "threads": 4}})
+        "cpu_expert_layers": -1, "threads": 4}})
     loaded = store.load()
     defaults = Settings()
-    assert (loaded.gpu_layers, loaded.kv_type, loaded.safety_margin_mib, loaded.theme, loaded.flash_attn) == (
-        defaults.gpu_layers, defaults.kv_type, defaults.safety_margin_mib, defaults.theme, defaults.flash_attn)
+    assert (loaded.gpu_layers, loaded.kv_type, loaded.safety_margin_mib, loaded.theme, loaded.flash_attn,
+            loaded.cpu_expert_layers) == (defaults.gpu_layers, defaults.kv_type, defaults.safety_margin_mib,
+                                          defaults.theme, defaults.flash_attn, defaults.cpu_expert_layers)
     assert loaded.threads == 4
 
 
@@ -106,6 +107,15 @@ def test_all_layers_and_a_manual_count_are_kept():
     for layers in (-1, 0, 33):
         write_settings_file({"schema": 2, "values": {"gpu_layers": layers}})
         assert store.load().gpu_layers == layers
+
+
+def test_the_experts_kept_on_the_cpu_persist_within_their_declared_range():
+    low, high = store.LIMITS["cpu_expert_layers"]
+    for experts in (low, 12, high):
+        write_settings_file({"schema": 2, "values": {"cpu_expert_layers": experts}})
+        assert store.load().cpu_expert_layers == experts
+    write_settings_file({"schema": 2, "values": {"cpu_expert_layers": high + 1}})
+    assert store.load().cpu_expert_layers is None  # Auto
 
 
 def test_a_quantized_kv_cache_turns_flash_attention_back_on():
