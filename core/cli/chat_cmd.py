@@ -6,15 +6,21 @@ on stderr, so stdout holds the answer alone. With --json prints one object whose
 against: text, reasoning (the thinking, "" for none), tool_calls (a list of {id, name, arguments}),
 load_seconds, ttft_seconds, prompt_tokens, completion_tokens, tokens_per_second, n_gpu_layers, backend.
 --thinking on/off and --effort low/medium/high apply where the model's template offers them.
+--attach PATH (repeatable) sends images with the prompt to a vision model, whose projector is --mmproj PATH or the
+mmproj file beside the model; --json then adds attachments: [{name, kind "image", tokens, used "whole"}].
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from core.cli.errors import fail
 from core.engine.client import EngineClient, EngineError
+from core.engine.vision import ImageRefused, read_image
+from core.models.projectors import projector_beside
 from core.engine.protocol import (AnswerFinished, ReasoningText, SamplingSettings, ThinkingChoice, TokenText,
                                   ToolCallMade)
 from core.gguf.reader import GGUFError
@@ -41,6 +47,10 @@ def register(subparsers) -> None:
                         help="switch the model's thinking on or off (where its template can; default: the template's)")
     parser.add_argument("--effort", choices=("low", "medium", "high"), default=None,
                         help="how hard the model thinks (where its template reads an effort)")
+    parser.add_argument("--attach", action="append", default=[], metavar="PATH",
+                        help="an image to send with the prompt (repeat for several); needs a vision model")
+    parser.add_argument("--mmproj", default=None, metavar="PATH",
+                        help="the vision model's projector (default: the mmproj file beside the model)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
     parser.set_defaults(handler=run)
 
@@ -56,9 +66,15 @@ def run(args: argparse.Namespace) -> int:
     sampling = SamplingSettings(temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens)
     messages = ([{"role": "system", "content": args.system}] if args.system else [])
     messages.append({"role": "user", "content": args.prompt})
+    try:
+        projector = _projector(args)
+    except ImageRefused as error:       # checked before the model loads: nothing is sent
+        return fail(str(error))
+    if args.attach:
+        messages[-1]["images"] = list(args.attach)
     client = EngineClient()
     try:
-        loaded = client.load(prepared.settings)
+        loaded = client.load(replace(prepared.settings, projector_path=projector))
         finished = _answer(client, messages, sampling, _thinking(args), stream=not args.json)
     except EngineError as error:
         return fail(str(error))
@@ -69,6 +85,17 @@ def run(args: argparse.Namespace) -> int:
         client.close()
     _report(args, loaded, finished)
     return 0
+
+
+def _projector(args: argparse.Namespace) -> str | None:
+    """The projector to load: --mmproj, else the one beside the model; the attached images checked first."""
+    for path in args.attach:
+        read_image(path)
+    found = Path(args.mmproj) if args.mmproj else (projector_beside(args.model) if args.attach else None)
+    if args.attach and found is None:
+        raise ImageRefused(f"{Path(args.model).name} cannot look at images: no projector (mmproj file) lies "
+                           "beside it. Pass its projector with --mmproj PATH.")
+    return str(found) if found is not None else None
 
 
 def _thinking(args: argparse.Namespace) -> ThinkingChoice:
@@ -124,6 +151,8 @@ class AnswerPrinter:
 def _report(args: argparse.Namespace, loaded, finished: AnswerFinished) -> None:
     stats = finished.stats
     if args.json:
+        attachments = {"attachments": [{"name": Path(path).name, "kind": "image", "tokens": tokens, "used": "whole"}
+                                       for path, tokens in zip(args.attach, stats.image_tokens)]} if args.attach else {}
         print(json.dumps({
             "text": finished.text,
             "reasoning": finished.reasoning,
@@ -136,6 +165,7 @@ def _report(args: argparse.Namespace, loaded, finished: AnswerFinished) -> None:
             "tokens_per_second": round(stats.tokens_per_second, 2),
             "n_gpu_layers": loaded.n_gpu_layers,
             "backend": loaded.backend,
+            **attachments,
         }))
         return
     thought = f" ({stats.reasoning_tokens} thinking)" if stats.reasoning_tokens else ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 PROJECTOR_MARK = "mmproj"
 # The precisions a projector is published in, best first; anything else comes after these.
@@ -54,3 +54,14 @@ def _precision_rank(filename: str) -> int:
         if re.search(rf"(^|[-_.]){precision}([-_.]|$)", name):
             return rank
     return len(PRECISION_ORDER)
+
+
+def projector_beside(model_path: str | Path) -> Path | None:
+    """The projector in the model file's own folder that pairs with it, None when there is none."""
+    model = Path(model_path)
+    try:
+        names = [entry.name for entry in model.parent.iterdir() if entry.name.lower().endswith(".gguf")]
+    except OSError:
+        return None
+    picked = pick_projector(model.name, names)
+    return model.parent / picked if picked is not None else None
