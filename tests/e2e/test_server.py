@@ -146,7 +146,7 @@ def test_the_same_seed_gives_the_same_answer(server, model_id):
 def test_a_forced_tool_call_round_trip(server, model_id):
     client = server.client()
     messages = [{"role": "user", "content": "What is the weather in Paris?"}]
-    called = client.chat.completions.create(model=model_id, messages=messages, tools=[WEATHER_TOOL], max_tokens=40,
+    called = client.chat.completions.create(model=model_id, messages=messages, tools=[WEATHER_TOOL], max_tokens=80,
                                             tool_choice={"type": "function", "function": {"name": "get_weather"}})
     choice = called.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -162,8 +162,8 @@ def test_a_forced_tool_call_round_trip(server, model_id):
 
 
 def test_a_forced_tool_call_streams_as_a_tool_call(server, model_id):
-    stream = ask(server, model_id, "Weather in Rome?", tools=[WEATHER_TOOL], tool_choice="required", max_tokens=40,
-                 stream=True)
+    stream = ask(server, model_id, "What is the weather in Rome?", temperature=0, tools=[WEATHER_TOOL],
+                 tool_choice="required", max_tokens=80, stream=True)
     calls = [call for chunk in stream if chunk.choices for call in chunk.choices[0].delta.tool_calls or ()]
     assert [call.function.name for call in calls] == ["get_weather"]
     assert "city" in json.loads(calls[0].function.arguments)
