@@ -82,6 +82,11 @@ def plan_for_load(model: ModelInfo, hardware: HardwareSnapshot, choice: OffloadC
     return plan_choice(model, hardware, capped_to_trained_context(choice, model), safety_margin_bytes)
 
 
+def has_experts(model: ModelInfo) -> bool:
+    """A mixture-of-experts model: only such a model can keep its expert tensors on the CPU."""
+    return (model.expert_count or 0) > 1
+
+
 def offloadable_layers(model: ModelInfo) -> int:
     """llama.cpp's n_gpu_layers range: the repeating blocks and the output layer."""
     return model.n_layers + 1

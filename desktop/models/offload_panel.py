@@ -1,5 +1,6 @@
-"""The offload panel: Auto (the planner) or a manual GPU-layer count, context, KV cache type and flash
-attention, with the planner's verdict and a per-device memory bar that follow every move BEFORE a reload.
+"""The offload panel: Auto (the planner) or a manual GPU-layer count, for a MoE model how many layers keep their
+experts on the CPU (Auto or a count), context, KV cache type and flash attention, with the planner's verdict,
+placement and a per-device memory bar that follow every move BEFORE a reload.
 
     panel = OffloadPanel()
     panel.show_for(model_info, hardware_snapshot, current_choice, safety_margin_bytes)
@@ -14,12 +15,12 @@ import html
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QFormLayout, QFrame, QHBoxLayout,
-                               QLabel, QPushButton, QRadioButton, QSlider, QVBoxLayout, QWidget)
+                               QLabel, QPushButton, QRadioButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
 from core.gguf.reader import ModelInfo
 from core.machine.hardware import HardwareSnapshot
-from core.fit.choice import (KV_TYPE_LABELS, OffloadChoice, manual_layers, normalized, offloadable_layers,
-                             plan_choice, trained_context)
+from core.fit.choice import (KV_TYPE_LABELS, OffloadChoice, has_experts, manual_layers, normalized,
+                             offloadable_layers, plan_choice, trained_context)
 from core.gguf.kv_types import needs_flash_attention
 from core.fit.planner import CPU_ONLY, DEFAULT_GPU_MARGIN, FULL, TOO_LARGE, DevicePlan, Plan
 from core.settings import ALL_GPU_LAYERS, KV_TYPES
@@ -35,6 +36,10 @@ COMPUTE_COLOR = "#e0a030"
 RESERVED_COLOR = "#a9b2bc"
 FLASH_NEEDED = "A quantized KV cache needs flash attention, so it stays on."
 NO_GPU = "No usable GPU on this machine: every layer runs on the CPU."
+AUTO_EXPERTS = -1   # the experts spin box's lowest value, shown as "Auto": the planner chooses
+EXPERTS_HELP = ("The expert tensors of the first layers stay in system RAM; attention and the KV cache of every "
+                "layer stay on the GPU. Only the experts in use are read for each token, so this often runs faster "
+                "than putting whole layers on the CPU.")
 
 
 # --- what the bars and labels say (figures from core.fit.planner's DevicePlan) ---
@@ -80,6 +85,19 @@ def speed_text(plan: Plan) -> str:
 def kv_text(plan: Plan) -> str:
     total = sum(device.kv_bytes for device in plan.devices)
     return f"KV cache: {format_bytes(total)} ({plan.kv_type}, {plan.context:,} tokens)"
+
+
+def placement_text(plan: Plan) -> str:
+    """Where the layers (and a MoE model's experts) go, for a plan that fits; nothing for one that does not."""
+    return plan.placement if plan.fits else ""
+
+
+def experts_text(plan: Plan, auto: bool) -> str:
+    """What the experts control leaves to the planner: the number of layers whose experts it put on the CPU."""
+    if not auto:
+        return ""
+    chosen = f"{plan.cpu_expert_layers} layers" if plan.cpu_expert_layers else "none"
+    return f"{chosen} · chosen by the planner"
 
 
 def layers_text(value: int, n_layers: int, auto: bool) -> str:
@@ -135,6 +153,11 @@ class OffloadPanel(QWidget):
         self.layers_slider.setAccessibleName("GPU layers")
         self.layers_slider.setPageStep(4)
         self.layers_value = _label("GPU layers value", "offloadNote")
+        self.experts_spin = QSpinBox()
+        self.experts_spin.setAccessibleName("Layers whose experts stay on the CPU")
+        self.experts_spin.setSpecialValueText("Auto")
+        self.experts_spin.setToolTip(EXPERTS_HELP)
+        self.experts_value = _label("Experts on CPU value", "offloadNote")
         self.context = ContextControl(ticks=True)
         self.context_slider, self.context_spin = self.context.slider, self.context.spin
         self.kv_combo = QComboBox()
@@ -148,6 +171,7 @@ class OffloadPanel(QWidget):
         self.verdict = _label("Verdict", "offloadVerdict", wrap=True)
         self.figure = _label("Deciding figure", "offloadFigure", wrap=True)
         self.explanation = _label("Explanation", "offloadNote", wrap=True)
+        self.placement = _label("Placement", "offloadNote", wrap=True)
         self.speed = _label("Predicted speed", "offloadNote")
         self.kv_figure = _label("KV cache size", "offloadNote")
         self.no_gpu = _label("GPU status", "offloadNote", wrap=True)
@@ -167,6 +191,10 @@ class OffloadPanel(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("GPU layers", self._row(self.auto_button, self.manual_button))
         form.addRow("", self._row(self.layers_slider, self.layers_value, stretch_first=True))
+        self.experts_row = self._row(self.experts_spin, self.experts_value)
+        form.addRow("&Experts on CPU", self.experts_row)
+        form.labelForField(self.experts_row).setBuddy(self.experts_spin)
+        self.form = form
         form.addRow("Context", self.context)
         form.addRow("&KV cache", self.kv_combo)
         form.addRow("", self.flash_check)
@@ -174,8 +202,8 @@ class OffloadPanel(QWidget):
         results = QFrame()
         results.setObjectName("offloadResults")
         column = QVBoxLayout(results)
-        for widget in (self.verdict, self.figure, self.explanation, self.speed, self.kv_figure, self.no_gpu,
-                       self.devices):
+        for widget in (self.verdict, self.figure, self.explanation, self.placement, self.speed, self.kv_figure,
+                       self.no_gpu, self.devices):
             column.addWidget(widget)
         self.buttons = QHBoxLayout()
         self.buttons.addStretch(1)
@@ -200,7 +228,7 @@ class OffloadPanel(QWidget):
         return row
 
     def _set_tab_order(self) -> None:
-        order = (self.auto_button, self.manual_button, self.layers_slider, self.context_slider,
+        order = (self.auto_button, self.manual_button, self.layers_slider, self.experts_spin, self.context_slider,
                  self.context_spin, self.kv_combo, self.flash_check, self.apply_button)
         for before, after in zip(order, order[1:]):
             QWidget.setTabOrder(before, after)
@@ -208,6 +236,7 @@ class OffloadPanel(QWidget):
     def _connect(self) -> None:
         self.auto_button.toggled.connect(self._mode_changed)
         self.layers_slider.valueChanged.connect(self._layers_moved)
+        self.experts_spin.valueChanged.connect(lambda _value: self._changed())
         self.context.changed.connect(lambda _value: self._changed())
         self.kv_combo.currentIndexChanged.connect(self._kv_changed)
         self.flash_check.toggled.connect(lambda _on: self._changed())
@@ -226,6 +255,7 @@ class OffloadPanel(QWidget):
         self.layers_slider.setRange(0, n_layers)
         self.layers_slider.setValue(0 if choice.is_auto else manual_layers(choice, n_layers))
         (self.auto_button if choice.is_auto else self.manual_button).setChecked(True)
+        self._set_experts(model_info, choice.cpu_expert_layers)
         self.context.set_range(trained_context(model_info), choice.context)
         self.kv_combo.setCurrentIndex(max(self.kv_combo.findData(choice.kv_type), 0))
         self.flash_check.setChecked(choice.flash_attn)
@@ -240,7 +270,13 @@ class OffloadPanel(QWidget):
             value = self.layers_slider.value()
             layers = ALL_GPU_LAYERS if value == self.layers_slider.maximum() else value
         return normalized(OffloadChoice(gpu_layers=layers, context=self.context_spin.value(),
-                                        kv_type=self.kv_combo.currentData(), flash_attn=self.flash_check.isChecked()))
+                                        kv_type=self.kv_combo.currentData(), flash_attn=self.flash_check.isChecked(),
+                                        cpu_expert_layers=self._chosen_experts()))
+
+    def _chosen_experts(self) -> int | None:
+        if self.model is None or not has_experts(self.model) or self.experts_spin.value() == AUTO_EXPERTS:
+            return None
+        return self.experts_spin.value()
 
     # --- control changes ---
 
@@ -250,6 +286,14 @@ class OffloadPanel(QWidget):
         trained = f" · trained for {model.context_length:,} tokens" if model.context_length else ""
         return f"<b>{html.escape(name)}</b> · {model.quantization} · {n_layers} layers{trained}"
 
+
+    def _set_experts(self, model: ModelInfo, chosen: int | None) -> None:
+        """The experts control, for a MoE model only: Auto, or the experts of 0..n_layers layers on the CPU."""
+        self.form.setRowVisible(self.experts_row, has_experts(model))
+        self.experts_spin.setRange(AUTO_EXPERTS, model.n_layers)
+        self.experts_spin.setSuffix(f" of {model.n_layers} layers")
+        self.experts_spin.setValue(AUTO_EXPERTS if chosen is None else min(chosen, model.n_layers))
+        self.experts_value.setText("")
 
     def _mode_changed(self, _auto: bool) -> None:
         self._show_layers_value()
@@ -301,9 +345,12 @@ class OffloadPanel(QWidget):
         self._show_verdict(plan.verdict, verdict_kind(plan))
         self.figure.setText(plan.deciding_figure)
         self.explanation.setText(plan.explanation)
+        self.placement.setText(placement_text(plan))
+        self.placement.setVisible(bool(self.placement.text()))
         self.speed.setText(speed_text(plan))
         self.kv_figure.setText(kv_text(plan))
         self._show_auto_layers(plan)
+        self.experts_value.setText(experts_text(plan, self.experts_spin.value() == AUTO_EXPERTS))
         self._show_devices(plan.devices)
         self.apply_button.setEnabled(True)
         self.apply_button.setToolTip("" if plan.fits else "The planner predicts this does not fit: loading may fail.")
@@ -314,7 +361,7 @@ class OffloadPanel(QWidget):
             return
         self.plan = None
         self._show_verdict(f"Cannot plan this: {error}", "error")
-        for label in (self.figure, self.explanation, self.speed, self.kv_figure):
+        for label in (self.figure, self.explanation, self.placement, self.speed, self.kv_figure, self.experts_value):
             label.setText("")
         self.apply_button.setEnabled(False)
 
@@ -329,6 +376,7 @@ class OffloadPanel(QWidget):
         self.no_gpu.setVisible(not has_gpu)
         self.layers_slider.setEnabled(has_gpu)
         self.manual_button.setEnabled(has_gpu)
+        self.experts_spin.setEnabled(has_gpu)
         if self.auto_button.isChecked():
             self._quiet = True
             self.layers_slider.setValue(plan.n_gpu_layers)
@@ -373,7 +421,7 @@ class OffloadDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.panel)
-        self.resize(600, 520)  # room for the wrapped legends; the dialog never shrinks below its content
+        self.resize(600, 580)  # room for the wrapped legends; the dialog never shrinks below its content
 
     def show_for(self, model_info: ModelInfo, hardware_snapshot: HardwareSnapshot,
                  current_choice: OffloadChoice, safety_margin_bytes: int = DEFAULT_GPU_MARGIN) -> None:

@@ -231,3 +231,47 @@ def test_a_host_plan_carries_a_speed_once_the_host_bandwidth_is_measured():
     chosen = plan(small, measured, PlanRequest(context=4096))
     assert chosen.verdict == CPU_ONLY and chosen.predicted_tokens_per_second > 0
     assert offload_panel.speed_text(chosen).startswith("Predicted speed: about ")
+
+
+# --- MoE expert placement -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gpt_oss():
+    return read_model_info(zoo_model("gpt-oss-20b"))
+
+
+def test_a_moe_model_offers_experts_on_the_cpu_and_shows_where_auto_put_them(qtbot, panel, gpt_oss, laptop):
+    plan = show(qtbot, panel, gpt_oss, laptop, OffloadChoice(context=8192))
+    assert panel.experts_spin.isVisible() and panel.experts_spin.text() == "Auto"
+    assert 0 < plan.cpu_expert_layers < 24
+    assert panel.placement.text() == plan.placement
+    assert panel.placement.text().startswith(f"Experts of {plan.cpu_expert_layers} of 24 layers on the CPU")
+    assert panel.experts_value.text() == f"{plan.cpu_expert_layers} layers · chosen by the planner"
+    assert panel.choice().cpu_expert_layers is None
+
+    fixed = change(qtbot, panel, lambda: panel.experts_spin.setValue(16))
+    assert fixed.cpu_expert_layers == 16 and panel.experts_spin.text() == "16 of 24 layers"
+    assert panel.experts_value.text() == "" and panel.placement.text().startswith("Experts of 16 of 24 layers")
+    assert gpu_part(panel, "Weights") < plan.devices[0].weights_bytes  # more experts left the GPU
+    with qtbot.waitSignal(panel.apply_requested) as applied:
+        panel.apply_button.click()
+    assert applied.args[0] == OffloadChoice(context=8192, cpu_expert_layers=16)
+
+    change(qtbot, panel, lambda: panel.experts_spin.setValue(panel.experts_spin.minimum()))
+    assert panel.choice().cpu_expert_layers is None and panel.experts_spin.text() == "Auto"
+
+
+def test_a_saved_expert_count_is_shown_as_chosen(qtbot, panel, gpt_oss, laptop):
+    plan = show(qtbot, panel, gpt_oss, laptop, OffloadChoice(context=8192, cpu_expert_layers=12))
+    assert panel.experts_spin.value() == 12 and plan.cpu_expert_layers == 12
+
+
+def test_a_dense_model_has_no_experts_control(qtbot, panel, llama8b, laptop):
+    plan = show(qtbot, panel, llama8b, laptop, OffloadChoice(context=4096, cpu_expert_layers=6))
+    assert not panel.experts_spin.isVisible() and panel.choice().cpu_expert_layers is None
+    assert panel.placement.text() == plan.placement == f"All layers on GPU · ~{plan.predicted_tokens_per_second:.0f} tok/s"
+
+
+def test_a_plan_that_does_not_fit_shows_no_placement(qtbot, panel, llama8b):
+    plan = show(qtbot, panel, llama8b, load_profile("cpu-only-16gb"), OffloadChoice(context=131072))
+    assert plan.verdict == TOO_LARGE and panel.placement.text() == "" and not panel.placement.isVisible()
