@@ -12,6 +12,7 @@ from typing import Sequence
 
 from core import settings as settings_store
 from core.fit.choice import choice_from_settings, normalized
+from core.fit import calibration
 from core.machine import hardware, workers
 from core.models.fit_check import FitConditions
 
@@ -52,13 +53,16 @@ def conditions(args: argparse.Namespace) -> FitConditions:
     if getattr(args, "gpu_layers", None) is not None:
         choice = replace(choice, gpu_layers=args.gpu_layers)
     snapshot = machine(args.hardware, getattr(args, "workers", ()))
-    return FitConditions(snapshot, normalized(choice), saved.safety_margin_bytes)
+    # A margin learned from this machine's loads says nothing about a profile of another machine.
+    margin = (calibration.effective_margin_bytes(saved.safety_margin_bytes, saved.learned_margin)
+              if args.hardware is None else saved.safety_margin_bytes)
+    return FitConditions(snapshot, normalized(choice), margin)
 
 
 def machine(choice: str | None, worker_addresses: Sequence[str] = ()) -> hardware.HardwareSnapshot:
     """This computer (or a profile) with the devices of the workers at these addresses after its own GPUs."""
     if choice is None:
-        snapshot = hardware.probe()
+        snapshot = hardware.probe(measure_bandwidth=True)  # measured once per machine, then cached
     elif choice.lstrip().startswith("{"):
         snapshot = hardware.HardwareSnapshot.from_json(choice)
     else:
