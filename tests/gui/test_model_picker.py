@@ -3,6 +3,7 @@ filter, the details pane re-planning, downloads (verified, failing), search, the
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
@@ -24,6 +25,7 @@ TINY = ("tester/Tiny-GGUF", "tiny-F32.gguf")
 LLAMA = ("tester/Llama-3.1-8B-GGUF", "Llama-3.1-8B-Q4_K_M.gguf")
 MIXTRAL = ("tester/Mixtral-8x7B-GGUF", "Mixtral-8x7B-Q4_K_M.gguf")
 GATED = ("tester/Gated-GGUF", "gated-F32.gguf")
+GPT_OSS = ("tester/gpt-oss-20b-GGUF", "gpt-oss-20b-Q4_K_M.gguf")
 FAST_RETRY = RetryPolicy(stall_seconds=1.0, max_retries=1, first_backoff=0.01, max_backoff=0.05)
 
 
@@ -43,6 +45,11 @@ def served(fake_hub, tmp_path):  # noqa: F811
     """The fake hub with a tiny real model, Llama 3.1 8B and Mixtral (header-only), and a catalog naming them."""
     tiny = write_tiny_model(tmp_path / "tiny.gguf").read_bytes()
     files = {TINY: tiny, LLAMA: _virtual("llama3.1-8b"), MIXTRAL: _virtual("mixtral-8x7b"), GATED: tiny}
+    return catalog_of(fake_hub, tmp_path, files)
+
+
+def catalog_of(fake_hub, tmp_path, files: dict) -> Path:  # noqa: F811
+    """A catalog naming `files` ((repo, file) -> bytes or FakeFile), each served by the fake hub."""
     models = []
     for i, ((repo, name), content) in enumerate(files.items()):
         fake_hub.add_repo(repo, {name: content}, gated=(repo, name) == GATED, downloads=100 - i, likes=i)
@@ -62,15 +69,20 @@ def user_folder(tmp_path):
     return folder
 
 
-@pytest.fixture
-def picker(qtbot, served, tmp_path, user_folder):
+def make_picker(qtbot, catalog, tmp_path, user_folder) -> ModelPicker:
     manager = DownloadManager(state_file=tmp_path / "downloads.json", policy=FAST_RETRY, progress_interval=0.05)
     sources = LibrarySources(app_dir=tmp_path / "app-models", lmstudio_dirs=(), ollama_dir=tmp_path / "ollama",
                              user_dirs=(user_folder,))
     widget = ModelPicker(hardware=load_profile("laptop-8gb"), downloads=manager, library_sources=sources,
-                         catalog_path=served, refresh_catalog=False, debounce_ms=5)
+                         catalog_path=catalog, refresh_catalog=False, debounce_ms=5)
     qtbot.addWidget(widget)
     widget.resize(1200, 760)
+    return widget
+
+
+@pytest.fixture
+def picker(qtbot, served, tmp_path, user_folder):
+    widget = make_picker(qtbot, served, tmp_path, user_folder)
     yield widget
     widget.shutdown()
 
@@ -133,6 +145,29 @@ def test_context_and_kv_type_change_the_verdict(qtbot, picker):
     assert quantized.kv_type == "q4_0"
     assert sum(d.kv_bytes for d in quantized.devices) < sum(d.kv_bytes for d in longer.devices)
     assert quantized.verdict != longer.verdict or quantized.n_gpu_layers > longer.n_gpu_layers
+
+
+def test_the_details_say_where_the_layers_go_when_the_file_fits(qtbot, picker):
+    llama = shown(qtbot, picker, key(LLAMA))
+    assert picker.details.placement.isVisible()
+    assert picker.details.placement.text() == llama.plan.placement
+    assert llama.plan.placement.startswith("All layers on GPU")
+    picker.fits_only.setChecked(False)
+    mixtral = shown(qtbot, picker, key(MIXTRAL))
+    assert not mixtral.plan.fits and not picker.details.placement.isVisible()
+
+
+def test_the_details_of_a_moe_file_say_which_experts_stay_on_the_cpu(qtbot, fake_hub, tmp_path,  # noqa: F811
+                                                                      user_folder):
+    catalog = catalog_of(fake_hub, tmp_path, {GPT_OSS: _virtual("gpt-oss-20b")})
+    picker = make_picker(qtbot, catalog, tmp_path, user_folder)
+    try:
+        plan = shown(qtbot, picker, key(GPT_OSS)).plan
+        assert 0 < plan.cpu_expert_layers < 24
+        expected = f"Experts of {plan.cpu_expert_layers} of 24 layers on the CPU"
+        assert picker.details.placement.text().startswith(expected)
+    finally:
+        picker.shutdown()
 
 
 def test_download_then_the_verified_file_is_on_this_computer_and_loads(qtbot, picker, tmp_path):

@@ -1,5 +1,6 @@
-"""The details of the selected file: the planned load per device (weights / KV cache / compute / free), context
-and KV-type controls that re-plan as they move, llama.cpp's exact figures on request, Download and Load.
+"""The details of the selected file: the planned load per device (weights / KV cache / compute / free), where the
+layers and a MoE model's experts go, context and KV-type controls that re-plan as they move, llama.cpp's exact
+figures on request, Download and Load.
 
 The pane plans nothing itself: desktop.models.picker.work.plan_row runs in a Task on a short debounce (the same
 planning a load does), and the pane shows the Plan it returns.
@@ -17,7 +18,8 @@ from core.fit.choice import KV_TYPE_LABELS, context_steps, trained_context
 from core.fit.planner import Plan
 from core.settings import KV_TYPES
 from core.platform.units import format_bytes
-from desktop.models.offload_panel import device_figure, device_parts, device_title, kv_text, speed_text, verdict_kind
+from desktop.models.offload_panel import (device_figure, device_parts, device_title, kv_text, placement_text,
+                                          speed_text, verdict_kind)
 from desktop.models.picker.rows import PickerRow
 from desktop.models.picker.work import Planning, RowPlan, exact_figures, plan_row_off_thread
 from desktop.widgets.context_control import ContextControl
@@ -82,6 +84,7 @@ class DetailsPane(QWidget):
         self.heading.setTextFormat(Qt.TextFormat.RichText)
         self.verdict = _label("Verdict", "offloadVerdict")
         self.explanation = _label("Explanation", "offloadNote")
+        self.placement = _label("Placement", "offloadNote")
         self.speed = _label("Predicted speed", "offloadNote")
         self.kv_figure = _label("KV cache size", "offloadNote")
         self.context = ContextControl()
@@ -117,7 +120,7 @@ class DetailsPane(QWidget):
         self.results = results = QFrame()
         results.setObjectName("offloadResults")
         column = QVBoxLayout(results)
-        for widget in (self.verdict, self.explanation, self.speed, self.kv_figure, self.devices):
+        for widget in (self.verdict, self.explanation, self.placement, self.speed, self.kv_figure, self.devices):
             column.addWidget(widget)
         exact_row = QHBoxLayout()
         exact_row.addWidget(self.exact_button)
@@ -240,6 +243,7 @@ class DetailsPane(QWidget):
         self._fit_context_range(trained_context(result.info))
         self._show_verdict(plan.verdict, verdict_kind(plan))
         self.explanation.setText(plan.explanation)
+        self._show_placement(placement_text(plan))
         self.speed.setText(speed_text(plan))
         self.kv_figure.setText(kv_text(plan))
         self._show_devices(plan)
@@ -255,6 +259,10 @@ class DetailsPane(QWidget):
         self.verdict.setProperty("verdict", kind)
         self.verdict.style().unpolish(self.verdict)
         self.verdict.style().polish(self.verdict)
+
+    def _show_placement(self, sentence: str) -> None:
+        self.placement.setText(sentence)
+        self.placement.setVisible(bool(sentence))
 
     def _show_devices(self, plan: Plan) -> None:
         if len(self.sections) != len(plan.devices):
@@ -282,6 +290,7 @@ class DetailsPane(QWidget):
         self._show_verdict(sentence, kind)
         for label in (self.explanation, self.speed, self.kv_figure):
             label.setText("")
+        self._show_placement("")
         self.devices.hide()
         self.exact_button.setEnabled(False)
 
