@@ -115,10 +115,13 @@ def gpu_key(model: LoadedModel) -> str:
     return "GPU · " + " + ".join(sorted(a.device for a in model.allocations if a.device != HOST))
 
 
-def speed_key(device_names: Iterable[str]) -> str:
-    """A placement: the devices a model runs on (the planner's names: "CPU", or a GPU's name)."""
-    names = sorted({host_key() if name == HOST else name for name in device_names})
-    return " + ".join(names) or host_key()
+def speed_key(device_names: Iterable[str], host_cpu: str | None = None) -> str:
+    """A placement: the devices a model runs on (the planner's names: "CPU", or a GPU's name); the host is named by
+    its CPU (`host_cpu`, this machine's when not given), so a plan for another machine's profile learns nothing
+    from this one's host."""
+    host = f"{HOST} · {host_cpu}" if host_cpu else host_key()
+    names = sorted({host if name == HOST else name for name in device_names})
+    return " + ".join(names) or host
 
 
 def history_path() -> Path:
@@ -192,10 +195,10 @@ def record_answer_speed(device_names: Iterable[str], predicted_tokens_per_second
     return True
 
 
-def speed_factor(device_names: Iterable[str]) -> float:
+def speed_factor(device_names: Iterable[str], host_cpu: str | None = None) -> float:
     """Measured / predicted tokens per second on this placement (median of the last loads); 1.0 when never measured.
     The speed model multiplies its prediction by this."""
-    rows = _read()["speed"].get(speed_key(device_names), [])[-SPEED_SAMPLES:]
+    rows = _read()["speed"].get(speed_key(device_names, host_cpu), [])[-SPEED_SAMPLES:]
     ratios = [measured / predicted for predicted, measured, *_ in rows if predicted > 0 and measured > 0]
     if not ratios:
         return 1.0

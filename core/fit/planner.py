@@ -137,6 +137,7 @@ class _Machine:
     unified: bool
     bandwidth: dict[str, float | None]
     host_cores: int
+    host_cpu: str             # the host's CPU, naming it in this machine's speed history
 
 
 def _usable(gpu: GpuInfo, backends: tuple[str, ...]) -> bool:
@@ -156,7 +157,7 @@ def _machine(hardware: HardwareSnapshot, request: PlanRequest) -> _Machine:
     for device, gpu in zip(ids, gpus):
         speeds[device.name] = gpu.bandwidth_bytes_per_s or bandwidth_table.gpu_bandwidth(gpu.name)
     return _Machine(gpus, ids, budgets, host.ram_available_bytes, max(host.ram_available_bytes - reserve, 0),
-                    any(g.unified_memory for g in gpus), speeds, host.physical_cores)
+                    any(g.unified_memory for g in gpus), speeds, host.physical_cores, host.cpu_name)
 
 
 def _cached_host_bandwidth() -> float | None:
@@ -377,18 +378,18 @@ def _build_plan(search: _Search, request: PlanRequest, chosen: _Trial) -> Plan:
     figure, why = _explain(search, request, chosen, devices, verdict)
     uncalibrated = speed.tokens_per_second
     host_runs = chosen.n_gpu_layers < search.all_layers or chosen.cpu_expert_layers > 0
-    tokens = _round(_calibrated(uncalibrated, _placement_devices(devices, host_runs)))
+    tokens = _round(_calibrated(uncalibrated, _placement_devices(devices, host_runs), machine.host_cpu))
     return Plan(verdict, chosen.n_gpu_layers, search.all_layers, chosen.context, search.base.kv_type,
                 search.base.flash_attn, devices, tokens, _round(speed.prompt_tokens_per_second), figure, why,
                 chosen.cpu_expert_layers, _placement(chosen, search, tokens),
                 None if uncalibrated is None else round(uncalibrated, 3))
 
 
-def _calibrated(tokens_per_second: float | None, placement: tuple[str, ...]) -> float | None:
+def _calibrated(tokens_per_second: float | None, placement: tuple[str, ...], host_cpu: str) -> float | None:
     """The speed model's figure times what this machine measured on this placement."""
     if tokens_per_second is None:
         return None
-    return tokens_per_second * calibration.speed_factor(placement)
+    return tokens_per_second * calibration.speed_factor(placement, host_cpu)
 
 
 def _placement_devices(devices: tuple[DevicePlan, ...], host_runs_layers: bool) -> tuple[str, ...]:

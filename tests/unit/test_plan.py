@@ -1,9 +1,12 @@
 """The planner's verdicts on the shipped hardware profiles, exact layer requests, speeds and explanations."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from core.gguf.reader import read_model_info
+from core.machine.cpu import cpu_name
 from core.machine.hardware import load_profile
 from core.fit import calibration
 from core.fit.planner import CPU_ONLY, FULL, TOO_LARGE, PlanError, PlanRequest, plan
@@ -174,3 +177,17 @@ def test_a_recorded_speed_history_scales_the_next_plan_s_prediction_for_that_pla
     on_the_host = plan(llama8b, box, PlanRequest(context=8192, n_gpu_layers=0))
     assert on_the_host.placement_devices == ("CPU",)
     assert on_the_host.predicted_tokens_per_second == round(on_the_host.uncalibrated_tokens_per_second, 1)
+
+
+def test_this_machine_s_host_speed_does_not_scale_a_plan_for_another_machine_s_profile(llama8b):
+    profile = load_profile("cpu-only-16gb")
+    this_machine = replace(profile, host=replace(profile.host, cpu_name=cpu_name()))
+    plain = plan(llama8b, profile, PlanRequest(context=4096))
+    assert plain.placement_devices == ("CPU",) and profile.host.cpu_name != cpu_name()
+    for _ in range(3):
+        calibration.record_speed(["CPU"], plain.uncalibrated_tokens_per_second,
+                                 plain.uncalibrated_tokens_per_second * 2)
+    assert plan(llama8b, profile, PlanRequest(context=4096)).predicted_tokens_per_second == \
+        plain.predicted_tokens_per_second
+    here = plan(llama8b, this_machine, PlanRequest(context=4096))
+    assert here.predicted_tokens_per_second == pytest.approx(2 * here.uncalibrated_tokens_per_second, abs=0.1)
