@@ -1,5 +1,12 @@
 """One answer, inside the worker: fit the conversation, reuse the cached prefix, evaluate, generate.
 
+An answer runs in phases so that the worker can interleave several (one per slot, slots.py): prepare()
+renders and fits the prompt; begin(seq) settles what the slot's cache already holds; evaluate_step()
+evaluates the prompt a batch at a time and samples the first token; then, token by token, accept() reads
+the sampled token and says whether the answer goes on, the worker decodes the token (alone, or with
+the other slots' tokens in one llama_decode) and take_next(index) samples the next one. run() drives
+the phases for one answer alone.
+
 What the model writes passes through the output splitter (reasoning.py), which sends thinking as
 ReasoningText, the answer as TokenText and each tool call as ToolCallMade. Events go out through `send`
 (the pipe to the client) in small batches, the first piece at once (time to first token) and then at
@@ -9,7 +16,9 @@ splitter's scan and a clock read, never a pipe write.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from time import perf_counter
 from typing import Callable
 
@@ -21,6 +30,7 @@ from core.engine.protocol import (AnswerFinished, AnswerStats, ChatRequest, Cont
                                   ReasoningText, SamplingSettings, TokenText)
 from core.engine.reasoning import splitter_for
 from core.engine.sampler import RANDOM_SEED, effective_seed, sampler_chain
+from core.engine.vision import Vision, has_images, images_in, prepare_messages, refuse_images_without_projector
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +79,16 @@ class _TokenTime:
 class ChatTurn:
     def __init__(self, runtime: LlamaRuntime, template: ChatTemplate, request: ChatRequest, *,
                  should_stop: Callable[[], bool], send: Callable[[object], None],
-                 at_least_dropped: int = 0, token_texts: tuple[str, ...] = ()) -> None:
+                 at_least_dropped: int = 0, token_texts: tuple[str, ...] = (), seq: int = 0,
+                 vision: Vision | None = None) -> None:
         self.runtime = runtime
+        self.seq = seq                           # the llama.cpp sequence (slot) this answer runs in
         self.template = template
         self.request = request
         self.sampling = request.sampling
         self.messages = request.messages
+        self.vision, self.vision_prompt = vision, None          # images in the messages: vision.py
+        self._images, self._rendered_images = {}, []
         self.token_texts = token_texts           # the family markers this vocabulary holds as tokens
         self.should_stop = should_stop
         self.send = send
@@ -87,6 +101,16 @@ class ChatTurn:
         self.system_prompt_merged = False
         self.splitter = None
         self._unsent: list = []
+        self.fitted: FittedPrompt | None = None
+        self.reused = 0
+        self.finished = False
+        self.has_slot = False                    # the worker gave it a slot (seq) it must give back
+        self.next_token = -1
+        self._pending: list[int] = []            # prompt tokens still to evaluate
+        self._chain = None
+        self._resources = ExitStack()
+        self._token_time = _TokenTime()
+        self._last_flush = -1.0
 
     def _stop_strings(self, sampling: SamplingSettings) -> tuple[str, ...]:
         return sampling.stop + (CHATML_STOPS if self.template.is_fallback else ())
@@ -94,35 +118,57 @@ class ChatTurn:
     # ---------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Raises PromptTooLong or ChatTemplateError before anything is evaluated."""
+        """The whole answer alone. Raises PromptTooLong or ChatTemplateError before anything is evaluated."""
+        if self.prepare() is None:
+            return
+        self.begin(self.seq)
+        while not self.evaluate_step():
+            pass
+        while not self.finished:
+            reason = self.accept()
+            if reason is None and not self.decode_alone():
+                reason = CANCELLED
+            if reason is not None:
+                self.finish(reason)
+            else:
+                self.take_next(-1)
+
+    def prepare(self) -> list[int] | None:
+        """Render and fit the conversation: the prompt's tokens, or None when the render was stopped (the
+        answer has then finished). Raises PromptTooLong or ChatTemplateError."""
         self.clock.started = perf_counter()
+        self._prepare_images()
         try:
             fitted = fit_conversation(self.messages, budget=self._prompt_budget(), render=self._render,
                                       tokenize=self._tokenize, at_least_dropped=self.at_least_dropped)
         except RenderCancelled:
+            self.finished = True
             self.send(AnswerFinished("", self._stats(FittedPrompt("", [], 0, 0), 0, CANCELLED)))
-            return
+            return None
+        self.fitted = fitted
         self.dropped_messages = fitted.dropped_messages
         if fitted.dropped_messages:
             self.send(ContextTrimmed(fitted.dropped_messages, fitted.kept_messages))
         self.splitter = splitter_for(self.template.text, fitted.prompt, token_texts=self.token_texts,
                                      tools_given=bool(self.request.tools))
-        self.runtime.read_specials(self.splitter.special_texts)
-        reused = self._reuse_prefix(fitted.tokens) if not self._seeded() else self._evaluate_afresh()
-        finished = self._evaluate_prompt(fitted.tokens[reused:])
-        self.clock.prompt_done = perf_counter()
-        reason = self._generate() if finished else CANCELLED
-        self._unsent.extend(self.splitter.feed(self.text.finish()))
-        self._unsent.extend(self.splitter.finish())
-        self._flush()
-        splitter = self.splitter
-        self.send(AnswerFinished(splitter.answer, self._stats(fitted, reused, reason),
-                                 reasoning=splitter.reasoning, tool_calls=splitter.tool_calls))
+        return fitted.tokens
+
+    def begin(self, seq: int) -> None:
+        """Run in this slot: keep what its cache holds of the prompt (none for a seeded answer) and build the
+        sampler (InvalidGrammar for a grammar that does not parse)."""
+        self.seq = seq
+        tokens = self.fitted.tokens
+        self.reused = self._reuse_prefix(tokens) if not self._seeded() else self._evaluate_afresh()
+        self._pending = tokens[self.reused:]
+        seed = effective_seed(self.sampling, self.runtime.settings.seed)
+        self._chain = self._resources.enter_context(
+            sampler_chain(self.sampling, seed=seed, n_vocab=self.runtime.n_vocab, vocab=self.runtime.vocab))
 
     def _render(self, messages) -> str:
         rendered = self.template.render_prompt(messages, thinking=self.request.thinking,
                                                tools=self.request.tools, should_stop=self.should_stop)
         self.system_prompt_merged = rendered.system_merged
+        self._rendered_images = images_in(messages, self._images)
         return rendered.text
 
     def _prompt_budget(self) -> int:
@@ -131,77 +177,145 @@ class ChatTurn:
     def _tokenize(self, prompt: str) -> list[int]:
         bos_text = self.template.bos_token
         add_bos = self.runtime.adds_bos and not (bos_text and prompt.startswith(bos_text))
+        if self._images:
+            return self._tokenize_with_images(prompt, add_bos)
         return self.runtime.tokenize(prompt, add_bos=add_bos)
+
+    def _prepare_images(self) -> None:
+        """Images on the messages: checked, with a marker in their text for each; refused without a projector."""
+        if not has_images(self.messages):
+            return
+        if self.vision is None:
+            refuse_images_without_projector(self.messages, Path(self.runtime.settings.model_path).name)
+        self.messages, self._images = prepare_messages(self.messages)
+
+    def _tokenize_with_images(self, prompt: str, add_bos: bool) -> list[int]:
+        """Text and image chunks (mtmd); the ids count each image's positions, so the context window counts them."""
+        if self.vision_prompt is not None:
+            self.vision_prompt.free()
+        self.vision_prompt = self.vision.tokenize(prompt, self._rendered_images, add_bos=add_bos)
+        self._resources.callback(self.vision_prompt.free)
+        return list(self.vision_prompt.ids)
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep the cached tokens this prompt starts with; at least one token is always evaluated."""
-        reused = min(self.runtime.common_prefix(tokens), len(tokens) - 1)
-        self.runtime.forget_from(reused)
+        reused = min(self.runtime.common_prefix(tokens, self.seq), len(tokens) - 1)
+        if self.vision_prompt is not None:
+            reused = self.vision.reusable(self.vision_prompt, reused)
+        self.runtime.forget_from(reused, self.seq)
         return reused
 
     def _seeded(self) -> bool:
         return effective_seed(self.sampling, self.runtime.settings.seed) != RANDOM_SEED
 
+    @property
+    def seeded(self) -> bool:
+        return self._seeded()
+
     def _evaluate_afresh(self) -> int:
         """A fixed seed promises the same answer every time. On some CPUs (AVX without AVX2) a cached prefix
         plus a short evaluation gives slightly different logits than one full evaluation, so a seeded answer
-        evaluates its whole prompt from an empty cache, in the same batches every time."""
-        self.runtime.forget_from(0)
+        evaluates its whole prompt from an empty cache, in the same batches every time (and the worker
+        decodes its tokens alone, never in a batch with other slots' tokens)."""
+        self.runtime.forget_from(0, self.seq)
         return 0
+
+    def evaluate_step(self) -> bool:
+        """Evaluate the next batch of the prompt; True once the prompt is done and the first token sampled,
+        or the answer has finished (Stop during the evaluation)."""
+        chunk, self._pending = self._pending[:self.runtime.n_batch], self._pending[self.runtime.n_batch:]
+        if not self._evaluate_prompt(chunk):
+            self.clock.prompt_done = perf_counter()
+            self.finish(CANCELLED)
+            return True
+        if self._pending:
+            return False
+        self.clock.prompt_done = perf_counter()
+        self.runtime.read_specials(self.splitter.special_texts)
+        self.next_token = self.runtime.sample(self._chain)
+        self.clock.first_token = self.clock.last_token = perf_counter()
+        return True
+
+    @property
+    def in_prompt(self) -> bool:
+        """Still evaluating its prompt (no token sampled yet)."""
+        return not self.finished and not self.clock.first_token
 
     def _evaluate_prompt(self, tokens: list[int]) -> bool:
         self.runtime.set_abort(self.should_stop)
         try:
-            return self.runtime.evaluate(tokens)
+            if self.vision_prompt is not None:       # the whole prompt at once: an image is never split
+                self._pending = []
+                return self.vision.evaluate(self.runtime, self.vision_prompt, self.reused, self.seq)
+            return self.runtime.evaluate(tokens, self.seq)
         finally:
             self.runtime.set_abort(None)
 
     # ---------------------------------------------------------------------------------------
 
-    def _generate(self) -> str:
-        runtime = self.runtime
-        seed = effective_seed(self.sampling, runtime.settings.seed)
-        with sampler_chain(self.sampling, seed=seed, n_vocab=runtime.n_vocab, vocab=runtime.vocab) as chain:
-            try:
-                return self._decode_loop(chain)
-            finally:
-                runtime.set_abort(None)
+    def accept(self) -> str | None:
+        """Read the sampled token into the answer: None while the answer goes on (the token must then be
+        decoded, then take_next), else why it ends (call finish)."""
+        runtime, token = self.runtime, self.next_token
+        if not self.sampling.ignore_eos and runtime.is_end_of_generation(token):
+            return STOP
+        self.completion_tokens += 1
+        runtime.read_specials(self.splitter.special_texts)   # slots may differ in what they read
+        piece = self.text.feed(runtime.piece(token))
+        now = perf_counter()
+        self._token_time.add(now - self.clock.last_token)
+        self.clock.last_token = now
+        if piece:
+            self._unsent.extend(self.splitter.feed(piece))
+        if self.splitter.in_reasoning:
+            self.reasoning_tokens += 1
+            self.clock.last_reasoning = now
+        if self._unsent and now - self._last_flush >= FLUSH_SECONDS:
+            self._flush()
+            self._last_flush = now
+        if self.text.stopped:
+            return STOP
+        if self.completion_tokens >= self.sampling.max_tokens or len(runtime.cached_in(self.seq)) >= runtime.n_ctx:
+            return LENGTH
+        if self.should_stop():
+            return CANCELLED
+        self._token_time.became_slow()
+        return None
 
-    def _decode_loop(self, chain) -> str:
-        runtime, text, should_stop, splitter = self.runtime, self.text, self.should_stop, self.splitter
-        max_tokens, n_ctx, ignore_eos = self.sampling.max_tokens, runtime.n_ctx, self.sampling.ignore_eos
-        last_flush = -1.0
-        token_time = _TokenTime()
-        token = runtime.sample(chain)
-        self.clock.first_token = self.clock.last_token = perf_counter()
-        while True:
-            if not ignore_eos and runtime.is_end_of_generation(token):
-                return STOP
-            self.completion_tokens += 1
-            piece = text.feed(runtime.piece(token))
-            now = perf_counter()
-            token_time.add(now - self.clock.last_token)
-            self.clock.last_token = now
-            if piece:
-                self._unsent.extend(splitter.feed(piece))
-            if splitter.in_reasoning:
-                self.reasoning_tokens += 1
-                self.clock.last_reasoning = now
-            if self._unsent:
-                if now - last_flush >= FLUSH_SECONDS:
-                    self._flush()
-                    last_flush = now
-            if text.stopped:
-                return STOP
-            if self.completion_tokens >= max_tokens or len(runtime.cached) >= n_ctx:
-                return LENGTH
-            if should_stop():
-                return CANCELLED
-            if token_time.became_slow():
-                runtime.set_abort(should_stop)
-            if not runtime.evaluate_one(token):
-                return CANCELLED
-            token = runtime.sample(chain)
+    @property
+    def slow(self) -> bool:
+        """Tokens come slowly enough that Stop should also end a token mid-way (llama.cpp's abort callback)."""
+        return self._token_time.slow
+
+    def decode_alone(self) -> bool:
+        """Decode the accepted token in a llama_decode of its own; False if Stop ended it mid-way."""
+        if self.slow:
+            self.runtime.set_abort(self.should_stop)
+        try:
+            return self.runtime.evaluate_one(self.next_token, self.seq)
+        finally:
+            if self.slow:
+                self.runtime.set_abort(None)
+
+    def take_next(self, index: int) -> None:
+        """Sample the next token from the last decode's index-th output (-1: a decode of its own)."""
+        self.next_token = self.runtime.sample(self._chain, index)
+
+    def finish(self, reason: str) -> None:
+        """Send what waits and the finished answer; free the sampler."""
+        self.finished = True
+        self._resources.close()
+        self._unsent.extend(self.splitter.feed(self.text.finish()))
+        self._unsent.extend(self.splitter.finish())
+        self._flush()
+        splitter = self.splitter
+        self.send(AnswerFinished(splitter.answer, self._stats(self.fitted, self.reused, reason),
+                                 reasoning=splitter.reasoning, tool_calls=splitter.tool_calls))
+
+    def abandon(self) -> None:
+        """Free the sampler of an answer that failed (the worker reports why)."""
+        self.finished = True
+        self._resources.close()
 
     def _flush(self) -> None:
         """Send what waits, adjacent texts of one kind joined into one event."""
@@ -231,7 +345,7 @@ class ChatTurn:
             ttft_seconds=(clock.first_token - clock.started) if clock.first_token else 0.0,
             prompt_tokens_per_second=evaluated / prompt_seconds if prompt_seconds > 0 else 0.0,
             tokens_per_second=(generated - 1) / decode_seconds if decode_seconds > 0 else 0.0,
-            context_used=len(self.runtime.cached),
+            context_used=len(self.runtime.cached_in(self.seq)),
             context_size=self.runtime.n_ctx,
             stop_reason=reason,
             reused_prefix_tokens=reused,
@@ -242,4 +356,5 @@ class ChatTurn:
             reasoning_tokens=self.reasoning_tokens,
             reasoning_seconds=(clock.last_reasoning - clock.first_token) if self.reasoning_tokens else 0.0,
             system_prompt_merged=self.system_prompt_merged,
+            image_tokens=tuple(self.vision_prompt.image_tokens) if self.vision_prompt is not None else (),
         )

@@ -7,6 +7,11 @@
     client.stop()      # from any thread: the answer ends with stop_reason "cancelled"
     client.close()
 
+Loaded with LoadSettings.n_parallel = N, the engine answers up to N chats at once (one llama.cpp
+sequence each): iterate each chat() on its own thread. The answer chat() returns has a request_id and
+its own stop(); client.stop() stops every answer. One reader at a time takes the worker's messages off
+the pipe and hands each to the answer it names.
+
 One worker process per loaded model. If it dies, the running chat() raises EngineCrashed with the
 partial answer and the worker's last stderr lines, and the next load() starts a fresh process.
 """
@@ -16,16 +21,18 @@ import itertools
 import logging
 import signal
 import threading
+import weakref
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from core.engine.errors import (EngineCrashed, EngineError, EngineLoadError, InvalidGrammar, NotLoaded,
                                 PromptTooLong, TemplateFailed)
-from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatRequest,
+from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatReply, ChatRequest,
                                   FailureKind, LoadedModel, LoadFailed, LoadProgress, LoadRequest,
-                                  LoadSettings, LoadSucceeded, SamplingSettings, ThinkingChoice,
-                                  TokenText)
+                                  LoadSettings, LoadSucceeded, SamplingSettings, StopRequest,
+                                  ThinkingChoice, TokenText)
 from core.engine.step_down import ladder
 from core.engine.worker_handle import WorkerDied, WorkerHandle, prune_crash_logs
 
@@ -34,15 +41,41 @@ log = logging.getLogger(__name__)
 ANSWER_DRAIN_SECONDS = 2.0
 
 
+class ChatStream:
+    """One answer's events (iterate on one thread); stop() ends it from any thread."""
+
+    def __init__(self, client: "EngineClient", request: ChatRequest) -> None:
+        self.request_id = request.request_id
+        self.early_stop = threading.Event()      # stop() came before the request reached the worker
+        self._client = client
+        self._events = client._stream(request, self.early_stop)   # (no reference back: no cycle)
+
+    def __iter__(self) -> "ChatStream":
+        return self
+
+    def __next__(self) -> ChatEvent:
+        return next(self._events)
+
+    def close(self) -> None:
+        """Stop iterating: the answer is stopped and drained, so its slot is free on return."""
+        self._events.close()
+
+    def stop(self) -> None:
+        self._client.stop(self.request_id)
+
+
 class EngineClient:
     def __init__(self) -> None:
         self._worker: WorkerHandle | None = None
         self._loaded: LoadedModel | None = None
         self._request_ids = itertools.count(1)
-        self._current_request = 0
         self._load_lock = threading.Lock()       # one load or unload at a time
-        self._state = threading.Condition()      # guards _answering; notified when an answer ends
-        self._answering = False
+        self._send_lock = threading.Lock()       # one writer on the pipe
+        self._state = threading.Condition()      # guards the fields below; notified on every change
+        self._inboxes: dict[int, deque] = {}     # answers under way: their messages not yet read
+        self._not_sent: weakref.WeakSet[ChatStream] = weakref.WeakSet()
+        self._reading = False                    # a thread is reading the pipe for everyone
+        self._dead: WorkerHandle | None = None   # a worker found dead while reading
         self._closing = False
 
     # ------------------------------------------------------------------------------- state
@@ -125,30 +158,39 @@ class EngineClient:
 
     # -------------------------------------------------------------------------------- chat
 
+    @property
+    def slots(self) -> int:
+        """How many answers the loaded model can give at once (0 when none is loaded)."""
+        loaded = self._loaded
+        return max(1, loaded.settings.n_parallel) if loaded is not None else 0
+
     def chat(self, messages: Sequence[dict], sampling: SamplingSettings = SamplingSettings(), *,
-             thinking: ThinkingChoice = ThinkingChoice(), tools: Sequence[dict] = ()) -> Iterator[ChatEvent]:
+             thinking: ThinkingChoice = ThinkingChoice(), tools: Sequence[dict] = ()) -> ChatStream:
         """Stream one answer. Raises NotLoaded at once; EngineCrashed, PromptTooLong, TemplateFailed,
-        InvalidGrammar while iterating."""
+        InvalidGrammar, and EngineError when every slot is answering, while iterating."""
         if self._loaded is None or self._worker is None:
             raise NotLoaded("No model is loaded: load one before chatting.")
         request = ChatRequest(next(self._request_ids), tuple(dict(m) for m in messages), sampling,
                               thinking, tuple(dict(tool) for tool in tools))
+        stream = ChatStream(self, request)
         with self._state:
-            if not self._answering:                        # so stop() works even before iteration
-                self._current_request = request.request_id
-        return self._stream(request)
+            self._not_sent.add(stream)           # so stop() works even before iteration
+        return stream
 
-    def _stream(self, request: ChatRequest) -> Iterator[ChatEvent]:
+    def _stream(self, request: ChatRequest, early_stop: threading.Event) -> Iterator[ChatEvent]:
         worker = self._begin_answer(request.request_id)
         partial: list[str] = []
         finished = False
         try:
-            worker.send(request)
+            self._send(worker, request)
+            if early_stop.is_set():
+                self._send(worker, StopRequest(request.request_id))
             while not finished:
-                message = worker.receive()
-                finished = isinstance(message, AnswerFinished)
+                message = self._receive_for(worker, request.request_id)
+                finished = isinstance(message, (AnswerFinished, ChatFailed))
+                if finished:
+                    self._end_answer(request.request_id)     # its slot is free, read to the end or not
                 if isinstance(message, ChatFailed):
-                    finished = True
                     raise _chat_error(message)
                 if isinstance(message, TokenText):
                     partial.append(message.text)
@@ -159,46 +201,96 @@ class EngineClient:
         finally:
             if not finished:                     # the caller stopped iterating early
                 self._abandon(worker, request.request_id)
-            self._end_answer()
+            self._end_answer(request.request_id)
 
     def _begin_answer(self, request_id: int) -> WorkerHandle:
         with self._state:
-            if self._answering:
-                raise EngineError("The engine is still answering: stop that answer first.")
+            for stream in [stream for stream in self._not_sent if stream.request_id == request_id]:
+                self._not_sent.discard(stream)
             if self._worker is None or self._loaded is None:
                 raise NotLoaded("No model is loaded: load one before chatting.")
-            self._answering = True
-            self._current_request = request_id
+            if len(self._inboxes) >= self.slots:
+                raise EngineError(_busy_sentence(self.slots))
+            self._inboxes[request_id] = deque()
             return self._worker
 
-    def _end_answer(self) -> None:
+    def _end_answer(self, request_id: int) -> None:
         with self._state:
-            self._answering = False
+            self._inboxes.pop(request_id, None)
             self._state.notify_all()
 
+    def _send(self, worker: WorkerHandle, message: object) -> None:
+        with self._send_lock:
+            worker.send(message)
+
+    def _receive_for(self, worker: WorkerHandle, request_id: int) -> object:
+        """The answer's next message. Whoever finds no message waiting and nobody reading reads the pipe,
+        handing each message to the answer it names, until one is its own."""
+        while True:
+            with self._state:
+                while True:
+                    inbox = self._inboxes[request_id]
+                    if inbox:
+                        return inbox.popleft()
+                    if self._dead is worker:
+                        raise WorkerDied()
+                    if not self._reading:
+                        self._reading = True
+                        break
+                    self._state.wait()
+            try:
+                message = worker.receive()
+            except WorkerDied:
+                with self._state:
+                    self._reading, self._dead = False, worker
+                    self._state.notify_all()
+                raise
+            with self._state:
+                self._reading = False
+                if isinstance(message, ChatReply) and message.request_id in self._inboxes:
+                    self._inboxes[message.request_id].append(message.message)
+                else:
+                    log.debug("dropping a message nobody waits for: %r", message)
+                self._state.notify_all()
+
     def _finish_answer_then(self, action: Callable[[], None]) -> None:
-        """Stop a running answer, give its reader a moment to drain it, then act (killing if need be)."""
+        """Stop running answers, give their readers a moment to drain them, then act (killing if need be)."""
         self.stop()
         with self._state:
-            drained = self._state.wait_for(lambda: not self._answering, timeout=ANSWER_DRAIN_SECONDS)
+            drained = self._state.wait_for(lambda: not self._inboxes, timeout=ANSWER_DRAIN_SECONDS)
             if not drained:
                 log.warning("an answer was not drained in %.0f s; ending its worker", ANSWER_DRAIN_SECONDS)
         action()
 
     def _abandon(self, worker: WorkerHandle, request_id: int) -> None:
-        """Stop the answer nobody reads any more, and drain it so the next chat starts clean."""
-        worker.stop_value.value = request_id
+        """Stop the answer nobody reads any more, and drain it so its slot is free on return."""
         try:
-            while not isinstance(worker.receive(), (AnswerFinished, ChatFailed)):
+            self._ask_to_stop(worker, request_id)
+            while not isinstance(self._receive_for(worker, request_id), (AnswerFinished, ChatFailed)):
                 pass
         except WorkerDied:
-            self._forget_dead_worker()
+            self._forget_dead_worker(worker)
 
-    def stop(self) -> None:
-        """Thread-safe. Ends the current prompt evaluation or generation; the model stays loaded."""
+    def stop(self, request_id: int | None = None) -> None:
+        """Thread-safe. Ends that answer's prompt evaluation or generation (None: every answer); the model
+        stays loaded."""
+        with self._state:
+            for stream in list(self._not_sent):
+                if request_id in (None, stream.request_id):
+                    stream.early_stop.set()
+            running = [rid for rid in self._inboxes if request_id in (None, rid)]
         worker = self._worker
-        if worker is not None:
-            worker.stop_value.value = self._current_request
+        if worker is None:
+            return
+        for rid in running:
+            try:
+                self._ask_to_stop(worker, rid)
+            except WorkerDied:
+                pass                             # its reader meets the death and reports it
+
+    def _ask_to_stop(self, worker: WorkerHandle, request_id: int) -> None:
+        worker.stop_value.value = request_id     # read by llama.cpp's abort callback mid-decode
+        self._send(worker, StopRequest(request_id))
 
     # ----------------------------------------------------------------------------- endings
 
@@ -231,7 +323,10 @@ class EngineClient:
         if worker is not None:
             worker.shut_down()
 
-    def _forget_dead_worker(self) -> None:
+    def _forget_dead_worker(self, dead: WorkerHandle | None = None) -> None:
+        """Forget the current worker (or `dead`, if it is still the current one) after it died."""
+        if dead is not None and dead is not self._worker:
+            return
         worker, self._worker, self._loaded = self._worker, None, None
         if worker is not None:
             worker.exit_code()
@@ -244,7 +339,7 @@ class EngineClient:
         if self._closing:
             return EngineError("The model was unloaded while it was answering.")
         message = self._describe_death(worker, "while answering")
-        self._forget_dead_worker()
+        self._forget_dead_worker(worker)
         return EngineCrashed(message + " The partial answer is kept; load the model again to go on.",
                              partial_text=partial_text, stderr_tail=worker.stderr_tail(),
                              exit_code=worker.process.exitcode, log_path=str(worker.log_path))
@@ -269,6 +364,13 @@ def _last_words(stderr_tail: str) -> str:
             if any(word in line for word in words):
                 return line
     return lines[-1] if lines else ""
+
+
+def _busy_sentence(slots: int) -> str:
+    if slots == 1:
+        return "The engine is still answering: stop that answer first."
+    return (f"The engine is answering {slots} chats already, one in each of its slots: stop one first, "
+            "or load the model with more parallel slots.")
 
 
 def _changes(steps: Sequence[str]) -> list[str]:

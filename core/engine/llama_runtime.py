@@ -3,6 +3,11 @@
 The low-level API rather than llama_cpp.Llama because the engine needs what Llama does not expose:
 the load progress callback, the abort callback (Stop during prompt evaluation) and exact control of
 the KV cache for prefix reuse. Lives only inside the worker process.
+
+A context holds settings.n_parallel sequences (slots), each with its own KV stream of n_ctx cells
+(kv_unified off: one conversation can never eat another's room, and a sequence's attention never
+spans another's cells). Every KV method takes the sequence id; seq 0 is the default, so a
+one-slot caller never names it.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import Callable, Sequence
 
 import llama_cpp.llama_cpp as native
 
+from core.engine.kv_states import common_prefix_length
 from core.engine.protocol import LoadSettings, ModelFacts
 from core.gguf.kv_types import kv_type_id, needs_flash_attention
 
@@ -21,7 +27,6 @@ log = logging.getLogger(__name__)
 ALL_LAYERS = 0x7FFFFFFF
 DECODE_ABORTED = 2
 DECODE_NO_KV_SLOT = 1
-_SEQ = 0
 
 _backend_ready = False
 
@@ -74,16 +79,16 @@ class LlamaRuntime:
         self._vocab = native.llama_model_get_vocab(model)
         self.settings = settings
         self.n_threads = n_threads
-        self.n_ctx = native.llama_n_ctx(context)
+        self.n_ctx = native.llama_n_ctx_seq(context)     # what one sequence (one conversation) may hold
+        self.n_seq = native.llama_n_seq_max(context)
         self.n_batch = native.llama_n_batch(context)
         self.n_layers = native.llama_model_n_layer(model)
         self.n_ctx_train = native.llama_model_n_ctx_train(model)
-        self.cached: list[int] = []          # the tokens in the KV cache, position 0 first
+        self._cached: list[list[int]] = [[] for _ in range(self.n_seq)]   # per sequence, position 0 first
         self._pieces: dict[int, bytes] = {}
         self._read_specials: frozenset[str] = frozenset()
         self._piece_buffer = ctypes.create_string_buffer(256)
-        self._one_token = (native.llama_token * 1)()
-        self._one_batch = native.llama_batch_get_one(self._one_token, 1)
+        self._batch = native.llama_batch_init(max(self.n_batch, self.n_seq), 0, 1)
         self._callbacks = _Callbacks()
 
     # ---------------------------------------------------------------------------------- load
@@ -110,13 +115,16 @@ class LlamaRuntime:
         """One decode so the weights are paged in and the first answer is not slower than the rest."""
         first = self.bos_id if self.bos_id >= 0 else 0
         native.llama_set_warmup(self._context, True)
-        self._one_token[0] = first
-        native.llama_decode(self._context, self._one_batch)
+        self._fill([(0, first)], outputs=False)
+        native.llama_decode(self._context, self._batch)
         native.llama_set_warmup(self._context, False)
         native.llama_synchronize(self._context)
         self.forget_from(0)
 
     def close(self) -> None:
+        if self._batch is not None:
+            native.llama_batch_free(self._batch)
+            self._batch = None
         if self._context:
             native.llama_free(self._context)
             self._context = None
@@ -209,17 +217,31 @@ class LlamaRuntime:
 
     # ------------------------------------------------------------------------------- KV cache
 
-    def forget_from(self, position: int) -> None:
-        """Drop the KV cache from position on (keep the prefix before it)."""
-        native.llama_memory_seq_rm(self._memory, _SEQ, position, -1)
-        del self.cached[position:]
+    @property
+    def cached(self) -> list[int]:
+        """The tokens in sequence 0's KV cache (the one-slot view)."""
+        return self._cached[0]
 
-    def common_prefix(self, tokens: Sequence[int]) -> int:
-        limit = min(len(tokens), len(self.cached))
-        for index in range(limit):
-            if self.cached[index] != tokens[index]:
-                return index
-        return limit
+    @property
+    def handles(self):
+        """The llama_model and llama_context, for a library that works beside this runtime (mtmd: vision.py)."""
+        return self._model, self._context
+
+    def note_evaluated(self, ids: Sequence[int], seq: int = 0) -> None:
+        """Record positions another library (mtmd, for an image) decoded at the end of this sequence's cache."""
+        self._cached[seq].extend(ids)
+
+    def cached_in(self, seq: int) -> list[int]:
+        """The tokens in this sequence's KV cache, position 0 first (read only)."""
+        return self._cached[seq]
+
+    def forget_from(self, position: int, seq: int = 0) -> None:
+        """Drop the sequence's KV cache from position on (keep the prefix before it)."""
+        native.llama_memory_seq_rm(self._memory, seq, position, -1)
+        del self._cached[seq][position:]
+
+    def common_prefix(self, tokens: Sequence[int], seq: int = 0) -> int:
+        return common_prefix_length(self._cached[seq], tokens)
 
     def set_abort(self, should_abort: Callable[[], bool] | None) -> None:
         """Let llama.cpp poll should_abort between graph nodes (CPU), or stop polling (None)."""
@@ -231,31 +253,54 @@ class LlamaRuntime:
         self._callbacks.abort = callback
         native.llama_set_abort_callback(self._context, callback, None)
 
-    def evaluate(self, tokens: Sequence[int]) -> bool:
+    def evaluate(self, tokens: Sequence[int], seq: int = 0) -> bool:
         """Feed tokens in n_batch chunks; False if the abort callback stopped it (cache kept consistent)."""
-        if len(self.cached) + len(tokens) > self.n_ctx:
-            raise ContextFull(f"{len(self.cached) + len(tokens)} tokens do not fit in {self.n_ctx}")
+        cached = self._cached[seq]
+        if len(cached) + len(tokens) > self.n_ctx:
+            raise ContextFull(f"{len(cached) + len(tokens)} tokens do not fit in {self.n_ctx}")
         for start in range(0, len(tokens), self.n_batch):
             chunk = list(tokens[start:start + self.n_batch])
-            array = (native.llama_token * len(chunk))(*chunk)
-            status = native.llama_decode(self._context, native.llama_batch_get_one(array, len(chunk)))
+            self._fill([(seq, token) for token in chunk], outputs=False)
+            self._batch.logits[len(chunk) - 1] = 1            # the last token's logits: the next one's odds
+            status = native.llama_decode(self._context, self._batch)
             if status == DECODE_ABORTED:
-                self._resync_after_abort(chunk)
+                self._resync_after_abort(chunk, seq)
                 return False
             self._check(status)
-            self.cached.extend(chunk)
+            cached.extend(chunk)
         return True
 
-    def evaluate_one(self, token: int) -> bool:
-        """The hot path of generation: one token, no allocation."""
-        self._one_token[0] = token
-        status = native.llama_decode(self._context, self._one_batch)
+    def evaluate_one(self, token: int, seq: int = 0) -> bool:
+        """The hot path of generation: one token of one sequence."""
+        return self.decode_together([(seq, token)])
+
+    def decode_together(self, entries: Sequence[tuple[int, int]]) -> bool:
+        """One decode of one token for each (seq, token), sequences in increasing order; the i-th entry's
+        logits are then sampled with sample(chain, i). False if the abort callback stopped it."""
+        self._fill(entries, outputs=True)
+        status = native.llama_decode(self._context, self._batch)
         if status == DECODE_ABORTED:
-            self._resync_after_abort([token])
+            for seq, token in entries:
+                self._resync_after_abort([token], seq)
             return False
         self._check(status)
-        self.cached.append(token)
+        for seq, token in entries:
+            self._cached[seq].append(token)
         return True
+
+    def _fill(self, entries: Sequence[tuple[int, int]], *, outputs: bool) -> None:
+        """Put (seq, token) pairs into the batch, each at its sequence's next position."""
+        batch = self._batch
+        next_position: dict[int, int] = {}
+        for index, (seq, token) in enumerate(entries):
+            position = next_position.get(seq, len(self._cached[seq]))
+            next_position[seq] = position + 1
+            batch.token[index] = token
+            batch.pos[index] = position
+            batch.n_seq_id[index] = 1
+            batch.seq_id[index][0] = seq
+            batch.logits[index] = 1 if outputs else 0
+        batch.n_tokens = len(entries)
 
     def _check(self, status: int) -> None:
         if status == DECODE_NO_KV_SLOT:
@@ -263,14 +308,39 @@ class LlamaRuntime:
         if status != 0:
             raise DecodeFailed(f"llama_decode returned {status}")
 
-    def _resync_after_abort(self, chunk: list[int]) -> None:
+    def _resync_after_abort(self, chunk: list[int], seq: int) -> None:
         """An aborted decode keeps the ubatches it finished; record exactly those."""
-        kept_end = max(native.llama_memory_seq_pos_max(self._memory, _SEQ) + 1, 0)
-        self.cached = (self.cached + chunk)[:kept_end]
-        native.llama_memory_seq_rm(self._memory, _SEQ, kept_end, -1)
+        kept_end = max(native.llama_memory_seq_pos_max(self._memory, seq) + 1, 0)
+        self._cached[seq][:] = (self._cached[seq] + chunk)[:kept_end]
+        native.llama_memory_seq_rm(self._memory, seq, kept_end, -1)
 
-    def sample(self, sampler) -> int:
-        return native.llama_sampler_sample(sampler, self._context, -1)
+    def sample(self, sampler, index: int = -1) -> int:
+        """The next token from the logits of the last decode's index-th output (-1: its last)."""
+        return native.llama_sampler_sample(sampler, self._context, index)
+
+    # ------------------------------------------------------------------------------- saved states
+
+    def sequence_state_size(self, seq: int) -> int:
+        return native.llama_state_seq_get_size(self._context, seq)
+
+    def save_sequence(self, seq: int) -> ctypes.Array:
+        """The sequence's KV cells as llama.cpp serializes them (a host buffer), to restore into any sequence."""
+        size = native.llama_state_seq_get_size(self._context, seq)
+        buffer = (ctypes.c_uint8 * size)()
+        written = native.llama_state_seq_get_data(self._context, buffer, size, seq)
+        if written == 0:
+            raise DecodeFailed(f"llama.cpp could not save sequence {seq}")
+        return buffer if written == size else (ctypes.c_uint8 * written).from_buffer_copy(buffer)
+
+    def restore_sequence(self, seq: int, state: ctypes.Array, tokens: Sequence[int]) -> bool:
+        """Replace the sequence's cache with a saved state holding `tokens`; False (and an empty
+        sequence) if llama.cpp refuses it."""
+        self.forget_from(0, seq)
+        if native.llama_state_seq_set_data(self._context, state, len(state), seq) == 0:
+            self.forget_from(0, seq)
+            return False
+        self._cached[seq][:] = tokens
+        return True
 
 
 def _model_params(settings: LoadSettings, callbacks: _Callbacks,
@@ -307,10 +377,12 @@ def keep_experts_on_host(params, n_layers: int) -> None:
 
 def _context_params(settings: LoadSettings, n_threads: int):
     params = native.llama_context_default_params()
-    params.n_ctx = settings.n_ctx
+    slots = max(1, settings.n_parallel)
+    params.n_ctx = settings.n_ctx * slots          # each slot gets the whole n_ctx (kv_unified stays off)
     params.n_batch = min(settings.n_batch, settings.n_ctx)
     params.n_ubatch = min(settings.n_ubatch, params.n_batch)
-    params.n_seq_max = 1
+    params.n_seq_max = slots
+    params.kv_unified = False
     params.n_threads = n_threads
     params.n_threads_batch = n_threads
     params.flash_attn_type = flash_attention_type(settings)

@@ -12,8 +12,9 @@ list of image files (paths) or their bytes (PNG, JPEG, GIF, BMP), for a model lo
 (core/engine/vision.py). Images sent to a model without a projector fail the request with a sentence.
 
 Private envelopes (client <-> worker only): the requests the client sends (LoadRequest,
-ChatRequest, ShutdownRequest) and the replies the worker sends back besides the
-chat events (LoadProgress, LoadSucceeded, LoadFailed, ChatFailed).
+ChatRequest, StopRequest, ShutdownRequest) and the replies the worker sends back (LoadProgress,
+LoadSucceeded, LoadFailed, and each answer's chat events or ChatFailed inside a ChatReply that names
+its request, since up to n_parallel answers stream at once).
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class LoadSettings:
     predicted_host_bytes: int | None = None   # from the planner, echoed back beside the measurement
     predicted_gpu_bytes: int | None = None
     projector_path: str | None = None  # a vision model's mmproj file: images can then go in messages
+    n_parallel: int = 1              # slots: conversations answered at once, each with its own n_ctx of KV cache
+    parked_kv_bytes: int = 1 << 30   # host memory for the KV states of conversations moved out of their slot
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,13 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
+class StopRequest:
+    """End this answer at its next token (the shared stop value also names it, for a decode under way)."""
+
+    request_id: int
+
+
+@dataclass(frozen=True)
 class ShutdownRequest:
     pass
 
@@ -282,3 +292,11 @@ class LoadFailed:
 class ChatFailed:
     reason: str
     kind: str = "error"              # "prompt_too_long" | "not_loaded" | "error"
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One message of one answer: a chat event, or ChatFailed."""
+
+    request_id: int
+    message: object

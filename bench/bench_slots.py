@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Parallel slots and parked conversations, through EngineClient with the real SmolLM2 (LLAMADESK_TEST_MODEL).
+
+Part 1, coming back to a long chat. One slot, n_ctx 8192. A ~4,000-token chat is answered; another chat
+then takes the slot (the long one's KV state is parked in RAM); the long chat continues with one more
+question. Its time to first token (the worker's clock: request received -> first token sampled, which
+includes restoring the parked state) is compared with that of a fresh short prompt (a new one-line chat,
+median of ROUNDS) and, for scale, with evaluating the whole long chat again (a seeded request, which is
+always evaluated from an empty cache). Target: the return within 2x the fresh short prompt.
+
+Part 2, throughput. Four slots. The same four questions (TOKENS tokens each, past end-of-generation)
+one at a time and then all four at once, each on its own thread: tok/s of one chat alone, and the total
+tok/s of the four at once vs one after another. Sampled answers (temperature 0.7, no seed) share one
+llama_decode per step; seeded ones are decoded alone (ARCHITECTURE §4), shown as a third line.
+
+Prints a table, then RESULT lines. Environment: LLAMADESK_BENCH_ROUNDS (default 5), LLAMADESK_BENCH_TOKENS
+(default 96), LLAMADESK_BENCH_THREADS (default: physical cores).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+
+from core.engine.client import EngineClient  # noqa: E402
+from core.engine.protocol import AnswerFinished, LoadSettings, SamplingSettings  # noqa: E402
+
+ROUNDS = int(os.environ.get("LLAMADESK_BENCH_ROUNDS", "5"))
+TOKENS = int(os.environ.get("LLAMADESK_BENCH_TOKENS", "96"))
+THREADS = int(os.environ.get("LLAMADESK_BENCH_THREADS", "0")) or psutil.cpu_count(logical=False) or 1
+LONG_CTX = 8192
+RETURN_TARGET = 2.0
+QUESTIONS = ("Tell me about the sea.", "Describe a forest.", "Explain how bread is made.", "Write about trains.")
+
+
+def model_path() -> Path:
+    explicit = os.environ.get("LLAMADESK_TEST_MODEL")
+    if explicit:
+        return Path(explicit)
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("llamadesk", appauthor=False)) / "test-models" / \
+        "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def answer(client: EngineClient, messages, sampling) -> AnswerFinished:
+    return next(e for e in client.chat(messages, sampling) if isinstance(e, AnswerFinished))
+
+
+def long_chat() -> list[dict]:
+    facts = " ".join(f"Fact {n}: box {n} holds {n * 7 % 31} marbles and is painted "
+                     f"{('red', 'blue', 'green', 'white')[n % 4]}." for n in range(1, 240))
+    return [{"role": "system", "content": "You answer briefly."},
+            {"role": "user", "content": facts + "\nHow many marbles are in box 12?"}]
+
+
+def coming_back(path: Path) -> dict:
+    short = SamplingSettings(temperature=0.0, max_tokens=8)
+    with EngineClient() as client:
+        client.load(LoadSettings(str(path), n_ctx=LONG_CTX, n_threads=THREADS, n_parallel=1))
+        fresh = [answer(client, [{"role": "user", "content": f"Say the number {n}."}], short).stats.ttft_seconds
+                 for n in range(ROUNDS)]
+        chat = long_chat()
+        first = answer(client, chat, short)
+        answer(client, [{"role": "user", "content": "Tell me a joke."}], short)        # the long chat is parked
+        chat += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "And box 13?"}]
+        back = answer(client, chat, short)
+        answer(client, [{"role": "user", "content": "Tell me a riddle."}], short)      # parked again
+        afresh = answer(client, chat, SamplingSettings(temperature=0.0, max_tokens=8, seed=1))
+    return {"fresh": statistics.median(fresh), "long_prompt": first.stats.prompt_tokens,
+            "back": back.stats.ttft_seconds, "back_reused": back.stats.reused_prefix_tokens,
+            "back_prompt": back.stats.prompt_tokens, "afresh": afresh.stats.ttft_seconds}
+
+
+def throughput(path: Path) -> dict:
+    sampled = SamplingSettings(temperature=0.7, max_tokens=TOKENS, ignore_eos=True)
+    seeded = SamplingSettings(temperature=0.7, max_tokens=TOKENS, ignore_eos=True, seed=5)
+    figures = {}
+    with EngineClient() as client:
+        client.load(LoadSettings(str(path), n_ctx=2048, n_threads=THREADS, n_parallel=4))
+        for name, sampling in (("sampled", sampled), ("seeded", seeded)):
+            one_after_another, alone = [], []
+            for _ in range(max(1, ROUNDS // 2)):
+                started = time.perf_counter()
+                for question in QUESTIONS:
+                    finished = answer(client, [{"role": "user", "content": question}], sampling)
+                    alone.append(finished.stats.tokens_per_second)
+                one_after_another.append(len(QUESTIONS) * TOKENS / (time.perf_counter() - started))
+            together = [_at_once(client, sampling) for _ in range(max(1, ROUNDS // 2))]
+            figures[name] = (max(alone), max(one_after_another), max(together))
+    return figures
+
+
+def _at_once(client: EngineClient, sampling: SamplingSettings) -> float:
+    streams = [client.chat([{"role": "user", "content": q}], sampling) for q in QUESTIONS]
+    threads = [threading.Thread(target=lambda s=s: [None for _ in s]) for s in streams]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(QUESTIONS) * TOKENS / (time.perf_counter() - started)
+
+
+def main() -> int:
+    path = model_path()
+    back = coming_back(path)
+    speed = throughput(path)
+    ratio = back["back"] / back["fresh"]
+    print(f"SmolLM2-135M Q4_1, {THREADS} thread(s), rounds {ROUNDS}")
+    print(f"{'time to first token':44s} {'ms':>9s}")
+    print(f"{'fresh short prompt (median)':44s} {back['fresh'] * 1000:9.1f}")
+    print(f"{'back to the ' + str(back['long_prompt']) + '-token chat, restored':44s} {back['back'] * 1000:9.1f}"
+          f"   reused {back['back_reused']} of {back['back_prompt']} prompt tokens")
+    print(f"{'the same, evaluated afresh (seeded)':44s} {back['afresh'] * 1000:9.1f}")
+    print()
+    print(f"{'tok/s, 4 slots':22s} {'1 chat alone':>13s} {'4 one by one':>13s} {'4 at once':>11s} {'at once / one by one':>21s}")
+    for name, (alone, sequential, together) in speed.items():
+        print(f"{name:22s} {alone:13.1f} {sequential:13.1f} {together:11.1f} {together / sequential:21.2f}")
+    sampled_alone, sampled_sequential, sampled_together = speed["sampled"]
+    print(f"RESULT slots_return_ttft_ratio={ratio:.2f} target<={RETURN_TARGET} "
+          f"{'ok' if ratio <= RETURN_TARGET else 'short'}")
+    print(f"RESULT slots_four_at_once_vs_one_by_one={sampled_together / sampled_sequential:.2f} target>=1.0 "
+          f"{'ok' if sampled_together >= sampled_sequential else 'short'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
