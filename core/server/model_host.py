@@ -1,6 +1,7 @@
 """Which model the server holds: the models it can serve (the local library, plus one named on the command line),
 loading one on demand by name or path after the one fit check, unloading it when idle, and the slots requests wait
-for (request_queue). Phase 1 holds one model and answers one request at a time.
+for (request_queue). It holds one model, loaded with --parallel N engine slots (llama.cpp sequences, each with the
+whole context, all counted by the plan), and answers up to N requests at once.
 
     host = ModelHost(HostOptions(idle_unload_seconds=600))
     lease = await host.lease("SmolLM2-135M-Instruct.Q4_1")     # waits for a slot, loads if need be
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from core import settings as settings_store
-from core.engine.client import EngineClient
+from core.engine.client import ChatStream, EngineClient
 from core.engine.errors import EngineError
 from core.engine.protocol import ChatEvent, LoadedModel, SamplingSettings, ThinkingChoice
 from core.fit.choice import choice_from_settings
@@ -30,8 +31,6 @@ from core.server.request_queue import QueueFull, SlotQueue
 
 log = logging.getLogger(__name__)
 
-# The engine answers one request at a time until it runs several llama.cpp sequences (phase 2).
-ENGINE_SEQUENCES = 1
 CATALOG_SECONDS = 30.0           # how long a library scan and its fit checks are reused
 DEFAULT_ANSWER_SECONDS = 10.0    # Retry-After's guess before any answer was timed
 
@@ -39,7 +38,7 @@ DEFAULT_ANSWER_SECONDS = 10.0    # Retry-After's guess before any answer was tim
 @dataclass(frozen=True)
 class HostOptions:
     idle_unload_seconds: float | None = 600.0   # None or 0: keep the model loaded
-    parallel: int = 1                           # slots asked for; the engine's sequences bound it
+    parallel: int = 1                           # requests answered at once: the engine's slots
     waiting_limit: int = 16
     context: int | None = None                  # None: the saved settings' context
     threads: int | None = None
@@ -79,14 +78,19 @@ class Lease:
         self.started = time.monotonic()
         self._released = False
         self._lock = threading.Lock()
+        self._answer: ChatStream | None = None
 
     def chat(self, generation: Generation) -> Iterator[ChatEvent]:
         """The engine's events for this answer (blocking: iterate on a worker thread)."""
-        return self.host.engine.chat(generation.messages, generation.sampling, thinking=generation.thinking,
-                                     tools=generation.tools)
+        self._answer = self.host.engine.chat(generation.messages, generation.sampling,
+                                             thinking=generation.thinking, tools=generation.tools)
+        return self._answer
 
     def stop(self) -> None:
-        self.host.engine.stop()
+        """Stop this lease's answer only (the other slots go on); before chat() there is nothing to stop."""
+        answer = self._answer
+        if answer is not None:
+            answer.stop()
 
     def release(self) -> None:
         with self._lock:
@@ -101,10 +105,7 @@ class ModelHost:
                  probe: Callable[[], hardware.HardwareSnapshot] = hardware.probe) -> None:
         self.options = options
         self.engine = EngineClient()
-        self.queue = SlotQueue(min(max(1, options.parallel), ENGINE_SEQUENCES), options.waiting_limit)
-        if options.parallel > ENGINE_SEQUENCES:
-            log.warning("--parallel %d: the engine answers %d request(s) at a time for now; the others wait",
-                        options.parallel, ENGINE_SEQUENCES)
+        self.queue = SlotQueue(max(1, options.parallel), options.waiting_limit)
         self._probe = probe
         self._pinned: list[ServedModel] = []
         self._catalog: tuple[float, list[ServedModel]] | None = None
@@ -219,7 +220,12 @@ class ModelHost:
             raise ApiError(400, f"{model.id} is too large for this computer: {fit.plan.explanation}",
                            INVALID_REQUEST, "model_too_large", "model")
         prepared = prepare_load(str(model.path), fit.choice or conditions.choice, threads=self.options.threads,
-                                safety_margin_bytes=conditions.margin_bytes, snapshot=conditions.hardware)
+                                safety_margin_bytes=conditions.margin_bytes, snapshot=conditions.hardware,
+                                n_parallel=self.queue.slots)
+        if not prepared.plan.fits:
+            raise ApiError(400, f"{model.id} with {self.queue.slots} parallel slots is too large for this computer: "
+                           f"{prepared.plan.explanation} Start the server with a smaller --parallel.",
+                           INVALID_REQUEST, "model_too_large", "model")
         try:
             loaded = self.engine.load(prepared.settings)
         except EngineError as error:
