@@ -22,7 +22,9 @@ from dataclasses import dataclass, replace
 
 from core.fit.choice import OffloadChoice, plan_for_load, trained_context
 from core.fit.planner import DEFAULT_GPU_MARGIN, Plan
-from core.gguf.reader import ModelInfo
+from core.engine.protocol import LoadedModel
+from core.gguf.reader import ModelInfo, read_model_info
+from core.machine import hardware as machine
 from core.machine.hardware import HardwareSnapshot
 from core.platform.units import format_bytes
 
@@ -52,9 +54,10 @@ def needed_context(tokens: int) -> int:
     return max(CONTEXT_STEP, math.ceil(tokens / CONTEXT_STEP) * CONTEXT_STEP)
 
 
-def context_need(tokens: int, model: ModelInfo, hardware: HardwareSnapshot, choice: OffloadChoice,
+def context_need(tokens: int, model: ModelInfo | None, hardware: HardwareSnapshot | None, choice: OffloadChoice,
                  safety_margin_bytes: int = DEFAULT_GPU_MARGIN) -> ContextNeed:
-    """Whether `tokens` fit the context of `choice` (the loaded one), and if not what a larger one costs."""
+    """Whether `tokens` fit the context of `choice` (the loaded one), and if not what a larger one costs (the model
+    and the machine are read only then)."""
     current = choice.context
     if tokens <= current:
         return ContextNeed(tokens, current, current, FITS, 0, f"fits the current {context_label(current)} context")
@@ -70,6 +73,17 @@ def context_need(tokens: int, model: ModelInfo, hardware: HardwareSnapshot, choi
     sentence = (f"needs {_article(context_label(wanted))} {context_label(wanted)} context: +{format_bytes(extra)} of KV cache, "
                 f"{_placement_change(now, larger)} — raise the context?")
     return ContextNeed(tokens, current, wanted, RAISE, extra, sentence)
+
+
+def need_for_loaded(tokens: int, loaded: LoadedModel, safety_margin_bytes: int = DEFAULT_GPU_MARGIN) -> ContextNeed:
+    """context_need for the model loaded now, planned as it was loaded, on this machine with its memory given back.
+    Reads the model's header and probes the machine: off the UI thread."""
+    choice = OffloadChoice(gpu_layers=loaded.n_gpu_layers, context=loaded.n_ctx, kv_type=loaded.settings.kv_type,
+                           flash_attn=loaded.settings.flash_attn, cpu_expert_layers=loaded.settings.cpu_expert_layers)
+    if tokens <= loaded.n_ctx:
+        return context_need(tokens, None, None, choice)       # no plan needed: nothing is read
+    snapshot = with_memory_returned(machine.probe(), loaded.gpu_bytes, loaded.resident_growth_bytes)
+    return context_need(tokens, read_model_info(loaded.model_path), snapshot, choice, safety_margin_bytes)
 
 
 def _article(label: str) -> str:

@@ -20,6 +20,7 @@ from functools import partial
 
 from PySide6.QtCore import QObject, Signal
 
+from core.chat.attachments.attachment import Attachment, Source
 from core.chat.conversation import (Conversation, Message, MessageStats, SamplingValues, ThinkingSetting, ToolCall,
                                     reasoning_left_out)
 from core.engine.protocol import AnswerFinished, SamplingSettings, ThinkingChoice, ThinkingSupport
@@ -71,13 +72,17 @@ class AnswerFlow(QObject):
     def active(self) -> ActiveAnswer | None:
         return self._active
 
-    def ask(self, conversation: Conversation, question: str | None, parent_id: str | None) -> None:
+    def ask(self, conversation: Conversation, question: str | None, parent_id: str | None, *,
+            attachments: tuple[Attachment, ...] = (), chunks: dict | None = None,
+            sources: tuple[Source, ...] = ()) -> None:
         """Answer `question` asked under `parent_id`; with no question, answer `parent_id` (the user message)
-        again (Regenerate: a new sibling answer)."""
+        again (Regenerate: a new sibling answer). The question's attachments are copied into the chat with it, its
+        documents' chunks indexed, and `sources` (the parts chosen) go to the model with it."""
         if self.running:
             return
         self._set_starting(True)
         self._queue.call(_store_turn, self._store, conversation.id, question, parent_id,
+                         dict(attachments=attachments, chunks=chunks, sources=sources),
                          done=lambda stored: self._begin(conversation, *stored),
                          failed=self._store_failed)
 
@@ -90,7 +95,8 @@ class AnswerFlow(QObject):
     def _begin(self, conversation: Conversation, question: Message | None, answer_id: str,
                answer_parent: str) -> None:
         if question is not None:
-            conversation.add("user", question.content, parent_id=question.parent_id, message_id=question.id)
+            conversation.add("user", question.content, parent_id=question.parent_id, message_id=question.id,
+                             attachments=question.attachments, sources=question.sources)
         conversation.add("assistant", "", parent_id=answer_parent, message_id=answer_id)
         self._active = ActiveAnswer(conversation, answer_id)
         self._starting = False
@@ -179,9 +185,11 @@ class AnswerFlow(QObject):
 
 
 def _store_turn(store: ChatStore, conversation_id: str, question: str | None,
-                parent_id: str | None) -> tuple[Message | None, str, str]:
-    """Background: store the question (if any) and begin its answer; returns (question, answer id, its parent)."""
-    stored = store.add_message(conversation_id, "user", question, parent_id) if question is not None else None
+                parent_id: str | None, attached: dict) -> tuple[Message | None, str, str]:
+    """Background: store the question (if any) with what is attached to it and begin its answer; returns (question,
+    answer id, its parent)."""
+    stored = (store.add_message(conversation_id, "user", question, parent_id, **attached)
+              if question is not None else None)
     answer_parent = stored.id if stored else parent_id
     return stored, store.begin_answer(conversation_id, answer_parent), answer_parent
 

@@ -3,11 +3,14 @@ and menu, its settings, the messages, the context bar and the message box with S
 reports intent."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMenu, QPushButton, QSizePolicy, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMenu, QPushButton, QSizePolicy, QToolButton,
+                               QVBoxLayout, QWidget)
 
+from desktop.chat.attachment_tray import AttachmentTray
 from desktop.chat.chat_settings import ChatSettings
 from desktop.chat.chat_view import ChatView
 from desktop.chat.composer import Composer
@@ -21,6 +24,7 @@ class ConversationPane(QWidget):
     export_requested = Signal(str)       # "markdown" | "json"
     import_requested = Signal()
     edit_cancelled = Signal()
+    files_given = Signal(list)           # list[Path]: chosen with Attach, dropped or pasted
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -44,13 +48,18 @@ class ConversationPane(QWidget):
         self.edit_label = QLabel("Editing a message: Send keeps the original and starts a new branch.")
         self.cancel_edit_button = QPushButton("Cancel edit")
         self.cancel_edit_button.setAccessibleName("Cancel editing the message")
+        self.tray = AttachmentTray()
         self.composer = Composer()
+        self.attach_button = QPushButton("Attach…")
+        self.attach_button.setAccessibleName("Attach files")
+        self.attach_button.setToolTip("Attach documents (text, Markdown, code, PDF, Word, HTML) or images")
         self.send_button = QPushButton("Send", objectName="primary")
         self.send_button.setAccessibleName("Send message")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setAccessibleName("Stop the answer (Esc)")
         self._ready = False
         self._generating = False
+        self._attachments_busy = False
         self._lay_out()
         self._connect()
         self._refresh_buttons()
@@ -79,6 +88,7 @@ class ConversationPane(QWidget):
         buttons = QVBoxLayout()
         buttons.addWidget(self.send_button)
         buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.attach_button)
         buttons.addStretch(1)
         compose = QHBoxLayout()
         compose.addWidget(self.composer, 1)
@@ -91,6 +101,7 @@ class ConversationPane(QWidget):
         layout.addWidget(self.view, 1)
         layout.addWidget(self.context_bar)
         layout.addWidget(self.edit_banner)
+        layout.addWidget(self.tray)
         layout.addLayout(compose)
 
     def _connect(self) -> None:
@@ -99,12 +110,14 @@ class ConversationPane(QWidget):
         self.send_button.clicked.connect(self._submit)
         self.stop_button.clicked.connect(self.stop_requested)
         self.cancel_edit_button.clicked.connect(self.edit_cancelled)
+        self.attach_button.clicked.connect(self._choose_files)
+        self.composer.files_given.connect(self.files_given)
 
     def focus_chain(self) -> list[QWidget]:
         """This pane's controls in Tab order."""
         fields = [self.settings.system_prompt, self.settings.preset, *self.settings.number_fields()]
         return [self.thinking.think, self.thinking.effort, self.settings_toggle, self.files_button, *fields, self.view, self.composer, self.send_button,
-                self.stop_button, self.cancel_edit_button]
+                self.stop_button, self.attach_button, self.cancel_edit_button]
 
     # --- state shown ---
 
@@ -116,6 +129,19 @@ class ConversationPane(QWidget):
         self._generating = generating
         self._refresh_buttons()
 
+    def set_attachments_busy(self, busy: bool) -> None:
+        """Send waits while an attached document is still being read."""
+        self._attachments_busy = busy
+        self._refresh_buttons()
+
+    def _choose_files(self) -> None:
+        names, _ = QFileDialog.getOpenFileNames(self, "Attach files", str(Path.home()),
+                                                "Documents and images (*.txt *.md *.pdf *.docx *.html *.htm *.py *.js "
+                                                "*.ts *.c *.cpp *.h *.java *.go *.rs *.json *.csv *.png *.jpg *.jpeg);;"
+                                                "All files (*)")
+        if names:
+            self.files_given.emit([Path(name) for name in names])
+
     def show_editing(self, text: str | None) -> None:
         """Enter (text) or leave (None) edit-and-resend mode."""
         self.edit_banner.setVisible(text is not None)
@@ -126,13 +152,13 @@ class ConversationPane(QWidget):
 
     def _submit(self) -> None:
         text = self.composer.toPlainText().strip()
-        if not text or not self._ready or self._generating:
+        if not text or not self._ready or self._generating or self._attachments_busy:
             return
         self.composer.clear()
         self.send_requested.emit(text)
 
     def _refresh_buttons(self) -> None:
-        self.send_button.setEnabled(self._ready and not self._generating)
+        self.send_button.setEnabled(self._ready and not self._generating and not self._attachments_busy)
         self.stop_button.setEnabled(self._generating)
 
 

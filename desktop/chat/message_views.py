@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from core.chat.attachments.attachment import Attachment, Source
 from core.chat.conversation import Conversation, Message, MessageStats, ToolCall
 
 THINKING_NOW = "Thinking…"
@@ -21,6 +22,8 @@ class MessageView:
     reasoning: str = ""        # the model's thinking, shown in a block of its own above the answer
     thinking_note: str = ""    # that block's title: "Thinking…" while it thinks, then "Thought for 12 s"
     tool_calls: tuple[ToolCall, ...] = ()
+    attachments: tuple[Attachment, ...] = ()   # a question's files, listed under it
+    sources: tuple[Source, ...] = ()   # an answer's sources: the document parts its question sent, each openable
 
     @property
     def has_branches(self) -> bool:
@@ -44,8 +47,16 @@ def message_view(conversation: Conversation, message: Message, *, streaming: boo
     """`thinking_seconds`: how long a streaming answer thought (measured live, before its stats arrive)."""
     view = MessageView(message.id, message.role, message.content, "" if streaming else footnote(message),
                        conversation.branch_position(message), streaming, message.reasoning,
-                       tool_calls=message.tool_calls)
+                       tool_calls=message.tool_calls, attachments=message.attachments,
+                       sources=answer_sources(conversation, message))
     return dataclasses.replace(view, thinking_note=thinking_note(view, message.stats, thinking_seconds))
+
+
+def answer_sources(conversation: Conversation, message: Message) -> tuple[Source, ...]:
+    """The parts of documents an answer was given: its question's sources."""
+    if message.role != "assistant" or message.parent_id is None:
+        return ()
+    return conversation.message(message.parent_id).sources
 
 
 def thinking_note(view: MessageView, stats: MessageStats | None, live_seconds: float | None) -> str:

@@ -108,8 +108,20 @@ class MessageWriter:
         self.write_thinking(cursor, view, thinking_open)
         self.write_tool_calls(cursor, view)
         codes = self.write_blocks(cursor, view, split_blocks(view.text))
+        self.write_attachments(cursor, view)
         self.write_footer(cursor, view)
         return codes
+
+    def write_attachments(self, cursor: QTextCursor, view: MessageView) -> None:
+        """A question's files, one line each: name, kind and tokens."""
+        for attachment in view.attachments:
+            line = QTextBlockFormat()
+            line.setTopMargin(2)
+            _start_block(cursor, line, self._muted)
+            if attachment.kind == "image":
+                cursor.insertText(f"🖼 {attachment.name}", self._muted)
+            else:
+                cursor.insertText(f"📄 {attachment.name} · {attachment.tokens:,} tokens", self._muted)
 
     def write_thinking(self, cursor: QTextCursor, view: MessageView, opened: bool) -> int | None:
         """The thinking block: its link, and when `opened` the thinking text in a shaded box. Returns the
@@ -177,6 +189,19 @@ class MessageWriter:
         for label, action in _actions(view):
             cursor.insertText(label, _link_format(self._link, f"act:{action}/{view.id}") if action else self._muted)
             cursor.insertText("  ", self._muted)
+        self.write_sources(cursor, view)
+
+    def write_sources(self, cursor: QTextCursor, view: MessageView) -> None:
+        """"Sources:" and a link per document part the answer was given (act:source/<id>/<n> opens it)."""
+        if not view.sources:
+            return
+        line = QTextBlockFormat()
+        line.setTopMargin(2)
+        _start_block(cursor, line, self._muted)
+        cursor.insertText("Sources: ", self._muted)
+        for number, source in enumerate(view.sources):
+            cursor.insertText(source.label, _link_format(self._link, f"act:source/{view.id}/{number}"))
+            cursor.insertText("   ", self._muted)
 
     def write_code(self, cursor: QTextCursor, code: str, language: str, copy_href: str, indent: int = 0) -> None:
         """A code block (a table: the language and Copy, then the highlighted code), `indent` levels in."""

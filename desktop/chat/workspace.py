@@ -30,7 +30,10 @@ from desktop.chat import chat_files, code_highlight
 from desktop.chat.answer_flow import AnswerFlow
 from desktop.chat.conversation_list import UNTITLED, ConversationList
 from desktop.chat.conversation_pane import ConversationPane
-from desktop.chat.message_views import earlier_thinking_saved, last_context_use, message_view, thread_views
+from desktop.chat.message_views import (answer_sources, earlier_thinking_saved, last_context_use, message_view,
+                                        thread_views)
+from desktop.chat.pending_attachments import PendingAttachments
+from desktop.chat.source_dialog import SourceDialog
 from desktop.chat.store_queue import StoreQueue
 from desktop.engine_session import EngineSession
 from desktop.tasks import Task
@@ -53,6 +56,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         self.answers = AnswerFlow(session, store, self.queue, self)
         self.conversations = ConversationList()
         self.pane = ConversationPane()
+        self.attachments = PendingAttachments(session, self.pane.tray, self)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.conversation: Conversation | None = None
         self._editing_id: str | None = None
@@ -135,6 +139,9 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         pane.export_requested.connect(self._export)
         pane.import_requested.connect(self._import)
         pane.settings.changed.connect(self._settings_changed)
+        pane.files_given.connect(self.attachments.add)
+        self.attachments.notice.connect(self.notice)
+        self.attachments.changed.connect(lambda: pane.set_attachments_busy(self.attachments.reading))
         pane.thinking.changed.connect(self._thinking_changed)
         self.session.loaded.connect(lambda model: pane.thinking.show_support(model.thinking))
         self.session.load_started.connect(lambda _path: pane.thinking.show_support(None))
@@ -211,6 +218,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         self.pane.settings.show_conversation(conversation)
         self.pane.thinking.show_setting(conversation.thinking)
         self.conversations.highlight(conversation.id)
+        self._measure_chat(conversation)
         self._render_all()
 
     def _created(self, conversation: Conversation) -> None:
@@ -283,10 +291,34 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         parent = (conversation.message(self._editing_id).parent_id if self._editing_id
                   else conversation.current_leaf_id)
         self._set_editing(None)
-        self.answers.ask(conversation, text, parent)
+        if self.attachments.empty:
+            self.answers.ask(conversation, text, parent)
+            return
+        self._measure_chat(conversation)
+        self.pane.set_attachments_busy(True)
+
+        def chosen(attachments, chunks, sources) -> None:
+            self.pane.set_attachments_busy(False)
+            self.answers.ask(conversation, text, parent, attachments=attachments, chunks=chunks, sources=sources)
+
+        def failed(error: BaseException) -> None:
+            self.pane.set_attachments_busy(False)
+            self.pane.composer.setPlainText(text)      # nothing was sent and nothing is lost
+            self.notice.emit("error", f"The documents could not be prepared, so nothing was sent: {error}")
+
+        self.attachments.take(text, chosen, failed)
+
+    def _measure_chat(self, conversation: Conversation) -> None:
+        """What the attachments' fit is measured against: the context the chat fills, the room for the answer."""
+        used = last_context_use(conversation)
+        self.attachments.chat_tokens = used[0] if used else 0
+        self.attachments.answer_tokens = conversation.sampling.max_tokens
 
     def _message_action(self, name: str, message_id: str) -> None:
         conversation = self.conversation
+        if name == "source":
+            self._open_source(message_id)
+            return
         if self.answers.running:
             self.notice.emit("info", "Wait for the answer to finish, or press Esc to stop it.")
             return
@@ -300,6 +332,16 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
             self.answers.ask(conversation, None, conversation.message(message_id).parent_id)
         elif name in ("previous", "next"):
             self._switch_branch(message_id, -1 if name == "previous" else 1)
+
+    def _open_source(self, address: str) -> None:
+        """address: "<answer id>/<n>": the answer's n-th source, shown with its file's name and page."""
+        message_id, _, number = address.partition("/")
+        if self.conversation is None or not number.isdigit():
+            return
+        sources = answer_sources(self.conversation, self.conversation.message(message_id))
+        if int(number) < len(sources):
+            self.source_dialog = SourceDialog(sources[int(number)], self)
+            self.source_dialog.open()
 
     def _switch_branch(self, message_id: str, step: int) -> None:
         conversation = self.conversation

@@ -1,0 +1,205 @@
+"""Files attached to the message being written, before it is sent.
+
+`add(paths)` reads each document off the UI thread (extraction, chunks, the loaded model's token count, the
+in-memory FTS5 index) and shows a chip; a file that cannot be read leaves one sentence in the notice bar and
+nothing attached. After each change the planner's sentence for all of them is asked for (core.fit.context_need)
+and shown under the chips. An image is attached only when the loaded model can see (it has a projector);
+otherwise the notice says so instead of dropping it. `take(question, ...)` chooses what goes to the model
+(core.chat.attachments.retrieval) off the UI thread and hands back the attachments, their chunks and the
+sources, then empties the tray.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from core.chat.attachments.attachment import Attachment
+from core.chat.attachments.extraction import document_format
+from core.chat.attachments.index import ChunkIndex
+from core.chat.attachments.retrieval import DocumentUse, PreparedDocument, choose_parts, estimate_tokens, prepare_document
+from core.fit.context_need import TokenCounter, need_for_loaded
+from desktop.chat.attachment_tray import AttachmentTray, ChipView
+from desktop.engine_session import EngineSession
+from desktop.tasks import Task
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp"})
+PROMPT_SLACK_TOKENS = 64           # the chat template's own marks around the turns
+NO_MODEL_CONTEXT = 4096
+
+_counters: dict[str, TokenCounter] = {}
+_counters_lock = threading.Lock()
+
+
+def token_counter(model_path: str | None) -> Callable[[str], int]:
+    """The loaded model's own tokenizer (made once per model, in the calling worker thread), else the estimate."""
+    if not model_path:
+        return estimate_tokens
+    with _counters_lock:
+        if model_path not in _counters:
+            try:
+                _counters[model_path] = TokenCounter(model_path)
+            except ValueError:
+                return estimate_tokens
+        return _counters[model_path]
+
+
+class PendingAttachments(QObject):
+    notice = Signal(str, str)          # level, sentence
+    changed = Signal()                 # attached, read, or taken off
+
+    def __init__(self, session: EngineSession, tray: AttachmentTray, parent=None) -> None:
+        super().__init__(parent)
+        self._session = session
+        self._tray = tray
+        self._index = ChunkIndex()
+        self._documents: dict[str, PreparedDocument] = {}
+        self._images: dict[str, Attachment] = {}
+        self._reading: set[str] = set()
+        self.chat_tokens = 0            # the context the chat already fills (the last answer's figure)
+        self.answer_tokens = 1024       # room kept for the answer (the chat's max_tokens)
+        tray.removed.connect(self.remove)
+        session.loaded.connect(lambda _model: self._ask_fit())
+
+    # --- state ---
+
+    @property
+    def empty(self) -> bool:
+        return not (self._documents or self._images or self._reading)
+
+    @property
+    def reading(self) -> bool:
+        return bool(self._reading)
+
+    def document_tokens(self) -> int:
+        return sum(doc.attachment.tokens for doc in self._documents.values())
+
+    # --- changes ---
+
+    def add(self, paths: list[Path]) -> None:
+        for path in paths:
+            path = Path(path)
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                self._add_image(path)
+            elif document_format(path) is None:
+                self.notice.emit("error", f"{path.name} was not attached: LlamaDesk reads text, Markdown, source "
+                                          "code, PDF, Word (.docx) and HTML documents, and images for vision models.")
+            else:
+                self._add_document(path)
+
+    def remove(self, chip_id: str) -> None:
+        self._documents.pop(chip_id, None)
+        self._images.pop(chip_id, None)
+        self._reading.discard(chip_id)
+        self._index.remove(chip_id)
+        self._tray.remove_chip(chip_id)
+        self._ask_fit()
+        self.changed.emit()
+
+    def clear(self) -> None:
+        for chip_id in list(self._documents) + list(self._images):
+            self._index.remove(chip_id)
+        self._documents.clear()
+        self._images.clear()
+        self._reading.clear()
+        self._tray.clear()
+        self.changed.emit()
+
+    def _add_image(self, path: Path) -> None:
+        model = self._session.model
+        if model is None or getattr(model, "projector", None) is None:
+            name = Path(model.model_path).name if model else "No model is loaded, and a model"
+            self.notice.emit("error", f"{path.name} was not attached: {name} cannot look at images. Load a vision "
+                                      "model with its projector (mmproj file) to ask about pictures.")
+            return
+        try:
+            size = path.stat().st_size
+        except OSError as error:
+            self.notice.emit("error", f"Could not read {path.name}: {error.strerror or error}.")
+            return
+        image = Attachment(path.name, "image", 0, size, "image", path=str(path))
+        self._images[image.id] = image
+        self._tray.show_chip(ChipView(image.id, image.name, "image", 0))
+        self.changed.emit()
+
+    def _add_document(self, path: Path) -> None:
+        reading_id = f"reading:{path}"
+        if reading_id in self._reading:
+            return
+        self._reading.add(reading_id)
+        self._tray.show_chip(ChipView(reading_id, path.name, "document", None))
+        model = self._session.model
+        model_path = model.model_path if model else None
+        (Task(_prepare, path, model_path, self._index, parent=self)
+         .success(lambda document: self._document_ready(reading_id, document, counted=bool(model_path)))
+         .failure(lambda error: self._document_refused(reading_id, error))
+         .run_in_background())
+        self.changed.emit()
+
+    def _document_ready(self, reading_id: str, document: PreparedDocument, *, counted: bool) -> None:
+        self._tray.remove_chip(reading_id)
+        if reading_id not in self._reading:            # taken off while it was read
+            self._index.remove(document.attachment.id)
+            return
+        self._reading.discard(reading_id)
+        self._documents[document.attachment.id] = document
+        attachment = document.attachment
+        self._tray.show_chip(ChipView(attachment.id, attachment.name, "document", attachment.tokens, counted))
+        self._ask_fit()
+        self.changed.emit()
+
+    def _document_refused(self, reading_id: str, error: BaseException) -> None:
+        self._reading.discard(reading_id)
+        self._tray.remove_chip(reading_id)
+        self.notice.emit("error", f"Not attached: {error}")
+        self.changed.emit()
+
+    # --- the fit sentence ---
+
+    def _ask_fit(self) -> None:
+        model = self._session.model
+        if not self._documents:
+            self._tray.show_fit("")
+            return
+        if model is None:
+            self._tray.show_fit("open a model to see whether the documents fit its context")
+            return
+        needed = self.chat_tokens + self.document_tokens() + self.answer_tokens + PROMPT_SLACK_TOKENS
+        (Task(need_for_loaded, needed, model, parent=self)
+         .success(lambda need: self._tray.show_fit(need.sentence))
+         .failure(lambda error: self._tray.show_fit(f"could not plan the context ({error})"))
+         .run_in_background())
+
+    # --- sending ---
+
+    def take(self, question: str, done: Callable[[tuple[Attachment, ...], dict, tuple], None],
+             failed: Callable[[BaseException], None]) -> None:
+        """Choose the parts to send (off the UI thread), then done(attachments, chunks by id, sources) and clear."""
+        documents, images = list(self._documents.values()), tuple(self._images.values())
+        model = self._session.model
+        context = model.n_ctx if model else NO_MODEL_CONTEXT
+        model_path = model.model_path if model else None
+        room = context - self.chat_tokens - self.answer_tokens - PROMPT_SLACK_TOKENS
+
+        def chosen(use: DocumentUse | None) -> None:
+            chunks = {doc.attachment.id: doc.chunks for doc in documents}
+            attachments = (use.documents if use else ()) + images
+            self.clear()
+            done(attachments, chunks, use.sources if use else ())
+
+        if not documents:
+            chosen(None)
+            return
+        (Task(_choose, documents, question, room, self._index, model_path, parent=self)
+         .success(chosen).failure(failed).run_in_background())
+
+
+def _prepare(path: Path, model_path: str | None, index: ChunkIndex) -> PreparedDocument:
+    return prepare_document(path, token_counter(model_path), index)
+
+
+def _choose(documents, question: str, room: int, index: ChunkIndex, model_path: str | None) -> DocumentUse:
+    count = token_counter(model_path)
+    return choose_parts(documents, question, max(room - count(question), 0), index, count)
