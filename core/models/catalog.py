@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from core.models import fit_check, hub
+from core.models import fit_check, hub, safe_names
 from core.platform import locations
 from core.models.fit_check import FileRef
 from core.models.plan_inputs import PlanInputs
@@ -138,6 +138,11 @@ def _parse_model(item: Any, where: str) -> CatalogModel:
     repo_id = _text(item, "repo", where)
     if repo_id.count("/") != 1:
         raise CatalogError(f"{where}: 'repo' must look like owner/name, not {repo_id!r}.")
+    try:
+        safe_names.check_repo_id(repo_id)
+        safe_names.check_revision(item.get("revision", "main"))
+    except safe_names.UnsafeName as error:
+        raise CatalogError(f"{where}: {error}") from error
     files = item.get("files")
     if not isinstance(files, list) or not files:
         raise CatalogError(f"{where}: 'files' must be a non-empty list.")
@@ -166,6 +171,11 @@ def _parse_file(item: Any, where: str) -> CatalogFile:
     size = exact if exact is not None else approx
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise CatalogError(f"{where}: the size must be a positive whole number of bytes.")
+    if item.get("sha256") is not None:
+        try:
+            safe_names.check_sha256(item["sha256"], where=filename)
+        except safe_names.UnsafeName as error:
+            raise CatalogError(f"{where}: {error}") from error
     inputs = item.get("plan_inputs")
     if inputs is not None and not isinstance(inputs, dict):
         raise CatalogError(f"{where}: 'plan_inputs' must be an object.")
@@ -232,6 +242,11 @@ def _apply_refresh(catalog: Catalog, cache: dict) -> Catalog:
     for model in catalog.models:
         entry = cache.get(model.repo_id)
         if not entry or not entry.get("files"):
+            models.append(model)
+            continue
+        if entry.get("commit") is not None and not safe_names.is_commit(entry["commit"]):
+            log.warning("ignoring the cached refresh of %s: its commit %r is not a commit hash", model.repo_id,
+                        entry["commit"])
             models.append(model)
             continue
         try:

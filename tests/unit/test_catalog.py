@@ -135,3 +135,21 @@ def test_the_tool_fills_plan_inputs_from_hub_headers_and_the_refresh_replaces_th
     again = cat.refresh(cat.load_catalog(small_catalog), force=True).find("x").files[0]
     assert again.plan_inputs == fresh.plan_inputs
     assert not [r for r in fake_hub.requests[requests:] if "/cdn/" in r.path], "same SHA-256: no header read again"
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"repo": "o/../../etc"}, "o/../../etc"),
+    ({"revision": "../../outside"}, "../../outside"),
+    ({"files": [{"file": "x-Q4_0.gguf", "approx_size": 10, "sha256": "../../not-a-digest"}]}, "not-a-digest"),
+])
+def test_a_catalog_naming_paths_outside_the_cache_is_refused_with_the_name(change, named):
+    with pytest.raises(cat.CatalogError) as refused:
+        cat.parse_catalog(_minimal(**change))
+    assert named in str(refused.value)
+
+
+def test_a_cached_refresh_with_a_forged_commit_is_ignored(tmp_path):
+    catalog = cat.parse_catalog(_minimal())
+    forged = {"o/X-GGUF": {"commit": "../../../tmp/escaped", "fetched_at": 1.0,
+                           "files": [{"file": "x-Q8_0.gguf", "size": 20}]}}
+    assert cat._apply_refresh(catalog, forged).find("x").files == catalog.find("x").files
