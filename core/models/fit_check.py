@@ -18,6 +18,7 @@ from core.fit import dry_run
 from core.fit.choice import OffloadChoice, capped_to_trained_context, plan_for_load
 from core.fit.estimate import MemorySettings
 from core.fit.planner import DEFAULT_GPU_MARGIN, Plan
+from core.fit.projector import ProjectorInfo, plan_with_projector
 from core.gguf.reader import ModelInfo, read_model_info
 from core.machine.hardware import HardwareSnapshot
 from core.models.plan_inputs import PlanInputs
@@ -46,6 +47,7 @@ class FileRef:
     local_info: ModelInfo | None = None
     local_error: str | None = None
     plan_inputs: PlanInputs | None = field(default=None, compare=False)
+    projector_info: ProjectorInfo | None = field(default=None, compare=False)   # a vision model's paired mmproj
 
     @property
     def is_remote(self) -> bool:
@@ -124,7 +126,11 @@ def check_file(ref: FileRef, conditions: FitConditions, cache: HeaderCache | Non
     try:
         info, found = model_info(ref, cache, entries)
         choice = capped_to_trained_context(conditions.choice, info)
-        plan = plan_for_load(info, conditions.hardware, choice, conditions.margin_bytes)
+        if ref.projector_info is not None:
+            plan, _ = plan_with_projector(info, ref.projector_info, conditions.hardware, choice,
+                                          conditions.margin_bytes)
+        else:
+            plan = plan_for_load(info, conditions.hardware, choice, conditions.margin_bytes)
     except Exception as error:  # noqa: BLE001 - a header, a network or a planner failure: the row says why
         log.info("fit check of %s failed: %s", ref.filename, error)
         return FileFit(ref.repo_id or "", ref.filename, ref.quant, ref.size, None, str(error), found)
@@ -144,7 +150,7 @@ def exact_figures(ref: FileRef, plan: Plan, cache: HeaderCache | None = None, en
     """llama.cpp's own dry run of the planned load: on the local file, or on header-only sparse stubs of a hub file
     (exact figures before downloading)."""
     settings = MemorySettings(n_gpu_layers=plan.n_gpu_layers, n_ctx=plan.context, kv_type=plan.kv_type,
-                              flash_attn=plan.flash_attn)
+                              flash_attn=plan.flash_attn, cpu_expert_layers=plan.cpu_expert_layers)
     if not ref.is_remote:
         info, _ = model_info(ref, cache, entries)
         return dry_run.dry_run(ref.local_path, settings, model=info, rpc_endpoints=rpc_endpoints)

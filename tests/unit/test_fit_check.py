@@ -129,3 +129,18 @@ def test_network_failures_read_as_sentences_never_errno_text():
     assert "did not answer in time" in hub.network_sentence(httpx2.ReadTimeout("timed out"))
     explained = str(hub.explain_hub_error(dns, "o/r"))
     assert explained == "You are offline — o/r needs Hugging Face." and "Errno" not in explained
+
+
+def test_a_vision_model_is_checked_with_its_projector_counted(tmp_path):
+    from dataclasses import replace
+
+    from core.fit.projector import read_projector_info
+    from tests.fixtures.tiny_vision import write_tiny_vision_model
+
+    vision = write_tiny_vision_model(tmp_path)
+    desktop = FitConditions(load_profile("desktop-24gb"), OffloadChoice(context=512))
+    alone = check_file(FileRef(vision.model.name, local_path=vision.model), desktop)
+    huge = replace(read_projector_info(vision.projector), weights_bytes=desktop.hardware.gpus[0].free_bytes)
+    paired = check_file(FileRef(vision.model.name, local_path=vision.model, projector_info=huge), desktop)
+    assert alone.plan.n_gpu_layers > 0
+    assert paired.plan.n_gpu_layers == 0, "a projector filling the GPU leaves no room for the layers"
