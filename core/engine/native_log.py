@@ -11,8 +11,6 @@ import os
 import re
 from collections import defaultdict, deque
 
-import llama_cpp.llama_cpp as native
-
 from core.engine.protocol import DeviceAllocation
 
 _LEVEL_DEBUG, _LEVEL_WARN, _LEVEL_ERROR, _LEVEL_CONT = 1, 3, 4, 5  # ggml_log_level
@@ -24,6 +22,8 @@ class NativeLog:
     """Installs itself as llama.cpp's log callback; `recent()` gives the last warning/error lines."""
 
     def __init__(self, keep_lines: int = 60) -> None:
+        import llama_cpp.llama_cpp as native  # here, not at module load: the log parser below is used without it
+
         self._problems: deque[str] = deque(maxlen=keep_lines)
         self._buffer_lines: deque[str] = deque(maxlen=MAX_BUFFER_LINES)
         self._last_level = 0
@@ -72,11 +72,13 @@ MiB = 1024 * 1024
 
 
 def device_name(buffer_name: str) -> str:
-    """'RPC0[127.0.0.1:50052]' -> 'RPC0'; host buffer types ('CPU', 'CPU_Mapped', 'CPU_REPACK', 'CUDA_Host') -> 'CPU'."""
+    """The device a buffer type lives on. Host buffer types ('CPU', 'CPU_Mapped', 'CPU_REPACK', 'CUDA_Host') ->
+    'CPU'; a worker's 'RPC0[10.0.0.5:50052]' stays whole: RPC<k> numbers the device on its server, so two
+    workers both log 'RPC0[...]' and only the address tells them apart."""
     name = buffer_name.split("[", 1)[0]
     if name.startswith("CPU") or name.endswith("_Host"):
         return HOST
-    return name
+    return buffer_name
 
 
 def allocations_from_log(lines) -> tuple[DeviceAllocation, ...]:

@@ -14,6 +14,11 @@ read what it decided from its log:
 The buffer-size lines are read with the engine's own parser of llama.cpp's log (core.engine.native_log: its
 pattern and buffer-type-to-device names), the one a real load's allocations come from.
 
+Workers' devices have two names in that log: the layer and KV lines number them across the process ("RPC0",
+"RPC1": one per attached device), the buffer lines by their index on their server plus its address
+("RPC0[10.0.0.5:50052]", "RPC0[10.0.0.6:50052]"). The "using device RPC1 (10.0.0.6:50052)" lines link the two;
+results use the buffer name, which is also the planner's name for a worker's device (core.machine.rpc.buffer_name).
+
 Model buffers print 0.00 under no_alloc, so weights per device are summed from the GGUF tensor table
 following llama.cpp's placement of those layers, less the tensors it says it leaves unloaded ("model has
 unused tensor ...": the MTP blocks). A header-only sparse stub gives the same figures as the
@@ -32,8 +37,10 @@ import sys
 from pathlib import Path
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from typing import Callable
 
-from core.engine.native_log import _BUFFER as BUFFER_LINE, device_name
+from core.engine.native_log import _BUFFER as BUFFER_LINE, device_name as native_device_name
+from core.machine.rpc import buffer_name
 from core.gguf.reader import ModelInfo, read_model_info
 from core.fit.estimate import DeviceMemory, MemorySettings, footprint, weights_by_device
 from core.gguf.kv_types import kv_type_id
@@ -132,6 +139,7 @@ _KV_LAYER = re.compile(r"llama_kv_cache: layer\s+(\d+): dev = (\S+)")
 _KV_SIZE = re.compile(r"llama_kv_cache: size =\s*" + _NUMBER + r" MiB \(\s*(\d+) cells")
 _N_CTX = re.compile(r"llama_context: n_ctx\s+=\s*(\d+)")
 _OVERRIDDEN = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
+_USING_RPC = re.compile(r"using device (RPC\d+) \((\S+?:\d+)\)")
 _UNUSED = re.compile(r"model has unused tensor (\S+) \(size = \d+ bytes\) -- ignoring")
 
 
@@ -142,15 +150,16 @@ def _mib(text: str) -> int:
 def parse_log(lines: list[tuple[int, str]], model: ModelInfo, settings: MemorySettings) -> DryRunResult:
     """Turn llama.cpp's log lines (level, text) into per-device figures."""
     texts = "".join(text for _, text in lines).splitlines()
-    layer_devices = _layer_devices(texts, model.n_layers)
+    device_name = _device_namer(texts)
+    layer_devices = _layer_devices(texts, model.n_layers, device_name)
     if not layer_devices:
         raise DryRunError("llama.cpp's log did not say where the layers went:\n" + _tail(lines))
     devices = [d for d in dict.fromkeys(layer_devices) if d != HOST]
     skipped = frozenset(m.group(1) for m in map(_UNUSED.search, texts) if m)
     weights = weights_by_device(footprint(model, skipped), layer_devices)
-    _move_overridden(texts, model, layer_devices, weights)
-    buffers = _buffers_by_device(texts)
-    kv = _kv_by_device(texts, model, buffers.get("RS", {}))
+    _move_overridden(texts, model, layer_devices, weights, device_name)
+    buffers = _buffers_by_device(texts, device_name)
+    kv = _kv_by_device(texts, model, buffers.get("RS", {}), device_name)
     compute, other = buffers.get("compute", {}), buffers.get("output", {})
     n_ctx = next((int(m.group(1)) for m in map(_N_CTX.search, texts) if m), settings.n_ctx)
     result = []
@@ -160,7 +169,24 @@ def parse_log(lines: list[tuple[int, str]], model: ModelInfo, settings: MemorySe
     return DryRunResult(tuple(result), tuple(layer_devices), n_ctx)
 
 
-def _move_overridden(texts: list[str], model: ModelInfo, layer_devices: list[str], weights: dict[str, int]) -> None:
+def _device_namer(texts: list[str]) -> Callable[[str], str]:
+    """Names as llama.cpp logs them (a buffer type, or a process-wide "RPC1") -> one name per device."""
+    aliases: dict[str, str] = {}
+    per_server: dict[str, int] = defaultdict(int)
+    for match in map(_USING_RPC.search, texts):
+        if match:
+            device, endpoint = match.groups()
+            aliases[device] = buffer_name(endpoint, per_server[endpoint])
+            per_server[endpoint] += 1
+
+    def name(logged: str) -> str:
+        device = native_device_name(logged)
+        return aliases.get(device, device)
+    return name
+
+
+def _move_overridden(texts: list[str], model: ModelInfo, layer_devices: list[str], weights: dict[str, int],
+                     device_name: Callable[[str], str]) -> None:
     """Tensors a buffer-type override sent elsewhere than their layer (expert tensors kept on the host)."""
     sizes = {t.name: (t.n_bytes, t.layer) for t in model.tensors}
     for match in map(_OVERRIDDEN.search, texts):
@@ -173,7 +199,7 @@ def _move_overridden(texts: list[str], model: ModelInfo, layer_devices: list[str
         weights[target] = weights.get(target, 0) + size
 
 
-def _layer_devices(texts: list[str], n_layers: int) -> list[str]:
+def _layer_devices(texts: list[str], n_layers: int, device_name: Callable[[str], str]) -> list[str]:
     by_layer: dict[int, str] = {}
     for text in texts:
         match = _LAYER_DEVICE.search(text)
@@ -184,7 +210,8 @@ def _layer_devices(texts: list[str], n_layers: int) -> list[str]:
     return [by_layer[i] for i in range(n_layers + 1)]
 
 
-def _kv_by_device(texts: list[str], model: ModelInfo, recurrent: dict[str, int]) -> dict[str, int]:
+def _kv_by_device(texts: list[str], model: ModelInfo, recurrent: dict[str, int],
+                  device_name: Callable[[str], str]) -> dict[str, int]:
     """Split each cache's logged total over the devices holding its layers, by each layer's KV width; the
     recurrent state counts as cache too (as the estimate counts it)."""
     widths = _kv_widths(model)
@@ -220,7 +247,7 @@ def _share(totals: dict[str, int], total: int, layers: list[tuple[int, str]], wi
         given += part
 
 
-def _buffers_by_device(texts: list[str]) -> dict[str, dict[str, int]]:
+def _buffers_by_device(texts: list[str], device_name: Callable[[str], str]) -> dict[str, dict[str, int]]:
     """Bytes per buffer kind ("RS", "output", "compute", ...) and device from llama.cpp's buffer-size lines; the
     last figure of a compute buffer counts (a re-reserve replaces it)."""
     summed: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
