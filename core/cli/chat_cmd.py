@@ -8,6 +8,10 @@ load_seconds, ttft_seconds, prompt_tokens, completion_tokens, tokens_per_second,
 --thinking on/off and --effort low/medium/high apply where the model's template offers them.
 --attach PATH (repeatable) sends images with the prompt to a vision model, whose projector is --mmproj PATH or the
 mmproj file beside the model; --json then adds attachments: [{name, kind "image", tokens, used "whole"}].
+An attached document (text, Markdown, source code, PDF, .docx, HTML) goes with the prompt whole when it fits the
+context, else its parts that best match the prompt (SQLite FTS5, BM25); --json lists it in attachments as
+{name, kind "document", tokens, used "whole"|"retrieved", sources: [{page, position, label}]}. A file that
+cannot be read ends the command with one sentence before the model loads: nothing is sent.
 """
 from __future__ import annotations
 
@@ -17,7 +21,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from core.chat.attachments.extraction import DocumentRefused, document_format
+from core.chat.attachments.retrieval import DocumentUse, documents_for_question, question_with_documents
 from core.cli.errors import fail
+from core.fit.context_need import TokenCounter
 from core.engine.client import EngineClient, EngineError
 from core.engine.vision import ImageRefused, read_image
 from core.models.projectors import projector_beside
@@ -66,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
     sampling = SamplingSettings(temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens)
     messages = ([{"role": "system", "content": args.system}] if args.system else [])
     messages.append({"role": "user", "content": args.prompt})
+    args.attach, documents = _split_attachments(args.attach)
+    try:
+        args.documents = _documents(args, documents, prepared.settings.n_ctx)
+    except DocumentRefused as error:    # checked before the model loads: nothing is sent
+        return fail(str(error))
+    if args.documents is not None:
+        messages[-1]["content"] = question_with_documents(args.prompt, args.documents)
     try:
         projector = _projector(args)
     except ImageRefused as error:       # checked before the model loads: nothing is sent
@@ -85,6 +99,33 @@ def run(args: argparse.Namespace) -> int:
         client.close()
     _report(args, loaded, finished)
     return 0
+
+
+def _split_attachments(paths: list[str]) -> tuple[list[str], list[str]]:
+    """(images, documents): a file whose name says it is a document LlamaDesk reads is a document."""
+    documents = [path for path in paths if document_format(Path(path))]
+    return [path for path in paths if path not in documents], documents
+
+
+def _documents(args: argparse.Namespace, paths: list[str], context: int) -> DocumentUse | None:
+    """The documents' parts that go with the prompt: whole when they fit the room the context leaves."""
+    if not paths:
+        return None
+    counter = TokenCounter(args.model)
+    try:
+        room = context - args.max_tokens - counter(args.prompt) - counter(args.system or "") - 64
+        return documents_for_question(paths, args.prompt, max(room, 0), counter)
+    finally:
+        counter.close()
+
+
+def _document_report(use: DocumentUse | None) -> list[dict]:
+    if use is None:
+        return []
+    return [{"name": document.name, "kind": "document", "tokens": document.tokens, "used": document.used,
+             "sources": [{"page": source.page, "position": source.position, "label": source.label}
+                         for source in use.sources if source.attachment_id == document.id]}
+            for document in use.documents]
 
 
 def _projector(args: argparse.Namespace) -> str | None:
@@ -153,6 +194,8 @@ def _report(args: argparse.Namespace, loaded, finished: AnswerFinished) -> None:
     if args.json:
         attachments = {"attachments": [{"name": Path(path).name, "kind": "image", "tokens": tokens, "used": "whole"}
                                        for path, tokens in zip(args.attach, stats.image_tokens)]} if args.attach else {}
+        if args.documents is not None:
+            attachments = {"attachments": attachments.get("attachments", []) + _document_report(args.documents)}
         print(json.dumps({
             "text": finished.text,
             "reasoning": finished.reasoning,

@@ -99,3 +99,15 @@ def _beginnings(documents: Sequence[PreparedDocument]) -> list[FoundChunk]:
 def question_with_documents(question: str, use: DocumentUse) -> str:
     """What the model reads for the question (the chat stores the question and its sources apart)."""
     return text_for_model(question, use.sources)
+
+
+def documents_for_question(paths: Sequence[Path | str], question: str, room_tokens: int,
+                           count: TokenCount = estimate_tokens) -> DocumentUse:
+    """Read and index these documents in memory and choose what goes with the question (llamadesk-cli's path).
+    DocumentRefused for the first file that cannot be read: nothing is sent."""
+    index = ChunkIndex()
+    try:
+        documents = [prepare_document(path, count, index) for path in paths]
+        return choose_parts(documents, question, room_tokens, index, count)
+    finally:
+        index.close()
