@@ -2,8 +2,9 @@
 
 Prints the plan and where the memory goes, per device. `--json` prints one object: verdict,
 n_gpu_layers, n_layers, context, kv_type, flash_attn, predicted_tokens_per_second,
-predicted_prompt_tokens_per_second, deciding_figure, explanation, exact, and devices (name, kind,
-free_bytes, weights_bytes, kv_bytes, compute_bytes, other_bytes, total_bytes).
+predicted_prompt_tokens_per_second, deciding_figure, explanation, exact, and devices (name, kind: "gpu",
+"worker" or "host", free_bytes, weights_bytes, kv_bytes, compute_bytes, other_bytes, total_bytes, and a
+worker's address). With --worker, --exact attaches the workers to llama.cpp's dry run too.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from core.cli.errors import fail
 from core.fit.estimate import MemorySettings
 from core.fit.planner import DevicePlan, Plan
 from core.gguf.reader import ModelInfo
-from core.machine import hardware
+from core.machine import hardware, workers
 from core.models.fit_check import FileRef, check_file
 from core.platform.units import format_bytes
 
@@ -58,20 +59,23 @@ def _exact(path: str, info: ModelInfo, snapshot: hardware.HardwareSnapshot, chos
     """The same plan, its breakdown replaced by llama.cpp's dry run of the chosen settings."""
     from core.fit.dry_run import DryRunError, dry_run
 
-    gpu_plans = [d for d in chosen.devices if d.kind == "gpu"]
-    if gpu_plans and snapshot.source != "probe" and chosen.n_gpu_layers > 0:
+    local_gpus = [d for d in chosen.devices if d.kind == "gpu"]
+    if local_gpus and snapshot.source != "probe" and chosen.n_gpu_layers > 0:
         raise ExactModeError("--exact runs llama.cpp on this machine's own devices, so it cannot check a "
                              "simulated GPU profile; drop --hardware or --exact.")
     settings = MemorySettings(n_gpu_layers=chosen.n_gpu_layers, n_ctx=chosen.context, kv_type=chosen.kv_type,
                               flash_attn=chosen.flash_attn)
     try:
-        measured = dry_run(path, settings, model=info)
+        measured = dry_run(path, settings, model=info, rpc_endpoints=workers.addresses_of(snapshot))
     except DryRunError as error:
         raise ExactModeError(str(error).splitlines()[0]) from error
-    measured_gpus = [d for d in measured.devices if d.kind == "gpu"]
+    # Workers' devices carry the same name in the plan and the dry run; this computer's GPUs go in order.
+    by_name = {d.name: d for d in measured.devices}
+    measured_local = iter(d for d in measured.devices if d.kind == "gpu" and d.name not in
+                          {p.name for p in chosen.devices if p.kind == "worker"})
     devices = []
-    for index, device in enumerate(gpu_plans):
-        source = measured_gpus[index] if index < len(measured_gpus) else None
+    for device in chosen.devices[:-1]:
+        source = by_name.get(device.name) if device.kind == "worker" else next(measured_local, None)
         devices.append(_with_figures(device, source) if source else device)
     devices.append(_with_figures(chosen.devices[-1], measured.host))
     return replace(chosen, devices=tuple(devices))
@@ -122,7 +126,7 @@ def describe(info: ModelInfo, snapshot: hardware.HardwareSnapshot, chosen: Plan,
 
 
 def _table(devices: tuple[DevicePlan, ...]) -> str:
-    names = [d.name if d.kind == "gpu" else "Host (RAM)" for d in devices]
+    names = [d.name if d.is_gpu_like else "Host (RAM)" for d in devices]
     width = max(len("Device"), *(len(n) for n in names))
     header = "Device".ljust(width) + "".join(c.rjust(11) for c in COLUMNS)
     rows = [header, "-" * len(header)]

@@ -35,7 +35,7 @@ from core.fit.estimate import (HOST, CTX_PAD, DeviceMemory, EstimateError, Footp
                                MemorySettings, check_settings, estimate, footprint, kv_layer_bytes)
 from core.gguf.kv_types import needs_flash_attention
 from core.fit import calibration
-from core.fit.speed import SpeedPrediction, predict_speed
+from core.fit.speed import NetworkLink, SpeedPrediction, predict_speed
 from core.platform.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ HOST_RESERVE_MIN = 1 * GiB
 HOST_RESERVE_MAX = 2 * GiB
 DEFAULT_MIN_CONTEXT = 4096
 
+GPU_KINDS = ("gpu", "worker")
 FULL = "Runs fully on GPU"
 CPU_ONLY = "CPU only"
 TOO_LARGE = "Too large for this machine"
@@ -76,7 +77,7 @@ class PlanRequest:
 @dataclass(frozen=True)
 class DevicePlan:
     name: str                # the GPU's name, or "CPU" for the host
-    kind: str                # "gpu" | "host"
+    kind: str                # "gpu" | "worker" (another computer's device, over RPC) | "host"
     free_bytes: int
     budget_bytes: int        # free minus the margin: what the plan may use
     weights_bytes: int
@@ -84,10 +85,16 @@ class DevicePlan:
     compute_bytes: int
     other_bytes: int
     total_bytes: int
+    address: str | None = None   # a worker's host:port
 
     @property
     def fits(self) -> bool:
         return self.total_bytes <= self.budget_bytes
+
+    @property
+    def is_gpu_like(self) -> bool:
+        """A device layers are offloaded to: a GPU of this computer or a worker's device."""
+        return self.kind in GPU_KINDS
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,8 @@ class Plan:
         data = asdict(self)
         for device in data["devices"]:
             device.pop("budget_bytes", None)
+            if device["address"] is None:  # only a worker's device has one
+                del device["address"]
         return data
 
 
@@ -138,6 +147,7 @@ class _Machine:
     bandwidth: dict[str, float | None]
     host_cores: int
     host_cpu: str             # the host's CPU, naming it in this machine's speed history
+    links: dict[str, NetworkLink]   # estimator name -> the network link of a worker's device
 
 
 def _usable(gpu: GpuInfo, backends: tuple[str, ...]) -> bool:
@@ -153,11 +163,25 @@ def _machine(hardware: HardwareSnapshot, request: PlanRequest) -> _Machine:
     reserve = request.host_reserve_bytes
     if reserve is None:
         reserve = min(max(int(host.ram_total_bytes * HOST_RESERVE_SHARE), HOST_RESERVE_MIN), HOST_RESERVE_MAX)
-    speeds: dict[str, float | None] = {HOST: host.memory_bandwidth_bytes_per_s or _cached_host_bandwidth()}
+    host_speed = host.memory_bandwidth_bytes_per_s or _cached_host_bandwidth()
+    speeds: dict[str, float | None] = {HOST: host_speed}
+    links: dict[str, NetworkLink] = {}
+    on_cpu = not any(not g.is_worker for g in gpus)
     for device, gpu in zip(ids, gpus):
         speeds[device.name] = gpu.bandwidth_bytes_per_s or bandwidth_table.gpu_bandwidth(gpu.name)
+        if gpu.is_worker:
+            # A worker on this computer with no GPU of its own here lends this computer's RAM (its CPU backend).
+            if not speeds[device.name] and on_cpu and _is_loopback(gpu.address):
+                speeds[device.name] = host_speed
+            links[device.name] = NetworkLink(gpu.address or gpu.name, gpu.link_round_trip_s or 0.0,
+                                             gpu.link_bandwidth_bytes_per_s)
     return _Machine(gpus, ids, budgets, host.ram_available_bytes, max(host.ram_available_bytes - reserve, 0),
-                    any(g.unified_memory for g in gpus), speeds, host.physical_cores, host.cpu_name)
+                    any(g.unified_memory for g in gpus), speeds, host.physical_cores, host.cpu_name, links)
+
+
+def _is_loopback(address: str | None) -> bool:
+    host = (address or "").rpartition(":")[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _cached_host_bandwidth() -> float | None:
@@ -259,7 +283,8 @@ class _Search:
     def speed(self, trial: _Trial) -> SpeedPrediction:
         kv_per_layer = kv_layer_bytes(self.model, replace(self.base, n_ctx=trial.context), self.prints)
         return predict_speed(self.model, self.prints, trial.memory.layer_devices, kv_per_layer,
-                             self.machine.bandwidth, self.machine.host_cores, trial.cpu_expert_layers)
+                             self.machine.bandwidth, self.machine.host_cores, trial.cpu_expert_layers,
+                             self.machine.links)
 
 
 # --- public entry point -------------------------------------------------------------------------------
@@ -376,12 +401,15 @@ def _build_plan(search: _Search, request: PlanRequest, chosen: _Trial) -> Plan:
     if verdict != TOO_LARGE:
         speed = search.speed(chosen)
     figure, why = _explain(search, request, chosen, devices, verdict)
+    machines = _layers_by_machine(search, chosen) if verdict != TOO_LARGE else ""
+    if machines:
+        why += f" Across computers: {machines}."
     uncalibrated = speed.tokens_per_second
     host_runs = chosen.n_gpu_layers < search.all_layers or chosen.cpu_expert_layers > 0
     tokens = _round(_calibrated(uncalibrated, _placement_devices(devices, host_runs), machine.host_cpu))
     return Plan(verdict, chosen.n_gpu_layers, search.all_layers, chosen.context, search.base.kv_type,
                 search.base.flash_attn, devices, tokens, _round(speed.prompt_tokens_per_second), figure, why,
-                chosen.cpu_expert_layers, _placement(chosen, search, tokens),
+                chosen.cpu_expert_layers, _placement(chosen, search, tokens, machines),
                 None if uncalibrated is None else round(uncalibrated, 3))
 
 
@@ -393,7 +421,7 @@ def _calibrated(tokens_per_second: float | None, placement: tuple[str, ...], hos
 
 
 def _placement_devices(devices: tuple[DevicePlan, ...], host_runs_layers: bool) -> tuple[str, ...]:
-    gpus = tuple(d.name for d in devices if d.kind == "gpu" and d.weights_bytes > 0)
+    gpus = tuple(d.name for d in devices if d.is_gpu_like and d.weights_bytes > 0)
     return gpus + (HOST,) if host_runs_layers or not gpus else gpus
 
 
@@ -404,14 +432,16 @@ def _round(value: float | None) -> float | None:
 def _device_plans(machine: _Machine, memory: MemoryEstimate) -> tuple[DevicePlan, ...]:
     out = []
     for gpu, device, budget in zip(machine.gpus, memory.devices[:-1], machine.gpu_budgets):
-        out.append(_device_plan(gpu.name, "gpu", gpu.free_bytes, budget, device))
+        kind = "worker" if gpu.is_worker else "gpu"
+        out.append(_device_plan(gpu.name, kind, gpu.free_bytes, budget, device, gpu.address))
     out.append(_device_plan(HOST, "host", machine.host_free, machine.host_budget, memory.host))
     return tuple(out)
 
 
-def _device_plan(name: str, kind: str, free: int, budget: int, memory: DeviceMemory) -> DevicePlan:
+def _device_plan(name: str, kind: str, free: int, budget: int, memory: DeviceMemory,
+                 address: str | None = None) -> DevicePlan:
     return DevicePlan(name, kind, free, budget, memory.weights_bytes, memory.kv_bytes, memory.compute_bytes,
-                      memory.other_bytes, memory.total_bytes)
+                      memory.other_bytes, memory.total_bytes, address)
 
 
 def _verdict(chosen: _Trial, all_layers: int, n_layers: int) -> str:
@@ -447,7 +477,7 @@ def _explain(search: _Search, request: PlanRequest, chosen: _Trial, devices: tup
         reason = ("no usable GPU" if not search.machine.ids else
                   "as asked" if request.n_gpu_layers == 0 else "not even one layer fits the GPU")
         return figure, f"Runs from system RAM ({reason}){context}."
-    on_gpus = format_bytes(sum(d.total_bytes for d in devices if d.kind == "gpu"))
+    on_gpus = format_bytes(sum(d.total_bytes for d in devices if d.is_gpu_like))
     return figure, (f"{chosen.n_gpu_layers} of {search.all_layers} layers fit in GPU memory ({on_gpus}), "
                     f"the rest run from system RAM{context}.")
 
@@ -456,9 +486,35 @@ def _experts_on_cpu(k: int, n_layers: int) -> str:
     return f"experts of {k} of {n_layers} layers on the CPU"
 
 
-def _placement(chosen: _Trial, search: _Search, tokens: float | None) -> str:
+def _layers_by_machine(search: _Search, chosen: _Trial) -> str:
+    """'22 layers here, 58 on 192.168.1.20:50052' when workers hold layers, else ''. "Here" is this computer,
+    its GPUs and RAM together; the output layer counts as a layer, as in n_gpu_layers."""
+    machine_of = {device.name: _machine_label(gpu) for device, gpu in zip(search.machine.ids, search.machine.gpus)
+                  if gpu.is_worker}
+    counts: dict[str, int] = {}
+    for device in chosen.memory.layer_devices:
+        label = machine_of.get(device, "here")
+        counts[label] = counts.get(label, 0) + 1
+    if set(counts) <= {"here"}:
+        return ""
+    counts.setdefault("here", 0)
+    parts = [f"{count} layer{'s' if count != 1 else ''} here" if label == "here" else f"{count} on {label}"
+             for label, count in sorted(counts.items(), key=lambda item: item[0] != "here")]
+    return ", ".join(parts)
+
+
+def _machine_label(gpu: GpuInfo) -> str:
+    """A worker's address, with its device's name when one is known (a profile's, not llama.cpp's RPC0[...])."""
+    address = gpu.address or gpu.name
+    named = gpu.name and not (gpu.name.startswith("RPC") and gpu.name.endswith("]"))
+    return f"{address} ({gpu.name})" if named else address
+
+
+def _placement(chosen: _Trial, search: _Search, tokens: float | None, machines: str = "") -> str:
     """One short sentence for the picker: where the layers and experts go, and the predicted speed."""
-    if chosen.cpu_expert_layers and chosen.n_gpu_layers > 0:
+    if machines:
+        where = machines[0].upper() + machines[1:]
+    elif chosen.cpu_expert_layers and chosen.n_gpu_layers > 0:
         where = _experts_on_cpu(chosen.cpu_expert_layers, search.model.n_layers)
         where = where[0].upper() + where[1:]
         if chosen.n_gpu_layers < search.all_layers:

@@ -19,12 +19,17 @@ from core.cli import main as cli_main
 from core.engine.client import EngineClient
 from core.engine.errors import EngineCrashed
 from core.engine.protocol import AnswerFinished, LoadSettings, SamplingSettings, TokenText
+from core.fit import planner
+from core.fit.dry_run import dry_run
+from core.fit.estimate import MemorySettings
+from core.gguf.reader import read_model_info
 from core.machine import hardware, rpc, workers
 from tests.fixtures.rpc_server import RPC_WORKER_BUDGETS
 
 pytestmark = [pytest.mark.rpc]
 
 GiB = 2**30
+MiB = 2**20
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60
 
@@ -69,12 +74,42 @@ def test_fit_plans_layers_onto_the_workers(rpc_workers, smollm2, capsys):
 
 
 @pytest.mark.model
-@pytest.mark.xfail(strict=True, reason="core/fit/planner.py's DevicePlan does not carry a device's kind "
-                                       "('worker') and address yet (issue #16, phase 2)")
 def test_fit_json_names_worker_devices_with_kind_and_address(rpc_workers, smollm2, capsys):
     addresses = [server.endpoint for server in rpc_workers]
     devices = _fit_json(smollm2, addresses, capsys)["devices"]
     assert [(d["kind"], d.get("address")) for d in devices[:2]] == [("worker", a) for a in addresses]
+
+
+def _three_way_plan(smollm2, addresses, layers: int):
+    machine = workers.with_workers(hardware.probe(), workers.probe_workers(addresses))
+    if any(not gpu.is_worker for gpu in machine.gpus):
+        pytest.skip("this computer has a GPU of its own: the three-way split here is CPU + two workers")
+    return planner.plan(read_model_info(smollm2), machine, planner.PlanRequest(context=2048, n_gpu_layers=layers))
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("layers", [8, 20, 31])
+def test_the_three_way_split_matches_llama_cpps_dry_run_per_device(rpc_workers, smollm2, layers):
+    addresses = tuple(server.endpoint for server in rpc_workers)
+    chosen = _three_way_plan(smollm2, addresses, layers)
+    exact = dry_run(smollm2, MemorySettings(n_gpu_layers=layers, n_ctx=2048), rpc_endpoints=addresses)
+    assert [d.name for d in chosen.devices] == [d.name for d in exact.devices] == [
+        rpc.buffer_name(addresses[0]), rpc.buffer_name(addresses[1]), "CPU"]
+    for mine, theirs in zip(chosen.devices, exact.devices):
+        assert mine.weights_bytes == theirs.weights_bytes, f"{mine.name}: layers placed differently"
+        assert abs(mine.total_bytes - theirs.total_bytes) <= max(0.02 * theirs.total_bytes, 32 * MiB), mine.name
+
+
+@pytest.mark.model
+def test_the_plan_says_how_many_layers_each_computer_holds(rpc_workers, smollm2):
+    addresses = tuple(server.endpoint for server in rpc_workers)
+    chosen = _three_way_plan(smollm2, addresses, 20)
+    exact = dry_run(smollm2, MemorySettings(n_gpu_layers=20, n_ctx=2048), rpc_endpoints=addresses)
+    held = [exact.layer_devices.count(rpc.buffer_name(address)) for address in addresses]
+    here = len(exact.layer_devices) - sum(held)
+    sentence = f"{here} layers here, {held[0]} on {addresses[0]}, {held[1]} on {addresses[1]}"
+    assert f"Across computers: {sentence}." in chosen.explanation
+    assert chosen.placement.startswith(sentence[0].upper() + sentence[1:])
 
 
 def test_worker_command_prints_its_line_and_stops_on_sigterm():

@@ -191,3 +191,63 @@ def test_this_machine_s_host_speed_does_not_scale_a_plan_for_another_machine_s_p
         plain.predicted_tokens_per_second
     here = plan(llama8b, this_machine, PlanRequest(context=4096))
     assert here.predicted_tokens_per_second == pytest.approx(2 * here.uncalibrated_tokens_per_second, abs=0.1)
+
+
+# --- workers: other computers' devices over llama.cpp RPC ------------------------------------------------
+
+def _with_worker(profile: str, round_trip_s: float, free_gib: int = 24, address: str = "192.168.1.20:50052"):
+    from core.machine import workers
+
+    lender = workers.Worker(address, workers.PROTOCOL_VERSION,
+                            (workers.WorkerDevice(0, free_gib * 2**30, free_gib * 2**30),),
+                            workers.WorkerLink(round_trip_s, 100e6, 100e6))
+    snapshot = workers.with_workers(load_profile(profile), [lender])
+    # The worker's GPU speed, as a profile of that computer would give it (RPC does not tell it).
+    gpus = tuple(replace(g, bandwidth_bytes_per_s=1e12) if g.is_worker else g for g in snapshot.gpus)
+    return replace(snapshot, gpus=gpus)
+
+
+def test_a_worker_takes_the_layers_this_computer_cannot_and_is_named(llama8b):
+    chosen = plan(llama8b, _with_worker("laptop-8gb", 0.001), PlanRequest(context=32768, allow_context_shrink=False))
+    local, lent, host = chosen.devices
+    assert (local.kind, lent.kind, host.kind) == ("gpu", "worker", "host")
+    assert (lent.address, local.address) == ("192.168.1.20:50052", None)
+    assert chosen.verdict == FULL and lent.weights_bytes > local.weights_bytes > 0
+    assert chosen.to_dict()["devices"][1]["address"] == "192.168.1.20:50052"
+    assert chosen.placement_devices == (local.name, lent.name)
+    assert chosen.explanation.endswith(" on 192.168.1.20:50052.") and "Across computers: " in chosen.explanation
+    assert chosen.placement.split(" · ")[0].endswith("layers here, "
+                                                     f"{chosen.n_layers - _here(chosen.placement)} on 192.168.1.20:50052")
+
+
+def _here(placement: str) -> int:
+    return int(placement.split(" layers here")[0])
+
+
+def test_the_network_slows_the_predicted_speed(llama8b):
+    request = PlanRequest(context=8192, allow_context_shrink=False)
+    near = plan(llama8b, _with_worker("laptop-8gb", 0.0005), request)
+    far = plan(llama8b, _with_worker("laptop-8gb", 0.020), request)
+    assert near.n_gpu_layers == far.n_gpu_layers and near.devices[1].weights_bytes == far.devices[1].weights_bytes
+    # Two crossings per token (there and back): 2 × 19.5 ms more per token than the near link.
+    assert 1 / far.uncalibrated_tokens_per_second - 1 / near.uncalibrated_tokens_per_second == pytest.approx(
+        2 * 0.0195, rel=0.01)
+
+
+def test_crossings_count_each_worker_and_the_logits_coming_back(llama8b):
+    from core.fit.estimate import HOST
+    from core.fit.speed import ACTIVATION_BYTES, NetworkLink, network_seconds_per_token
+
+    link = NetworkLink("10.0.0.5:50052", 0.001, 1e8)
+    other = NetworkLink("10.0.0.6:50052", 0.002, None)
+    hidden = llama8b.embedding_length * ACTIVATION_BYTES / 1e8
+    logits = llama8b.vocab_size * ACTIVATION_BYTES / 1e8
+    n = llama8b.n_layers
+    assert network_seconds_per_token(llama8b, ["GPU0"] * (n + 1), {}) == 0
+    middle = [HOST] * 10 + ["W"] * 10 + [HOST] * (n - 19)
+    assert network_seconds_per_token(llama8b, middle, {"W": link}) == pytest.approx(2 * (0.001 + hidden))
+    last = [HOST] * 10 + ["W"] * (n - 9)  # the worker holds the output layer: the logits come back over the link
+    assert network_seconds_per_token(llama8b, last, {"W": link}) == pytest.approx(0.001 + hidden + 0.001 + logits)
+    two = ["W"] * 16 + ["V"] * (n - 15)  # a hop between two workers passes through this computer: both links count
+    assert network_seconds_per_token(llama8b, two, {"W": link, "V": other}) == pytest.approx(
+        (0.001 + hidden) + (0.001 + hidden + 0.002) + 0.002)
