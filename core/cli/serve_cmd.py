@@ -3,6 +3,10 @@
 Prints `listening on http://HOST:PORT` on stdout once it accepts requests (port 0 picks a free port; the line says
 which), and stops cleanly on SIGINT or SIGTERM: streaming answers get a few seconds to end, the engine worker is
 closed, the exit status is 0.
+
+`--worker HOST:PORT` (repeatable) lends the server other computers' memory (`llamadesk-cli worker` there): each is
+probed once at start (an unusable one stops the server with its sentence), and every fit check and load plans with
+their devices. They are not probed again: once a model is loaded the engine holds each worker's one connection.
 """
 from __future__ import annotations
 
@@ -10,11 +14,15 @@ import argparse
 import logging
 import signal
 import sys
+from typing import Callable
 
+from core.cli import fit_options
 from core.cli.errors import fail
 from core.server.config import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, ServerConfig, ServerConfigError
 from core.server.errors import ApiError
 from core.engine.errors import EngineError
+from core.machine import hardware, workers
+from core.platform.units import format_bytes
 
 DEFAULT_IDLE_UNLOAD_SECONDS = 600
 
@@ -43,6 +51,7 @@ def register(subparsers) -> None:
                         help="most tokens one answer may ask for (default: the model's context)")
     parser.add_argument("--queue", type=int, default=16, metavar="N",
                         help="requests allowed to wait for the engine before 429 (default 16)")
+    fit_options.add_worker_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -59,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
                               args.max_tokens, args.queue).checked()
     except ServerConfigError as error:
         return fail(str(error))
+    try:
+        probe = _machine_with_workers(args.workers)
+    except workers.WorkerError as error:
+        return fail(str(error))
     host = ModelHost(HostOptions(idle_unload_seconds=args.idle_unload or None, parallel=args.parallel,
-                                 waiting_limit=args.queue, context=args.ctx, threads=args.threads))
+                                 waiting_limit=args.queue, context=args.ctx, threads=args.threads), probe=probe)
     if args.model:
         try:
             model = host.pin(args.model)
@@ -82,6 +95,14 @@ def run(args: argparse.Namespace) -> int:
     runner.stop()
     print("stopped", file=sys.stderr)
     return 0
+
+
+def _machine_with_workers(addresses: list[str]) -> Callable[[], hardware.HardwareSnapshot]:
+    """This computer as probed each time, plus the workers as probed now (WorkerError with a sentence)."""
+    lenders = workers.probe_workers(addresses)
+    for lender in lenders:
+        print(f"using worker {lender.address}: {format_bytes(lender.free_bytes)} free", file=sys.stderr)
+    return lambda: workers.with_workers(hardware.probe(), lenders)
 
 
 def _log_request(record) -> None:

@@ -340,14 +340,16 @@ def idle_dialog(qtbot, tmp_path):
 
 
 def _long_rows():
-    from types import SimpleNamespace
-
+    from core.fit.planner import Plan
+    from core.models.fit_check import FileFit
     from desktop.models.picker.rows import PickerRow
 
+    def fit(repo, name, quant, verdict) -> FileFit:
+        plan = Plan(verdict, 0, 33, 4096, "f16", True, (), 20.0, None, "", "")
+        return FileFit(repo, name, quant, 5_000_000_000, plan)
+
     return [PickerRow(key=f"catalog:{repo}/{name}", origin="catalog", title=title, filename=name, quant=quant,
-                      size=5_000_000_000, repo_id=repo, parts=(name,),
-                      fit=SimpleNamespace(plan=SimpleNamespace(verdict=verdict, explanation=""), error=None,
-                                          tokens_per_second=20.0))
+                      size=5_000_000_000, repo_id=repo, parts=(name,), fit=fit(repo, name, quant, verdict))
             for title, repo, name, quant, verdict in LONG_FILES]
 
 
@@ -485,3 +487,24 @@ def test_a_narrow_picker_keeps_every_column_readable_without_scrolling_sideways(
     assert not table.horizontalScrollBar().isVisible()
     details_scroll = picker.details.findChild(QScrollArea)
     assert not details_scroll.horizontalScrollBar().isVisible()
+
+
+def test_a_file_that_needs_the_workers_is_badged_so():
+    from core.fit.planner import PlanRequest, plan
+    from core.machine import workers
+    from core.models.fit_check import FileFit
+    from desktop.models.picker.badges import badge_kind
+    from desktop.models.picker.rows import PickerRow
+
+    info = read_model_info(zoo_model("llama3.1-8b"))
+    lender = workers.Worker("192.168.1.20:50052", workers.PROTOCOL_VERSION,
+                            (workers.WorkerDevice(0, 24 * 2**30, 24 * 2**30),), None)
+    request = PlanRequest(context=32768, allow_context_shrink=False)
+
+    def row(machine) -> PickerRow:
+        fit = FileFit("repo", "llama.gguf", "Q4_K_M", info.file_size, plan(info, machine, request))
+        return PickerRow("local:/llama.gguf", "local", "Llama", "llama.gguf", "Q4_K_M", info.file_size, fit=fit)
+
+    alone, lent = row(load_profile("laptop-8gb")), row(workers.with_workers(load_profile("laptop-8gb"), [lender]))
+    assert badge_text(alone).startswith("Partial")
+    assert (badge_text(lent), badge_kind(lent)) == ("Fits with your workers", "full")

@@ -198,3 +198,26 @@ def test_a_bad_memory_size_is_refused(text):
 def test_an_unknown_device_is_named_with_the_ones_there_are(capsys):
     assert cli_main(["worker", "--device", "NOPE0", "--port", str(rpc.free_port())]) == 1
     assert "This computer has no device named NOPE0: choose from" in capsys.readouterr().err
+
+
+# --- serve --worker ---------------------------------------------------------------------------------
+
+def test_serve_with_an_unreachable_worker_stops_with_its_sentence(capsys):
+    address = f"127.0.0.1:{rpc.free_port()}"
+    assert cli_main(["serve", "--port", "0", "--worker", address]) == 1
+    assert f"{address} could not be reached (connection refused)" in capsys.readouterr().err
+
+
+@pytest.mark.rpc
+def test_serve_plans_with_a_worker_the_engine_holds(worker, capsys):
+    """The server probes its workers once: later fit checks must not ask a worker the loaded engine is using
+    (it serves one client at a time and would read as busy)."""
+    from core.cli.serve_cmd import _machine_with_workers
+
+    machine = _machine_with_workers([worker.endpoint])
+    assert f"using worker {worker.endpoint}: 1.0 GiB free" in capsys.readouterr().err
+    with socket.create_connection(rpc.split_endpoint(worker.endpoint)) as engine:
+        engine.sendall(struct.pack("<BQ", 14, 24) + bytes(24))  # another client holds the worker now
+        engine.recv(64)
+        (lent,) = [gpu for gpu in machine().gpus if gpu.is_worker]
+    assert (lent.address, lent.free_bytes) == (worker.endpoint, GiB)

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import re
 
-from core.fit.planner import CPU_ONLY, FULL, TOO_LARGE
+from core.fit.planner import CPU_ONLY, FULL, TOO_LARGE, Plan
 from desktop.models.picker.rows import PickerRow
 
 CHECKING = "Checking…"
 UNKNOWN = "Unknown"
+WITH_WORKERS = "Fits with your workers"
 _PARTIAL = re.compile(r"Partial: (\d+) of (\d+) layers on GPU")
 
 # kind -> (light background, light text, dark background, dark text). Each text/background pair has a contrast
@@ -28,7 +29,14 @@ def badge_text(row: PickerRow) -> str:
         return CHECKING
     if row.fit.plan is None:
         return UNKNOWN
+    if row.fit.plan.fits and uses_workers(row.fit.plan):
+        return WITH_WORKERS
     return short_verdict(row.fit.plan.verdict)
+
+
+def uses_workers(plan: Plan) -> bool:
+    """Whether the plan puts weights on another computer's device (llamadesk-cli worker)."""
+    return any(device.kind == "worker" and device.weights_bytes > 0 for device in plan.devices)
 
 
 def short_verdict(verdict: str) -> str:
