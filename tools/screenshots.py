@@ -11,12 +11,15 @@ screen, so what is saved is what a person would see:
     11 a reasoning answer streaming: its thinking open above the answer, the Think and Effort controls (light)
     12 the same answer finished: "Thought for 14 s" closed, a tool call block, thinking/answer tokens (light)
     13, 14 the same two moments in the dark theme
+    15 a 120-page PDF attached: its chip with the token count and the planner's sentence, before sending
+    16 the answer with the parts of the PDF it was given listed as sources under it
+    17 a source opened: the chunk's text with the file's name and page
 
 04 and 05 are taken right after 01, before any model is loaded, as a first run shows them. SmolLM2 does not
 think, so 11-14 show a reasoning model's answer as the engine reports one: its event values (ReasoningText,
 ToolCallMade, TokenText, AnswerFinished) go through the window's real EngineSession while its engine lane is
 held, then the engine answers the question itself (a few tokens, ignored: the chat has its answer).
-`screenshots.py reasoning` takes only 11-14.
+`screenshots.py reasoning` takes only 11-14, `screenshots.py attachments` only 15-17.
 
 The picker talks only to the fake Hugging Face hub of the tests (tests/fixtures/fake_hub.py), run in a child
 process and serving every catalog file as a header-only stub at its real size (bench/bench_catalog_fit.py), so
@@ -331,6 +334,39 @@ def reasoning_answer(app, window, look: str) -> None:
     apply_theme(app, "light")
 
 
+def attached_document(app, window) -> None:
+    """A long PDF attached (chip, tokens, fit sentence), the answer's sources, one source opened."""
+    from tests.unit.test_attachments import PLANTED, filler_page, pdf_with_pages
+    from desktop.chat.source_dialog import SourceDialog
+
+    chat, session = window.chat, window.session
+    before = chat.conversation
+    chat.new_conversation()
+    wait_until(lambda: chat.conversation is not None and chat.conversation is not before, what="a new chat")
+    chat.pane.settings.max_tokens.setValue(48)
+    wait_until(lambda: chat.pane.send_button.isEnabled() and not session.busy, 60, "the model ready")
+    pages = [filler_page(n) for n in range(1, 121)]
+    pages[86] += " " + PLANTED
+    pdf = pdf_with_pages(Path(os.environ["LLAMADESK_HOME"]) / "harbour-logbook.pdf", pages)
+    chat.pane.files_given.emit([pdf])
+    wait_until(lambda: not chat.attachments.reading and chat.pane.tray.fit.text(), 60, "the document read")
+    chat.pane.composer.setPlainText("Which combination opens the vault under the old lighthouse?")
+    shoot(app, "15-attachment-long-pdf-fit")
+    finished = []
+    session.answer_finished.connect(finished.append)
+    chat.pane.send_button.click()
+    wait_until(lambda: finished and not chat.answers.running, 120, "the answer finished")
+    shoot(app, "16-attachment-sources-under-answer")
+    answer = chat.conversation.messages[-1]
+    sources = chat.conversation.message(answer.parent_id).sources
+    number = next((i for i, s in enumerate(sources) if "Quokka" in s.text), 0)
+    chat._message_action("source", f"{answer.id}/{number}")
+    dialog = chat.findChild(SourceDialog)
+    wait_until(lambda: dialog is not None and dialog.isVisible(), what="the source dialog")
+    shoot(app, "17-attachment-source-opened")
+    dialog.close()
+
+
 def dark_theme(app, window, chat_with_code_id: str) -> None:
     from desktop.theme import apply_theme
 
@@ -344,7 +380,7 @@ def dark_theme(app, window, chat_with_code_id: str) -> None:
 
 
 def main() -> int:
-    only_reasoning = sys.argv[1:] == ["reasoning"]
+    only = sys.argv[1] if sys.argv[1:] in (["reasoning"], ["attachments"]) else None
     work = Path(tempfile.mkdtemp(prefix="llamadesk-screens-"))
     os.environ["LLAMADESK_HOME"] = str(work / "home")  # chats, settings, header cache, downloads list
     started = time.monotonic()
@@ -354,14 +390,14 @@ def main() -> int:
     with HubProcess(fill_hub, THROTTLE_BYTES_PER_S, THROTTLE_FROM_BYTES, lower_priority=False) as hub:
         point_huggingface_hub_at(hub.url, str(work / "hf"))  # here and in every child started later
         try:
-            shoot_all(model, only_reasoning)
+            shoot_all(model, only)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(f"screenshots done in {time.monotonic() - started:.0f} s", flush=True)
     return 0
 
 
-def shoot_all(model: Path, only_reasoning: bool = False) -> None:
+def shoot_all(model: Path, only: str | None = None) -> None:
     window = None
     try:
         from core.settings import Settings
@@ -376,10 +412,14 @@ def shoot_all(model: Path, only_reasoning: bool = False) -> None:
         window.show()
         shown_at = time.monotonic()
         wait_until(lambda: window.chat is not None, what="the chat workspace")
-        if only_reasoning:
+        if only == "reasoning":
             window.open_model(str(model))
             for look in ("light", "dark"):
                 reasoning_answer(app, window, look)
+            return
+        if only == "attachments":
+            window.open_model(str(model))
+            attached_document(app, window)
             return
         first_start(app, window)
         picker_scenes(app, window)  # as on a first run: no model loaded yet (the file names keep their order)
@@ -391,6 +431,7 @@ def shoot_all(model: Path, only_reasoning: bool = False) -> None:
         dark_theme(app, window, chat_with_code)
         for look in ("light", "dark"):
             reasoning_answer(app, window, look)
+        attached_document(app, window)
     finally:
         if window is not None:
             window.close()  # stops the engine, pauses the download, stops the picker's workers

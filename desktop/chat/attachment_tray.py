@@ -18,11 +18,13 @@ class ChipView:
 
 
 def chip_text(chip: ChipView) -> str:
-    icon = "🖼" if chip.kind == "image" else "📄"
+    # Words, not emoji: many Linux desktops have no emoji font and would draw an empty box.
     if chip.tokens is None:
-        return f"{icon} {chip.name} · reading…"
+        return f"{chip.name} · reading…"
+    if chip.kind == "image":
+        return f"{chip.name} · image"
     tokens = f"{chip.tokens:,} tokens" if chip.counted else f"≈{chip.tokens:,} tokens"
-    return f"{icon} {chip.name} · {tokens}"
+    return f"{chip.name} · {tokens}"
 
 
 class AttachmentChip(QFrame):

@@ -119,9 +119,9 @@ class MessageWriter:
             line.setTopMargin(2)
             _start_block(cursor, line, self._muted)
             if attachment.kind == "image":
-                cursor.insertText(f"🖼 {attachment.name}", self._muted)
+                cursor.insertText(f"Attached image: {attachment.name}", self._muted)
             else:
-                cursor.insertText(f"📄 {attachment.name} · {attachment.tokens:,} tokens", self._muted)
+                cursor.insertText(f"Attached: {attachment.name} · {attachment.tokens:,} tokens", self._muted)
 
     def write_thinking(self, cursor: QTextCursor, view: MessageView, opened: bool) -> int | None:
         """The thinking block: its link, and when `opened` the thinking text in a shaded box. Returns the

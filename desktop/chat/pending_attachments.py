@@ -1,7 +1,8 @@
 """Files attached to the message being written, before it is sent.
 
-`add(paths)` reads each document off the UI thread (extraction, chunks, the loaded model's token count, the
-in-memory FTS5 index) and shows a chip; a file that cannot be read leaves one sentence in the notice bar and
+`add(paths)` reads each document off the UI thread (its text extracted in a worker process, since pypdf is pure
+Python and in a thread held the GIL from the UI thread for up to 0.2 s; then chunks, the loaded model's token count
+and the in-memory FTS5 index in a task) and shows a chip; a file that cannot be read leaves one sentence in the notice bar and
 nothing attached. After each change the planner's sentence for all of them is asked for (core.fit.context_need)
 and shown under the chips. An image is attached only when the loaded model can see (it has a projector);
 otherwise the notice says so instead of dropping it. `take(question, ...)` chooses what goes to the model
@@ -17,18 +18,20 @@ from typing import Callable
 from PySide6.QtCore import QObject, Signal
 
 from core.chat.attachments.attachment import Attachment
-from core.chat.attachments.extraction import document_format
+from core.chat.attachments.extraction import document_format, extract
 from core.chat.attachments.index import ChunkIndex
 from core.chat.attachments.retrieval import DocumentUse, PreparedDocument, choose_parts, estimate_tokens, prepare_document
 from core.fit.context_need import TokenCounter, need_for_loaded
 from desktop.chat.attachment_tray import AttachmentTray, ChipView
 from desktop.engine_session import EngineSession
+from desktop.models.picker.work import WorkerProcesses
 from desktop.tasks import Task
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp"})
 PROMPT_SLACK_TOKENS = 64           # the chat template's own marks around the turns
 NO_MODEL_CONTEXT = 4096
 
+_extractors = WorkerProcesses(workers=1)     # started on the first attachment
 _counters: dict[str, TokenCounter] = {}
 _counters_lock = threading.Lock()
 
@@ -197,7 +200,8 @@ class PendingAttachments(QObject):
 
 
 def _prepare(path: Path, model_path: str | None, index: ChunkIndex) -> PreparedDocument:
-    return prepare_document(path, token_counter(model_path), index)
+    return prepare_document(path, token_counter(model_path), index,
+                            read=lambda file: _extractors.run(extract, file))
 
 
 def _choose(documents, question: str, room: int, index: ChunkIndex, model_path: str | None) -> DocumentUse:

@@ -46,11 +46,12 @@ class DocumentUse:
     tokens: int                      # the tokens of the parts sent
 
 
-def prepare_document(path: Path | str, count: TokenCount = estimate_tokens,
-                     index: ChunkIndex | None = None) -> PreparedDocument:
-    """Read, chunk, count and index one document (seconds for a long PDF: off the UI thread). DocumentRefused."""
+def prepare_document(path: Path | str, count: TokenCount = estimate_tokens, index: ChunkIndex | None = None, *,
+                     read: Callable[[Path], ExtractedDocument] = extract) -> PreparedDocument:
+    """Read, chunk, count and index one document (seconds for a long PDF: off the UI thread). DocumentRefused.
+    `read` extracts the text (the GUI runs it in a worker process: pypdf is pure Python and holds the GIL)."""
     path = Path(path)
-    extracted: ExtractedDocument = extract(path)
+    extracted = read(path)
     text = extracted.text
     attachment = Attachment(path.name, "document", count(text), extracted.size_bytes, path=str(path))
     chunks = chunk_pages(extracted.pages)
