@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +34,19 @@ MAX_SAFETY_MARGIN_MIB = 64 * 1024
 
 
 @dataclass(frozen=True)
+class RemoteEndpoint:
+    """An OpenAI-compatible server whose models the user chats with (core.engine.remote_client)."""
+
+    url: str                  # e.g. http://192.168.1.30:8080 or http://host:11434/v1
+    api_key: str = ""
+    name: str = ""            # what the user calls it; the URL when empty
+
+    @property
+    def label(self) -> str:
+        return self.name or self.url
+
+
+@dataclass(frozen=True)
 class Settings:
     recent_models: tuple[str, ...] = ()
     system_prompt: str = "You are a helpful assistant."
@@ -47,6 +60,7 @@ class Settings:
     safety_margin_mib: int = 1024  # kept free on each GPU by the planner
     learned_margin: bool = True    # once this machine's loads have taught one (core.fit.calibration), use it instead
     theme: str = "system"
+    remote_endpoints: tuple[RemoteEndpoint, ...] = ()
     # The window's geometry, splitters and panels (opaque base64 strings and flags written by desktop/).
     window_state: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -93,6 +107,20 @@ def _texts(value: object) -> object:
     return _INVALID
 
 
+def _remote_endpoints(value: object) -> object:
+    """A list of {"url", "api_key", "name"} objects, each with an http(s) URL."""
+    if not isinstance(value, list):
+        return _INVALID
+    endpoints = []
+    for item in value:
+        if not isinstance(item, dict) or not all(isinstance(item.get(k, ""), str) for k in ("url", "api_key", "name")):
+            return _INVALID
+        if not str(item.get("url", "")).startswith(("http://", "https://")):
+            return _INVALID
+        endpoints.append(RemoteEndpoint(item["url"], item.get("api_key", ""), item.get("name", "")))
+    return tuple(endpoints)
+
+
 def _window_state(value: object) -> object:
     if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, (str, bool)) for k, v in value.items()):
         return dict(value)
@@ -127,6 +155,7 @@ _RULES: dict[str, Callable[[object], object]] = {
     "safety_margin_mib": _whole(*LIMITS["safety_margin_mib"]),
     "learned_margin": _flag,
     "theme": _one_of(CHOICES["theme"]),
+    "remote_endpoints": _remote_endpoints,
     "window_state": _window_state,
 }
 
@@ -183,6 +212,7 @@ def save(settings: Settings) -> None:
     path = settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     values = {f.name: getattr(settings, f.name) for f in fields(Settings)}
+    values["remote_endpoints"] = [asdict(endpoint) for endpoint in settings.remote_endpoints]
     document = json.dumps({"schema": SCHEMA_VERSION, "values": values}, indent=2, default=list)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".settings-", suffix=".json")
     try:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from core.engine.errors import EngineError
 from core.engine.protocol import (AnswerFinished, AnswerStats, ChatEvent, ReasoningText, SamplingSettings,
                                   ThinkingChoice, TokenText, ToolCall, ToolCallMade)
+from core.settings import RemoteEndpoint  # the endpoints the user saved: one declaration of what one is
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +51,10 @@ class RemoteModelGone(RemoteEngineError):
     """The endpoint no longer serves the model asked for (404, or a model_not_found error)."""
 
 
-@dataclass(frozen=True)
-class RemoteEndpoint:
-    url: str                  # e.g. http://192.168.1.30:8080 or http://host:11434/v1
-    api_key: str = ""
-    name: str = ""            # what the user calls it; the URL when empty
-
-    @property
-    def label(self) -> str:
-        return self.name or self.url
-
-    @property
-    def api_base(self) -> str:
-        """The URL path under which /models and /chat/completions live ('/v1' unless the URL names it)."""
-        path = urlsplit(self.url).path.rstrip("/")
-        return path if path.endswith("/v1") else f"{path}/v1"
+def api_base(endpoint: RemoteEndpoint) -> str:
+    """The URL path under which /models and /chat/completions live ('/v1' unless the URL names it)."""
+    path = urlsplit(endpoint.url).path.rstrip("/")
+    return path if path.endswith("/v1") else f"{path}/v1"
 
 
 @dataclass
@@ -245,7 +235,7 @@ class RemoteClient:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         try:
-            connection.request(method, self.endpoint.api_base + path, payload, headers)
+            connection.request(method, api_base(self.endpoint) + path, payload, headers)
             response = connection.getresponse()
         except socket.timeout:
             raise self._unreachable("did not answer in time") from None

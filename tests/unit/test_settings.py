@@ -122,3 +122,14 @@ def test_a_quantized_kv_cache_turns_flash_attention_back_on():
     write_settings_file({"schema": 2, "values": {"kv_type": "q4_0", "flash_attn": False}})
     loaded = store.load()
     assert (loaded.kv_type, loaded.flash_attn) == ("q4_0", True)
+
+
+def test_remote_endpoints_are_saved_and_a_bad_one_falls_back_to_none():
+    office = store.RemoteEndpoint("http://192.168.1.30:8080", "k3y", "Office PC")
+    store.save(store.Settings(remote_endpoints=(office, store.RemoteEndpoint("http://localhost:11434/v1"))))
+    loaded = store.load().remote_endpoints
+    assert loaded == (office, store.RemoteEndpoint("http://localhost:11434/v1", "", ""))
+    assert (loaded[0].label, loaded[1].label) == ("Office PC", "http://localhost:11434/v1")
+    text = store.settings_path().read_text().replace("http://192.168.1.30:8080", "ftp://nowhere")
+    store.settings_path().write_text(text)
+    assert store.load().remote_endpoints == ()
