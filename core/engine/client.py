@@ -27,13 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from core.engine.errors import (EngineCrashed, EngineError, EngineLoadError, InvalidGrammar, NotLoaded,
-                                PromptTooLong, TemplateFailed)
+from core.engine.errors import (EngineCrashed, EngineError, EngineLoadError, ImageRefused, InvalidGrammar,
+                                NotLoaded, PromptTooLong, TemplateFailed)
 from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatReply, ChatRequest,
                                   FailureKind, LoadedModel, LoadFailed, LoadProgress, LoadRequest,
                                   LoadSettings, LoadSucceeded, SamplingSettings, StopRequest,
                                   ThinkingChoice, TokenText)
 from core.engine.step_down import ladder
+from core.machine import workers
 from core.engine.worker_handle import WorkerDied, WorkerHandle, prune_crash_logs
 
 log = logging.getLogger(__name__)
@@ -339,6 +340,9 @@ class EngineClient:
         if self._closing:
             return EngineError("The model was unloaded while it was answering.")
         message = self._describe_death(worker, "while answering")
+        if self._loaded is not None and self._loaded.settings.rpc_servers:
+            # A worker computer that went away is the likeliest cause: llama.cpp aborts when its RPC link drops.
+            message = f"{workers.lost_workers_sentence(self._loaded.settings.rpc_servers)} {message}".strip()
         self._forget_dead_worker(worker)
         return EngineCrashed(message + " The partial answer is kept; load the model again to go on.",
                              partial_text=partial_text, stderr_tail=worker.stderr_tail(),
@@ -352,7 +356,7 @@ class EngineClient:
         return f"The engine process stopped unexpectedly {when} ({_exit_text(code)}).{detail}"
 
 
-_TELLING = (("GGML_ASSERT", "Fatal Python error", "terminate called", "GGML_ABORT"),
+_TELLING = (("GGML_ASSERT", "Fatal Python error", "terminate called", "GGML_ABORT", "Remote RPC server"),
             ("error", "Error", "abort", "failed"))
 
 
@@ -386,6 +390,8 @@ def _chat_error(failure: ChatFailed) -> EngineError:
         return TemplateFailed(failure.reason)
     if failure.kind == "grammar":
         return InvalidGrammar(failure.reason)
+    if failure.kind == "image":
+        return ImageRefused(failure.reason)
     return EngineError(failure.reason)
 
 

@@ -42,3 +42,7 @@ class InvalidGrammar(EngineError):
 class TemplateFailed(EngineError):
     """The model's chat template could not render the conversation (it refused, failed, looped or
     allocated without bound). Nothing about the model's memory: loading it differently will not help."""
+
+
+class ImageRefused(EngineError):
+    """An attached image cannot be used: missing, not an image, too large, or sent to a model that cannot see."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from core.engine.errors import EngineError
+from core.engine.errors import EngineError, ImageRefused
 from core.engine.llama_runtime import DECODE_ABORTED, ContextFull, DecodeFailed
 from core.engine.protocol import ProjectorLoaded
 
@@ -37,10 +37,6 @@ MAX_IMAGE_PIXELS = 40_000_000          # ~6300 x 6300; decoding takes 3 bytes a 
 IMAGE_KINDS = "PNG, JPEG, GIF or BMP"  # what llama.cpp's decoder (stb_image) reads without a helper program
 # mtmd marks where an image goes in the prompt text with this marker (mtmd_default_marker()).
 MEDIA_MARKER = "<__media__>"
-
-
-class ImageRefused(EngineError):
-    """An attached image cannot be used: missing, not an image, too large, or sent to a model that cannot see."""
 
 
 class ProjectorLoadFailed(EngineError):

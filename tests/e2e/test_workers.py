@@ -177,8 +177,6 @@ def test_a_worker_lost_mid_answer_ends_it_with_the_partial_answer_kept(smollm2, 
 
 
 @pytest.mark.model
-@pytest.mark.xfail(strict=True, reason="core/engine/client.py does not name the lost worker yet "
-                                       "(workers.lost_workers_sentence; issue #16, phase 2)")
 def test_a_worker_lost_mid_answer_is_named(smollm2, doomed_worker):
     crash = _answer_until_the_worker_dies(smollm2, doomed_worker)
     assert f"The worker at {doomed_worker.endpoint} stopped answering." in str(crash)
