@@ -36,7 +36,7 @@ from core.engine.client import EngineClient  # noqa: E402
 from core.engine.protocol import AnswerFinished, LoadSettings, SamplingSettings  # noqa: E402
 from core.fit.choice import OffloadChoice, plan_for_load  # noqa: E402
 from core.gguf.reader import read_model_info  # noqa: E402
-from core.machine import hardware, rpc, workers  # noqa: E402
+from core.machine import bandwidth, hardware, rpc, workers  # noqa: E402
 
 ROUNDS = int(os.environ.get("LLAMADESK_BENCH_ROUNDS", "3"))
 TOKENS = int(os.environ.get("LLAMADESK_BENCH_TOKENS", "64"))
@@ -87,7 +87,10 @@ def measure(row: Row, model: Path) -> None:
 
 
 def predicted(model: Path, endpoints: tuple[str, ...], n_gpu_layers: int) -> float | None:
-    snapshot = workers.with_workers(hardware.probe(), workers.probe_workers(endpoints, measure_link=False))
+    # The host's bandwidth measured (once, cached) and each worker's link timed: the planner's figure counts both.
+    machine = hardware.probe()
+    machine = replace(machine, host=replace(machine.host, memory_bandwidth_bytes_per_s=bandwidth.host_bandwidth()))
+    snapshot = workers.with_workers(machine, workers.probe_workers(endpoints))
     choice = OffloadChoice(context=N_CTX, gpu_layers=n_gpu_layers)
     return plan_for_load(read_model_info(model), snapshot, choice, 0).predicted_tokens_per_second
 
