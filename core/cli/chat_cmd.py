@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from core.chat.attachments.extraction import DocumentRefused, document_format
 from core.chat.attachments.retrieval import DocumentUse, documents_for_question, question_with_documents
+from core.cli import fit_options
 from core.cli.errors import fail
 from core.fit.context_need import TokenCounter
 from core.engine.client import EngineClient, EngineError
@@ -31,6 +31,7 @@ from core.models.projectors import projector_beside
 from core.engine.protocol import (AnswerFinished, ReasoningText, SamplingSettings, ThinkingChoice, TokenText,
                                   ToolCallMade)
 from core.gguf.reader import GGUFError
+from core.machine import hardware
 from core.fit.load_preparation import prepare_load
 from core.fit.choice import OffloadChoice
 
@@ -59,36 +60,40 @@ def register(subparsers) -> None:
     parser.add_argument("--mmproj", default=None, metavar="PATH",
                         help="the vision model's projector (default: the mmproj file beside the model)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
+    fit_options.add_worker_argument(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.max_tokens < 1 or (args.ctx is not None and args.ctx < 64) or args.temperature < 0:
         return fail("--max-tokens must be ≥ 1, --ctx ≥ 64 and --temperature ≥ 0")
+    args.attach, documents = _split_attachments(args.attach)
+    try:
+        projector = _projector(args)
+    except ImageRefused as error:       # checked before the model loads: nothing is sent
+        return fail(str(error))
     try:
         choice = OffloadChoice(gpu_layers=args.gpu_layers, context=args.ctx or DEFAULT_CONTEXT)
-        prepared = prepare_load(args.model, choice, threads=args.threads, cap_context_at_trained=args.ctx is None)
-    except GGUFError as error:
+        # Workers are probed first: attaching one that is busy or gone would make llama.cpp wait or abort.
+        snapshot = fit_options.machine(None, args.workers)
+        prepared = prepare_load(args.model, choice, threads=args.threads, cap_context_at_trained=args.ctx is None,
+                                snapshot=snapshot, projector_path=projector)
+    except (GGUFError, hardware.HardwareError) as error:
         return fail(str(error))
     sampling = SamplingSettings(temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens)
     messages = ([{"role": "system", "content": args.system}] if args.system else [])
     messages.append({"role": "user", "content": args.prompt})
-    args.attach, documents = _split_attachments(args.attach)
     try:
         args.documents = _documents(args, documents, prepared.settings.n_ctx)
     except DocumentRefused as error:    # checked before the model loads: nothing is sent
         return fail(str(error))
     if args.documents is not None:
         messages[-1]["content"] = question_with_documents(args.prompt, args.documents)
-    try:
-        projector = _projector(args)
-    except ImageRefused as error:       # checked before the model loads: nothing is sent
-        return fail(str(error))
     if args.attach:
         messages[-1]["images"] = list(args.attach)
     client = EngineClient()
     try:
-        loaded = client.load(replace(prepared.settings, projector_path=projector))
+        loaded = client.load(prepared.settings)
         finished = _answer(client, messages, sampling, _thinking(args), stream=not args.json)
     except EngineError as error:
         return fail(str(error))

@@ -174,12 +174,6 @@ def refuse_images_without_projector(messages: Sequence[dict], model_name: str) -
                            "(an mmproj file). Remove the image, or load the model with its projector.")
 
 
-def projector_uses_gpu(n_gpu_layers: int) -> bool:
-    """Where the projector goes: on the GPU when the model's layers go there too, else in host memory. The planner
-    (core.fit.projector) counts it on the same device."""
-    return n_gpu_layers != 0
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # libmtmd, inside the worker
 

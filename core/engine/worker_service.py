@@ -33,7 +33,9 @@ from core.engine.protocol import (ChatFailed, ChatReply, ChatRequest, FailureKin
                                   LoadProgress, LoadRequest, LoadSettings, LoadSucceeded,
                                   ShutdownRequest, StopRequest)
 from core.engine.slots import SlotPool
-from core.engine.vision import ImageRefused, ProjectorLoadFailed, Vision, projector_uses_gpu
+from core.engine.errors import ImageRefused
+from core.engine.projector_placement import projector_uses_gpu
+from core.engine.vision import ProjectorLoadFailed, Vision
 from core.engine.reasoning import HARMONY_TOKENS, TAGS, thinking_support
 from core.machine.hardware import process_gpu_bytes
 from core.machine.rpc import RpcError, attach_servers

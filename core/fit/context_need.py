@@ -100,7 +100,7 @@ def _kv_bytes(plan: Plan) -> int:
 
 
 def _placement_change(now: Plan, larger: Plan) -> str:
-    on_gpu = any(device.kind == "gpu" and device.weights_bytes for device in now.devices)
+    on_gpu = any(device.is_gpu_like and device.weights_bytes for device in now.devices)
     if not on_gpu:
         return "still fits in memory"
     moved = now.n_gpu_layers - larger.n_gpu_layers

@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from core.engine.vision import projector_uses_gpu
-from core.fit.choice import OffloadChoice, plan_for_load
-from core.fit.planner import DEFAULT_GPU_MARGIN, Plan
+from core.engine.projector_placement import projector_uses_gpu
+from core.fit.choice import OffloadChoice, capped_to_trained_context, normalized
+from core.fit.planner import DEFAULT_GPU_MARGIN, Plan, PlanRequest, plan
 from core.gguf.reader import ModelInfo
 from core.machine.hardware import HardwareSnapshot
 
@@ -134,19 +134,21 @@ def projector_memory(info: ProjectorInfo, n_gpu_layers: int, *, flash_attn: bool
 
 
 def plan_with_projector(model: ModelInfo, projector: ProjectorInfo, hardware: HardwareSnapshot,
-                        choice: OffloadChoice, margin_bytes: int = DEFAULT_GPU_MARGIN
-                        ) -> tuple[Plan, ProjectorMemory]:
+                        choice: OffloadChoice, margin_bytes: int = DEFAULT_GPU_MARGIN, *,
+                        request: PlanRequest | None = None) -> tuple[Plan, ProjectorMemory]:
     """The load's plan with the projector counted where the engine will put it: on the first GPU (its free memory
     less the projector's) when layers go to a GPU; when no layer can go there beside it, everything stays in host
-    memory, the projector too."""
+    memory, the projector too. `request` is the planner request for `choice` when the caller has one (several
+    slots); by default the one a load of `choice` makes."""
+    request = request or normalized(capped_to_trained_context(choice, model)).plan_request(margin_bytes)
     if hardware.gpus and choice.gpu_layers != 0:
         on_gpu = projector_memory(projector, -1)
-        plan = plan_for_load(model, _less_on_first_gpu(hardware, on_gpu.total_bytes), choice, margin_bytes)
-        if plan.n_gpu_layers != 0 or choice.gpu_layers is not None:
-            return plan, on_gpu
+        chosen = plan(model, _less_on_first_gpu(hardware, on_gpu.total_bytes), request)
+        if chosen.n_gpu_layers != 0 or choice.gpu_layers is not None:
+            return chosen, on_gpu
     on_host = projector_memory(projector, 0)
-    host_only = replace(choice, gpu_layers=0)
-    return plan_for_load(model, _less_on_host(hardware, on_host.total_bytes), host_only, margin_bytes), on_host
+    host_only = replace(request, n_gpu_layers=0)
+    return plan(model, _less_on_host(hardware, on_host.total_bytes), host_only), on_host
 
 
 def _less_on_first_gpu(hardware: HardwareSnapshot, size: int) -> HardwareSnapshot:

@@ -372,7 +372,7 @@ class OffloadPanel(QWidget):
         self.verdict.style().polish(self.verdict)
 
     def _show_auto_layers(self, plan: Plan) -> None:
-        has_gpu = any(device.kind == "gpu" for device in plan.devices)
+        has_gpu = any(device.is_gpu_like for device in plan.devices)
         self.no_gpu.setVisible(not has_gpu)
         self.layers_slider.setEnabled(has_gpu)
         self.manual_button.setEnabled(has_gpu)

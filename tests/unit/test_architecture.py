@@ -146,3 +146,19 @@ def test_the_cycle_rule_catches_a_deferred_cycle(tmp_path):
     assert find_cycle(import_graph(tmp_path, "pkg")) in (["pkg.a", "pkg.b", "pkg.a"], ["pkg.b", "pkg.a", "pkg.b"])
     (package / "b.py").write_text("")
     assert find_cycle(import_graph(tmp_path, "pkg")) is None
+
+
+def test_planning_and_the_engine_client_load_no_llama_cpp():
+    """llama.cpp lives in the engine's own process (it aborts on internal errors): the window and the CLI plan,
+    fit-check and talk to the engine without loading it."""
+    modules = ["core.models.fit_check", "core.models.catalog", "core.fit.load_preparation", "core.fit.dry_run",
+               "core.engine.client", "core.chat.store", "core.cli.fit_cmd"]
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'llama_cpp'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"llama.cpp loaded in the app's process by: {result.stdout}"
