@@ -69,9 +69,16 @@ class _Runner(QRunnable):
                 result = self._drain(result)
         except BaseException as error:  # noqa: BLE001 - every failure must reach the UI, never kill a thread
             log.debug("task %s failed:\n%s", task.name, traceback.format_exc())
-            task.signals.failed.emit(error)
+            self._emit(task.signals.failed, error)
         else:
-            task.signals.succeeded.emit(result)
+            self._emit(task.signals.succeeded, result)
+
+    @staticmethod
+    def _emit(signal, value: Any) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:  # the application (and the task's signals with it) went away while the work ran
+            log.debug("a background task finished after its signals were deleted")
 
     def _drain(self, generator) -> Any:
         while True:
@@ -79,7 +86,7 @@ class _Runner(QRunnable):
                 value = next(generator)
             except StopIteration as stop:
                 return stop.value
-            self._task.signals.progressed.emit(value)
+            self._emit(self._task.signals.progressed, value)
 
 
 class Task:
