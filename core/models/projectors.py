@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
+from core.fit.projector import ProjectorInfo
+
 PROJECTOR_MARK = "mmproj"
 # The precisions a projector is published in, best first; anything else comes after these.
 PRECISION_ORDER = ("f16", "bf16", "q8_0", "f32")
@@ -65,3 +67,17 @@ def projector_beside(model_path: str | Path) -> Path | None:
         return None
     picked = pick_projector(model.name, names)
     return model.parent / picked if picked is not None else None
+
+
+def projector_path_for_load(model_path: str | Path) -> str | None:
+    """What a load's projector_path should be for the model at model_path: its paired projector beside it, so a
+    vision model opened from any folder can see images without the user naming the mmproj file."""
+    found = projector_beside(model_path)
+    return str(found) if found is not None else None
+
+
+def listed_projector_info(filename: str, listed_size: int) -> ProjectorInfo:
+    """A hub projector before its header is read: its weights counted as the file's listed size (the header is a
+    few kilobytes of it), its image-encoding buffer not counted (the encoder's shape is in the header). Read the
+    header (core.fit.projector.read_projector_info) once the file is on disk for the whole figure."""
+    return ProjectorInfo(filename, "", True, 0, 0, 0, 0, 0, 0, 0, listed_size)

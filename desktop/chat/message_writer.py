@@ -12,7 +12,8 @@ link that is not http(s) or mailto, is written as the text the model wrote; imag
 get a Copy link. A user's message is shown as typed, its top-level code blocks highlighted.
 
 Actions are links with `act:` addresses (act:copy/<id>, act:edit/<id>, act:regenerate/<id>,
-act:previous/<id>, act:next/<id>, act:code/<id>/<n>, act:thinking/<id>) that the chat view turns into signals.
+act:previous/<id>, act:next/<id>, act:code/<id>/<n>, act:thinking/<id>, act:image/<id>/<n>) that the chat view
+turns into signals. A question's images show as thumbnails (desktop/chat/thumbnails.py) that open the whole image.
 
 Colours come from the look ("light" | "dark", desktop/theme.py): LOOKS holds each look's palette, and the
 chat view makes a new writer (and draws again) when the look changes.
@@ -23,12 +24,15 @@ import json
 from dataclasses import dataclass, field
 
 from markdown_it.token import Token
-from PySide6.QtGui import (QColor, QFont, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextFormat,
-                           QTextFrameFormat, QTextLength, QTextList, QTextListFormat, QTextTableFormat)
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import (QColor, QFont, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument, QTextFormat,
+                           QTextFrameFormat, QTextImageFormat, QTextLength, QTextList, QTextListFormat,
+                           QTextTableFormat)
 
 from desktop.chat.code_highlight import code_font, insert_code
 from desktop.chat.markdown_blocks import Block, code_text, language_of, split_blocks
 from desktop.chat.message_views import MessageView
+from desktop.chat.thumbnails import thumbnail
 
 ACCENT = "#2a62c2"  # 4.5:1 or more on every light bubble
 MUTED = "#5b6670"
@@ -113,15 +117,37 @@ class MessageWriter:
         return codes
 
     def write_attachments(self, cursor: QTextCursor, view: MessageView) -> None:
-        """A question's files, one line each: name, kind and tokens."""
-        for attachment in view.attachments:
+        """A question's files, one line each: name, kind and tokens; an image as its thumbnail above its name, a
+        link (act:image/<id>/<n>) that opens the whole picture."""
+        for number, attachment in enumerate(view.attachments):
             line = QTextBlockFormat()
             line.setTopMargin(2)
             _start_block(cursor, line, self._muted)
-            if attachment.kind == "image":
-                cursor.insertText(f"Attached image: {attachment.name}", self._muted)
-            else:
+            if attachment.kind != "image":
                 cursor.insertText(f"Attached: {attachment.name} · {attachment.tokens:,} tokens", self._muted)
+                continue
+            href = f"act:image/{view.id}/{number}"
+            if self.write_thumbnail(cursor, attachment.path, href):
+                cursor.insertText(LINE_BREAK, self._muted)
+            tokens = f" · {attachment.tokens:,} tokens" if attachment.tokens else ""
+            cursor.insertText(f"Attached image: {attachment.name}{tokens}", self._muted)
+
+    def write_thumbnail(self, cursor: QTextCursor, path: str, href: str) -> bool:
+        """The image's thumbnail as a link; False (nothing written) when the file is gone or unreadable."""
+        image = thumbnail(path) if path else None
+        if image is None:
+            return False
+        name = f"thumbnail:{path}"
+        cursor.document().addResource(QTextDocument.ResourceType.ImageResource, QUrl(name), image)
+        picture = QTextImageFormat()
+        picture.setName(name)
+        picture.setWidth(image.width())
+        picture.setHeight(image.height())
+        picture.setAnchor(True)
+        picture.setAnchorHref(href)
+        picture.setToolTip("Open the image")
+        cursor.insertImage(picture)
+        return True
 
     def write_thinking(self, cursor: QTextCursor, view: MessageView, opened: bool) -> int | None:
         """The thinking block: its link, and when `opened` the thinking text in a shaded box. Returns the

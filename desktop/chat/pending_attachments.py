@@ -5,13 +5,17 @@ Python and in a thread held the GIL from the UI thread for up to 0.2 s; then chu
 and the in-memory FTS5 index in a task) and shows a chip; a file that cannot be read leaves one sentence in the notice bar and
 nothing attached. After each change the planner's sentence for all of them is asked for (core.fit.context_need)
 and shown under the chips. An image is attached only when the loaded model can see (it has a projector);
-otherwise the notice says so instead of dropping it. `take(question, ...)` chooses what goes to the model
-(core.chat.attachments.retrieval) off the UI thread and hands back the attachments, their chunks and the
-sources, then empties the tray.
+otherwise the notice and the tray say so instead of dropping it. An image's chip shows its token count where the
+projector fixes it (core.fit.projector.fixed_image_tokens), "counted when sent" where the image's size decides.
+When the planner says a larger context would hold everything, the tray offers that reload. `take(question, ...)`
+chooses what goes to the model (core.chat.attachments.retrieval) off the UI thread and hands back the attachments,
+their chunks and the sources, then empties the tray.
 """
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +25,8 @@ from core.chat.attachments.attachment import Attachment
 from core.chat.attachments.extraction import document_format, extract
 from core.chat.attachments.index import ChunkIndex
 from core.chat.attachments.retrieval import DocumentUse, PreparedDocument, choose_parts, estimate_tokens, prepare_document
-from core.fit.context_need import TokenCounter, need_for_loaded
+from core.fit.context_need import RAISE, TokenCounter, need_for_loaded
+from core.fit.projector import fixed_image_tokens, read_projector_info
 from desktop.chat.attachment_tray import AttachmentTray, ChipView
 from desktop.engine_session import EngineSession
 from desktop.models.picker.work import WorkerProcesses
@@ -47,6 +52,13 @@ def token_counter(model_path: str | None) -> Callable[[str], int]:
             except ValueError:
                 return estimate_tokens
         return _counters[model_path]
+
+
+@lru_cache(maxsize=8)
+def image_tokens(projector_path: str) -> int | None:
+    """The tokens every image takes with this projector (read from its header: off the UI thread), None for the
+    projectors that size each image by its own size (counted by the engine when it is sent)."""
+    return fixed_image_tokens(read_projector_info(projector_path))
 
 
 class PendingAttachments(QObject):
@@ -79,6 +91,14 @@ class PendingAttachments(QObject):
     def document_tokens(self) -> int:
         return sum(doc.attachment.tokens for doc in self._documents.values())
 
+    def image_tokens(self) -> int:
+        """The images' tokens where the projector fixes them (0 for those counted only when sent)."""
+        return sum(image.tokens for image in self._images.values())
+
+    def warm_up(self) -> None:
+        """Start the document reader's worker process now, off the UI thread, so the first attach does not wait."""
+        Task(_extractors.run, document_format, Path("warm-up.txt"), parent=self).run_in_background()
+
     # --- changes ---
 
     def add(self, paths: list[Path]) -> None:
@@ -87,8 +107,8 @@ class PendingAttachments(QObject):
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 self._add_image(path)
             elif document_format(path) is None:
-                self.notice.emit("error", f"{path.name} was not attached: LlamaDesk reads text, Markdown, source "
-                                          "code, PDF, Word (.docx) and HTML documents, and images for vision models.")
+                self._refuse(f"{path.name} was not attached: LlamaDesk reads text, Markdown, source code, PDF, "
+                             "Word (.docx) and HTML documents, and images for vision models.")
             else:
                 self._add_document(path)
 
@@ -114,18 +134,35 @@ class PendingAttachments(QObject):
         model = self._session.model
         if model is None or getattr(model, "projector", None) is None:
             name = Path(model.model_path).name if model else "No model is loaded, and a model"
-            self.notice.emit("error", f"{path.name} was not attached: {name} cannot look at images. Load a vision "
-                                      "model with its projector (mmproj file) to ask about pictures.")
+            self._refuse(f"{path.name} was not attached: {name} cannot look at images. Load a vision model with "
+                         "its projector (mmproj file) to ask about pictures.")
             return
         try:
             size = path.stat().st_size
         except OSError as error:
-            self.notice.emit("error", f"Could not read {path.name}: {error.strerror or error}.")
+            self._refuse(f"Could not read {path.name}: {error.strerror or error}.")
             return
         image = Attachment(path.name, "image", 0, size, "image", path=str(path))
         self._images[image.id] = image
-        self._tray.show_chip(ChipView(image.id, image.name, "image", 0))
+        self._tray.show_chip(ChipView(image.id, image.name, "image", None))
+        (Task(image_tokens, model.projector.path, parent=self)
+         .success(lambda tokens: self._image_counted(image.id, tokens))
+         .failure(lambda _error: self._image_counted(image.id, None))
+         .run_in_background())
         self.changed.emit()
+
+    def _image_counted(self, image_id: str, tokens: int | None) -> None:
+        """tokens: what every image takes with this projector; None when it depends on the image's own size."""
+        image = self._images.get(image_id)
+        if image is None:                                   # taken off meanwhile
+            return
+        image = self._images[image_id] = replace(image, tokens=tokens or 0)
+        self._tray.show_chip(ChipView(image.id, image.name, "image", tokens or 0, counted=tokens is not None))
+        self._ask_fit()
+
+    def _refuse(self, sentence: str) -> None:
+        self.notice.emit("error", sentence)
+        self._tray.show_refusal(sentence)
 
     def _add_document(self, path: Path) -> None:
         reading_id = f"reading:{path}"
@@ -156,22 +193,24 @@ class PendingAttachments(QObject):
     def _document_refused(self, reading_id: str, error: BaseException) -> None:
         self._reading.discard(reading_id)
         self._tray.remove_chip(reading_id)
-        self.notice.emit("error", f"Not attached: {error}")
+        self._refuse(f"Not attached: {error}")
         self.changed.emit()
 
     # --- the fit sentence ---
 
     def _ask_fit(self) -> None:
         model = self._session.model
-        if not self._documents:
+        if not self._documents and not self.image_tokens():
             self._tray.show_fit("")
             return
         if model is None:
             self._tray.show_fit("open a model to see whether the documents fit its context")
             return
-        needed = self.chat_tokens + self.document_tokens() + self.answer_tokens + PROMPT_SLACK_TOKENS
+        needed = (self.chat_tokens + self.document_tokens() + self.image_tokens() + self.answer_tokens
+                  + PROMPT_SLACK_TOKENS)
         (Task(need_for_loaded, needed, model, parent=self)
-         .success(lambda need: self._tray.show_fit(need.sentence))
+         .success(lambda need: self._tray.show_fit(need.sentence,
+                                                   need.needed_context if need.verdict == RAISE else 0))
          .failure(lambda error: self._tray.show_fit(f"could not plan the context ({error})"))
          .run_in_background())
 

@@ -4,6 +4,7 @@ API for the main window:
 
     workspace = ChatWorkspace(session, store)      # store: a ChatStore the window opened off the UI thread
     workspace.notice.connect(lambda level, sentence: ...)   # level "info" | "error"
+    workspace.context_raise_requested.connect(lambda n_ctx: ...)   # the tray's "Reload with a 24k context"
     workspace.set_model_ready(True, "SmolLM2-135M")           # enables Send; False while loading / after a crash
     workspace.new_conversation()    # Ctrl+N         workspace.stop()            # Esc
     workspace.focus_composer()
@@ -30,6 +31,7 @@ from desktop.chat import chat_files, code_highlight
 from desktop.chat.answer_flow import AnswerFlow
 from desktop.chat.conversation_list import UNTITLED, ConversationList
 from desktop.chat.conversation_pane import ConversationPane
+from desktop.chat.image_dialog import ImageDialog
 from desktop.chat.message_views import (answer_sources, earlier_thinking_saved, last_context_use, message_view,
                                         thread_views)
 from desktop.chat.pending_attachments import PendingAttachments
@@ -40,12 +42,14 @@ from desktop.tasks import Task
 
 STYLE_SHEET = Path(__file__).with_name("chat.qss")
 HIGHLIGHT_WARM_UP_DELAY_MS = 4000
+READER_WARM_UP_DELAY_MS = 6000     # after the highlighter's: one GIL-heavy start at a time
 STYLE_SHEETS = {"light": STYLE_SHEET, "dark": Path(__file__).with_name("chat-dark.qss")}
 _STATE_VERSION = 1
 
 
 class ChatWorkspace(theme.FollowsLook, QWidget):
     notice = Signal(str, str)          # level "info" | "error", a sentence for the notice bar
+    context_raise_requested = Signal(int)   # the context the attached documents need: reload the model with it
 
     def __init__(self, session: EngineSession, store: ChatStore, parent=None) -> None:
         super().__init__(parent)
@@ -73,6 +77,8 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         # Compiling Pygments' lexers is ~200 ms of pure Python: in a thread it still takes the GIL from the
         # UI thread, so it waits until the window has finished starting (measured: 170 ms stalls otherwise).
         QTimer.singleShot(HIGHLIGHT_WARM_UP_DELAY_MS, lambda: Task(code_highlight.warm_up).run_in_background())
+        # The document reader's worker process: started on the first attach, it stalled the UI 176-302 ms.
+        QTimer.singleShot(READER_WARM_UP_DELAY_MS, self, self.attachments.warm_up)
         self._start()
 
     # --- public API ---
@@ -141,6 +147,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         pane.settings.changed.connect(self._settings_changed)
         pane.files_given.connect(self.attachments.add)
         self.attachments.notice.connect(self.notice)
+        pane.tray.raise_requested.connect(self.context_raise_requested)
         self.attachments.changed.connect(lambda: pane.set_attachments_busy(self.attachments.reading))
         pane.thinking.changed.connect(self._thinking_changed)
         self.session.loaded.connect(lambda model: pane.thinking.show_support(model.thinking))
@@ -319,6 +326,9 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         if name == "source":
             self._open_source(message_id)
             return
+        if name == "image":
+            self._open_image(message_id)
+            return
         if self.answers.running:
             self.notice.emit("info", "Wait for the answer to finish, or press Esc to stop it.")
             return
@@ -342,6 +352,17 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         if int(number) < len(sources):
             self.source_dialog = SourceDialog(sources[int(number)], self)
             self.source_dialog.open()
+
+    def _open_image(self, address: str) -> None:
+        """address: "<message id>/<n>": the message's n-th attachment, an image, shown whole."""
+        message_id, _, number = address.partition("/")
+        if self.conversation is None or not number.isdigit():
+            return
+        attachments = self.conversation.message(message_id).attachments
+        if int(number) < len(attachments):
+            attachment = attachments[int(number)]
+            self.image_dialog = ImageDialog(attachment.path, attachment.name, self)
+            self.image_dialog.open()
 
     def _switch_branch(self, message_id: str, step: int) -> None:
         conversation = self.conversation

@@ -91,6 +91,19 @@ def test_an_image_for_a_model_without_vision_says_so_instead_of_being_dropped(qt
     attach_and_wait(qtbot, ready, tmp_path / "cat.png")
     assert ready.attachments.empty
     assert any("cat.png was not attached" in n and "cannot look at images" in n for n in notices)
+    assert ready.pane.tray.refusal.isVisible() and "cannot look at images" in ready.pane.tray.refusal.text()
+
+
+def test_a_document_that_needs_a_larger_context_offers_the_reload(qtbot, ready, tmp_path):
+    (tmp_path / "log.txt").write_text("\n\n".join(filler_page(n) for n in range(1, 17)), encoding="utf-8")
+    attach_and_wait(qtbot, ready, tmp_path / "log.txt")
+    tray = ready.pane.tray
+    qtbot.waitUntil(lambda: tray.fit.text() != "", timeout=30_000)
+    assert tray.fit.text().startswith("Needs a 4k context: +") and tray.fit.text().endswith("raise the context?")
+    assert tray.raise_button.isVisible() and tray.raise_button.text() == "Raise the context to 4k"
+    with qtbot.waitSignal(ready.context_raise_requested, timeout=5000) as asked:
+        tray.raise_button.click()
+    assert asked.args == [4096]
 
 
 def test_files_dropped_or_pasted_on_the_message_box_are_attached(qtbot, ready, tmp_path):
