@@ -81,3 +81,20 @@ def speed_text(row: PickerRow) -> str:
 def fits(row: PickerRow) -> bool:
     """For the 'Fits this machine' filter: rows not yet checked stay visible until they are known not to fit."""
     return badge_kind(row) != "too-large"
+
+
+VISION = "vision"
+
+
+def vision_mark(row: PickerRow) -> str:
+    """' · vision' after the name of a model that has a paired projector (it can look at images)."""
+    return f" · {VISION}" if row.sees_images else ""
+
+
+def vision_tooltip(row: PickerRow) -> str:
+    projector = row.projector
+    if projector is None:
+        return ""
+    if projector.path is not None:
+        return f"Sees images with its projector {projector.filename}, loaded with it."
+    return f"Sees images with its projector {projector.filename}, downloaded with it."

@@ -42,7 +42,23 @@ def heading_text(row: PickerRow) -> str:
     where = row.repo_id or (row.local.source if row.local else "")
     size = format_bytes(row.size) if row.size else "size unknown"
     return (f"<b>{html.escape(row.title)}</b><br><span>{html.escape(row.filename)} · {row.quant or '—'} · "
-            f"{size} · {html.escape(where)}</span>")
+            f"{size} · {html.escape(where)}</span>" + vision_text(row))
+
+
+def vision_text(row: PickerRow) -> str:
+    """What the plan counts of a vision model's projector, and how honestly (a hub file's header is not read)."""
+    projector = row.projector
+    if projector is None:
+        return ""
+    name = html.escape(projector.filename)
+    if projector.path is not None:
+        counted = "its weights and image buffer are counted in the plan, from its header"
+    elif projector.size:
+        counted = (f"{format_bytes(projector.size)}, downloaded with it; the plan counts its weights from the hub's "
+                   "listed size (its image buffer is counted once it is on this computer)")
+    else:
+        counted = "downloaded with it; its size is not listed, so the plan does not count it"
+    return f"<br><span>Vision: sees images with its projector {name} — {counted}.</span>"
 
 
 def _label(name: str, object_name: str, *, wrap: bool = True) -> QLabel:

@@ -29,10 +29,10 @@ class DownloadQueue(QObject):
             self.progressed.emit(progress)  # queued to the UI thread: this object lives there
 
     def download(self, row: PickerRow) -> None:
-        """Queue every part of the row's file (progress arrives through ``progressed``)."""
+        """Queue every part of the row's file, and of a vision model's projector (progress arrives through
+        ``progressed``; each is verified like any download)."""
         requests = [DownloadRequest(row.repo_id or "", part, row.revision, sha, size)
-                    for part, sha, size in zip(row.parts, row.sha256s or (None,) * len(row.parts),
-                                               row.sizes or (None,) * len(row.parts))]
+                    for part, sha, size in row.downloads]
         (Task(lambda: [self.manager.enqueue(request) for request in requests], parent=self)
          .failure(lambda error: self.failed_to_start.emit(str(error)))
          .run_in_background())
@@ -50,8 +50,8 @@ class DownloadQueue(QObject):
         self.latest[(progress.repo_id, progress.filename)] = progress
 
     def row_progress(self, row: PickerRow) -> list[DownloadProgress]:
-        """The newest progress of each part of the row's file that was queued in this session."""
-        found = (self.latest.get((row.repo_id or "", part)) for part in row.parts)
+        """The newest progress of each part of the row's file (and its projector) that was queued in this session."""
+        found = (self.latest.get((row.repo_id or "", part)) for part, _sha, _size in row.downloads)
         return [progress for progress in found if progress is not None]
 
     def close(self) -> None:

@@ -35,13 +35,13 @@ class FileListTab(QWidget):
 
     def show_rows(self, rows: list[PickerRow], planning: Planning | None) -> None:
         """Replace the table's rows and fit-check them (when the machine is known)."""
-        self.table.source.set_rows(rows)
+        self.table.source.set_rows(_without_projectors(rows))
         self.refit(planning)
 
     def update_rows(self, rows: list[PickerRow], planning: Planning | None) -> None:
         """New rows for the table that keep the fits already known for the same files; check only the others."""
         known = {row.key: row.fit for row in self.table.source.rows if row.fit is not None}
-        kept = [replace(row, fit=known.get(row.key)) for row in rows]
+        kept = [replace(row, fit=known.get(row.key)) for row in _without_projectors(rows)]
         selected = self.table.selected_row()
         self.table.source.set_rows(kept)
         if selected is not None:
@@ -77,3 +77,8 @@ class FileListTab(QWidget):
         else:
             text = f"{total} files" + (f" · {hidden} hidden because they do not fit this machine" if hidden else "")
         self.status.setText(text)
+
+
+def _without_projectors(rows: list[PickerRow]) -> list[PickerRow]:
+    """A projector (mmproj) cannot chat alone: it shows as its model's vision mark, never as a row of its own."""
+    return [row for row in rows if not row.is_projector]

@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QStyle, QStyledIt
                                QTableView, QWidget)
 
 from core.platform.units import format_bytes
-from desktop.models.picker.badges import badge_colours, badge_kind, badge_text, fits, speed_text
+from desktop.models.picker.badges import (VISION, badge_colours, badge_kind, badge_text, fits, speed_text,
+                                         vision_mark, vision_tooltip)
 from desktop.models.picker.rows import PickerRow
 
 COLUMNS = ("Model", "File", "Quant", "Size", "Fit on this machine", "Speed")
@@ -130,7 +131,7 @@ class FileTableModel(QAbstractTableModel):
 
     @staticmethod
     def _text(row: PickerRow, column: int) -> str:
-        return (row.title, _file_text(row), row.quant or "—", _size_text(row), badge_text(row),
+        return (row.title + vision_mark(row), _file_text(row), row.quant or "—", _size_text(row), badge_text(row),
                 speed_text(row))[column]
 
     @staticmethod
@@ -150,7 +151,8 @@ class FileTableModel(QAbstractTableModel):
         if column == FILE:
             return "\n".join(row.parts) if row.parts else str(row.local.path if row.local else row.filename)
         if column == MODEL:
-            return f"{row.title}\n{row.repo_id}" if row.repo_id else row.title
+            lines = [row.title, row.repo_id or "", vision_tooltip(row)]
+            return "\n".join(line for line in lines if line)
         return FileTableModel._text(row, column)
 
 
@@ -193,6 +195,14 @@ class FileTableDelegate(QStyledItemDelegate):
             rest = room - option.fontMetrics.horizontalAdvance(notes)
             option.text = (elide_file_name(name, option.fontMetrics, rest) + notes if rest >= 80
                            else elide_file_name(name, option.fontMetrics, room))  # narrow: the name before notes
+        mark = f" · {VISION}"
+        if (index.column() == MODEL and option.text.endswith(mark) and room > 0
+                and option.fontMetrics.horizontalAdvance(option.text) > room):
+            # "long-model-name · vision": the name shortens, the vision mark stays in view
+            rest = room - option.fontMetrics.horizontalAdvance(mark)
+            name = option.text.removesuffix(mark)
+            option.text = (option.fontMetrics.elidedText(name, Qt.TextElideMode.ElideRight, rest) + mark
+                           if rest >= 40 else option.text)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:
         colours = index.data(BADGE_ROLE) if index.column() == FIT else None

@@ -9,11 +9,28 @@ from pathlib import Path
 
 from core.models.catalog import Catalog
 from core.models.fit_check import FileFit, FileRef
-from core.models.hub import RepoListing
+from core.models.hub import RemoteModel, RepoListing
 from core.models.library import LocalModel
 from core.models.plan_inputs import PlanInputs
+from core.models.projectors import is_projector_name, listed_projector_info
 
 CATALOG, SEARCH, LOCAL = "catalog", "search", "local"
+
+
+@dataclass(frozen=True)
+class ProjectorFile:
+    """A vision model's paired projector (core.models.projectors): on the hub (its parts, verified like any file) or
+    on this computer (its path)."""
+
+    filename: str
+    parts: tuple[str, ...] = ()
+    sha256s: tuple[str | None, ...] = ()
+    sizes: tuple[int | None, ...] = ()
+    path: Path | None = None
+
+    @property
+    def size(self) -> int | None:
+        return None if not self.sizes or None in self.sizes else sum(self.sizes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,26 @@ class PickerRow:
     local: LocalModel | None = None       # set when the file is on this computer (and complete)
     fit: FileFit | None = None            # set once the fit check is done
     plan_inputs: PlanInputs | None = field(default=None, compare=False)  # a catalog file's: planned offline
+    projector: ProjectorFile | None = None  # set for a vision model: it downloads and loads with it
+
+    @property
+    def sees_images(self) -> bool:
+        return self.projector is not None
+
+    @property
+    def is_projector(self) -> bool:
+        """An mmproj file: it belongs to a model's row, never a row of its own."""
+        return is_projector_name(self.filename)
+
+    @property
+    def downloads(self) -> list[tuple[str, str | None, int | None]]:
+        """(file, sha256, size) of every part to fetch: the model's, then its projector's."""
+        files = list(zip(self.parts, self.sha256s or (None,) * len(self.parts), self.sizes or (None,) * len(self.parts)))
+        if self.projector is not None and self.projector.parts:
+            projector = self.projector
+            files += zip(projector.parts, projector.sha256s or (None,) * len(projector.parts),
+                         projector.sizes or (None,) * len(projector.parts))
+        return files
 
     @property
     def is_remote(self) -> bool:
@@ -50,8 +87,11 @@ class PickerRow:
         """The file as core's fit check takes it: a hub file is planned from its header even when a copy is on disk
         (the same verdict as before the download); a local row from the header the library read."""
         if self.is_remote:
+            projector = self.projector
+            listed = (listed_projector_info(projector.filename, projector.size)
+                      if projector is not None and projector.size else None)
             return FileRef(self.filename, self.repo_id, self.revision, self.parts, self.sha256s, self.quant, self.size,
-                           plan_inputs=self.plan_inputs)
+                           plan_inputs=self.plan_inputs, projector_info=listed)
         local = self.local
         return FileRef(self.filename, self.repo_id, quant=self.quant, size=self.size,
                        local_path=local.path if local is not None else None,
@@ -71,17 +111,27 @@ def rows_from_catalog(catalog: Catalog) -> list[PickerRow]:
 
 
 def rows_from_listing(listing: RepoListing) -> list[PickerRow]:
+    """A row per complete model of the repository; its projectors are no rows of their own but go with the models
+    they pair with."""
     return [PickerRow(f"{SEARCH}:{listing.repo_id}/{m.first_file.filename}", SEARCH, m.name,
                       m.first_file.filename, m.quant, m.size, listing.repo_id, listing.commit,
                       tuple(p.filename for p in m.parts), tuple(p.sha256 for p in m.parts),
-                      tuple(p.size for p in m.parts))
+                      tuple(p.size for p in m.parts), projector=_remote_projector(listing.projector_for(m)))
             for m in listing.models if m.complete and not m.is_projector]
+
+
+def _remote_projector(model: RemoteModel | None) -> ProjectorFile | None:
+    if model is None or not model.complete:
+        return None
+    return ProjectorFile(model.first_file.filename, tuple(p.filename for p in model.parts),
+                         tuple(p.sha256 for p in model.parts), tuple(p.size for p in model.parts))
 
 
 def row_from_local(model: LocalModel) -> PickerRow:
     quant = model.info.quantization if model.info is not None else None
+    projector = ProjectorFile(model.projector.name, path=model.projector) if model.projector is not None else None
     return PickerRow(f"{LOCAL}:{model.path}", LOCAL, model.name, model.path.name, quant, model.size,
-                     model.repo_id, local=model)
+                     model.repo_id, local=model, projector=projector)
 
 
 def with_local_copies(rows: list[PickerRow], library: list[LocalModel]) -> list[PickerRow]:

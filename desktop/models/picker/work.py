@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ALL_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import psutil
@@ -18,6 +18,7 @@ from pathlib import Path
 from core.fit import dry_run
 from core.fit.choice import OffloadChoice
 from core.fit.planner import Plan
+from core.fit.projector import ProjectorError, read_projector_info
 from core.gguf.reader import ModelInfo
 from core.machine.hardware import HardwareSnapshot
 from core.models import catalog, fit_check, hub, library
@@ -177,7 +178,19 @@ def _plan_row_in_worker(row: PickerRow, **planning) -> "RowPlan":
 
 def fit_row(row: PickerRow, planning: Planning) -> FileFit:
     """One row's fit: core's one fit check (the same the CLI and a load use)."""
-    return fit_check.check_file(row.ref, planning.conditions, planning.cache)
+    return fit_check.check_file(file_ref(row), planning.conditions, planning.cache)
+
+
+def file_ref(row: PickerRow) -> fit_check.FileRef:
+    """The row's file for the fit check with its projector counted: a local projector's header is read here."""
+    ref = row.ref
+    projector = row.projector
+    if projector is None or projector.path is None:
+        return ref
+    try:
+        return replace(ref, projector_info=read_projector_info(projector.path))
+    except ProjectorError:      # a broken projector does not stop the model chatting: plan the model alone
+        return ref
 
 
 # -- one row, for the details pane -----------------------------------------------------------------------------------
@@ -191,7 +204,7 @@ def plan_row_off_thread(row: PickerRow, planning: Planning) -> RowPlan:
 def plan_row(row: PickerRow, planning: Planning) -> RowPlan:
     """The plan for the details pane's context and KV choice (the one fit check, so the same as the list's)."""
     entries = row.fit.entries if row.fit is not None else ()
-    fit = fit_check.check_file(row.ref, planning.conditions, planning.cache, entries)
+    fit = fit_check.check_file(file_ref(row), planning.conditions, planning.cache, entries)
     if fit.plan is None:
         raise FitCheckFailed(fit.error or f"{row.filename} could not be planned.")
     return RowPlan(row.key, fit.info, fit.plan, fit.choice)
