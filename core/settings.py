@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from core.gguf.kv_types import OFFERED_KV_TYPES, needs_flash_attention
 from core.platform import locations
@@ -44,6 +45,23 @@ class RemoteEndpoint:
     @property
     def label(self) -> str:
         return self.name or self.url
+
+    @property
+    def host(self) -> str:
+        """The computer the model runs on, as the user wrote it ('192.168.1.30', 'gpu-box:8080')."""
+        return urlsplit(self.url).netloc or self.url
+
+
+def endpoint_url_problem(url: str) -> str | None:
+    """Why `url` cannot be an endpoint's address, in a sentence; None when it can."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"'{url}' is not an endpoint address: write it as http://HOST:PORT (or https://...)."
+    return None
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,7 @@ def _remote_endpoints(value: object) -> object:
     for item in value:
         if not isinstance(item, dict) or not all(isinstance(item.get(k, ""), str) for k in ("url", "api_key", "name")):
             return _INVALID
-        if not str(item.get("url", "")).startswith(("http://", "https://")):
+        if endpoint_url_problem(str(item.get("url", ""))) is not None:
             return _INVALID
         endpoints.append(RemoteEndpoint(item["url"], item.get("api_key", ""), item.get("name", "")))
     return tuple(endpoints)

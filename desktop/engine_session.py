@@ -6,6 +6,10 @@ collection worker; Stop goes straight to the client, which is thread-safe for th
 An answer arrives as separate streams: its text (token_arrived), its thinking (reasoning_arrived) and the
 tools it calls (tool_called); `model` is the model loaded last, whose ThinkingSupport says which thinking
 controls a chat may offer.
+
+use_remote(endpoint, model) chats through a RemoteClient instead (a model on another computer's
+OpenAI-compatible server): the same signals, `loaded` with a LoadedModel whose backend is REMOTE_BACKEND and
+which holds nothing here; `remote` names the endpoint while it is in use. A local load() leaves it.
 """
 from __future__ import annotations
 
@@ -14,11 +18,30 @@ import logging
 from PySide6.QtCore import QObject, Signal
 
 from core.engine.client import EngineClient, EngineCrashed
+from core.engine.remote_client import RemoteClient, RemoteModelGone
 from core.engine.protocol import (AnswerFinished, ContextTrimmed, LoadedModel, LoadSettings, ReasoningText,
                                   SamplingSettings, ThinkingChoice, TokenText, ToolCallMade)
+from core.settings import RemoteEndpoint
 from desktop.tasks import Task
 
 log = logging.getLogger(__name__)
+
+REMOTE_BACKEND = "remote"
+
+
+def remote_model(endpoint: RemoteEndpoint, model_id: str, context_length: int) -> LoadedModel:
+    """What `loaded` carries for a remote model: its id and where it runs; no memory of this computer."""
+    return LoadedModel(model_path=model_id, n_ctx=context_length, n_gpu_layers=0, n_layers=0,
+                       backend=REMOTE_BACKEND, load_seconds=0.0, resident_bytes=0, resident_growth_bytes=0,
+                       gpu_bytes=None, chat_template_source="remote", settings=LoadSettings(model_path=model_id),
+                       description=f"{model_id} at {endpoint.host}")
+
+
+def check_remote_model(client: RemoteClient) -> None:
+    """The endpoint answers with this key and still serves the model; else its RemoteEngineError."""
+    if client.model not in client.models():
+        raise RemoteModelGone(f"{client.endpoint.label} no longer serves the model '{client.model}': "
+                              "pick another of its models.")
 
 
 class EngineSession(QObject):
@@ -41,10 +64,16 @@ class EngineSession(QObject):
         self._busy = False
         self._last_settings: LoadSettings | None = None
         self._model: LoadedModel | None = None
+        self._remote: RemoteClient | None = None
 
     @property
     def engine_pid(self) -> int | None:
-        return self._client.pid
+        return self._client.pid if self._remote is None else None
+
+    @property
+    def remote(self) -> RemoteEndpoint | None:
+        """The endpoint whose model answers, while a remote model is in use."""
+        return self._remote.endpoint if self._remote is not None else None
 
     @property
     def busy(self) -> bool:
@@ -60,6 +89,7 @@ class EngineSession(QObject):
         return self._model
 
     def load(self, settings: LoadSettings) -> None:
+        self._remote = None
         self._last_settings = settings
         self._model = None
         self._set_busy(True)
@@ -68,6 +98,18 @@ class EngineSession(QObject):
         (Task(self._client.load, settings, on_progress=self.load_progressed.emit)
          .success(self._on_loaded)
          .failure(self._on_load_failure)
+         .run_in_background(serial=True))
+
+    def use_remote(self, endpoint: RemoteEndpoint, model_id: str, context_length: int = 4096) -> None:
+        """Answer through `model_id` on `endpoint` from now on (checked off the UI thread first);
+        `context_length` is what the chat assumes the remote model takes (the server's is not published)."""
+        client = RemoteClient(endpoint, model_id)
+        previous, self._model = self._model, None
+        self._set_busy(True)
+        self.load_started.emit(model_id)
+        (Task(self._switch_to_remote, client)
+         .success(lambda _none: self._remote_ready(client, context_length))
+         .failure(lambda error: self._remote_refused(error, previous))
          .run_in_background(serial=True))
 
     def ask(self, messages: list[dict], sampling: SamplingSettings,
@@ -81,19 +123,27 @@ class EngineSession(QObject):
          .run_in_background(serial=True))
 
     def stop(self) -> None:
-        self._client.stop()
+        (self._remote or self._client).stop()
 
     def engine_alive(self) -> bool:
-        return self._client.is_alive()
+        """False when the local engine process died; a remote model has no process here to lose."""
+        return self._remote is not None or self._client.is_alive()
 
     def shutdown(self) -> None:
+        if self._remote is not None:
+            self._remote.stop()
         self._client.stop()
         self._client.close()
 
     # --- background side (serial thread) ---
 
+    def _switch_to_remote(self, client: RemoteClient) -> None:
+        """The local model is freed only once the remote one is known to answer: a refusal keeps it."""
+        check_remote_model(client)
+        self._client.unload()
+
     def _stream_answer(self, messages: list[dict], sampling: SamplingSettings, thinking: ThinkingChoice):
-        yield from self._client.chat(messages, sampling, thinking=thinking)
+        yield from (self._remote or self._client).chat(messages, sampling, thinking=thinking)
 
     # --- UI side ---
 
@@ -101,6 +151,18 @@ class EngineSession(QObject):
         self._model = loaded
         self._set_busy(False)
         self.loaded.emit(loaded)
+
+    def _remote_ready(self, client: RemoteClient, context_length: int) -> None:
+        self._remote = client
+        self._last_settings = None  # nothing local to reload
+        self._on_loaded(remote_model(client.endpoint, client.model, context_length))
+
+    def _remote_refused(self, error: BaseException, previous: LoadedModel | None) -> None:
+        """The sentence, then the model that was in use before is back (nothing was unloaded)."""
+        self._on_load_failure(error)
+        if previous is not None:
+            self._model = previous
+            self.loaded.emit(previous)
 
     def _on_load_failure(self, error: BaseException) -> None:
         self._set_busy(False)

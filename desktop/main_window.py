@@ -21,11 +21,11 @@ from core.fit import calibration
 from core.fit.load_preparation import PreparedLoad, prepare_load
 from core.fit.planner import Plan
 from core.fit.choice import choice_from_settings, settings_with_choice
-from core.settings import Settings
+from core.settings import RemoteEndpoint, Settings
 from core.chat.store import ChatStore
 from desktop.chat.workspace import ChatWorkspace
-from desktop.engine_session import EngineSession
-from desktop.models.model_bar import ModelBar
+from desktop.engine_session import REMOTE_BACKEND, EngineSession
+from desktop.models.model_bar import ModelBar, remote_title
 from desktop.models.offload_panel import OffloadDialog
 from desktop.models.picker.picker import ModelPicker
 from desktop.monitor.dashboard import MemoryDashboard
@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self._running_plan: Plan | None = None  # the plan the loaded model runs as: its answers' speeds calibrate it
         self.picker: ModelPicker | None = None  # made on first use: it owns header cache, downloads, workers
         self._picker_dialog: QDialog | None = None
+        self._remote_pending: RemoteEndpoint | None = None  # the endpoint whose model is being checked
         self._model_title = ""
         self._lay_out()
         self._connect()
@@ -110,7 +111,6 @@ class MainWindow(QMainWindow):
         session.answer_finished.connect(self._record_answer_speed)
         session.answer_failed.connect(self._engine_failed)
         session.busy_changed.connect(self.model_bar.set_enabled_for_busy)
-        session.loaded.connect(self.dashboard.show_loaded_model)
         self.sampler.sampled.connect(self.memory.show_sample)
         self.sampler.sampled.connect(self.dashboard.show_sample)
 
@@ -186,6 +186,8 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.picker)
         self.picker.load_requested.connect(lambda path: (dialog.hide(), self.open_model(path)))
+        self.picker.remote_model_chosen.connect(lambda endpoint, model: (dialog.hide(),
+                                                                         self.use_remote(endpoint, model)))
         self.picker.notice.connect(self._show_notice)
         return dialog
 
@@ -201,13 +203,24 @@ class MainWindow(QMainWindow):
          .failure(lambda error: self._model_rejected(path, error))
          .run_in_background())
 
+    def use_remote(self, endpoint: RemoteEndpoint, model_id: str) -> None:
+        """Chat through `model_id` served at `endpoint` (another computer's OpenAI-compatible server)."""
+        if self.session.busy:
+            self.notice.show_info("Please wait: the model is busy. Stop the answer first to switch models.")
+            return
+        self.notice.hide()
+        self._prepared = None
+        self._remote_pending = endpoint
+        self.session.use_remote(endpoint, model_id, self.settings.context_length)
+
     def _load_prepared(self, prepared: PreparedLoad) -> None:
         self._prepared = prepared
         self.session.load(prepared.settings)
 
     def _load_started(self, path: str) -> None:
         self._set_model_ready(False)
-        self.model_bar.show_loading(path)
+        endpoint, self._remote_pending = self._remote_pending, None
+        self.model_bar.show_loading(path, remote_title(path, endpoint.host) if endpoint else "")
 
     def _model_rejected(self, path: str, error: BaseException) -> None:
         self.notice.show_error(f"Could not open {Path(path).name}: {error}")
@@ -216,6 +229,12 @@ class MainWindow(QMainWindow):
             self._store(self.settings.without_recent_model(path))
 
     def _model_loaded(self, loaded) -> None:
+        remote = self.session.remote if loaded.backend == REMOTE_BACKEND else None
+        self.dashboard.show_remote(remote.host if remote else None)
+        if remote is not None:
+            self._remote_loaded(loaded, remote)
+            return
+        self.dashboard.show_loaded_model(loaded)
         prepared = self._prepared
         # A load that stepped down (fewer layers, a smaller context) does not run as planned: its speed says
         # nothing about the plan's prediction.
@@ -229,6 +248,14 @@ class MainWindow(QMainWindow):
             self.notice.show_info(step)
         self._store(self.settings.with_recent_model(loaded.model_path))
         self._model_title = title
+        self._set_model_ready(True)
+        if self.chat is not None:
+            self.chat.focus_composer()
+
+    def _remote_loaded(self, loaded, endpoint: RemoteEndpoint) -> None:
+        self._running_plan = None  # its speed says nothing about this machine's plans
+        self.model_bar.show_remote(loaded.model_path, endpoint.host, ["Remote engine", endpoint.label])
+        self._model_title = loaded.model_path
         self._set_model_ready(True)
         if self.chat is not None:
             self.chat.focus_composer()

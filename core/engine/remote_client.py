@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from core.engine.errors import EngineError
 from core.engine.protocol import (AnswerFinished, AnswerStats, ChatEvent, ReasoningText, SamplingSettings,
                                   ThinkingChoice, TokenText, ToolCall, ToolCallMade)
-from core.settings import RemoteEndpoint  # the endpoints the user saved: one declaration of what one is
+from core.settings import RemoteEndpoint, endpoint_url_problem  # the endpoints the user saved: declared once
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ class RemoteClient:
     """Chats with one model of one endpoint. chat() streams one answer at a time; stop() is thread-safe."""
 
     def __init__(self, endpoint: RemoteEndpoint, model: str = "", *, timeout: float = ANSWER_TIMEOUT_S) -> None:
-        parts = urlsplit(endpoint.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RemoteEngineError(f"'{endpoint.url}' is not an endpoint address: write it as "
-                                    "http://HOST:PORT (or https://...).")
+        problem = endpoint_url_problem(endpoint.url)
+        if problem is not None:
+            raise RemoteEngineError(problem)
+        parts = urlsplit(endpoint.url.strip())
         self.endpoint = endpoint
         self.model = model
         self.timeout = timeout

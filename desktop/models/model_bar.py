@@ -47,6 +47,10 @@ class FactsLabel(QLabel):
                                   self.isEnabled(), self.shown_text(), self.foregroundRole())
 
 
+def remote_title(model_id: str, host: str) -> str:
+    return f"remote: {model_id} at {host}"
+
+
 class ModelBar(QWidget):
     open_requested = Signal(str)
     offload_requested = Signal()
@@ -114,8 +118,8 @@ class ModelBar(QWidget):
         self.recent.setEnabled(self.recent.count() > 1)
         self.recent.blockSignals(False)
 
-    def show_loading(self, path: str) -> None:
-        self.title.setText(Path(path).stem)
+    def show_loading(self, path: str, title: str = "") -> None:
+        self.title.setText(title or Path(path).stem)
         self.details.set_facts(["Loading…"])
         self.progress.setValue(0)
         self.progress.show()
@@ -130,6 +134,11 @@ class ModelBar(QWidget):
         self.details.set_facts(facts)
         self.offload_button.setEnabled(True)
         self._idle()
+
+    def show_remote(self, model_id: str, host: str, facts: Sequence[str]) -> None:
+        """A model served on another computer: nothing of it to offload here."""
+        self.show_loaded(remote_title(model_id, host), facts)
+        self.offload_button.setEnabled(False)
 
     def show_unloaded(self, message: str) -> None:
         self.title.setText("No model loaded")

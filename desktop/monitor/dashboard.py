@@ -3,6 +3,7 @@
     dashboard = MemoryDashboard()
     sampler.sampled.connect(dashboard.show_sample)            # desktop.monitor.sampler.MemorySampler
     session.loaded.connect(dashboard.show_loaded_model)       # LoadedModel -> "Prediction vs actual"
+    dashboard.show_remote("gpu-box:8080")                     # a remote model: its memory is not here (None: local)
 
 It never samples by itself: whoever owns the 1 Hz MemorySampler feeds it. Each sample goes into core's
 MemoryHistory, the only copy kept: the charts draw their lines from it and the peaks are read from them.
@@ -31,6 +32,11 @@ from desktop.widgets.stacked_bar import EMPTY_COLOR, BarPart, MemoryBarSection
 
 NO_GPU = "No GPU detected — everything runs on the CPU"
 WAITING = "Waiting for the first sample…"
+
+
+def remote_text(host: str) -> str:
+    return f"The model runs on {host}: its memory is not on this computer."
+
 ENGINE_COLOR = "#2f6fdb"
 APP_COLOR = "#8fb3ee"
 OTHERS_COLOR = "#a9b2bc"
@@ -129,6 +135,9 @@ class MemoryDashboard(theme.FollowsLook, QWidget):
         self.no_gpu = _label(NO_GPU, "dashboardNote", "GPU status")
         self.no_gpu.setVisible(False)  # until a sample says so
         self.prediction = PredictionBox()
+        self.remote_note = _label("", "dashboardNote", "Where the model runs")
+        self.remote_note.setWordWrap(True)
+        self.remote_note.setVisible(False)
         self.ram_chart = HistoryChart("RAM over time", self._history)
         self.ram_chart.add_line("engine", "Engine", engine_or_nothing, color=CPU_LINE)
         self.ram_chart.add_line("app", "App", app_resident, color=APP_LINE, dashed=True)
@@ -146,7 +155,7 @@ class MemoryDashboard(theme.FollowsLook, QWidget):
         column = QVBoxLayout(content)
         column.setContentsMargins(12, 10, 12, 10)
         column.setSpacing(10)
-        for widget in (self.heading, self.status, self.host_section, self.no_gpu):
+        for widget in (self.heading, self.remote_note, self.status, self.host_section, self.no_gpu):
             column.addWidget(widget)
         self.gpu_area = QVBoxLayout()
         self.gpu_area.setSpacing(10)
@@ -182,6 +191,13 @@ class MemoryDashboard(theme.FollowsLook, QWidget):
 
     def show_prediction(self, comparison: LoadComparison | None) -> None:
         self.prediction.show_comparison(comparison)
+
+    def show_remote(self, host: str | None) -> None:
+        """A model on another computer (its host) in use, or None for a local one: the prediction box is a local
+        load's, so it gives way to the sentence saying where the memory is."""
+        self.remote_note.setText(remote_text(host) if host else "")
+        self.remote_note.setVisible(bool(host))
+        self.prediction.setVisible(not host)
 
     def show_loaded_model(self, model: LoadedModel | None) -> None:
         """After a load (or None after an unload): the prediction box for this model, and the load kept in this

@@ -1,5 +1,6 @@
 """The settings dialog: model folders, threads, default context, GPU safety margin (or the one learned from this
-machine's loads, with a reset) and theme.
+machine's loads, with a reset), theme and the remote engines (OpenAI-compatible servers on other computers whose
+models the picker's Remote tab lists).
 
     dialog = SettingsDialog(settings, physical_cores=snapshot.host.physical_cores)
     dialog.settings_changed.connect(use_settings)        # Settings, emitted once they are saved
@@ -11,15 +12,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
-                               QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+                               QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QSizePolicy,
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from core.fit import calibration
 from core.machine import hardware
 from core import settings as settings_store
-from core.settings import Settings
+from core.settings import RemoteEndpoint, Settings, endpoint_url_problem
 from desktop.settings.folder_list import FolderList
 from desktop.tasks import Task
 from desktop.theme import THEME_LABELS, apply_theme
@@ -62,6 +64,89 @@ def cores_text(physical: int | None) -> str:
     return f"Auto uses the {physical} physical cores of this computer."
 
 
+def endpoint_text(endpoint: RemoteEndpoint) -> str:
+    key = " · with an API key" if endpoint.api_key else ""
+    return (f"{endpoint.name} — {endpoint.url}" if endpoint.name else endpoint.url) + key
+
+
+class RemoteEndpointList(QWidget):
+    """The remote engines: a list, and a row to add one (address, optional key and name); a bad address is
+    refused with its sentence under the row."""
+
+    def __init__(self, endpoints: tuple[RemoteEndpoint, ...], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.list = QListWidget()
+        self.list.setAccessibleName("Remote engines")
+        self.list.setMaximumHeight(90)
+        self.url_edit = QLineEdit()
+        self.url_edit.setAccessibleName("Remote engine address")
+        self.url_edit.setPlaceholderText("http://192.168.1.30:8080")
+        self.key_edit = QLineEdit()
+        self.key_edit.setAccessibleName("Remote engine API key")
+        self.key_edit.setPlaceholderText("API key (optional)")
+        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.name_edit = QLineEdit()
+        self.name_edit.setAccessibleName("Remote engine name")
+        self.name_edit.setPlaceholderText("Name (optional)")
+        self.add_button = QPushButton("Add")
+        self.add_button.setAccessibleName("Add the remote engine")
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setAccessibleName("Remove the selected remote engine")
+        self.remove_button.setEnabled(False)
+        self.error = _note("", "Remote engine error")
+        self.error.setObjectName("settingsError")
+        self.error.hide()
+        self._lay_out()
+        for endpoint in endpoints:
+            self._append(endpoint)
+        self.add_button.clicked.connect(self.add_from_fields)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.list.currentRowChanged.connect(lambda row: self.remove_button.setEnabled(row >= 0))
+
+    def _lay_out(self) -> None:
+        fields = QHBoxLayout()
+        fields.addWidget(self.url_edit, 3)
+        fields.addWidget(self.key_edit, 2)
+        fields.addWidget(self.name_edit, 2)
+        fields.addWidget(self.add_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        list_row = QHBoxLayout()
+        list_row.addWidget(self.list, 1)
+        list_row.addWidget(self.remove_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(list_row)
+        layout.addLayout(fields)
+        layout.addWidget(self.error)
+
+    def endpoints(self) -> tuple[RemoteEndpoint, ...]:
+        return tuple(self.list.item(row).data(Qt.ItemDataRole.UserRole) for row in range(self.list.count()))
+
+    def add_from_fields(self) -> bool:
+        """Add what the fields say; False (and the sentence shown) when the address cannot be one."""
+        url = self.url_edit.text().strip().rstrip("/")
+        problem = endpoint_url_problem(url)
+        if problem is None and any(endpoint.url == url for endpoint in self.endpoints()):
+            problem = f"{url} is in the list already."
+        self.error.setText(problem or "")
+        self.error.setVisible(problem is not None)
+        if problem is not None:
+            return False
+        self._append(RemoteEndpoint(url, self.key_edit.text().strip(), self.name_edit.text().strip()))
+        for edit in (self.url_edit, self.key_edit, self.name_edit):
+            edit.clear()
+        return True
+
+    def remove_selected(self) -> None:
+        row = self.list.currentRow()
+        if row >= 0:
+            self.list.takeItem(row)
+
+    def _append(self, endpoint: RemoteEndpoint) -> None:
+        item = QListWidgetItem(endpoint_text(endpoint))
+        item.setData(Qt.ItemDataRole.UserRole, endpoint)
+        self.list.addItem(item)
+
+
 class SettingsDialog(QDialog):
     settings_changed = Signal(object)  # Settings, after they are saved
 
@@ -101,6 +186,7 @@ class SettingsDialog(QDialog):
         for theme in settings_store.CHOICES["theme"]:
             self.theme_combo.addItem(THEME_LABELS[theme], theme)
         self.theme_combo.setCurrentIndex(self.theme_combo.findData(settings.theme))
+        self.remotes = RemoteEndpointList(settings.remote_endpoints)
         self.telemetry = _note(NO_TELEMETRY, "Privacy")
         self.error = _note("", "Save error")
         self.error.setObjectName("settingsError")
@@ -129,7 +215,9 @@ class SettingsDialog(QDialog):
         learned.addWidget(self.reset_button)
         form.addRow("", learned)
         form.addRow("T&heme", self.theme_combo)
+        form.addRow("&Remote engines", self.remotes)
         form.labelForField(self.folders).setBuddy(self.folders.list)
+        form.labelForField(self.remotes).setBuddy(self.remotes.url_edit)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addSpacing(8)
@@ -138,7 +226,8 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.buttons)
         order = (self.folders.list, self.folders.add_button, self.folders.remove_button, self.threads_spin,
                  self.context_spin, self.margin_spin, self.learned_check, self.reset_button, self.theme_combo,
-                 self.save_button,
+                 self.remotes.list, self.remotes.remove_button, self.remotes.url_edit, self.remotes.key_edit,
+                 self.remotes.name_edit, self.remotes.add_button, self.save_button,
                  self.buttons.button(QDialogButtonBox.StandardButton.Cancel))
         for before, after in zip(order, order[1:]):
             QWidget.setTabOrder(before, after)
@@ -180,11 +269,14 @@ class SettingsDialog(QDialog):
         """The settings as the dialog shows them (what it does not show is kept as it was)."""
         return replace(self.original, model_folders=self.folders.folders(), threads=self.threads_spin.value(),
                        context_length=self.context_spin.value(), safety_margin_mib=self.margin_spin.value(),
-                       learned_margin=self.learned_check.isChecked(), theme=self.chosen_theme())
+                       learned_margin=self.learned_check.isChecked(), theme=self.chosen_theme(),
+                       remote_endpoints=self.remotes.endpoints())
 
     # --- saving ---
 
     def save(self) -> None:
+        if self.remotes.url_edit.text().strip() and not self.remotes.add_from_fields():
+            return  # an address typed and not added is meant to be saved: not while it cannot be one
         chosen = self.values()
         self.save_button.setEnabled(False)
         self.error.hide()

@@ -10,7 +10,7 @@ from core.engine.protocol import DeviceAllocation, LoadedModel, LoadSettings
 from core.fit import calibration
 from core.platform import locations
 from core import settings as settings_store
-from core.settings import Settings
+from core.settings import RemoteEndpoint, Settings
 from desktop import theme
 from desktop.settings import settings_dialog
 from desktop.settings.settings_dialog import NO_TELEMETRY, SettingsDialog
@@ -44,10 +44,14 @@ def test_every_field_round_trips_through_save_and_load(qtbot):
     dialog.margin_spin.setValue(512)
     dialog.learned_check.setChecked(False)
     dialog.theme_combo.setCurrentIndex(dialog.theme_combo.findData("dark"))
+    dialog.remotes.url_edit.setText("http://192.168.1.30:8080")
+    dialog.remotes.key_edit.setText("secret")
+    dialog.remotes.name_edit.setText("Office PC")  # typed, not added: Save adds it
     saved = save(qtbot, dialog)
     assert saved == Settings(recent_models=("/m/a.gguf",), system_prompt="Kept.", model_folders=("/models/new",),
                              threads=6, context_length=16384, safety_margin_mib=512, theme="dark",
-                             gpu_layers=12, kv_type="q8_0", learned_margin=False, cpu_expert_layers=6)
+                             gpu_layers=12, kv_type="q8_0", learned_margin=False, cpu_expert_layers=6,
+                             remote_endpoints=(RemoteEndpoint("http://192.168.1.30:8080", "secret", "Office PC"),))
     assert settings_store.load() == saved
     assert not dialog.isVisible()
 
@@ -55,6 +59,7 @@ def test_every_field_round_trips_through_save_and_load(qtbot):
     assert again.folders.folders() == ("/models/new",)
     assert (again.threads_spin.value(), again.context_spin.value(), again.margin_spin.value()) == (6, 16384, 512)
     assert again.chosen_theme() == "dark" and not again.learned_check.isChecked()
+    assert again.remotes.list.item(0).text() == "Office PC — http://192.168.1.30:8080 · with an API key"
 
 
 def test_threads_zero_reads_auto_with_the_detected_cores(qtbot):

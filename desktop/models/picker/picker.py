@@ -1,7 +1,8 @@
-"""The model picker: Recommended / Search / On this computer, a details pane and the downloads list.
+"""The model picker: Recommended / Search / On this computer / Remote, a details pane and the downloads list.
 
     picker = ModelPicker(settings)                       # probes the machine itself, or pass hardware=...
     picker.load_requested.connect(window.open_model)     # the path of a verified file on disk
+    picker.remote_model_chosen.connect(window.use_remote)  # (RemoteEndpoint, model id) from the Remote tab
     picker.notice.connect(window.show_notice)            # ("info" | "error", a sentence)
     picker.open_on_first_run()                           # Recommended, filtered to what fits
 
@@ -34,11 +35,12 @@ from desktop.models.picker.download_queue import DownloadQueue
 from desktop.models.picker.downloads_list import DownloadsList
 from desktop.models.picker.file_list_tab import FileListTab
 from desktop.models.picker.local_tab import LocalTab
+from desktop.models.picker.remote_tab import RemoteTab
 from desktop.models.picker.rows import PickerRow, row_from_local, rows_from_catalog, rows_from_listing, with_local_copies
 from desktop.models.picker.search_tab import SearchTab
 from desktop.tasks import Task
 
-RECOMMENDED, SEARCH, LOCAL = range(3)
+RECOMMENDED, SEARCH, LOCAL, REMOTE = range(4)
 RESCAN_DELAY_MS = 300
 
 
@@ -56,6 +58,7 @@ def machine_text(snapshot: HardwareSnapshot) -> str:
 class ModelPicker(theme.FollowsLook, QWidget):
     load_requested = Signal(str)       # the path of a verified model file on this computer
     notice = Signal(str, str)          # level "info" | "error", a sentence
+    remote_model_chosen = Signal(object, str)  # RemoteEndpoint, model id: chat through another computer's server
 
     def __init__(self, settings: Settings | None = None, *, hardware: HardwareSnapshot | None = None,
                  downloads: DownloadManager | None = None, library_sources: LibrarySources | None = None,
@@ -97,12 +100,14 @@ class ModelPicker(theme.FollowsLook, QWidget):
         self.recommended = FileListTab("Recommended")
         self.search = SearchTab()
         self.local = LocalTab()
+        self.remote = RemoteTab()
         self.tabs = QTabWidget()
         self.tabs.setObjectName("pickerTabs")
         self.tabs.setAccessibleName("Model lists")
         self.tabs.addTab(self.recommended, "&Recommended")
         self.tabs.addTab(self.search, "&Search")
         self.tabs.addTab(self.local, "On this &computer")
+        self.tabs.addTab(self.remote, "Rem&ote")
         self.details = DetailsPane(debounce_ms=debounce_ms) if debounce_ms is not None else DetailsPane()
         self.downloads = DownloadsList()
 
@@ -144,7 +149,8 @@ class ModelPicker(theme.FollowsLook, QWidget):
 
     def _connect(self) -> None:
         self.fits_only.toggled.connect(self._filter_changed)
-        self.tabs.currentChanged.connect(lambda _index: self._select(self._current_tab().table.selected_row()))
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.remote.model_chosen.connect(self.remote_model_chosen)
         for tab in self._tabs():
             tab.table.selected_changed.connect(self._select_from(tab))
             tab.row_changed.connect(self._row_changed)
@@ -180,6 +186,7 @@ class ModelPicker(theme.FollowsLook, QWidget):
         self._background(work.load_catalog, self.catalog_path, done=self._catalog_loaded,
                          failed=lambda error: self._failed("Could not read the model catalog", error))
         self.rescan_library()
+        self.remote.set_endpoints(self.settings.remote_endpoints)
         self._background(self._restore_downloads, done=self._downloads_restored)
         self._background(calibration.learned_margin_bytes, done=self._margin_learned)
 
@@ -191,6 +198,7 @@ class ModelPicker(theme.FollowsLook, QWidget):
             for tab in self._tabs():
                 tab.refit(self.planning())
             self.rescan_library()
+            self.remote.set_endpoints(settings.remote_endpoints)
 
     def shutdown(self) -> None:
         """Stop fit checks and pause downloads (their bytes are kept and resume next time)."""
@@ -230,8 +238,15 @@ class ModelPicker(theme.FollowsLook, QWidget):
     def _tabs(self) -> tuple[FileListTab, ...]:
         return (self.recommended, self.search, self.local)
 
-    def _current_tab(self) -> FileListTab:
-        return self._tabs()[self.tabs.currentIndex()]
+    def _current_tab(self) -> FileListTab | None:
+        """The file list in view; None on the Remote tab (its models have no file to plan)."""
+        current = self.tabs.currentWidget()
+        return current if isinstance(current, FileListTab) else None
+
+    def _tab_changed(self, _index: int) -> None:
+        tab = self._current_tab()
+        self.details.setVisible(tab is not None)  # a remote model has no file to plan: its tab has its own Load
+        self._select(tab.table.selected_row() if tab is not None else None)
 
     def _machine_known(self, snapshot: HardwareSnapshot) -> None:
         self.hardware = snapshot
