@@ -169,7 +169,9 @@ def _planning_in_worker(hardware: HardwareSnapshot, choice: OffloadChoice, margi
 
 
 def _fit_row_in_worker(row: PickerRow, **planning) -> FileFit:
-    return fit_row(row, _planning_in_worker(**planning))
+    # Without the model's tensor table: unpickling 200 of those in the window's process held the UI for 250 ms,
+    # and a list row needs only its verdict (the details pane plans its row again, with the table).
+    return replace(fit_row(row, _planning_in_worker(**planning)), info=None)
 
 
 def _plan_row_in_worker(row: PickerRow, **planning) -> "RowPlan":
