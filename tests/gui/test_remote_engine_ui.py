@@ -141,3 +141,20 @@ def test_a_bad_address_is_refused_in_settings_with_a_sentence(qtbot):
     dialog.remotes.list.setCurrentRow(0)
     dialog.remotes.remove_selected()
     assert dialog.remotes.endpoints() == ()
+
+
+def test_stop_ends_a_remote_answer_and_keeps_what_came(qtbot, window, far_end):
+    with qtbot.waitSignal(window.session.loaded, timeout=TIMEOUT_MS):
+        window.use_remote(RemoteEndpoint(far_end.url, KEY), MODEL)
+    window.chat.pane.settings.max_tokens.setValue(400)
+    streamed: list[str] = []
+    window.session.token_arrived.connect(streamed.append)
+    with qtbot.waitSignal(window.session.answer_finished, timeout=TIMEOUT_MS) as finished:
+        window.chat.pane.composer.setPlainText("Write a long story about a cat.")
+        qtbot.keyClick(window.chat.pane.composer, Qt.Key.Key_Return)
+        qtbot.waitUntil(lambda: len(streamed) >= 5, timeout=TIMEOUT_MS)
+        qtbot.mouseClick(window.chat.pane.stop_button, Qt.MouseButton.LeftButton)
+    answer = finished.args[0]
+    assert answer.stats.stop_reason == "cancelled" and answer.text.startswith("".join(streamed[:5]))
+    qtbot.waitUntil(lambda: window.chat.pane.send_button.isEnabled(), timeout=5000)
+    assert window.chat.conversation.messages[-1].content == answer.text
