@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QDialog, QLabel, QMainWindow, QSplitter, QVBoxLayo
 
 from core.machine import bandwidth, hardware
 from core.models import starter
+from core.models.projectors import projector_path_for_load
 from core import settings as settings_store
 from core.fit import calibration
 from core.fit.load_preparation import PreparedLoad, prepare_load
@@ -74,7 +75,11 @@ class MainWindow(QMainWindow):
         self._restore_geometry()
         self.sampler.start()
         self._open_chat_store()
-        # Once per machine (then cached): plans on the host need its memory bandwidth for a predicted speed.
+        # Once per machine (then cached): plans on the host need its memory bandwidth for a predicted speed. Not
+        # during start-up: the measurement keeps every core busy for a moment.
+        QTimer.singleShot(START_UP_SETTLED_MS, self, self._measure_bandwidth)
+
+    def _measure_bandwidth(self) -> None:
         Task(bandwidth.host_bandwidth, parent=self).run_in_background()
 
     def _lay_out(self) -> None:
@@ -145,6 +150,7 @@ class MainWindow(QMainWindow):
         self.store = store
         self.chat = ChatWorkspace(self.session, store)
         self.chat.notice.connect(self._show_notice)
+        self.chat.context_raise_requested.connect(self._reload_with_context)
         self.splitter.replaceWidget(0, self.chat)
         self._chat_placeholder.deleteLater()
         self._restore_workspace_state()
@@ -212,6 +218,16 @@ class MainWindow(QMainWindow):
         self._prepared = None
         self._remote_pending = endpoint
         self.session.use_remote(endpoint, model_id, self.settings.context_length)
+
+    def _reload_with_context(self, context: int) -> None:
+        """The chat asked for a larger context (an attachment needs it): the same model again with it, for now."""
+        if self._prepared is None or self.session.busy:
+            return
+        path = self._prepared.settings.model_path
+        (Task(_prepare_with_settings, path, replace(self.settings, context_length=context), parent=self)
+         .success(self._load_prepared)
+         .failure(lambda error: self._model_rejected(path, error))
+         .run_in_background())
 
     def _load_prepared(self, prepared: PreparedLoad) -> None:
         self._prepared = prepared
@@ -384,8 +400,9 @@ def _margin(settings: Settings) -> int:
 
 
 def _prepare_with_settings(path: str, settings: Settings) -> PreparedLoad:
+    """The load of `path` as the settings ask, with a vision model's projector found beside it."""
     return prepare_load(path, choice_from_settings(settings), threads=settings.threads or None,
-                        safety_margin_bytes=_margin(settings))
+                        safety_margin_bytes=_margin(settings), projector_path=projector_path_for_load(path))
 
 
 def _machine_and_margin(settings: Settings) -> tuple[hardware.HardwareSnapshot, int]:

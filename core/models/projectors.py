@@ -71,9 +71,29 @@ def projector_beside(model_path: str | Path) -> Path | None:
 
 def projector_path_for_load(model_path: str | Path) -> str | None:
     """What a load's projector_path should be for the model at model_path: its paired projector beside it, so a
-    vision model opened from any folder can see images without the user naming the mmproj file."""
-    found = projector_beside(model_path)
-    return str(found) if found is not None else None
+    vision model opened from any folder can see images without the user naming the mmproj file.
+
+    Only where the pairing is sure: the projector is named after the model, or the folder holds one model (a
+    repository's quantisations). In a folder of many models a lone mmproj belongs to one of them, and loading it
+    with another would fail the load."""
+    model = Path(model_path)
+    found = projector_beside(model)
+    if found is None:
+        return None
+    stem = _stem(model.name)
+    named_after = len(stem) >= MIN_SHARED_STEM and _shared_prefix(stem, _stem(found.name)) >= MIN_SHARED_STEM
+    return str(found) if named_after or _one_model_in(model.parent) else None
+
+
+MIN_SHARED_STEM = 4   # "phi-" or more: shorter shared beginnings are chance
+
+
+def _one_model_in(folder: Path) -> bool:
+    try:
+        names = [entry.name for entry in folder.iterdir() if entry.name.lower().endswith(".gguf")]
+    except OSError:
+        return False
+    return len({_stem(name) for name in names if not is_projector_name(name)}) == 1
 
 
 def listed_projector_info(filename: str, listed_size: int) -> ProjectorInfo:

@@ -108,3 +108,19 @@ def test_a_big_projector_leaves_less_room_for_layers_and_goes_to_the_host_with_t
 def _tensors(path):
     import gguf
     return [type("T", (), {"n_bytes": int(t.n_bytes)}) for t in gguf.GGUFReader(path).tensors]
+
+
+def test_a_load_takes_a_projector_only_where_the_pairing_is_sure(tmp_path):
+    from core.models.projectors import projector_path_for_load
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("gemma-3-4b-it-Q4_K_M.gguf", "gemma-3-4b-it-Q8_0.gguf", "mmproj-model-f16.gguf"):
+        (repo / name).write_bytes(b"")
+    assert projector_path_for_load(repo / "gemma-3-4b-it-Q4_K_M.gguf") == str(repo / "mmproj-model-f16.gguf")
+    mixed = tmp_path / "my-models"
+    mixed.mkdir()
+    for name in ("llama-3.2-3b-Q4_K_M.gguf", "qwen2.5-vl-7b-Q4_K_M.gguf", "mmproj-qwen2.5-vl-7b-f16.gguf"):
+        (mixed / name).write_bytes(b"")
+    assert projector_path_for_load(mixed / "qwen2.5-vl-7b-Q4_K_M.gguf") == str(mixed / "mmproj-qwen2.5-vl-7b-f16.gguf")
+    assert projector_path_for_load(mixed / "llama-3.2-3b-Q4_K_M.gguf") is None, "another model's projector"
