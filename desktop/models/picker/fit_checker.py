@@ -35,6 +35,7 @@ class FitChecker(QObject):
         self._generation += 1
         generation, stop = self._generation, threading.Event()
         self._stop = stop
+        self.destroyed.connect(lambda *_: stop.set())  # deleted without stop(): its work must not wait on
         self.pending = len(rows)
         self._active = bool(rows)
         if not rows:

@@ -7,6 +7,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ALL_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ from core.models.remote_headers import HeaderCache
 from desktop.models.picker.rows import PickerRow
 
 FIT_WORKERS = 4
+STALLED_SECONDS = 60
 BATCH_SECONDS = 0.1
 
 
@@ -62,6 +64,7 @@ class WorkerProcesses:
         self.workers = workers or max(1, min(FIT_WORKERS, (os.cpu_count() or 2) - 1))
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self.closed = threading.Event()
 
     def pool(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -77,6 +80,7 @@ class WorkerProcesses:
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            self.closed.set()  # a list check waiting on this pool's answers stops: they will not come
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -112,11 +116,20 @@ def fit_rows(rows: list[PickerRow], planning: Planning, stop: threading.Event,
         pool, owned = ThreadPoolExecutor(FIT_WORKERS, thread_name_prefix="fit"), True
         submit = partial(pool.submit, fit_row, planning=planning)
     pending = {submit(row): row.key for row in rows}
+    closed = planning.processes.closed if planning.processes is not None else threading.Event()
+    last_answer = time.monotonic()
     try:
-        while pending and not stop.is_set():
+        while pending and not stop.is_set() and not closed.is_set():
             done, _ = wait(pending, timeout=batch_seconds, return_when=ALL_COMPLETED)
             if done:
+                last_answer = time.monotonic()
                 yield [(pending.pop(future), _result(future)) for future in done]
+            elif time.monotonic() - last_answer > STALLED_SECONDS:
+                # Never wait for ever: a task left waiting would also keep the app from quitting.
+                yield [(key, FileFit("", "", None, None, None, "The fit check got no answer for "
+                                     f"{STALLED_SECONDS} s and stopped; reopen the list to try again."))
+                       for key in pending.values()]
+                return
     finally:
         for future in pending:
             future.cancel()
