@@ -40,6 +40,7 @@ from core.engine.worker_handle import WorkerDied, WorkerHandle, prune_crash_logs
 log = logging.getLogger(__name__)
 
 ANSWER_DRAIN_SECONDS = 2.0
+CLOSE_WAIT_SECONDS = 10.0
 
 
 class ChatStream:
@@ -110,7 +111,7 @@ class EngineClient:
         result = self._attempt(settings, on_progress)
         if isinstance(result, LoadedModel):
             return self._accept(result, ())
-        if not step_down or not result.kind.may_step_down:
+        if not step_down or self._closing or not result.kind.may_step_down:
             raise EngineLoadError(result.reason, kind=result.kind.value)
         return self._step_down(settings, result, on_progress)
 
@@ -124,7 +125,7 @@ class EngineClient:
             if isinstance(result, LoadedModel):
                 return self._accept(result, tuple(steps))
             failure = result
-            if failure.kind.is_about_the_file or failure.kind is FailureKind.ENGINE:
+            if failure.kind.is_about_the_file or failure.kind is FailureKind.ENGINE or self._closing:
                 break
         tried = f", even after stepping down ({'; '.join(_changes(steps))})" if steps else ""
         raise EngineLoadError(f"{Path(settings.model_path).name} could not be loaded{tried}. "
@@ -304,8 +305,28 @@ class EngineClient:
         finally:
             self._closing = False
 
-    def close(self) -> None:
-        self.unload()
+    def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
+        """Unload for good, within about `wait_seconds`: a load still running then (a worker that never
+        answers) has its process killed, so whoever closes (the window, at exit) is never held for ever."""
+        self._closing = True
+        try:
+            if not self._load_lock.acquire(timeout=wait_seconds):
+                self._kill_worker("it was still loading when the engine closed")
+                if not self._load_lock.acquire(timeout=wait_seconds):
+                    log.error("the engine's load did not end after its worker was killed; closing without it")
+                    return
+            try:
+                self._finish_answer_then(self._end_worker)
+            finally:
+                self._load_lock.release()
+        finally:
+            self._closing = False
+
+    def _kill_worker(self, why: str) -> None:
+        worker = self._worker
+        if worker is not None and worker.process.is_alive():
+            log.warning("killing engine worker %s: %s", worker.process.pid, why)
+            worker.process.kill()
 
     def __enter__(self) -> "EngineClient":
         return self

@@ -1,9 +1,11 @@
 """The engine when things go wrong: a killed or crashing worker, files that are not models, plans that do not fit."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+import time
 
 import gguf
 import pytest
@@ -153,3 +155,35 @@ def test_an_unknown_kv_cache_type_is_refused_in_words(engine, smollm2):
     with pytest.raises(EngineLoadError, match="Unknown KV cache type 'q3_x'") as caught:
         engine.load(LoadSettings(str(smollm2), kv_type="q3_x"))
     assert caught.value.kind == "invalid"
+
+
+def test_closing_while_a_frozen_worker_loads_returns_and_ends_the_worker(smollm2):
+    """A worker that never answers its load (frozen here with SIGSTOP) must not hold whoever closes the
+    engine: the window's close and the app's exit wait on it."""
+    client = EngineClient()
+    loading = threading.Thread(target=lambda: _load_ignoring_failure(client, smollm2), daemon=True)
+    loading.start()
+    frozen_pid = _first_worker_pid(client)             # frozen while it still imports llama.cpp
+    os.kill(frozen_pid, signal.SIGSTOP)
+    closing = threading.Thread(target=lambda: client.close(wait_seconds=1.0), daemon=True)
+    closing.start()
+    closing.join(timeout=30)
+    assert not closing.is_alive(), "closing the engine waited for a load that never ends"
+    loading.join(timeout=30)
+    assert not loading.is_alive()
+    assert client.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(frozen_pid, 0)
+
+
+def _load_ignoring_failure(client: EngineClient, model) -> None:
+    with contextlib.suppress(EngineLoadError):
+        client.load(LoadSettings(str(model), n_ctx=2048))
+
+
+def _first_worker_pid(client: EngineClient) -> int:
+    deadline = time.monotonic() + 30
+    while client.pid is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert client.pid is not None, "the load started no worker"
+    return client.pid
