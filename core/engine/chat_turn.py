@@ -28,7 +28,7 @@ from core.engine.context_window import FittedPrompt, answer_reserve, fit_convers
 from core.engine.llama_runtime import LlamaRuntime
 from core.engine.protocol import (AnswerFinished, AnswerStats, ChatRequest, ContextTrimmed,
                                   ReasoningText, SamplingSettings, TokenText)
-from core.engine.reasoning import splitter_for
+from core.engine.reasoning import TagSplitter, splitter_for
 from core.engine.sampler import RANDOM_SEED, effective_seed, sampler_chain
 from core.engine.vision import Vision, has_images, images_in, prepare_messages, refuse_images_without_projector
 
@@ -137,6 +137,8 @@ class ChatTurn:
         """Render and fit the conversation: the prompt's tokens, or None when the render was stopped (the
         answer has then finished). Raises PromptTooLong or ChatTemplateError."""
         self.clock.started = perf_counter()
+        if self.request.prompt is not None:
+            return self._prepare_raw(self.request.prompt)
         self._prepare_images()
         try:
             fitted = fit_conversation(self.messages, budget=self._prompt_budget(), render=self._render,
@@ -152,6 +154,21 @@ class ChatTurn:
         self.splitter = splitter_for(self.template.text, fitted.prompt, token_texts=self.token_texts,
                                      tools_given=bool(self.request.tools))
         return fitted.tokens
+
+    def _prepare_raw(self, prompt: str) -> list[int]:
+        """Text to continue as it is: no template, no trimming (a raw prompt has no turns to drop), and the
+        output read as plain text (no thinking or tool-call markers are looked for)."""
+        tokens = self.runtime.tokenize(prompt, add_bos=self.runtime.adds_bos)
+        budget = self._prompt_budget()
+        if not tokens:
+            raise PromptTooLong("The prompt is empty: give the model some text to continue.")
+        if len(tokens) > budget:
+            raise PromptTooLong(f"The prompt needs {len(tokens)} tokens, but the context leaves {budget} for "
+                                "the prompt. Shorten it, lower the answer length, or load the model with a "
+                                "larger context.")
+        self.fitted = FittedPrompt(prompt, tokens, 0, 0)
+        self.splitter = TagSplitter(None, None, ())
+        return tokens
 
     def begin(self, seq: int) -> None:
         """Run in this slot: keep what its cache holds of the prompt (none for a seeded answer) and build the

@@ -170,10 +170,16 @@ class EngineClient:
              thinking: ThinkingChoice = ThinkingChoice(), tools: Sequence[dict] = ()) -> ChatStream:
         """Stream one answer. Raises NotLoaded at once; EngineCrashed, PromptTooLong, TemplateFailed,
         InvalidGrammar, and EngineError when every slot is answering, while iterating."""
+        return self._start(ChatRequest(next(self._request_ids), tuple(dict(m) for m in messages), sampling,
+                                       thinking, tuple(dict(tool) for tool in tools)))
+
+    def complete(self, prompt: str, sampling: SamplingSettings = SamplingSettings()) -> ChatStream:
+        """Stream the continuation of raw text (no chat template); raises and streams as chat() does."""
+        return self._start(ChatRequest(next(self._request_ids), (), sampling, prompt=prompt))
+
+    def _start(self, request: ChatRequest) -> ChatStream:
         if self._loaded is None or self._worker is None:
             raise NotLoaded("No model is loaded: load one before chatting.")
-        request = ChatRequest(next(self._request_ids), tuple(dict(m) for m in messages), sampling,
-                              thinking, tuple(dict(tool) for tool in tools))
         stream = ChatStream(self, request)
         with self._state:
             self._not_sent.add(stream)           # so stop() works even before iteration

@@ -222,6 +222,7 @@ class ChatRequest:
     sampling: SamplingSettings
     thinking: ThinkingChoice = ThinkingChoice()
     tools: tuple[dict, ...] = ()     # OpenAI-style tool definitions the template may show the model
+    prompt: str | None = None        # raw text to continue, instead of the conversation through the template
 
 
 @dataclass(frozen=True)

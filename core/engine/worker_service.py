@@ -314,7 +314,7 @@ class WorkerService:
         self.stopped.discard(request_id)
         if turn.has_slot:
             self.slots.release(turn.seq)
-        if turn.fitted is not None:
+        if turn.fitted is not None and turn.request.prompt is None:
             self._remember_trim(turn.request.messages, turn.dropped_messages)
 
     def _remember_trim(self, messages: tuple[dict, ...], dropped: int) -> None:

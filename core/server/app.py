@@ -141,14 +141,13 @@ class _Api:
         return await self._answer(request, "/v1/chat/completions", body.stream, lease, generation, completion)
 
     async def completions(self, body: CompletionRequest, request: Request):
-        """The prompt answered as one user turn through the model's chat template (the engine takes
-        conversations; raw-text continuation needs an engine call of its own)."""
+        """The prompt continued as raw text, as OpenAI's legacy completions do (no chat template)."""
         _refuse_unsupported(body)
         prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
         lease = await self.host.lease(body.model)
         with _released_on_error(lease):
             sampling = self._sampling(body, body.max_tokens, None, lease)
-            generation = Generation(({"role": "user", "content": prompt},), sampling)
+            generation = Generation((), sampling, prompt=prompt)
         return await self._answer(request, "/v1/completions", body.stream, lease, generation,
                                   TextCompletion(body.model, _include_usage(body)))
 

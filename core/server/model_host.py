@@ -66,6 +66,7 @@ class Generation:
     sampling: SamplingSettings
     thinking: ThinkingChoice = ThinkingChoice()
     tools: tuple[dict, ...] = ()
+    prompt: str | None = None              # /v1/completions: raw text to continue, no chat template
 
 
 class Lease:
@@ -82,8 +83,11 @@ class Lease:
 
     def chat(self, generation: Generation) -> Iterator[ChatEvent]:
         """The engine's events for this answer (blocking: iterate on a worker thread)."""
-        self._answer = self.host.engine.chat(generation.messages, generation.sampling,
-                                             thinking=generation.thinking, tools=generation.tools)
+        if generation.prompt is not None:
+            self._answer = self.host.engine.complete(generation.prompt, generation.sampling)
+        else:
+            self._answer = self.host.engine.chat(generation.messages, generation.sampling,
+                                                 thinking=generation.thinking, tools=generation.tools)
         return self._answer
 
     def stop(self) -> None:

@@ -264,10 +264,21 @@ def test_bad_input_gets_error_objects_and_never_takes_the_server_down(server, mo
     assert ask(server, model_id, "Say hello.", max_tokens=8).choices[0].message.content is not None
 
 
-def test_a_text_completion_answers_the_prompt(server, model_id):
-    completion = server.client().completions.create(model=model_id, prompt="Name a fruit.", max_tokens=12, seed=1)
-    assert completion.choices[0].text.strip()
-    assert completion.usage.completion_tokens <= 12
+def test_a_text_completion_continues_the_raw_prompt(server, model_id, smollm2):
+    from llama_cpp import Llama
+
+    prompt = "1, 2, 3, 4, 5,"
+    vocab = Llama(str(smollm2), vocab_only=True, verbose=False)
+    raw_tokens = len(vocab.tokenize(prompt.encode(), add_bos=vocab.metadata.get("tokenizer.ggml.add_bos_token")
+                                    == "true"))
+    completion = server.client().completions.create(model=model_id, prompt=prompt, max_tokens=6, temperature=0)
+    assert completion.usage.prompt_tokens == raw_tokens      # the text as given: no chat turns around it
+    assert completion.choices[0].text.lstrip().startswith("6")
+    assert completion.usage.completion_tokens <= 6
+
+    streamed = server.client().completions.create(model=model_id, prompt=prompt, max_tokens=6, temperature=0,
+                                                  stream=True)
+    assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == completion.choices[0].text
 
 
 def test_embeddings_from_a_chat_model_are_refused_with_a_reason(server, model_id):
