@@ -29,7 +29,8 @@ from typing import Callable, Iterator, Sequence
 
 from core.engine.errors import (EngineCrashed, EngineError, EngineLoadError, ImageRefused, InvalidGrammar,
                                 NotLoaded, PromptTooLong, TemplateFailed)
-from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatReply, ChatRequest,
+from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatReply, ChatRequest, EmbedRequest,
+                                  Embedded,
                                   FailureKind, LoadedModel, LoadFailed, LoadProgress, LoadRequest,
                                   LoadSettings, LoadSucceeded, SamplingSettings, StopRequest,
                                   ThinkingChoice, TokenText)
@@ -176,6 +177,22 @@ class EngineClient:
     def complete(self, prompt: str, sampling: SamplingSettings = SamplingSettings()) -> ChatStream:
         """Stream the continuation of raw text (no chat template); raises and streams as chat() does."""
         return self._start(ChatRequest(next(self._request_ids), (), sampling, prompt=prompt))
+
+    def embed(self, texts: Sequence[str]) -> Embedded:
+        """A unit vector per text from an embedding model (loaded with LoadSettings.embeddings). Blocking;
+        raises NotLoaded, PromptTooLong (a text empty or longer than one batch), EngineCrashed or EngineError."""
+        request = EmbedRequest(next(self._request_ids), tuple(texts))
+        worker = self._begin_answer(request.request_id)
+        try:
+            self._send(worker, request)
+            reply = self._receive_for(worker, request.request_id)
+        except WorkerDied:
+            raise self._crash_error(worker, "") from None
+        finally:
+            self._end_answer(request.request_id)
+        if isinstance(reply, ChatFailed):
+            raise _chat_error(reply)
+        return reply
 
     def _start(self, request: ChatRequest) -> ChatStream:
         if self._loaded is None or self._worker is None:

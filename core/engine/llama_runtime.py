@@ -314,6 +314,26 @@ class LlamaRuntime:
         self._cached[seq][:] = (self._cached[seq] + chunk)[:kept_end]
         native.llama_memory_seq_rm(self._memory, seq, kept_end, -1)
 
+    # ------------------------------------------------------------------------------- embeddings
+
+    @property
+    def embedding_limit(self) -> int:
+        """The most tokens one text may have to be embedded: one physical batch."""
+        return min(self.n_batch, native.llama_n_ubatch(self._context))
+
+    def embed(self, tokens: Sequence[int]) -> list[float]:
+        """The pooled vector of one text (at most embedding_limit tokens; a context made with embeddings on)."""
+        self.forget_from(0)
+        try:
+            self._fill([(0, token) for token in tokens], outputs=True)
+            self._check(native.llama_decode(self._context, self._batch))
+            pooled = native.llama_get_embeddings_seq(self._context, 0)
+            if not pooled:
+                raise DecodeFailed("llama.cpp made no pooled embedding (the model declares no pooling)")
+            return pooled[:native.llama_model_n_embd(self._model)]
+        finally:
+            native.llama_memory_seq_rm(self._memory, 0, 0, -1)
+
     def sample(self, sampler, index: int = -1) -> int:
         """The next token from the logits of the last decode's index-th output (-1: its last)."""
         return native.llama_sampler_sample(sampler, self._context, index)
@@ -389,6 +409,7 @@ def _context_params(settings: LoadSettings, n_threads: int):
     params.type_k = kv_type_id(settings.kv_type)
     params.type_v = kv_type_id(settings.kv_type)
     params.no_perf = True
+    params.embeddings = settings.embeddings
     return params
 
 

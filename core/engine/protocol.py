@@ -46,6 +46,7 @@ class LoadSettings:
     projector_path: str | None = None  # a vision model's mmproj file: images can then go in messages
     n_parallel: int = 1              # slots: conversations answered at once, each with its own n_ctx of KV cache
     parked_kv_bytes: int = 1 << 30   # host memory for the KV states of conversations moved out of their slot
+    embeddings: bool = False         # an embedding model: vectors (pooled as its header says) instead of text
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,14 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
+class EmbedRequest:
+    """A vector for each text, from a model loaded with LoadSettings.embeddings."""
+
+    request_id: int
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class StopRequest:
     """End this answer at its next token (the shared stop value also names it, for a decode under way)."""
 
@@ -293,6 +302,14 @@ class LoadFailed:
 class ChatFailed:
     reason: str
     kind: str = "error"              # "prompt_too_long" | "not_loaded" | "error"
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The answer to an EmbedRequest: unit vectors in the texts' order, and the tokens read."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    tokens: int
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ from core.engine.llama_runtime import ContextFull, DecodeFailed, LlamaRuntime, R
 from core.engine.load_failure import LoadFailure, check_file, explain
 from core.engine.native_log import NativeLog
 from core.engine.kv_states import ParkedStates
-from core.engine.protocol import (ChatFailed, ChatReply, ChatRequest, FailureKind, LoadedModel, LoadFailed,
+from core.engine.embeddings import embed_texts
+from core.engine.protocol import (ChatFailed, ChatReply, ChatRequest, EmbedRequest, Embedded, FailureKind,
+                                  LoadedModel, LoadFailed,
                                   LoadProgress, LoadRequest, LoadSettings, LoadSucceeded,
                                   ShutdownRequest, StopRequest)
 from core.engine.slots import SlotPool
@@ -109,6 +111,8 @@ class WorkerService:
             self.connection.send(self._load(request.settings))
         elif isinstance(request, ChatRequest):
             self._queue(request)
+        elif isinstance(request, EmbedRequest):
+            self.connection.send(ChatReply(request.request_id, self._embed(request)))
         elif isinstance(request, StopRequest):
             if request.request_id in self.answers or any(r.request_id == request.request_id for r in self.waiting):
                 self.stopped.add(request.request_id)
@@ -221,6 +225,19 @@ class WorkerService:
                                            ChatFailed("No model is loaded.", kind="not_loaded")))
             return
         self.waiting.append(request)
+
+    def _embed(self, request: EmbedRequest) -> Embedded | ChatFailed:
+        if self.runtime is None:
+            return ChatFailed("No model is loaded.", kind="not_loaded")
+        if not self.runtime.settings.embeddings:
+            return ChatFailed(f"{Path(self.runtime.settings.model_path).name} was loaded for chat, not for "
+                              "embeddings.", kind="not_embedding")
+        try:
+            return embed_texts(self.runtime, request.texts)
+        except PromptTooLong as error:
+            return ChatFailed(str(error), kind="prompt_too_long")
+        except (ContextFull, DecodeFailed) as error:
+            return ChatFailed(f"The embeddings could not be computed: {error}.")
 
     def _step(self) -> None:
         """Start what can start, evaluate one batch of each new prompt, decode one token of each answer."""

@@ -6,12 +6,14 @@ here, so it works whatever the model's own call syntax is.
 """
 from __future__ import annotations
 
+import base64
+import struct
 import time
 import uuid
 from dataclasses import dataclass, field
 
-from core.engine.protocol import (AnswerFinished, AnswerStats, ChatEvent, ReasoningText, TokenText, ToolCall,
-                                  ToolCallMade)
+from core.engine.protocol import (AnswerFinished, AnswerStats, ChatEvent, Embedded, ReasoningText, TokenText,
+                                  ToolCall, ToolCallMade)
 from core.server.grammar import ForcedCall, read_forced_call
 
 
@@ -140,3 +142,16 @@ class TextCompletion:
     @staticmethod
     def _choice(text: str, reason: str | None) -> dict:
         return {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+
+
+def embedding_list(model: str, embedded: Embedded, encoding_format: str) -> dict:
+    """OpenAI's embeddings answer; "base64" packs each vector as little-endian float32 (what the SDK asks for)."""
+    def encoded(vector: tuple[float, ...]):
+        if encoding_format == "base64":
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+        return list(vector)
+
+    return {"object": "list", "model": model,
+            "data": [{"object": "embedding", "index": index, "embedding": encoded(vector)}
+                     for index, vector in enumerate(embedded.vectors)],
+            "usage": {"prompt_tokens": embedded.tokens, "total_tokens": embedded.tokens}}

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import AsyncIterator, Iterator
 
 from fastapi import FastAPI, Request
@@ -23,7 +24,7 @@ from core.engine.errors import EngineError
 from core.engine.protocol import AnswerFinished, SamplingSettings, ThinkingChoice
 from core.server import streaming
 from core.server.answer_stream import AnswerStream
-from core.server.answers import ChatCompletion, TextCompletion
+from core.server.answers import ChatCompletion, TextCompletion, embedding_list
 from core.server.config import ServerConfig
 from core.server.errors import (INVALID_REQUEST, NOT_FOUND, SERVER, ApiError, bad_request, from_engine_error)
 from core.server.grammar import ForcedCall, GrammarError, forced_call, response_format_grammar
@@ -34,6 +35,8 @@ from core.server.schemas import (ChatCompletionRequest, CompletionRequest, Embed
                                  NamedToolChoice, TextPart, unsupported)
 
 log = logging.getLogger(__name__)
+
+MAX_EMBEDDING_INPUTS = 256
 
 
 def create_app(config: ServerConfig, host: ModelHost, *, observer: RequestObserver | None = None) -> FastAPI:
@@ -135,6 +138,7 @@ class _Api:
         completion = ChatCompletion(body.model, forced, _include_usage(body))
         lease = await self.host.lease(body.model)
         with _released_on_error(lease):
+            _refuse_embedding_model(lease)
             sampling = self._sampling(body, body.answer_limit(), grammar, lease)
             generation = Generation(tuple(_message_dict(m) for m in body.messages), sampling,
                                     _thinking(body.reasoning_effort), tools)
@@ -146,6 +150,7 @@ class _Api:
         prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
         lease = await self.host.lease(body.model)
         with _released_on_error(lease):
+            _refuse_embedding_model(lease)
             sampling = self._sampling(body, body.max_tokens, None, lease)
             generation = Generation((), sampling, prompt=prompt)
         return await self._answer(request, "/v1/completions", body.stream, lease, generation,
@@ -154,12 +159,25 @@ class _Api:
     async def embeddings(self, body: EmbeddingRequest) -> dict:
         import anyio.to_thread
 
+        texts = _embedding_texts(body.input)
         model = await anyio.to_thread.run_sync(self.host.resolve, body.model)
         if not model.embedding:
             raise bad_request(f"{model.id} is a chat model: it makes no embeddings. Ask an embedding model.",
                               param="model", code="model_not_embedding")
-        raise bad_request(f"{model.id} is an embedding model, and this version of LlamaDesk's server answers "
-                          "chat and completions only.", param="model", code="embeddings_not_supported")
+        lease = await self.host.lease(body.model)
+        started = time.monotonic()
+        try:
+            embedded = await anyio.to_thread.run_sync(lease.embed, texts)
+        except EngineError as error:
+            api_error = replace(from_engine_error(error), param="input")
+            self.observer(RequestRecord("/v1/embeddings", model.id, api_error.status, False,
+                                        seconds=time.monotonic() - started, note=api_error.message))
+            raise api_error from error
+        finally:
+            lease.release()
+        self.observer(RequestRecord("/v1/embeddings", model.id, 200, False, embedded.tokens,
+                                    seconds=time.monotonic() - started))
+        return embedding_list(model.id, embedded, body.encoding_format)
 
     def _sampling(self, body, asked: int | None, grammar: str | None, lease: Lease) -> SamplingSettings:
         n_ctx = lease.loaded.n_ctx
@@ -211,6 +229,27 @@ class _Api:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+
+def _embedding_texts(given) -> tuple[str, ...]:
+    if isinstance(given, str):
+        return (given,)
+    if given and all(isinstance(item, str) for item in given):
+        if len(given) > MAX_EMBEDDING_INPUTS:
+            raise bad_request(f"At most {MAX_EMBEDDING_INPUTS} texts can be embedded in one request; "
+                              f"this one has {len(given)}.", param="input")
+        return tuple(given)
+    if not given:
+        raise bad_request("input is empty: give a text, or a list of texts, to embed.", param="input")
+    raise bad_request("This server embeds text: give input as a string or a list of strings, not token ids.",
+                      param="input", code="unsupported_parameter")
+
+
+def _refuse_embedding_model(lease: Lease) -> None:
+    if lease.model.embedding:
+        raise bad_request(f"{lease.model.id} is an embedding model: it makes vectors, not text. "
+                          "Ask it through /v1/embeddings, or name a chat model.", param="model",
+                          code="model_not_chat")
 
 
 def _refuse_unsupported(body) -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from core import settings as settings_store
 from core.engine.client import ChatStream, EngineClient
 from core.engine.errors import EngineError
-from core.engine.protocol import ChatEvent, LoadedModel, SamplingSettings, ThinkingChoice
+from core.engine.protocol import ChatEvent, Embedded, LoadedModel, SamplingSettings, ThinkingChoice
 from core.fit.choice import choice_from_settings
 from core.fit.load_preparation import prepare_load
 from core.machine import hardware
@@ -89,6 +89,10 @@ class Lease:
             self._answer = self.host.engine.chat(generation.messages, generation.sampling,
                                                  thinking=generation.thinking, tools=generation.tools)
         return self._answer
+
+    def embed(self, texts: tuple[str, ...]) -> Embedded:
+        """The texts' vectors from the embedding model this lease holds (blocking: call on a worker thread)."""
+        return self.host.engine.embed(texts)
 
     def stop(self) -> None:
         """Stop this lease's answer only (the other slots go on); before chat() there is nothing to stop."""
@@ -230,8 +234,9 @@ class ModelHost:
             raise ApiError(400, f"{model.id} with {self.queue.slots} parallel slots is too large for this computer: "
                            f"{prepared.plan.explanation} Start the server with a smaller --parallel.",
                            INVALID_REQUEST, "model_too_large", "model")
+        settings = replace(prepared.settings, embeddings=True) if model.embedding else prepared.settings
         try:
-            loaded = self.engine.load(prepared.settings)
+            loaded = self.engine.load(settings)
         except EngineError as error:
             raise from_engine_error(error) from error
         self._current = model
@@ -333,4 +338,4 @@ def _served(name: str, path: Path, size: int, source: str, info, error: str | No
 def _makes_embeddings(fit: FileFit) -> bool:
     """An embedding model: its header declares a pooling type and no chat template."""
     info = fit.info
-    return info is not None and info.arch_value("pooling_type") is not None and not info.chat_template
+    return info is not None and info.arch_value("pooling_type") not in (None, 0) and not info.chat_template

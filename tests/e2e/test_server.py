@@ -3,6 +3,7 @@ free loopback port, answering with the real SmolLM2 model."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -15,9 +16,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gguf
 import openai
 import psutil
 import pytest
+
+from tests.fixtures.tiny_gguf import write_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.model
@@ -285,6 +289,37 @@ def test_embeddings_from_a_chat_model_are_refused_with_a_reason(server, model_id
     with pytest.raises(openai.BadRequestError) as refused:
         server.client().embeddings.create(model=model_id, input="hello")
     assert refused.value.body["code"] == "model_not_embedding"
+
+
+def test_an_embedding_model_gives_unit_vectors_and_refuses_chat(tmp_path):
+    model = write_tiny_model(tmp_path / "tiny-embed.gguf", architecture="qwen3", chat_template=None,
+                             pooling=gguf.PoolingType.LAST, name="tiny-embed")      # shaped as Qwen3-Embedding
+    served = start_server(tmp_path / "home", "--model", str(model), "--ctx", "256", "--threads", "1")
+    try:
+        client = served.client()
+        texts = ["the cat sat on the mat", "the cat sat on the mat", "a quite different sentence"]
+        packed = client.embeddings.create(model="tiny-embed", input=texts)      # the SDK asks for base64
+        assert [item.index for item in packed.data] == [0, 1, 2]
+        vectors = [item.embedding for item in packed.data]
+        assert len(vectors[0]) == 64                                          # the model's n_embd
+        assert math.fsum(v * v for v in vectors[0]) == pytest.approx(1.0, abs=1e-4)
+        assert vectors[1] == pytest.approx(vectors[0], abs=1e-5)              # the same text, the same vector
+        assert vectors[2] != pytest.approx(vectors[0], abs=1e-3)
+        assert packed.usage.prompt_tokens > len(texts)
+
+        plain = client.embeddings.create(model="tiny-embed", input=texts[0], encoding_format="float")
+        assert plain.data[0].embedding == pytest.approx(vectors[0], abs=1e-6)
+
+        with pytest.raises(openai.BadRequestError) as too_long:
+            client.embeddings.create(model="tiny-embed", input="word " * 2000)
+        assert too_long.value.body["code"] == "context_length_exceeded" and too_long.value.body["param"] == "input"
+        assert "tokens" in too_long.value.body["message"]
+        with pytest.raises(openai.BadRequestError) as chat:
+            client.chat.completions.create(model="tiny-embed", messages=[{"role": "user", "content": "hi"}])
+        assert chat.value.body["code"] == "model_not_chat"
+        assert client.embeddings.create(model="tiny-embed", input="still answering").data
+    finally:
+        stop_server(served)
 
 
 def test_sigterm_stops_the_server_and_its_engine_cleanly(smollm2, tmp_path):
