@@ -67,6 +67,11 @@ class EngineSession(QObject):
         self._remote: RemoteClient | None = None
 
     @property
+    def engine(self) -> EngineClient:
+        """The local engine, for the API server to answer with the same loaded model (it never loads in it)."""
+        return self._client
+
+    @property
     def engine_pid(self) -> int | None:
         return self._client.pid if self._remote is None else None
 

@@ -327,10 +327,11 @@ class MainWindow(QMainWindow):
             self.open_model(self._prepared.settings.model_path)
 
     def show_server_panel(self) -> None:
+        from desktop.server.server_control import ServerControl
         from desktop.server.server_panel import ServerPanel
 
         if getattr(self, "server_panel", None) is None:
-            self.server_panel = ServerPanel(self)
+            self.server_panel = ServerPanel(self, ServerControl(self, engine=self.session.engine))
             self.server_panel.answering_changed.connect(
                 lambda answering: answering and self._show_notice("info", "The local API server is answering."))
         self.server_panel.show()
@@ -384,6 +385,8 @@ class MainWindow(QMainWindow):
             self.picker.shutdown()  # downloads pause and keep their bytes for the next start
         if self.chat is not None:
             self.chat.stop()
+        if getattr(self, "server_panel", None) is not None:
+            self.server_panel.control.stop_and_wait()   # it answers with this window's engine
         self.session.shutdown()
         settings = replace(self.settings, window_state=self._window_state())
         settings_store.save(settings)  # small and must land before the process ends

@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from core.engine.errors import (EngineCrashed, EngineError, EngineLoadError, ImageRefused, InvalidGrammar,
+from core.engine.errors import (EngineBusy, EngineCrashed, EngineError, EngineLoadError, ImageRefused, InvalidGrammar,
                                 NotLoaded, PromptTooLong, TemplateFailed)
 from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatReply, ChatRequest, EmbedRequest,
                                   Embedded,
@@ -235,7 +235,7 @@ class EngineClient:
             if self._worker is None or self._loaded is None:
                 raise NotLoaded("No model is loaded: load one before chatting.")
             if len(self._inboxes) >= self.slots:
-                raise EngineError(_busy_sentence(self.slots))
+                raise EngineBusy(_busy_sentence(self.slots))
             self._inboxes[request_id] = deque()
             return self._worker
 

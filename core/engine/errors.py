@@ -31,6 +31,10 @@ class PromptTooLong(EngineError):
     """Even the system prompt and the last message alone do not fit in the context."""
 
 
+class EngineBusy(EngineError):
+    """Every slot is answering: try again once one is free."""
+
+
 class NotLoaded(EngineError):
     """chat() was called with no model loaded."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.engine.errors import (EngineCrashed, EngineError, EngineLoadError, InvalidGrammar, NotLoaded, PromptTooLong,
+from core.engine.errors import (EngineBusy, EngineCrashed, EngineError, EngineLoadError, InvalidGrammar, NotLoaded, PromptTooLong,
                                 TemplateFailed)
 
 INVALID_REQUEST = "invalid_request_error"
@@ -66,6 +66,8 @@ def from_engine_error(error: EngineError) -> ApiError:
         return ApiError(500, str(error), SERVER, "model_load_failed")
     if isinstance(error, EngineCrashed):
         return ApiError(500, str(error), SERVER, "engine_crashed")
+    if isinstance(error, EngineBusy):
+        return ApiError(503, str(error), OVERLOADED, "engine_busy", retry_after=2)
     if isinstance(error, NotLoaded):
         return ApiError(503, str(error), OVERLOADED, "model_not_loaded", retry_after=1)
     return ApiError(500, str(error), SERVER, "engine_error")

@@ -7,6 +7,10 @@ whole context, all counted by the plan), and answers up to N requests at once.
     lease = await host.lease("SmolLM2-135M-Instruct.Q4_1")     # waits for a slot, loads if need be
     for event in lease.chat(generation): ...                   # on a worker thread
     lease.release()                                            # from any thread, once
+
+Given an engine (the desktop window's), the host borrows it instead: it answers with the model the window has
+loaded, never loads, unloads or closes that engine itself, and refuses other models in a sentence. The window and
+the server then share one model in memory, and neither takes it from the other.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from core.fit.load_preparation import prepare_load
 from core.machine import hardware
 from core.models import library
 from core.models.fit_check import FileFit, FileRef, FitConditions, check_file
-from core.server.errors import ApiError, INVALID_REQUEST, busy, from_engine_error, unknown_model
+from core.server.errors import ApiError, INVALID_REQUEST, OVERLOADED, busy, from_engine_error, unknown_model
 from core.server.request_queue import QueueFull, SlotQueue
 
 log = logging.getLogger(__name__)
@@ -110,9 +114,11 @@ class Lease:
 
 class ModelHost:
     def __init__(self, options: HostOptions = HostOptions(), *,
-                 probe: Callable[[], hardware.HardwareSnapshot] = hardware.probe) -> None:
+                 probe: Callable[[], hardware.HardwareSnapshot] = hardware.probe,
+                 engine: EngineClient | None = None) -> None:
         self.options = options
-        self.engine = EngineClient()
+        self.borrowed = engine is not None        # the window's engine: it loads and unloads, not us
+        self.engine = engine or EngineClient()
         self.queue = SlotQueue(max(1, options.parallel), options.waiting_limit)
         self._probe = probe
         self._pinned: list[ServedModel] = []
@@ -130,6 +136,7 @@ class ModelHost:
 
     def models(self) -> list[ServedModel]:
         """Every model the server can serve, with this machine's fit verdict. Blocking (headers, probe)."""
+        self._list_the_window_model()
         cached = self._catalog
         if cached is not None and time.monotonic() - cached[0] < CATALOG_SECONDS:
             return cached[1]
@@ -143,6 +150,7 @@ class ModelHost:
 
     def resolve(self, name: str) -> ServedModel:
         """The model a request names: a library model's name, a served id, or a .gguf path. ApiError 404 if none."""
+        self._list_the_window_model()
         for model in self._pinned:
             if name in (model.id, str(model.path)):
                 return model
@@ -165,6 +173,15 @@ class ModelHost:
             self._load(model)
         self._start_idle_timer()
         return model
+
+    def _list_the_window_model(self) -> None:
+        """A borrowed engine's model is served even when the window opened it from outside the library."""
+        loaded = self.engine.loaded if self.borrowed else None
+        if loaded is None:
+            return
+        path = Path(loaded.model_path)
+        if path.is_file() and not any(model.path == path for model in self._pinned):
+            self._add_path(path)
 
     def _add_path(self, path: Path) -> ServedModel:
         model = _served(path.name.removesuffix(".gguf"), path, path.stat().st_size, "path", None, None,
@@ -200,7 +217,7 @@ class ModelHost:
 
     def _refuse_a_second_model(self, model: ServedModel) -> None:
         """One model at a time: another one loads only once the current one has nothing to answer."""
-        current = self._current
+        current = self.current
         if current is None or current.path == model.path:
             return
         if self.queue.busy or self.queue.waiting:
@@ -210,9 +227,23 @@ class ModelHost:
     def _ensure_loaded(self, model: ServedModel) -> LoadedModel:
         with self._load_lock:
             loaded = self.engine.loaded
+            if self.borrowed:
+                return self._borrowed_model(model, loaded)
             if loaded is not None and self._current is not None and self._current.path == model.path:
                 return loaded
             return self._load(model)
+
+    def _borrowed_model(self, model: ServedModel, loaded: LoadedModel | None) -> LoadedModel:
+        """The window's model when it is the one asked for; otherwise a refusal that says what to do."""
+        if loaded is None:
+            raise ApiError(503, f"LlamaDesk has no model loaded right now: open {model.id} in its window, and the "
+                           "server answers with it.", OVERLOADED, "model_not_loaded", "model", retry_after=10)
+        if Path(loaded.model_path).resolve() != model.path.resolve():
+            raise ApiError(400, f"LlamaDesk's window has {Path(loaded.model_path).name} loaded, and the server "
+                           f"answers with that model only: ask for it, or open {model.id} in the window.",
+                           INVALID_REQUEST, "model_not_loaded", "model")
+        self._current = model
+        return loaded
 
     def _load(self, model: ServedModel) -> LoadedModel:
         if self._current is not None:
@@ -260,7 +291,7 @@ class ModelHost:
     def _start_idle_timer(self) -> None:
         seconds = self.options.idle_unload_seconds
         with self._state:
-            if not seconds or self._active or self._closed:
+            if not seconds or self._active or self._closed or self.borrowed:
                 return
             self._cancel_idle_timer()
             self._idle_timer = threading.Timer(seconds, self._unload_if_idle)
@@ -285,11 +316,14 @@ class ModelHost:
 
     @property
     def current(self) -> ServedModel | None:
-        return self._current
+        current, loaded = self._current, self.engine.loaded
+        if self.borrowed and (loaded is None or current is None or Path(loaded.model_path) != current.path):
+            return None                       # the window changed models since the last request
+        return current
 
     def status(self) -> dict:
-        loaded = self.engine.loaded
-        return {"model": self._current.id if self._current else None,
+        loaded, current = self.engine.loaded, self.current
+        return {"model": current.id if current else None,
                 "context": loaded.n_ctx if loaded else None,
                 "answering": self.queue.busy, "waiting": self.queue.waiting, "slots": self.queue.slots}
 
@@ -298,7 +332,8 @@ class ModelHost:
         with self._state:
             self._closed = True
             self._cancel_idle_timer()
-        self.engine.close()
+        if not self.borrowed:
+            self.engine.close()
         self._current = None
 
     # ----------------------------------------------------------------------------------- helpers

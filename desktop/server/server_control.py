@@ -1,9 +1,11 @@
-"""The GUI's handle on one running API server: starts core's server in a background thread with its own model host
-(phase 1: the GUI's engine is not shared), and turns the server's request records into Qt signals."""
+"""The GUI's handle on one running API server: starts core's server in a background thread, and turns the server's
+request records into Qt signals. Given the window's engine, the server answers with the model the window has
+loaded (one model in memory, shared); without one it has an engine of its own and loads models by name."""
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
+from core.engine.client import EngineClient
 from core.server.app import create_app
 from core.server.config import ServerConfig
 from core.server.model_host import HostOptions, ModelHost
@@ -19,8 +21,9 @@ class ServerControl(QObject):
     request_recorded = Signal(object)     # RequestRecord, from the server's threads (queued to the UI thread)
     answering_changed = Signal(bool)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, engine: EngineClient | None = None) -> None:
         super().__init__(parent)
+        self.engine = engine
         self._runner: ServerRunner | None = None
         self._answering = 0
         self.request_recorded.connect(self._count)
@@ -38,7 +41,7 @@ class ServerControl(QObject):
         except ValueError as error:
             self.failed.emit(str(error))
             return
-        host = ModelHost(options)
+        host = ModelHost(options, engine=self.engine)
         runner = ServerRunner(create_app(config, host, observer=self.request_recorded.emit), config, host)
         self._runner = runner
         Task(runner.start, parent=self).success(self._listening).failure(self._not_listening).run_in_background()

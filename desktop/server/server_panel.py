@@ -105,7 +105,9 @@ class ServerPanel(QDialog):
     def _started(self, url: str) -> None:
         shown = url.replace(LAN_HOST, "this computer's address") if self.lan.isChecked() else url
         self.url.setText(url + "/v1")
-        self.status.setText(f"Listening on {shown}. Models load on demand by name.")
+        how = ("It answers with the model open in this window." if self.control.engine is not None
+               else "Models load on demand by name.")
+        self.status.setText(f"Listening on {shown}. {how}")
 
     def _stopped(self) -> None:
         self.url.clear()

@@ -14,3 +14,16 @@ def restore_look(qapp):
     qapp.setPalette(palette)
     qapp.setProperty("llamadeskTheme", None)
     qapp.setProperty("llamadeskLook", None)
+
+
+def open_main_window(qtbot, *, threads: int = 2, max_tokens: int = 48):
+    """The main window shown with its chat in place, answering at most `max_tokens` tokens (close it after)."""
+    from core.settings import Settings
+    from desktop.main_window import MainWindow
+
+    window = MainWindow(Settings(threads=threads))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.chat is not None, timeout=10_000)
+    window.chat.pane.settings.max_tokens.setValue(max_tokens)
+    return window

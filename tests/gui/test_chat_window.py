@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt
 
 from core.settings import Settings
 from desktop.main_window import MainWindow
+from tests.gui.conftest import open_main_window
 
 LOAD_TIMEOUT_MS = 60_000
 SHORT_ANSWER_TOKENS = 48
@@ -14,11 +15,7 @@ SHORT_ANSWER_TOKENS = 48
 
 @pytest.fixture
 def window(qtbot):
-    window = MainWindow(Settings(threads=2))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.chat is not None, timeout=10_000)
-    window.chat.pane.settings.max_tokens.setValue(SHORT_ANSWER_TOKENS)
+    window = open_main_window(qtbot, threads=2, max_tokens=SHORT_ANSWER_TOKENS)
     yield window
     window.close()
 

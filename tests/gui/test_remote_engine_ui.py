@@ -12,10 +12,10 @@ from PySide6.QtCore import Qt
 from core import settings as settings_store
 from core.machine.rpc import free_port
 from core.settings import RemoteEndpoint, Settings
-from desktop.main_window import MainWindow
 from desktop.models.picker.picker import REMOTE
 from desktop.settings.settings_dialog import SettingsDialog
 from tests.e2e.test_server import start_server, stop_server
+from tests.gui.conftest import open_main_window
 
 pytestmark = pytest.mark.model
 
@@ -36,11 +36,7 @@ def far_end(smollm2, tmp_path_factory):
 
 @pytest.fixture
 def window(qtbot):
-    window = MainWindow(Settings(threads=1))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitUntil(lambda: window.chat is not None, timeout=10_000)
-    window.chat.pane.settings.max_tokens.setValue(24)
+    window = open_main_window(qtbot, threads=1, max_tokens=24)
     yield window
     window.close()
 

@@ -6,10 +6,12 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from desktop.server.server_panel import LAN_WARNING, ServerPanel
+from tests.gui.conftest import open_main_window
 
 
 def free_port() -> int:
@@ -85,3 +87,50 @@ def test_a_port_in_use_is_reported_and_the_switch_goes_back_off(qtbot, panel):
             panel.switch.setChecked(True)
     assert not panel.switch.isChecked() and panel.port.isEnabled()
     assert "could not listen" in panel.status.text()
+
+
+@pytest.mark.model
+def test_the_server_answers_with_the_model_open_in_the_window(qtbot, smollm2, tmp_path):
+    import openai
+    import psutil
+
+    from tests.fixtures.tiny_gguf import write_tiny_model
+
+    window = open_main_window(qtbot, threads=2)
+    try:
+        with qtbot.waitSignal(window.session.loaded, timeout=60_000):
+            window.open_model(str(smollm2))
+        engine_pid = window.session.engine_pid
+        window.show_server_panel()
+        panel = window.server_panel
+        panel.port.setValue(free_port())
+        url = switch_on(qtbot, panel)
+        assert "model open in this window" in panel.status.text()
+        client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=120)
+
+        assert smollm2.stem in {model.id for model in client.models.list()}
+        answer = client.chat.completions.create(model=smollm2.stem, max_tokens=8,
+                                                messages=[{"role": "user", "content": "Say hello."}])
+        assert answer.choices[0].message.content
+        engines = [p.pid for p in psutil.Process().children(recursive=True) if _runs_llama_cpp(p)]
+        assert engines == [engine_pid], "the server started an engine of its own"
+
+        other = write_tiny_model(tmp_path / "other.gguf")
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model=str(other), max_tokens=4,
+                                           messages=[{"role": "user", "content": "hi"}])
+        assert refused.value.body["code"] == "model_not_loaded"
+        assert smollm2.name in refused.value.body["message"]
+        qtbot.waitUntil(lambda: "200" in panel.log.toPlainText(), timeout=5000)
+        assert window.session.engine_pid == engine_pid and window.session.model is not None
+    finally:
+        window.close()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url + "/models", timeout=5)      # closing the window stopped its server
+
+
+def _runs_llama_cpp(process) -> bool:
+    try:
+        return any("libllama" in Path(mapped.path).name for mapped in process.memory_maps())
+    except Exception:  # noqa: BLE001 - a process that just ended
+        return False
