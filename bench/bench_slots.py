@@ -54,20 +54,29 @@ def answer(client: EngineClient, messages, sampling) -> AnswerFinished:
     return next(e for e in client.chat(messages, sampling) if isinstance(e, AnswerFinished))
 
 
-def long_chat() -> list[dict]:
+def long_chat(n_facts: int = 239) -> list[dict]:
     facts = " ".join(f"Fact {n}: box {n} holds {n * 7 % 31} marbles and is painted "
-                     f"{('red', 'blue', 'green', 'white')[n % 4]}." for n in range(1, 240))
+                     f"{('red', 'blue', 'green', 'white')[n % 4]}." for n in range(1, n_facts + 1))
     return [{"role": "system", "content": "You answer briefly."},
             {"role": "user", "content": facts + "\nHow many marbles are in box 12?"}]
 
 
-def coming_back(path: Path) -> dict:
-    short = SamplingSettings(temperature=0.0, max_tokens=8)
+def synthetic_model(folder: Path) -> Path:
+    """A llama of a 1B model's layer shape (8 of its layers, ~360 MB of q8_0): here the weights, not the
+    attention over the long context, are most of a short prompt's cost, as in the models people run."""
+    from tests.fixtures.tiny_gguf import write_tiny_model
+
+    return write_tiny_model(folder / "synthetic.gguf", n_layers=8, n_embd=2048, n_ff=5632, n_head=32, n_head_kv=4,
+                            context_length=LONG_CTX, tensor_type="q8_0", name="synthetic-llama-8x2048-q8_0")
+
+
+def coming_back(path: Path, n_facts: int = 239) -> dict:
+    short = SamplingSettings(temperature=0.0, max_tokens=8, ignore_eos=True)
     with EngineClient() as client:
         client.load(LoadSettings(str(path), n_ctx=LONG_CTX, n_threads=THREADS, n_parallel=1))
         fresh = [answer(client, [{"role": "user", "content": f"Say the number {n}."}], short).stats.ttft_seconds
                  for n in range(ROUNDS)]
-        chat = long_chat()
+        chat = long_chat(n_facts)
         first = answer(client, chat, short)
         answer(client, [{"role": "user", "content": "Tell me a joke."}], short)        # the long chat is parked
         chat += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "And box 13?"}]
@@ -109,24 +118,36 @@ def _at_once(client: EngineClient, sampling: SamplingSettings) -> float:
     return len(QUESTIONS) * TOKENS / (time.perf_counter() - started)
 
 
+def print_coming_back(name: str, back: dict) -> float:
+    ratio = back["back"] / back["fresh"]
+    print(f"{name}: time to first token, ms")
+    print(f"  {'fresh short prompt (median)':44s} {back['fresh'] * 1000:9.1f}")
+    print(f"  {'back to the ' + str(back['long_prompt']) + '-token chat, restored':44s} {back['back'] * 1000:9.1f}"
+          f"   reused {back['back_reused']} of {back['back_prompt']} prompt tokens")
+    print(f"  {'the same, evaluated afresh (seeded)':44s} {back['afresh'] * 1000:9.1f}")
+    print(f"  {'return / fresh':44s} {ratio:9.2f}")
+    return ratio
+
+
 def main() -> int:
+    import tempfile
+
     path = model_path()
     back = coming_back(path)
+    with tempfile.TemporaryDirectory() as folder:
+        synthetic_back = coming_back(synthetic_model(Path(folder)), n_facts=70)   # byte tokens: ~4,000 of them
     speed = throughput(path)
-    ratio = back["back"] / back["fresh"]
-    print(f"SmolLM2-135M Q4_1, {THREADS} thread(s), rounds {ROUNDS}")
-    print(f"{'time to first token':44s} {'ms':>9s}")
-    print(f"{'fresh short prompt (median)':44s} {back['fresh'] * 1000:9.1f}")
-    print(f"{'back to the ' + str(back['long_prompt']) + '-token chat, restored':44s} {back['back'] * 1000:9.1f}"
-          f"   reused {back['back_reused']} of {back['back_prompt']} prompt tokens")
-    print(f"{'the same, evaluated afresh (seeded)':44s} {back['afresh'] * 1000:9.1f}")
+    print(f"{THREADS} thread(s), rounds {ROUNDS}")
+    ratio = print_coming_back("SmolLM2-135M Q4_1", back)
+    synthetic_ratio = print_coming_back("synthetic llama 8x2048 q8_0", synthetic_back)
     print()
     print(f"{'tok/s, 4 slots':22s} {'1 chat alone':>13s} {'4 one by one':>13s} {'4 at once':>11s} {'at once / one by one':>21s}")
     for name, (alone, sequential, together) in speed.items():
         print(f"{name:22s} {alone:13.1f} {sequential:13.1f} {together:11.1f} {together / sequential:21.2f}")
     sampled_alone, sampled_sequential, sampled_together = speed["sampled"]
-    print(f"RESULT slots_return_ttft_ratio={ratio:.2f} target<={RETURN_TARGET} "
-          f"{'ok' if ratio <= RETURN_TARGET else 'short'}")
+    for label, value in (("smollm2", ratio), ("synthetic", synthetic_ratio)):
+        print(f"RESULT slots_return_ttft_ratio_{label}={value:.2f} target<={RETURN_TARGET} "
+              f"{'ok' if value <= RETURN_TARGET else 'short'}")
     print(f"RESULT slots_four_at_once_vs_one_by_one={sampled_together / sampled_sequential:.2f} target>=1.0 "
           f"{'ok' if sampled_together >= sampled_sequential else 'short'}")
     return 0
