@@ -4,8 +4,8 @@ calibration makes of the speed prediction.
 For SmolLM2-135M (the real chat model) and two synthetic random-weight models (q8_0, a small and a larger shape):
 plan the load (core.fit.load_preparation), load it in the engine, compare the plan's host bytes with llama.cpp's own
 allocations (LoadedModel.allocations, from its load log), then generate and compare the plan's tok/s with the measured
-decode rate. Each model is loaded LOADS times; every measured speed is recorded (core.fit.calibration.record_speed),
-and the prediction "after" is the uncalibrated prediction times calibration.speed_factor for that placement.
+decode rate. Each model is loaded LOADS times; every answer's speed is recorded as the app records it (core.fit.calibration),
+and the prediction "after" is the planner's own prediction for the same load once it has that history.
 
     .venv/bin/python bench/bench_calibration.py
 
@@ -52,23 +52,26 @@ def models(folder: Path) -> list[tuple[str, Path]]:
 
 
 def measure(name: str, path: Path, snapshot) -> dict:
-    prepared = prepare_load(str(path), OffloadChoice(context=CONTEXT), snapshot=snapshot)
-    predicted = prepared.plan.predicted_tokens_per_second or 0.0
-    placement = [d.name for d in prepared.plan.devices if d.weights_bytes]
+    """Load LOADS times, each answer's speed recorded as the app records it; "after" is what the planner then
+    predicts for the same load (it applies this machine's history itself)."""
+    plan = prepare_load(str(path), OffloadChoice(context=CONTEXT), snapshot=snapshot).plan
+    predicted = plan.uncalibrated_tokens_per_second or 0.0
     rates, memory = [], None
     for _ in range(LOADS):
+        prepared = prepare_load(str(path), OffloadChoice(context=CONTEXT), snapshot=snapshot)
         with EngineClient() as engine:
             loaded = engine.load(prepared.settings)
             memory = calibration.compare_load(loaded)
             finished = [e for e in engine.chat(PROMPT, SAMPLING) if isinstance(e, AnswerFinished)]
-        rate = finished[-1].stats.tokens_per_second
-        rates.append(rate)
-        calibration.record_speed(placement, predicted, rate)
-    measured = statistics.median(rates)
-    after = predicted * calibration.speed_factor(placement)
+        stats = finished[-1].stats
+        rates.append(stats.tokens_per_second)
+        calibration.record_answer_speed(prepared.plan.placement_devices, prepared.plan.uncalibrated_tokens_per_second,
+                                        stats)
+    after = prepare_load(str(path), OffloadChoice(context=CONTEXT), snapshot=snapshot).plan
     return {"name": name, "predicted_host": memory.host.predicted_bytes, "actual_host": memory.host.actual_bytes,
             "resident": memory.host.in_use_bytes, "memory_error": memory.host.difference_percent,
-            "predicted": predicted, "measured": measured, "after": after}
+            "predicted": predicted, "measured": statistics.median(rates),
+            "after": after.predicted_tokens_per_second or 0.0}
 
 
 def percent_off(value: float, reference: float) -> float:

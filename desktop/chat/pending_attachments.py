@@ -24,7 +24,8 @@ from PySide6.QtCore import QObject, Signal
 from core.chat.attachments.attachment import Attachment
 from core.chat.attachments.extraction import document_format, extract
 from core.chat.attachments.index import ChunkIndex
-from core.chat.attachments.retrieval import DocumentUse, PreparedDocument, choose_parts, estimate_tokens, prepare_document
+from core.chat.attachments.retrieval import (DocumentUse, PreparedDocument, choose_parts, estimate_tokens,
+                                             follow_up_sources, prepare_document)
 from core.fit.context_need import RAISE, TokenCounter, need_for_loaded
 from core.fit.projector import fixed_image_tokens, read_projector_info
 from desktop.chat.attachment_tray import AttachmentTray, ChipView
@@ -35,6 +36,7 @@ from desktop.tasks import Task
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp"})
 PROMPT_SLACK_TOKENS = 64           # the chat template's own marks around the turns
 NO_MODEL_CONTEXT = 4096
+FOLLOW_UP_SHARE = 0.25             # of the context, for the parts a follow-up question finds in earlier documents
 
 _extractors = WorkerProcesses(workers=1)     # started on the first attachment
 _counters: dict[str, TokenCounter] = {}
@@ -216,14 +218,18 @@ class PendingAttachments(QObject):
 
     # --- sending ---
 
+    def _room(self) -> tuple[int, int, str | None]:
+        """(the context, the tokens it leaves for documents, the loaded model's path)."""
+        model = self._session.model
+        context = model.n_ctx if model else NO_MODEL_CONTEXT
+        return context, context - self.chat_tokens - self.answer_tokens - PROMPT_SLACK_TOKENS, \
+            model.model_path if model else None
+
     def take(self, question: str, done: Callable[[tuple[Attachment, ...], dict, tuple], None],
              failed: Callable[[BaseException], None]) -> None:
         """Choose the parts to send (off the UI thread), then done(attachments, chunks by id, sources) and clear."""
         documents, images = list(self._documents.values()), tuple(self._images.values())
-        model = self._session.model
-        context = model.n_ctx if model else NO_MODEL_CONTEXT
-        model_path = model.model_path if model else None
-        room = context - self.chat_tokens - self.answer_tokens - PROMPT_SLACK_TOKENS
+        context, room, model_path = self._room()
 
         def chosen(use: DocumentUse | None) -> None:
             chunks = {doc.attachment.id: doc.chunks for doc in documents}
@@ -236,6 +242,22 @@ class PendingAttachments(QObject):
             return
         (Task(_choose, documents, question, room, self._index, model_path, parent=self)
          .success(chosen).failure(failed).run_in_background())
+
+
+    def follow_up(self, question: str, earlier: list, search: Callable, done: Callable[[tuple], None]) -> None:
+        """A question with nothing attached, in a chat whose documents were too long to send whole: done(sources)
+        with the parts of them that match it and were not sent yet (off the UI thread), at most FOLLOW_UP_SHARE
+        of the context whatever the chat already fills (the engine drops its oldest turns to make room, as it does
+        for any long chat); done(()) when there are none or the search fails (the question goes as it is)."""
+        context, _room, model_path = self._room()
+        room = min(int(context * FOLLOW_UP_SHARE), context - self.answer_tokens - PROMPT_SLACK_TOKENS)
+        (Task(_follow_up, question, earlier, search, room, model_path, parent=self)
+         .success(done).failure(lambda _error: done(())).run_in_background())
+
+
+def _follow_up(question: str, earlier: list, search: Callable, room: int, model_path: str | None) -> tuple:
+    count = token_counter(model_path)
+    return follow_up_sources(question, earlier, search, max(room - count(question), 0), count)
 
 
 def _prepare(path: Path, model_path: str | None, index: ChunkIndex) -> PreparedDocument:

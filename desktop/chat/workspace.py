@@ -299,7 +299,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
                   else conversation.current_leaf_id)
         self._set_editing(None)
         if self.attachments.empty:
-            self.answers.ask(conversation, text, parent)
+            self._send_follow_up(conversation, text, parent)
             return
         self._measure_chat(conversation)
         self.pane.set_attachments_busy(True)
@@ -314,6 +314,22 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
             self.notice.emit("error", f"The documents could not be prepared, so nothing was sent: {error}")
 
         self.attachments.take(text, chosen, failed)
+
+    def _send_follow_up(self, conversation: Conversation, text: str, parent: str | None) -> None:
+        """Nothing attached now: the documents attached earlier in this branch are searched again for this
+        question when they were too long to send whole (a follow-up may ask about another part of them)."""
+        earlier = conversation.path_to(parent)
+        if not any(a.kind == "document" and a.used == "retrieved" for m in earlier for a in m.attachments):
+            self.answers.ask(conversation, text, parent)
+            return
+        self._measure_chat(conversation)
+        self.pane.set_attachments_busy(True)
+
+        def found(sources) -> None:
+            self.pane.set_attachments_busy(False)
+            self.answers.ask(conversation, text, parent, sources=sources)
+
+        self.attachments.follow_up(text, earlier, self.store.search_attachments, found)
 
     def _measure_chat(self, conversation: Conversation) -> None:
         """What the attachments' fit is measured against: the context the chat fills, the room for the answer."""

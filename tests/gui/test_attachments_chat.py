@@ -24,6 +24,7 @@ def test_a_long_document_shows_its_chip_tokens_and_fit_then_its_sources_under_th
                                                                                          store, tmp_path):
     pages = [filler_page(n) for n in range(1, 121)]
     pages[26] += " " + PLANTED
+    pages[99] += " The keeper's cat is called Marmalade and sleeps on the lamp room stairs."
     path = pdf_with_pages(tmp_path / "logbook.pdf", pages)
     attach_and_wait(qtbot, ready, path)
     chips = ready.pane.tray.chips()
@@ -54,6 +55,15 @@ def test_a_long_document_shows_its_chip_tokens_and_fit_then_its_sources_under_th
 
     stored = store.load_conversation(ready.conversation.id).messages[-2]
     assert stored.attachments[0].name == "logbook.pdf" and stored.sources == question.sources
+
+    # A follow-up with nothing attached searches the stored document again for the parts it asks about.
+    with qtbot.waitSignal(session.answer_finished, timeout=4 * ANSWER_TIMEOUT_MS):
+        send(qtbot, ready, "What is the keeper's cat called?")
+    settle(qtbot, ready)
+    follow_up, second_answer = ready.conversation.messages[-2:]
+    assert follow_up.attachments == ()
+    assert "logbook.pdf p. 100" in [source.label for source in answer_sources_of(ready, second_answer)]
+    assert not {s.position for s in follow_up.sources} & {s.position for s in question.sources}
 
 
 def answer_sources_of(workspace, answer):

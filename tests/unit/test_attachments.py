@@ -4,6 +4,7 @@ context."""
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import docx
@@ -174,3 +175,36 @@ def test_a_question_with_no_matching_word_gets_the_documents_beginning(tmp_path)
     document = prepare_document(tmp_path / "long.txt", estimate_tokens, index)
     use = choose_parts([document], "zzz?", 600, index)
     assert use.used == "retrieved" and use.sources and use.sources[0].position == 0
+
+
+def test_a_follow_up_question_finds_another_part_of_a_stored_long_document(tmp_path):
+    from core.chat.attachments.retrieval import follow_up_sources
+    from core.chat.store import ChatStore
+
+    pages = [filler_page(n) for n in range(1, 301)]
+    pages[41] += " " + PLANTED
+    pages[262] += " The keeper's cat is called Marmalade and sleeps on the lamp room stairs."
+    source_file = tmp_path / "logbook.txt"
+    source_file.write_text("\n\n".join(pages), encoding="utf-8")
+    index = ChunkIndex()
+    document = prepare_document(source_file, estimate_tokens, index)
+    first = choose_parts([document], "What combination opens the vault under the lighthouse?", 2000, index)
+    assert first.used == "retrieved"
+
+    with ChatStore(tmp_path / "chats.sqlite3") as store:
+        chat = store.create_conversation()
+        store.add_message(chat.id, "user", "What combination opens the vault?", attachments=first.documents,
+                          chunks={document.attachment.id: document.chunks}, sources=first.sources)
+        store.add_message(chat.id, "assistant", "7319-Quokka.")
+        earlier = store.load_conversation(chat.id).messages
+
+        found = follow_up_sources("What is the keeper's cat called?", earlier, store.search_attachments, 1500)
+        assert any("Marmalade" in source.text for source in found)
+        assert all(source.name == "logbook.txt" for source in found)
+        already_sent = {(s.attachment_id, s.position) for s in first.sources}
+        assert not already_sent & {(s.attachment_id, s.position) for s in found}
+        assert sum(estimate_tokens(s.text) + 16 for s in found) <= 1500
+
+        whole = replace(first.documents[0], used="whole")
+        assert follow_up_sources("What is the keeper's cat called?",
+                                 [replace(earlier[0], attachments=(whole,))], store.search_attachments, 1500) == ()

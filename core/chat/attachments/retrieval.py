@@ -79,6 +79,25 @@ def choose_parts(documents: Sequence[PreparedDocument], question: str, room_toke
     return DocumentUse("retrieved", sources, marked, used)
 
 
+def follow_up_sources(question: str, earlier: Sequence, search: Callable[[str, list[str]], Sequence[FoundChunk]],
+                      room_tokens: int, count: TokenCount = estimate_tokens) -> tuple[Source, ...]:
+    """For a question asked after documents were attached: the parts of the conversation's retrieved documents
+    that best match it and were not sent before (the model already reads those), within `room_tokens`. Documents
+    sent whole are in the conversation already; `earlier` is the branch's messages, oldest first; `search(question,
+    attachment ids)` searches their stored chunks (ChatStore.search_attachments)."""
+    names = {a.id: a.name for message in earlier for a in message.attachments
+             if a.kind == "document" and a.used == "retrieved"}
+    if not names or room_tokens <= 0:
+        return ()
+    sent = {(source.attachment_id, source.position) for message in earlier for source in message.sources}
+    found = [part for part in search(question, list(names)) if (part.attachment_id, part.position) not in sent]
+    chosen, _ = _fill(found, room_tokens, count)
+    order = {doc_id: place for place, doc_id in enumerate(names)}
+    chosen.sort(key=lambda part: (order[part.attachment_id], part.position))
+    return tuple(Source(part.attachment_id, names[part.attachment_id], part.page, part.position, part.text)
+                 for part in chosen)
+
+
 def _fill(found: Sequence[FoundChunk], room: int, count: TokenCount) -> tuple[list[FoundChunk], int]:
     chosen: list[FoundChunk] = []
     used = 0
