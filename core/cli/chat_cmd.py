@@ -26,7 +26,9 @@ from core.cli import fit_options
 from core.cli.errors import fail
 from core.fit.context_need import TokenCounter
 from core.engine.client import EngineClient, EngineError
+from core.engine.embedder import Embedder
 from core.engine.vision import ImageRefused, read_image
+from core.models import library
 from core.models.projectors import projector_beside
 from core.engine.protocol import (AnswerFinished, ReasoningText, SamplingSettings, ThinkingChoice, TokenText,
                                   ToolCallMade)
@@ -117,11 +119,15 @@ def _documents(args: argparse.Namespace, paths: list[str], context: int) -> Docu
     if not paths:
         return None
     counter = TokenCounter(args.model)
+    found = library.find_embedding_model()       # the library's embedding model also searches by meaning
+    embedder = Embedder(found.path, threads=args.threads) if found is not None else None
     try:
         room = context - args.max_tokens - counter(args.prompt) - counter(args.system or "") - 64
-        return documents_for_question(paths, args.prompt, max(room, 0), counter)
+        return documents_for_question(paths, args.prompt, max(room, 0), counter, embed=embedder)
     finally:
         counter.close()
+        if embedder is not None:
+            embedder.close()
 
 
 def _document_report(use: DocumentUse | None) -> list[dict]:

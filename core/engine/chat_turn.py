@@ -25,6 +25,7 @@ from typing import Callable
 from core.engine.answer_text import AnswerText
 from core.engine.chat_format import CHATML_STOPS, ChatTemplate, RenderCancelled
 from core.engine.context_window import FittedPrompt, answer_reserve, fit_conversation
+from core.engine.errors import PromptTooLong
 from core.engine.llama_runtime import LlamaRuntime
 from core.engine.protocol import (AnswerFinished, AnswerStats, ChatRequest, ContextTrimmed,
                                   ReasoningText, SamplingSettings, TokenText)

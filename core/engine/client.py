@@ -178,10 +178,11 @@ class EngineClient:
         """Stream the continuation of raw text (no chat template); raises and streams as chat() does."""
         return self._start(ChatRequest(next(self._request_ids), (), sampling, prompt=prompt))
 
-    def embed(self, texts: Sequence[str]) -> Embedded:
+    def embed(self, texts: Sequence[str], *, truncate: bool = False) -> Embedded:
         """A unit vector per text from an embedding model (loaded with LoadSettings.embeddings). Blocking;
-        raises NotLoaded, PromptTooLong (a text empty or longer than one batch), EngineCrashed or EngineError."""
-        request = EmbedRequest(next(self._request_ids), tuple(texts))
+        raises NotLoaded, PromptTooLong (a text empty, or longer than one batch unless `truncate`), EngineCrashed or
+        EngineError."""
+        request = EmbedRequest(next(self._request_ids), tuple(texts), truncate)
         worker = self._begin_answer(request.request_id)
         try:
             self._send(worker, request)

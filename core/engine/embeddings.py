@@ -16,12 +16,14 @@ from core.engine.llama_runtime import LlamaRuntime
 from core.engine.protocol import Embedded
 
 
-def embed_texts(runtime: LlamaRuntime, texts: Sequence[str]) -> Embedded:
-    """One unit vector per text, and the tokens read. Raises PromptTooLong for a text that is empty or
-    longer than one batch."""
+def embed_texts(runtime: LlamaRuntime, texts: Sequence[str], *, truncate: bool = False) -> Embedded:
+    """One unit vector per text, and the tokens read. Raises PromptTooLong for a text that is empty, or longer
+    than the model takes at once unless `truncate` (then its beginning is read)."""
     vectors, tokens_read = [], 0
     for index, text in enumerate(texts):
         tokens = runtime.tokenize(text, add_bos=True)   # the model's own BOS/EOS flags decide what is added
+        if truncate:
+            tokens = tokens[:runtime.embedding_limit]
         _check_length(runtime, tokens, index, len(texts))
         vectors.append(_unit(runtime.embed(tokens)))
         tokens_read += len(tokens)

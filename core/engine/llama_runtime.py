@@ -318,8 +318,9 @@ class LlamaRuntime:
 
     @property
     def embedding_limit(self) -> int:
-        """The most tokens one text may have to be embedded: one physical batch."""
-        return min(self.n_batch, native.llama_n_ubatch(self._context))
+        """The most tokens one text may have to be embedded: one physical batch, and never more positions than
+        the model was trained on (an encoder's position table ends there)."""
+        return min(self.n_batch, native.llama_n_ubatch(self._context), self.n_ctx_train or self.n_batch)
 
     def embed(self, tokens: Sequence[int]) -> list[float]:
         """The pooled vector of one text (at most embedding_limit tokens; a context made with embeddings on)."""

@@ -232,6 +232,7 @@ class EmbedRequest:
 
     request_id: int
     texts: tuple[str, ...]
+    truncate: bool = False           # cut a text longer than the model takes at once, instead of refusing it
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ class WorkerService:
             return ChatFailed(f"{Path(self.runtime.settings.model_path).name} was loaded for chat, not for "
                               "embeddings.", kind="not_embedding")
         try:
-            return embed_texts(self.runtime, request.texts)
+            return embed_texts(self.runtime, request.texts, truncate=request.truncate)
         except PromptTooLong as error:
             return ChatFailed(str(error), kind="prompt_too_long")
         except (ContextFull, DecodeFailed) as error:

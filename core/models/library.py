@@ -94,6 +94,23 @@ def scan(sources: LibrarySources = LibrarySources(), *, inspect: bool = True) ->
     return [_inspect(model) for model in unique] if inspect else unique
 
 
+def is_embedding_model(info: ModelInfo | None) -> bool:
+    """A model that makes vectors, not text: its header declares a pooling type and it has no chat template."""
+    return info is not None and info.arch_value("pooling_type") not in (None, 0) and not info.chat_template
+
+
+def find_embedding_model(sources: LibrarySources = LibrarySources()) -> LocalModel | None:
+    """The library's embedding model, for searching documents by meaning (the smallest, when there are several)."""
+    found = [model for model in scan(sources) if is_embedding_model(model.info)]
+    return min(found, key=lambda model: model.size) if found else None
+
+
+def embedding_model_path(user_dirs: Iterable[str] = ()) -> Path | None:
+    """find_embedding_model's file, looking in the usual places and `user_dirs` (a plain call for a worker process)."""
+    found = find_embedding_model(LibrarySources(user_dirs=tuple(Path(folder) for folder in user_dirs)))
+    return found.path if found is not None else None
+
+
 def pair_projectors(models: list[LocalModel]) -> list[LocalModel]:
     """Each model with the projector lying in the same place: the same Hugging Face repository, else the same
     folder. The projectors stay in the list too (is_projector tells them apart)."""

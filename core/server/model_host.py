@@ -367,10 +367,4 @@ def _served(name: str, path: Path, size: int, source: str, info, error: str | No
         created = int(path.stat().st_mtime)
     except OSError:
         created = 0
-    return ServedModel(model_id, path, size, source, created, fit, _makes_embeddings(fit))
-
-
-def _makes_embeddings(fit: FileFit) -> bool:
-    """An embedding model: its header declares a pooling type and no chat template."""
-    info = fit.info
-    return info is not None and info.arch_value("pooling_type") not in (None, 0) and not info.chat_template
+    return ServedModel(model_id, path, size, source, created, fit, library.is_embedding_model(fit.info))

@@ -14,6 +14,7 @@ their chunks and the sources, then empties the tray.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -21,12 +22,15 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, Signal
 
+from core import settings as settings_store
 from core.chat.attachments.attachment import Attachment
 from core.chat.attachments.extraction import document_format, extract
 from core.chat.attachments.index import ChunkIndex
 from core.chat.attachments.retrieval import (DocumentUse, PreparedDocument, choose_parts, estimate_tokens,
                                              follow_up_sources, prepare_document)
+from core.engine.embedder import Embedder
 from core.fit.context_need import RAISE, TokenCounter, need_for_loaded
+from core.models import library
 from core.fit.projector import fixed_image_tokens, read_projector_info
 from desktop.chat.attachment_tray import AttachmentTray, ChipView
 from desktop.engine_session import EngineSession
@@ -41,6 +45,10 @@ FOLLOW_UP_SHARE = 0.25             # of the context, for the parts a follow-up q
 _extractors = WorkerProcesses(workers=1)     # started on the first attachment
 _counters: dict[str, TokenCounter] = {}
 _counters_lock = threading.Lock()
+EMBEDDER_RECHECK_SECONDS = 300.0
+_embedder: dict[str, Embedder] = {}
+_embedder_lock = threading.Lock()
+_embedder_checked = -EMBEDDER_RECHECK_SECONDS
 
 
 def token_counter(model_path: str | None) -> Callable[[str], int]:
@@ -262,9 +270,24 @@ def _follow_up(question: str, earlier: list, search: Callable, room: int, model_
 
 def _prepare(path: Path, model_path: str | None, index: ChunkIndex) -> PreparedDocument:
     return prepare_document(path, token_counter(model_path), index,
-                            read=lambda file: _extractors.run(extract, file))
+                            read=lambda file: _extractors.run(extract, file), embed=library_embedder())
 
 
 def _choose(documents, question: str, room: int, index: ChunkIndex, model_path: str | None) -> DocumentUse:
     count = token_counter(model_path)
-    return choose_parts(documents, question, max(room - count(question), 0), index, count)
+    return choose_parts(documents, question, max(room - count(question), 0), index, count, library_embedder())
+
+
+def library_embedder() -> Embedder | None:
+    """The library's embedding model, to search documents by meaning too (None without one). The library is looked
+    at in the reader process (reading headers holds the GIL), again after EMBEDDER_RECHECK_SECONDS when none was
+    found, so a model downloaded meanwhile is used."""
+    global _embedder_checked
+    with _embedder_lock:
+        found = _embedder.get("model")
+        if found is None and time.monotonic() - _embedder_checked > EMBEDDER_RECHECK_SECONDS:
+            _embedder_checked = time.monotonic()
+            path = _extractors.run(library.embedding_model_path, tuple(settings_store.load().model_folders))
+            if path is not None:
+                found = _embedder["model"] = Embedder(path, threads=1)
+        return found

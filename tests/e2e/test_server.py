@@ -284,6 +284,10 @@ def test_a_text_completion_continues_the_raw_prompt(server, model_id, smollm2):
                                                   stream=True)
     assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices) == completion.choices[0].text
 
+    with pytest.raises(openai.BadRequestError) as overlong:
+        server.client().completions.create(model=model_id, prompt="word " * 3000, max_tokens=8)
+    assert overlong.value.body["code"] == "context_length_exceeded" and "tokens" in overlong.value.body["message"]
+
 
 def test_embeddings_from_a_chat_model_are_refused_with_a_reason(server, model_id):
     with pytest.raises(openai.BadRequestError) as refused:

@@ -27,3 +27,23 @@ def open_main_window(qtbot, *, threads: int = 2, max_tokens: int = 48):
     qtbot.waitUntil(lambda: window.chat is not None, timeout=10_000)
     window.chat.pane.settings.max_tokens.setValue(max_tokens)
     return window
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A chat store of the test's own."""
+    from core.chat.store import ChatStore
+
+    store = ChatStore(tmp_path / "chats.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def session():
+    """An engine session (no model loaded), shut down after the test."""
+    from desktop.engine_session import EngineSession
+
+    session = EngineSession()
+    yield session
+    session.shutdown()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import QMimeData, QUrl
-from PySide6.QtWidgets import QApplication
 
 from desktop.chat.source_dialog import SourceDialog
 from tests.gui.test_chat_workspace import (ANSWER_TIMEOUT_MS, ask_and_wait, click_link, ready, send,  # noqa: F401
-                                           session, settle, store, workspace)
+                                           settle, workspace)
 from tests.unit.test_attachments import PLANTED, filler_page, pdf_with_pages
 
 pytestmark = pytest.mark.model

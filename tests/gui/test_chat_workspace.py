@@ -26,20 +26,6 @@ MAX_TOKENS = 48
 # fixtures and helpers
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = ChatStore(tmp_path / "chats.sqlite3")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def session():
-    session = EngineSession()
-    yield session
-    session.shutdown()
-
-
 def make_workspace(qtbot, session, store) -> ChatWorkspace:
     workspace = ChatWorkspace(session, store)
     qtbot.addWidget(workspace)

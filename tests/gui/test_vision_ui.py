@@ -15,8 +15,7 @@ from desktop.chat.image_dialog import ImageDialog
 from desktop.models.picker.badges import badge_text
 from tests.fixtures.fake_hub import fake_hub  # noqa: F401  (fixture)
 from tests.fixtures.tiny_vision import TinyProjector, write_png, write_tiny_vision_model
-from tests.gui.test_chat_workspace import (ANSWER_TIMEOUT_MS, click_link, send, settle,  # noqa: F401
-                                           session, store, workspace)
+from tests.gui.test_chat_workspace import ANSWER_TIMEOUT_MS, click_link, send, settle, workspace  # noqa: F401
 from tests.gui.test_model_picker import (TIMEOUT_MS, _shown_text, make_picker, served, user_folder,  # noqa: F401
                                         wait_checked)
 

@@ -21,7 +21,6 @@ from core.models.downloads.manager import (
     DownloadError,
     DownloadManager,
     DownloadRequest,
-    DownloadState,
     HubCacheLayout,
     NetworkError,
     NotEnoughDiskSpace,

@@ -135,6 +135,7 @@ class ChunkIndex:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._vectors: dict[str, list[tuple[FoundChunk, Sequence[float]]]] = {}   # by attachment: search by meaning
         self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("CREATE TABLE attachments (id TEXT PRIMARY KEY)")
@@ -149,9 +150,27 @@ class ChunkIndex:
             insert_chunks(self.db, attachment_id, chunks)
             self.db.execute("COMMIT")
 
+    def add_vectors(self, attachment_id: str, chunks: Sequence[Chunk],
+                    vectors: Sequence[Sequence[float] | None]) -> None:
+        """The chunks' vectors from an embedding model (None for a chunk it could not read), for vectors_of()."""
+        kept = [(FoundChunk(attachment_id, chunk.position, chunk.page, chunk.text, 0.0), vector)
+                for chunk, vector in zip(chunks, vectors) if vector is not None]
+        with self._lock:
+            self._vectors[attachment_id] = kept
+
+    def has_vectors(self, attachment_ids: Sequence[str]) -> bool:
+        with self._lock:
+            return any(self._vectors.get(attachment_id) for attachment_id in attachment_ids)
+
+    def vectors_of(self, attachment_ids: Sequence[str]) -> list[tuple[FoundChunk, Sequence[float]]]:
+        """These documents' chunks that have a vector, each with it (meaning.nearest ranks them)."""
+        with self._lock:
+            return [pair for attachment_id in attachment_ids for pair in self._vectors.get(attachment_id, ())]
+
     def remove(self, attachment_id: str) -> None:
         with self._lock:
             self.db.execute("DELETE FROM attachments WHERE id = ?", (attachment_id,))
+            self._vectors.pop(attachment_id, None)
 
     def search(self, question: str, attachment_ids: Sequence[str], limit: int = 40) -> list[FoundChunk]:
         with self._lock:

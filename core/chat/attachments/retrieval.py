@@ -1,13 +1,15 @@
 """Which parts of the attached documents go to the model with a question.
 
 When the documents fit the room left in the context they go whole. Otherwise the chunks that best match the
-question (BM25 over the FTS5 index) are taken, best first, until the room is full, and sent in reading order; when
+question (BM25 over the FTS5 index, fused with a ranking by meaning when an embedding model is in the library:
+meaning.py) are taken, best first, until the room is full, and sent in reading order; when
 no word of the question matches, the documents' beginnings are sent. Either way the parts sent are the answer's
 sources. Token counts come from the caller (the loaded model's tokenizer, core.fit.context_need), or from
 `estimate_tokens` where no model is at hand.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +19,9 @@ from core.chat.attachments.attachment import Attachment, Source, text_for_model
 from core.chat.attachments.chunks import Chunk, chunk_pages
 from core.chat.attachments.extraction import ExtractedDocument, extract
 from core.chat.attachments.index import ChunkIndex, FoundChunk
+from core.chat.attachments.meaning import Embed, embed_texts, fused, nearest
+
+log = logging.getLogger(__name__)
 
 TokenCount = Callable[[str], int]
 SEARCH_LIMIT = 200
@@ -47,9 +52,10 @@ class DocumentUse:
 
 
 def prepare_document(path: Path | str, count: TokenCount = estimate_tokens, index: ChunkIndex | None = None, *,
-                     read: Callable[[Path], ExtractedDocument] = extract) -> PreparedDocument:
+                     read: Callable[[Path], ExtractedDocument] = extract, embed: Embed | None = None) -> PreparedDocument:
     """Read, chunk, count and index one document (seconds for a long PDF: off the UI thread). DocumentRefused.
-    `read` extracts the text (the GUI runs it in a worker process: pypdf is pure Python and holds the GIL)."""
+    `read` extracts the text (the GUI runs it in a worker process: pypdf is pure Python and holds the GIL);
+    `embed` (an embedding model, meaning.Embedder) adds the chunks' vectors to the index."""
     path = Path(path)
     extracted = read(path)
     text = extracted.text
@@ -57,19 +63,22 @@ def prepare_document(path: Path | str, count: TokenCount = estimate_tokens, inde
     chunks = chunk_pages(extracted.pages)
     if index is not None:
         index.add(attachment.id, chunks)
+        if embed is not None:
+            index.add_vectors(attachment.id, chunks, embed_texts([chunk.text for chunk in chunks], embed))
     return PreparedDocument(attachment, path, chunks, text)
 
 
 def choose_parts(documents: Sequence[PreparedDocument], question: str, room_tokens: int, index: ChunkIndex,
-                 count: TokenCount = estimate_tokens) -> DocumentUse:
-    """The documents whole when they fit `room_tokens`, else the most relevant chunks that fit."""
+                 count: TokenCount = estimate_tokens, embed: Embed | None = None) -> DocumentUse:
+    """The documents whole when they fit `room_tokens`, else the most relevant chunks that fit: by BM25, fused
+    with the ranking by meaning when the chunks have vectors and `embed` reads the question."""
     whole = sum(doc.attachment.tokens + PART_OVERHEAD_TOKENS for doc in documents)
     if whole <= room_tokens:
         sources = tuple(Source(doc.attachment.id, doc.attachment.name, None, -1, doc.text) for doc in documents)
         marked = tuple(replace(doc.attachment, used="whole") for doc in documents)
         return DocumentUse("whole", sources, marked, whole)
     by_id = {doc.attachment.id: doc for doc in documents}
-    found = index.search(question, list(by_id), limit=SEARCH_LIMIT) or _beginnings(documents)
+    found = _ranked(question, list(by_id), index, embed) or _beginnings(documents)
     chosen, used = _fill(found, room_tokens, count)
     order = {doc_id: place for place, doc_id in enumerate(by_id)}
     chosen.sort(key=lambda part: (order[part.attachment_id], part.position))
@@ -77,6 +86,18 @@ def choose_parts(documents: Sequence[PreparedDocument], question: str, room_toke
                            part.text) for part in chosen)
     marked = tuple(replace(doc.attachment, used="retrieved") for doc in documents)
     return DocumentUse("retrieved", sources, marked, used)
+
+
+def _ranked(question: str, attachment_ids: list[str], index: ChunkIndex, embed: Embed | None) -> list[FoundChunk]:
+    by_words = index.search(question, attachment_ids, limit=SEARCH_LIMIT)
+    if embed is None or not index.has_vectors(attachment_ids):
+        return by_words
+    try:
+        question_vector = embed([question])[0]
+    except Exception as error:  # noqa: BLE001 - the embedding model failing never stops a question
+        log.info("the question could not be embedded (%s); ranking by its words alone", error)
+        return by_words
+    return fused(by_words, nearest(question_vector, index.vectors_of(attachment_ids), limit=SEARCH_LIMIT))
 
 
 def follow_up_sources(question: str, earlier: Sequence, search: Callable[[str, list[str]], Sequence[FoundChunk]],
@@ -122,12 +143,12 @@ def question_with_documents(question: str, use: DocumentUse) -> str:
 
 
 def documents_for_question(paths: Sequence[Path | str], question: str, room_tokens: int,
-                           count: TokenCount = estimate_tokens) -> DocumentUse:
+                           count: TokenCount = estimate_tokens, embed: Embed | None = None) -> DocumentUse:
     """Read and index these documents in memory and choose what goes with the question (llamadesk-cli's path).
     DocumentRefused for the first file that cannot be read: nothing is sent."""
     index = ChunkIndex()
     try:
-        documents = [prepare_document(path, count, index) for path in paths]
-        return choose_parts(documents, question, room_tokens, index, count)
+        documents = [prepare_document(path, count, index, embed=embed) for path in paths]
+        return choose_parts(documents, question, room_tokens, index, count, embed)
     finally:
         index.close()
