@@ -331,6 +331,7 @@ def reasoning_answer(app, window, look: str) -> None:
     finally:
         release.set()
     wait_until(lambda: not session.busy, 60, "the engine's own answer done")
+    chat.pane.thinking.show_support(session.model.thinking if session.model else None)   # SmolLM2's own again
     apply_theme(app, "light")
 
 
