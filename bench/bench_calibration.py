@@ -4,7 +4,8 @@ calibration makes of the speed prediction.
 For SmolLM2-135M (the real chat model) and two synthetic random-weight models (q8_0, a small and a larger shape):
 plan the load (core.fit.load_preparation), load it in the engine, compare the plan's host bytes with llama.cpp's own
 allocations (LoadedModel.allocations, from its load log), then generate and compare the plan's tok/s with the measured
-decode rate. Each model is loaded LOADS times; every answer's speed is recorded as the app records it (core.fit.calibration),
+decode rate. Each model is loaded LOADS times; every answer's speed is recorded as the app records it
+(core.fit.calibration),
 and the prediction "after" is the planner's own prediction for the same load once it has that history.
 
     .venv/bin/python bench/bench_calibration.py

@@ -3,8 +3,8 @@
 An embedding model (a BERT-style encoder, or a decoder such as Qwen3-Embedding) declares its pooling in
 its header; llama.cpp pools the token vectors of one sequence into one. Each text is evaluated whole in
 one batch: an encoder cannot split a text across batches (llama.cpp aborts), so a text longer than the
-batch is refused with its figures. Vectors are scaled to unit length, as OpenAI's are, so a dot product
-is the cosine similarity.
+batch is refused with its figures, or read from its beginning when the request asks to truncate.
+Vectors are scaled to unit length, as OpenAI's are, so a dot product is the cosine similarity.
 """
 from __future__ import annotations
 

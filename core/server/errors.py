@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.engine.errors import (EngineBusy, EngineCrashed, EngineError, EngineLoadError, InvalidGrammar, NotLoaded, PromptTooLong,
-                                TemplateFailed)
+from core.engine.errors import (EngineBusy, EngineCrashed, EngineError, EngineLoadError, InvalidGrammar, NotLoaded,
+                                PromptTooLong, TemplateFailed)
 
 INVALID_REQUEST = "invalid_request_error"
 AUTHENTICATION = "authentication_error"

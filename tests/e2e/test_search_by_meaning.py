@@ -44,7 +44,8 @@ def test_a_question_finds_the_chunk_that_says_the_same_by_its_vector(embedder):
     texts = [f"Entry {n}: the tide, the boats and the nets." for n in range(12)]
     vectors = embed_texts(texts, embedder)
     assert all(vector is not None and len(vector) == 64 for vector in vectors)
-    candidates = [(FoundChunk("doc", n, None, text, 0.0), vector) for n, (text, vector) in enumerate(zip(texts, vectors))]
+    candidates = [(FoundChunk("doc", n, None, text, 0.0), vector)
+                  for n, (text, vector) in enumerate(zip(texts, vectors))]
     best = nearest(embedder([texts[7]])[0], candidates, limit=3)
     assert best[0].position == 7 and best[0].score == pytest.approx(1.0, abs=1e-4)
 

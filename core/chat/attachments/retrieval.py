@@ -52,10 +52,11 @@ class DocumentUse:
 
 
 def prepare_document(path: Path | str, count: TokenCount = estimate_tokens, index: ChunkIndex | None = None, *,
-                     read: Callable[[Path], ExtractedDocument] = extract, embed: Embed | None = None) -> PreparedDocument:
+                     read: Callable[[Path], ExtractedDocument] = extract,
+                     embed: Embed | None = None) -> PreparedDocument:
     """Read, chunk, count and index one document (seconds for a long PDF: off the UI thread). DocumentRefused.
     `read` extracts the text (the GUI runs it in a worker process: pypdf is pure Python and holds the GIL);
-    `embed` (an embedding model, meaning.Embedder) adds the chunks' vectors to the index."""
+    `embed` (an embedding model: core.engine.embedder.Embedder) adds the chunks' vectors to the index."""
     path = Path(path)
     extracted = read(path)
     text = extracted.text
