@@ -119,8 +119,8 @@ def _documents(args: argparse.Namespace, paths: list[str], context: int) -> Docu
     if not paths:
         return None
     counter = TokenCounter(args.model)
-    found = library.find_embedding_model()       # the library's embedding model also searches by meaning
-    embedder = Embedder(found.path, threads=args.threads) if found is not None else None
+    found = library.embedding_model_path()       # the library's embedding model also searches by meaning
+    embedder = Embedder(found, threads=args.threads) if found is not None else None
     try:
         room = context - args.max_tokens - counter(args.prompt) - counter(args.system or "") - 64
         return documents_for_question(paths, args.prompt, max(room, 0), counter, embed=embedder)

@@ -320,21 +320,13 @@ class EngineClient:
 
     # ----------------------------------------------------------------------------- endings
 
-    def unload(self) -> None:
-        """Free the model: its worker process exits, and with it every byte it held."""
+    def unload(self, wait_seconds: float | None = None) -> None:
+        """Free the model: its worker process exits, and with it every byte it held. With `wait_seconds`, a load
+        still running after that long (a worker that never answers) has its process killed, so whoever unloads
+        (the window's close, the app's exit) is never held for ever."""
         self._closing = True
         try:
-            with self._load_lock:
-                self._finish_answer_then(self._end_worker)
-        finally:
-            self._closing = False
-
-    def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
-        """Unload for good, within about `wait_seconds`: a load still running then (a worker that never
-        answers) has its process killed, so whoever closes (the window, at exit) is never held for ever."""
-        self._closing = True
-        try:
-            if not self._load_lock.acquire(timeout=wait_seconds):
+            if not self._load_lock.acquire(timeout=-1 if wait_seconds is None else wait_seconds):
                 self._kill_worker("it was still loading when the engine closed")
                 if not self._load_lock.acquire(timeout=wait_seconds):
                     log.error("the engine's load did not end after its worker was killed; closing without it")
@@ -345,6 +337,10 @@ class EngineClient:
                 self._load_lock.release()
         finally:
             self._closing = False
+
+    def close(self, wait_seconds: float = CLOSE_WAIT_SECONDS) -> None:
+        """Unload for good, waiting at most about `wait_seconds` for a load under way (see unload)."""
+        self.unload(wait_seconds)
 
     def _kill_worker(self, why: str) -> None:
         worker = self._worker

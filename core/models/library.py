@@ -99,16 +99,12 @@ def is_embedding_model(info: ModelInfo | None) -> bool:
     return info is not None and info.arch_value("pooling_type") not in (None, 0) and not info.chat_template
 
 
-def find_embedding_model(sources: LibrarySources = LibrarySources()) -> LocalModel | None:
-    """The library's embedding model, for searching documents by meaning (the smallest, when there are several)."""
-    found = [model for model in scan(sources) if is_embedding_model(model.info)]
-    return min(found, key=lambda model: model.size) if found else None
-
-
 def embedding_model_path(user_dirs: Iterable[str] = ()) -> Path | None:
-    """find_embedding_model's file, looking in the usual places and `user_dirs` (a plain call for a worker process)."""
-    found = find_embedding_model(LibrarySources(user_dirs=tuple(Path(folder) for folder in user_dirs)))
-    return found.path if found is not None else None
+    """The library's embedding model (the smallest, when there are several), for searching documents by meaning;
+    looks in the usual places and `user_dirs`. Reads every model's header: off the UI thread."""
+    sources = LibrarySources(user_dirs=tuple(Path(folder) for folder in user_dirs))
+    found = [model for model in scan(sources) if is_embedding_model(model.info)]
+    return min(found, key=lambda model: model.size).path if found else None
 
 
 def pair_projectors(models: list[LocalModel]) -> list[LocalModel]:

@@ -136,9 +136,9 @@ class _Api:
         forced, grammar = _shape(body)
         tools = () if body.tool_choice == "none" else tuple(t.model_dump(exclude_none=True) for t in body.tools or ())
         completion = ChatCompletion(body.model, forced, _include_usage(body))
+        await self._refuse_embedding_model(body.model)      # before leasing: no model loads only to refuse
         lease = await self.host.lease(body.model)
         with _released_on_error(lease):
-            _refuse_embedding_model(lease)
             sampling = self._sampling(body, body.answer_limit(), grammar, lease)
             generation = Generation(tuple(_message_dict(m) for m in body.messages), sampling,
                                     _thinking(body.reasoning_effort), tools)
@@ -148,9 +148,9 @@ class _Api:
         """The prompt continued as raw text, as OpenAI's legacy completions do (no chat template)."""
         _refuse_unsupported(body)
         prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
+        await self._refuse_embedding_model(body.model)      # before leasing: no model loads only to refuse
         lease = await self.host.lease(body.model)
         with _released_on_error(lease):
-            _refuse_embedding_model(lease)
             sampling = self._sampling(body, body.max_tokens, None, lease)
             generation = Generation((), sampling, prompt=prompt)
         return await self._answer(request, "/v1/completions", body.stream, lease, generation,
@@ -178,6 +178,15 @@ class _Api:
         self.observer(RequestRecord("/v1/embeddings", model.id, 200, False, embedded.tokens,
                                     seconds=time.monotonic() - started))
         return embedding_list(model.id, embedded, body.encoding_format)
+
+    async def _refuse_embedding_model(self, name: str) -> None:
+        import anyio.to_thread
+
+        model = await anyio.to_thread.run_sync(self.host.resolve, name)
+        if model.embedding:
+            raise bad_request(f"{model.id} is an embedding model: it makes vectors, not text. "
+                              "Ask it through /v1/embeddings, or name a chat model.", param="model",
+                              code="model_not_chat")
 
     def _sampling(self, body, asked: int | None, grammar: str | None, lease: Lease) -> SamplingSettings:
         n_ctx = lease.loaded.n_ctx
@@ -243,13 +252,6 @@ def _embedding_texts(given) -> tuple[str, ...]:
         raise bad_request("input is empty: give a text, or a list of texts, to embed.", param="input")
     raise bad_request("This server embeds text: give input as a string or a list of strings, not token ids.",
                       param="input", code="unsupported_parameter")
-
-
-def _refuse_embedding_model(lease: Lease) -> None:
-    if lease.model.embedding:
-        raise bad_request(f"{lease.model.id} is an embedding model: it makes vectors, not text. "
-                          "Ask it through /v1/embeddings, or name a chat model.", param="model",
-                          code="model_not_chat")
 
 
 def _refuse_unsupported(body) -> None:

@@ -45,10 +45,6 @@ FOLLOW_UP_SHARE = 0.25             # of the context, for the parts a follow-up q
 _extractors = WorkerProcesses(workers=1)     # started on the first attachment
 _counters: dict[str, TokenCounter] = {}
 _counters_lock = threading.Lock()
-EMBEDDER_RECHECK_SECONDS = 300.0
-_embedder: dict[str, Embedder] = {}
-_embedder_lock = threading.Lock()
-_embedder_checked = -EMBEDDER_RECHECK_SECONDS
 
 
 def token_counter(model_path: str | None) -> Callable[[str], int]:
@@ -251,7 +247,6 @@ class PendingAttachments(QObject):
         (Task(_choose, documents, question, room, self._index, model_path, parent=self)
          .success(chosen).failure(failed).run_in_background())
 
-
     def follow_up(self, question: str, earlier: list, search: Callable, done: Callable[[tuple], None]) -> None:
         """A question with nothing attached, in a chat whose documents were too long to send whole: done(sources)
         with the parts of them that match it and were not sent yet (off the UI thread), at most FOLLOW_UP_SHARE
@@ -278,16 +273,25 @@ def _choose(documents, question: str, room: int, index: ChunkIndex, model_path: 
     return choose_parts(documents, question, max(room - count(question), 0), index, count, library_embedder())
 
 
-def library_embedder() -> Embedder | None:
+class _LibraryEmbedder:
     """The library's embedding model, to search documents by meaning too (None without one). The library is looked
-    at in the reader process (reading headers holds the GIL), again after EMBEDDER_RECHECK_SECONDS when none was
-    found, so a model downloaded meanwhile is used."""
-    global _embedder_checked
-    with _embedder_lock:
-        found = _embedder.get("model")
-        if found is None and time.monotonic() - _embedder_checked > EMBEDDER_RECHECK_SECONDS:
-            _embedder_checked = time.monotonic()
-            path = _extractors.run(library.embedding_model_path, tuple(settings_store.load().model_folders))
-            if path is not None:
-                found = _embedder["model"] = Embedder(path, threads=1)
-        return found
+    at in the reader process (reading headers holds the GIL), and again after RECHECK_SECONDS while none was found,
+    so a model downloaded meanwhile is used. Call it off the UI thread."""
+
+    RECHECK_SECONDS = 300.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._model: Embedder | None = None
+        self._checked = float("-inf")
+
+    def __call__(self) -> Embedder | None:
+        with self._lock:
+            if self._model is None and time.monotonic() - self._checked > self.RECHECK_SECONDS:
+                self._checked = time.monotonic()
+                path = _extractors.run(library.embedding_model_path, tuple(settings_store.load().model_folders))
+                self._model = Embedder(path, threads=1) if path is not None else None
+            return self._model
+
+
+library_embedder = _LibraryEmbedder()
