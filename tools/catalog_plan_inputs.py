@@ -8,9 +8,13 @@ PlanInputs, ~2 KB), so the picker badges it at once with no network. This tool r
     .venv/bin/python tools/catalog_plan_inputs.py --file REPO/FILE=PATH  # a header on disk (a download or a stub)
     .venv/bin/python tools/catalog_plan_inputs.py --zoo REPO/FILE=NAME   # tests/fixtures/model_zoo.py's stub NAME
 
+A vision model's projector (its ``"projector"`` entry, named REPO/MMPROJ-FILE like any file) gets its ``info``
+(core.fit.projector.ProjectorInfo's figures: weights and the encoder's shape, for the image buffer) the same way, from
+the hub's header or ``--file REPO/MMPROJ-FILE=PATH``.
+
 The hub honours HF_ENDPOINT (the tests point it at their fake hub). Every file written says where its figures came
-from (``plan_inputs_source``); a file whose header cannot be read keeps what it had and is reported. Figures are never
-made up: a file is filled only from a header.
+from (``plan_inputs_source``, a projector's ``info_source``); a file whose header cannot be read keeps what it had and
+is reported. Figures are never made up: a file is filled only from a header.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from core.fit.projector import ProjectorInfo, read_projector_info  # noqa: E402
 from core.gguf.reader import ModelInfo, read_model_info  # noqa: E402
 from core.models import fit_check  # noqa: E402
 from core.models.plan_inputs import PlanInputs  # noqa: E402
@@ -39,7 +44,7 @@ ZOO_SOURCE = ("tests/fixtures/model_zoo.py stub '{name}': the published hyperpar
 class Header:
     """Where one file's header comes from: a function that reads it, and the sentence stored beside the figures."""
 
-    read: Callable[[], ModelInfo]
+    read: Callable[[], ModelInfo | ProjectorInfo]
     source: str
 
 
@@ -48,6 +53,25 @@ def catalog_files(document: dict) -> Iterable[tuple[str, dict, dict]]:
     for model in document["models"]:
         for entry in model["files"]:
             yield f"{model['repo']}/{entry['file']}", model, entry
+
+
+def catalog_projectors(document: dict) -> Iterable[tuple[str, dict, dict]]:
+    """(repo/file, the model's entry, the projector's entry) for every vision model of a catalog document."""
+    for model in document["models"]:
+        if isinstance(model.get("projector"), dict):
+            yield f"{model['repo']}/{model['projector']['file']}", model, model["projector"]
+
+
+def hub_projector_header(model: dict, entry: dict, cache: HeaderCache) -> Header:
+    ref = fit_check.ProjectorRef(entry["file"], model["repo"], model.get("revision", "main"), entry.get("sha256"))
+
+    def read() -> ProjectorInfo:
+        return cache.projector_info(cache.get(ref.repo_id, ref.filename, ref.revision, sha256=ref.sha256))
+    return Header(read, f"hub header of {model['repo']}/{entry['file']}")
+
+
+def file_projector_header(path: Path) -> Header:
+    return Header(lambda: read_projector_info(path), f"the header of a local copy ({path.name})")
 
 
 def hub_header(model: dict, entry: dict, cache: HeaderCache) -> Header:
@@ -86,6 +110,25 @@ def fill(document: dict, headers: dict[str, Header]) -> tuple[list[str], dict[st
         entry["plan_inputs"] = PlanInputs.of(info).to_json()
         entry["plan_inputs_source"] = header.source
         filled.append(key)
+    projectors_filled, projectors_failed = fill_projectors(document, headers)
+    return filled + projectors_filled, {**failed, **projectors_failed}
+
+
+def fill_projectors(document: dict, headers: dict[str, Header]) -> tuple[list[str], dict[str, str]]:
+    """Write each named projector's figures (``info``) into ``document``; (filled, {file: why not})."""
+    filled, failed = [], {}
+    for key, _model, entry in catalog_projectors(document):
+        header = headers.get(key)
+        if header is None:
+            continue
+        try:
+            info = header.read()
+        except Exception as error:  # noqa: BLE001 - one unreadable header must not stop the others
+            failed[key] = str(error)
+            continue
+        entry["info"] = info.to_json()
+        entry["info_source"] = header.source
+        filled.append(key)
     return filled, failed
 
 
@@ -114,7 +157,8 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 def headers_from_arguments(document: dict, args: argparse.Namespace) -> dict[str, Header]:
-    known = {key for key, _, _ in catalog_files(document)}
+    projectors = {key for key, _, _ in catalog_projectors(document)}
+    known = {key for key, _, _ in catalog_files(document)} | projectors
     files, zoo = _pairs(args.file, "--file"), _pairs(args.zoo, "--zoo")
     unknown = sorted((set(files) | set(zoo) | set(args.only)) - known)
     if unknown:
@@ -125,7 +169,10 @@ def headers_from_arguments(document: dict, args: argparse.Namespace) -> dict[str
         wanted = set(args.only) or known
         headers = {key: hub_header(model, entry, cache) for key, model, entry in catalog_files(document)
                    if key in wanted}
-    headers.update({key: file_header(Path(path)) for key, path in files.items()})
+        headers.update({key: hub_projector_header(model, entry, cache)
+                        for key, model, entry in catalog_projectors(document) if key in wanted})
+    headers.update({key: file_projector_header(Path(path)) if key in projectors else file_header(Path(path))
+                    for key, path in files.items()})
     headers.update({key: zoo_header(name) for key, name in zoo.items()})
     return headers
 

@@ -4,7 +4,9 @@ Prints the plan and where the memory goes, per device. `--json` prints one objec
 n_gpu_layers, n_layers, context, kv_type, flash_attn, predicted_tokens_per_second,
 predicted_prompt_tokens_per_second, deciding_figure, explanation, exact, and devices (name, kind: "gpu",
 "worker" or "host", free_bytes, weights_bytes, kv_bytes, compute_bytes, other_bytes, total_bytes, and a
-worker's address). With --worker, --exact attaches the workers to llama.cpp's dry run too.
+worker's address), and projector (a vision model's: file, weights_bytes, image_buffer_counted, note; null
+without one). A vision model's projector is --mmproj PATH, else the one a load would take beside the model; it is
+counted where the load puts it. With --worker, --exact attaches the workers to llama.cpp's dry run too.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from core.fit.estimate import MemorySettings
 from core.fit.planner import DevicePlan, Plan
 from core.gguf.reader import ModelInfo
 from core.machine import hardware, workers
-from core.models.fit_check import FileRef, check_file
+from core.models.fit_check import FileRef, ProjectorRef, check_file
+from core.models.projectors import projector_path_for_load
 from core.platform.units import format_bytes
 
 
@@ -27,6 +30,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("fit", help="plan how a GGUF model fits this machine (or a profile)")
     parser.add_argument("model", help="path to a .gguf file (a header-only copy is enough)")
     fit_options.add_arguments(parser)
+    parser.add_argument("--mmproj", metavar="PATH",
+                        help="a vision model's projector (default: the mmproj file a load would take beside it)")
     parser.add_argument("--exact", action="store_true",
                         help="replace the estimate with llama.cpp's own dry run of the chosen settings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -36,7 +41,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         conditions = fit_options.conditions(args)
-        fit = check_file(FileRef(Path(args.model).name, local_path=Path(args.model)), conditions)
+        fit = check_file(FileRef(Path(args.model).name, local_path=Path(args.model), projector=_projector(args)),
+                         conditions)
         if fit.plan is None:
             return fail(fit.error or f"{args.model} could not be planned.")
         chosen = _exact(args.model, fit.info, conditions.hardware, fit.plan) if args.exact else fit.plan
@@ -45,8 +51,23 @@ def run(args: argparse.Namespace) -> int:
     except ExactModeError as error:
         return fail(str(error))
     data = _json(chosen, exact=args.exact)
-    print(json.dumps(data, indent=2) if args.json else describe(fit.info, conditions.hardware, chosen, args.exact))
+    data["projector"] = fit.projector.to_json() if fit.projector is not None else None
+    text = describe(fit.info, conditions.hardware, chosen, args.exact)
+    print(json.dumps(data, indent=2) if args.json else _with_projector_line(text, fit.projector))
     return 0
+
+
+def _projector(args: argparse.Namespace) -> ProjectorRef | None:
+    """The projector the load would take: --mmproj, else the one paired beside the model."""
+    path = getattr(args, "mmproj", None) or projector_path_for_load(args.model)
+    return ProjectorRef(Path(path).name, local_path=Path(path)) if path else None
+
+
+def _with_projector_line(text: str, counted) -> str:
+    if counted is None:
+        return text
+    model_line, rest = text.split("\n", 1)
+    return f"{model_line}\nProjector    {counted.sentence()}\n{rest}"
 
 
 # --- exact mode ---------------------------------------------------------------------------------------

@@ -81,8 +81,11 @@ def run_files(args: argparse.Namespace) -> int:
         badge = "" if fit is None else fit.badge if fit.plan is not None else f"Unknown ({fit.error})"
         notes = " [split %d parts]" % len(model.parts) if model.is_split else ""
         notes += " [projector]" if model.is_projector else ""
+        notes += " [vision]" if fit is not None and fit.projector is not None else ""
         print(f"{model.name:<{width}}  {model.quant or '—':<10}  {format_bytes(model.size):>10}  {speed}  "
               f"{badge}{notes}")
+        if fit is not None and fit.projector is not None and fit.projector.note:
+            print(f"{'':<{width}}  ! {fit.projector.note}")
     for name in listing.rejected:
         print(f"(ignored unsafe file name {name!r})")
     return 0
@@ -97,9 +100,20 @@ def _fits(listing: hub.RepoListing, args: argparse.Namespace):
     except hardware.HardwareError as error:
         return fail(str(error))
     refs = [fit_check.FileRef(m.name, listing.repo_id, listing.commit, tuple(p.filename for p in m.parts),
-                              tuple(p.sha256 for p in m.parts), m.quant, m.size)
+                              tuple(p.sha256 for p in m.parts), m.quant, m.size,
+                              projector=_hub_projector(listing, m))
             for m in listing.models if not m.is_projector]
     return {fit.filename: fit for fit in fit_check.check_files(refs, conditions)}
+
+
+def _hub_projector(listing: hub.RepoListing, model: hub.RemoteModel):
+    """The projector the model pairs with in its repository, counted in its fit as the picker counts it."""
+    from core.models.fit_check import ProjectorRef
+
+    projector = listing.projector_for(model)
+    if projector is None or not projector.complete:
+        return None
+    return ProjectorRef(projector.name, listing.repo_id, listing.commit, projector.first_file.sha256, projector.size)
 
 
 def _files_json(listing: hub.RepoListing, fits: dict) -> dict:
@@ -112,6 +126,7 @@ def _files_json(listing: hub.RepoListing, fits: dict) -> dict:
                      "n_gpu_layers": fit.plan.n_gpu_layers if fit and fit.plan else None,
                      "context": fit.plan.context if fit and fit.plan else None,
                      "predicted_tokens_per_second": fit.tokens_per_second if fit else None,
+                     "projector": fit.projector.to_json() if fit and fit.projector else None,
                      "error": fit.error if fit else None})
     return {"repo": listing.repo_id, "commit": listing.commit, "gated": listing.gated, "files": rows}
 
@@ -231,8 +246,11 @@ def _local_verdicts(models, args: argparse.Namespace):
         return fail(str(error))
     verdicts = {}
     for model in models:
+        projector = (fit_check.ProjectorRef(model.projector.name, local_path=model.projector)
+                     if model.projector is not None else None)
         fit = fit_check.check_file(fit_check.FileRef(model.path.name, local_path=model.path, local_info=model.info,
-                                                     local_error=model.error or None), conditions)
+                                                     local_error=model.error or None, projector=projector),
+                                   conditions)
         if fit.plan is not None or model.info is not None:
             verdicts[model.path] = fit.badge if fit.plan is not None else f"Unknown ({fit.error})"
     return verdicts

@@ -17,7 +17,7 @@ others (Qwen2-VL and the like, tiled ones like InternVL) count by the image's ow
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from core.engine.projector_placement import projector_uses_gpu
 from core.fit.choice import OffloadChoice, capped_to_trained_context, normalized
@@ -50,11 +50,33 @@ class ProjectorInfo:
     n_layers: int
     merge: int                   # clip.vision.projector.scale_factor (0: not given)
     weights_bytes: int
+    from_header: bool = True     # False: only the file's listed size is known, its image buffer is not counted
 
     @property
     def patches(self) -> int:
         side = self.image_size // self.patch_size if self.patch_size else 0
         return side * side
+
+    def to_json(self) -> dict:
+        """The figures as a catalog ships them (core.models.catalog), without the source."""
+        data = asdict(self)
+        del data["source"], data["from_header"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: object, source: str) -> "ProjectorInfo":
+        """Figures written by to_json (a catalog's precomputed ones); ProjectorError when they are damaged."""
+        wanted = [f for f in fields(cls) if f.name not in ("source", "from_header")]
+        if not isinstance(data, dict) or set(data) != {f.name for f in wanted}:
+            raise ProjectorError(f"The projector figures of {source} are damaged: they must name exactly "
+                                 f"{', '.join(f.name for f in wanted)}.")
+        for f in wanted:
+            kind = {"str": str, "bool": bool}.get(f.type, int)
+            if not isinstance(data[f.name], kind) or (kind is int and (isinstance(data[f.name], bool)
+                                                                       or data[f.name] < 0)):
+                raise ProjectorError(f"The projector figures of {source} are damaged: {f.name} is "
+                                     f"{data[f.name]!r}.")
+        return cls(source=source, **data)
 
 
 @dataclass(frozen=True)
@@ -68,15 +90,20 @@ class ProjectorMemory:
         return self.weights_bytes + self.compute_bytes
 
 
-def read_projector_info(path: str | os.PathLike) -> ProjectorInfo:
-    """The projector's facts from its header (gguf's reader maps the file; nothing is loaded)."""
+def read_projector_info(path: str | os.PathLike, source: str | None = None) -> ProjectorInfo:
+    """The projector's facts from its header (gguf's reader maps the file; nothing is loaded). The file may be a
+    sparse stub of a hub file (core.models.remote_headers): its header, then zeros; ``source`` then names the
+    hub file."""
     import gguf
+    source = source or os.fspath(path)
     try:
         reader = gguf.GGUFReader(os.fspath(path))
-    except (OSError, ValueError) as error:
-        raise ProjectorError(f"{os.fspath(path)} cannot be read as a GGUF projector: {error}") from None
-    fields = {name: _field_value(field) for name, field in reader.fields.items()}
-    return projector_info(fields, sum(int(tensor.n_bytes) for tensor in reader.tensors), os.fspath(path))
+    except (OSError, ValueError, IndexError, KeyError) as error:
+        raise ProjectorError(f"{source} cannot be read as a GGUF projector: {error}") from None
+    metadata = {name: _field_value(field) for name, field in reader.fields.items()}
+    weights = sum(int(tensor.n_bytes) for tensor in reader.tensors)
+    del reader  # let go of the file's memory map before a stub's folder is removed
+    return projector_info(metadata, weights, source)
 
 
 def projector_info(metadata: dict, weights_bytes: int, source: str) -> ProjectorInfo:

@@ -8,6 +8,11 @@ from its real header (once per SHA-256), and keeps that in cache_dir()/catalog-r
 still has it.
 
 Its files are fit-checked like any other (core/models/fit_check.py): from their plan inputs, else their remote headers.
+
+A vision model names its projector (``"projector": {"file", "size" or "approx_size", "sha256", "info",
+"info_source"}``): it is downloaded with every file of the model, and its ``info`` (core.fit.projector.ProjectorInfo's
+figures, read from its header by tools/catalog_plan_inputs.py) counts it in the offline verdict, weights and image
+buffer; without ``info`` the fit check reads its header from the hub.
 """
 from __future__ import annotations
 
@@ -21,10 +26,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.fit.projector import ProjectorError, ProjectorInfo
 from core.models import fit_check, hub, safe_names
 from core.platform import locations
-from core.models.fit_check import FileRef
+from core.models.fit_check import FileRef, ProjectorRef
 from core.models.plan_inputs import PlanInputs
+from core.models.projectors import is_projector_name
 from core.models.remote_headers import HeaderCache
 
 log = logging.getLogger(__name__)
@@ -56,6 +63,21 @@ class CatalogFile:
 
 
 @dataclass(frozen=True)
+class CatalogProjector:
+    """A vision model's projector (mmproj file), downloaded with whichever of the model's files is picked."""
+
+    filename: str
+    size: int | None
+    size_is_exact: bool = False
+    sha256: str | None = None
+    info: ProjectorInfo | None = None        # its figures, precomputed from its header (counted offline)
+    info_source: str | None = None           # where they came from
+
+    def ref(self, repo_id: str, revision: str) -> ProjectorRef:
+        return ProjectorRef(self.filename, repo_id, revision, self.sha256, self.size, info=self.info)
+
+
+@dataclass(frozen=True)
 class CatalogModel:
     id: str
     name: str
@@ -68,6 +90,7 @@ class CatalogModel:
     tags: tuple[str, ...] = ()
     gated: bool = False
     revision: str = "main"
+    projector: CatalogProjector | None = None   # set for a vision model: it can look at images with it
 
 
 @dataclass(frozen=True)
@@ -152,7 +175,8 @@ def _parse_model(item: Any, where: str) -> CatalogModel:
         description=_text(item, "description", where),
         files=tuple(_parse_file(f, f"{where} file #{i + 1}") for i, f in enumerate(files)),
         tags=tuple(str(t) for t in item.get("tags", [])), gated=bool(item.get("gated", False)),
-        revision=_text(item, "revision", where, "main"))
+        revision=_text(item, "revision", where, "main"),
+        projector=_parse_projector(item["projector"], f"{where} projector") if "projector" in item else None)
 
 
 def _parse_file(item: Any, where: str) -> CatalogFile:
@@ -161,27 +185,61 @@ def _parse_file(item: Any, where: str) -> CatalogFile:
     filename = _text(item, "file", where)
     parts = tuple(item.get("parts", []))
     for name in (filename, *parts):
-        try:
-            hub.check_safe_filename(name)
-        except hub.UnsafeFileName as error:
-            raise CatalogError(f"{where}: {error}") from error
-        if not name.lower().endswith(".gguf"):
-            raise CatalogError(f"{where}: {name!r} is not a .gguf file.")
-    exact, approx = item.get("size"), item.get("approx_size")
-    size = exact if exact is not None else approx
-    if size is not None and (not isinstance(size, int) or size <= 0):
-        raise CatalogError(f"{where}: the size must be a positive whole number of bytes.")
-    if item.get("sha256") is not None:
-        try:
-            safe_names.check_sha256(item["sha256"], where=filename)
-        except safe_names.UnsafeName as error:
-            raise CatalogError(f"{where}: {error}") from error
+        _check_gguf_name(name, where)
+    size, exact = _size(item, where)
+    _check_sha256(item.get("sha256"), filename, where)
     inputs = item.get("plan_inputs")
     if inputs is not None and not isinstance(inputs, dict):
         raise CatalogError(f"{where}: 'plan_inputs' must be an object.")
-    return CatalogFile(filename, item.get("quant") or hub.quant_of(filename), size, exact is not None,
+    return CatalogFile(filename, item.get("quant") or hub.quant_of(filename), size, exact,
                        item.get("sha256"), parts, PlanInputs(inputs) if inputs else None,
                        item.get("plan_inputs_source") if inputs else None)
+
+
+def _parse_projector(item: Any, where: str) -> CatalogProjector:
+    if not isinstance(item, dict):
+        raise CatalogError(f"{where}: must be an object.")
+    filename = _text(item, "file", where)
+    _check_gguf_name(filename, where)
+    if not is_projector_name(filename):
+        raise CatalogError(f"{where}: {filename!r} is not a projector (an mmproj file).")
+    size, exact = _size(item, where)
+    _check_sha256(item.get("sha256"), filename, where)
+    info = None
+    if item.get("info") is not None:
+        try:
+            info = ProjectorInfo.from_json(item["info"], filename)
+        except ProjectorError as error:
+            raise CatalogError(f"{where}: {error}") from error
+    return CatalogProjector(filename, size, exact, item.get("sha256"), info,
+                            item.get("info_source") if info is not None else None)
+
+
+def _check_gguf_name(name: str, where: str) -> None:
+    try:
+        hub.check_safe_filename(name)
+    except hub.UnsafeFileName as error:
+        raise CatalogError(f"{where}: {error}") from error
+    if not name.lower().endswith(".gguf"):
+        raise CatalogError(f"{where}: {name!r} is not a .gguf file.")
+
+
+def _size(item: dict, where: str) -> tuple[int | None, bool]:
+    """(size, whether it is exact): 'size' is the hub's, 'approx_size' an estimate."""
+    exact, approx = item.get("size"), item.get("approx_size")
+    size = exact if exact is not None else approx
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+        raise CatalogError(f"{where}: the size must be a positive whole number of bytes.")
+    return size, exact is not None
+
+
+def _check_sha256(value: Any, filename: str, where: str) -> None:
+    if value is None:
+        return
+    try:
+        safe_names.check_sha256(value, where=filename)
+    except (safe_names.UnsafeName, TypeError) as error:
+        raise CatalogError(f"{where}: {error}") from error
 
 
 # -- refreshing from the hub ----------------------------------------------------------------------------------------
@@ -220,7 +278,12 @@ def _listing_or_none(model: CatalogModel, known: dict | None = None) -> dict | N
         if entry["file"] in curated:  # the catalog's own files carry plan inputs; others are checked from headers
             entry.update(_fresh_plan_inputs(model, entry, earlier.get(entry["file"])))
         files.append(entry)
-    return {"commit": listing.commit, "fetched_at": time.time(), "files": files}
+    refreshed = {"commit": listing.commit, "fetched_at": time.time(), "files": files}
+    named = model.projector.filename if model.projector else None
+    for m in listing.models:
+        if named and m.is_projector and m.complete and m.name == named:
+            refreshed["projector"] = {"file": m.name, "size": m.size, "sha256": m.first_file.sha256}
+    return refreshed
 
 
 def _fresh_plan_inputs(model: CatalogModel, entry: dict, earlier: dict | None) -> dict:
@@ -255,9 +318,27 @@ def _apply_refresh(catalog: Catalog, cache: dict) -> Catalog:
             log.warning("ignoring the cached refresh of %s: %s", model.repo_id, error)
             models.append(model)
             continue
-        models.append(replace(model, files=_curated_first(model.files, _with_shipped_inputs(model.files, files))))
+        models.append(replace(model, files=_curated_first(model.files, _with_shipped_inputs(model.files, files)),
+                              projector=_refreshed_projector(model.projector, entry.get("projector"))))
         newest = max(newest or 0, entry.get("fetched_at", 0))
     return replace(catalog, models=tuple(models), refreshed_at=newest)
+
+
+def _refreshed_projector(shipped: CatalogProjector | None, fresh: Any) -> CatalogProjector | None:
+    """The curated projector with the hub's exact size and SHA-256; its shipped figures are kept unless the hub's
+    file is another one than they were read from (a different SHA-256): then the fit check reads its header."""
+    if shipped is None or not isinstance(fresh, dict) or fresh.get("file") != shipped.filename:
+        return shipped
+    try:
+        size, exact = _size(fresh, f"refreshed projector {shipped.filename}")
+        _check_sha256(fresh.get("sha256"), shipped.filename, f"refreshed projector {shipped.filename}")
+    except CatalogError as error:
+        log.warning("ignoring the refreshed projector: %s", error)
+        return shipped
+    changed = shipped.sha256 is not None and fresh.get("sha256") not in (None, shipped.sha256)
+    return replace(shipped, size=size or shipped.size, size_is_exact=exact,
+                   sha256=fresh.get("sha256") or shipped.sha256,
+                   info=None if changed else shipped.info, info_source=None if changed else shipped.info_source)
 
 
 def _with_shipped_inputs(curated: Sequence[CatalogFile], fresh: Sequence[CatalogFile]) -> list[CatalogFile]:
@@ -298,5 +379,6 @@ def _write_refresh_cache(repos: dict) -> None:
 def file_refs(catalog: Catalog) -> list[FileRef]:
     """Every catalog file as core.models.fit_check checks it (from its plan inputs, else its header on the hub)."""
     return [FileRef(f.filename, model.repo_id, model.revision, f.all_parts,
-                    (f.sha256,) if not f.parts else (), f.quant, f.size, plan_inputs=f.plan_inputs)
+                    (f.sha256,) if not f.parts else (), f.quant, f.size, plan_inputs=f.plan_inputs,
+                    projector=model.projector.ref(model.repo_id, model.revision) if model.projector else None)
             for model, f in catalog.files()]

@@ -5,29 +5,73 @@ choice.
 Every place that shows a verdict calls ``check_file``: the picker's tabs and details pane, ``llamadesk-cli files``,
 ``fit`` and ``models``, and (through core.fit.choice.plan_for_load) the load itself. So the same file under the same
 settings gets the same verdict and figures everywhere.
+
+A vision model's projector (``ProjectorRef``) is resolved here for all of them, one way for a local file and a hub
+file: its figures from its header (read on disk, or by range requests through the same HeaderCache), so its weights
+and its image-encoding buffer count before the download as after; a catalog's precomputed figures count without the
+network. When a hub projector's header cannot be read, its listed size stands in and the plan says so.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.fit import dry_run
 from core.fit.choice import OffloadChoice, capped_to_trained_context, plan_for_load
 from core.fit.estimate import MemorySettings
 from core.fit.planner import DEFAULT_GPU_MARGIN, Plan
-from core.fit.projector import ProjectorInfo, plan_with_projector
-from core.gguf.reader import ModelInfo, read_model_info
+from core.fit.projector import ProjectorError, ProjectorInfo, plan_with_projector, read_projector_info
+from core.gguf.reader import GGUFError, ModelInfo, read_model_info
 from core.machine.hardware import HardwareSnapshot
+from core.models import hub
 from core.models.plan_inputs import PlanInputs
+from core.models.projectors import listed_projector_info
 from core.models.remote_headers import HeaderCache, HeaderEntry, combine_split, write_sparse_stub
 from core.platform import locations
+from core.platform.units import format_bytes
 
 log = logging.getLogger(__name__)
 
 CHECK_WORKERS = 8
+IMAGE_BUFFER_NOT_COUNTED = "its image buffer is not counted yet"
+
+
+@dataclass(frozen=True)
+class ProjectorRef:
+    """A vision model's projector (mmproj file) as the fit check takes it: on this computer (``local_path``), or on
+    the hub (``repo_id``), with its ``info`` already known when a catalog ships its figures."""
+
+    filename: str
+    repo_id: str | None = None
+    revision: str = "main"
+    sha256: str | None = None
+    size: int | None = None
+    local_path: Path | None = None
+    info: ProjectorInfo | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ProjectorCount:
+    """What a plan counts of a projector: ``info`` (None: nothing), and ``note``, a sentence when it counts less
+    than the projector's whole figure."""
+
+    info: ProjectorInfo | None
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        """What the CLI's --json prints of it."""
+        info = self.info
+        return {"file": info.source if info else None, "weights_bytes": info.weights_bytes if info else None,
+                "image_buffer_counted": bool(info and info.from_header), "note": self.note}
+
+    def sentence(self) -> str:
+        if self.note or self.info is None:
+            return self.note or ""
+        return (f"{self.info.source}: its weights ({format_bytes(self.info.weights_bytes)}) and its image buffer "
+                "are counted, from its header.")
 
 
 @dataclass(frozen=True)
@@ -47,7 +91,7 @@ class FileRef:
     local_info: ModelInfo | None = None
     local_error: str | None = None
     plan_inputs: PlanInputs | None = field(default=None, compare=False)
-    projector_info: ProjectorInfo | None = field(default=None, compare=False)   # a vision model's paired mmproj
+    projector: ProjectorRef | None = None     # a vision model's paired mmproj, counted with it
 
     @property
     def is_remote(self) -> bool:
@@ -80,6 +124,7 @@ class FileFit:
     entries: tuple[HeaderEntry, ...] = field(default=(), compare=False)
     info: ModelInfo | None = field(default=None, compare=False)
     choice: OffloadChoice | None = None     # the choice as planned (its context capped at the trained one)
+    projector: ProjectorCount | None = None  # what the plan counted of a vision model's projector
 
     @property
     def badge(self) -> str:
@@ -123,18 +168,53 @@ def check_file(ref: FileRef, conditions: FitConditions, cache: HeaderCache | Non
                entries: Sequence[HeaderEntry] = ()) -> FileFit:
     """The verdict and figures for one file. Errors stay on the result: one bad file must not stop a list."""
     found: tuple[HeaderEntry, ...] = tuple(entries)
+    counted = None
     try:
         info, found = model_info(ref, cache, entries)
         choice = capped_to_trained_context(conditions.choice, info)
-        if ref.projector_info is not None:
-            plan, _ = plan_with_projector(info, ref.projector_info, conditions.hardware, choice,
-                                          conditions.margin_bytes)
+        counted = resolve_projector(ref.projector, cache) if ref.projector is not None else None
+        if counted is not None and counted.info is not None:
+            plan, _ = plan_with_projector(info, counted.info, conditions.hardware, choice, conditions.margin_bytes)
         else:
             plan = plan_for_load(info, conditions.hardware, choice, conditions.margin_bytes)
     except Exception as error:  # noqa: BLE001 - a header, a network or a planner failure: the row says why
         log.info("fit check of %s failed: %s", ref.filename, error)
         return FileFit(ref.repo_id or "", ref.filename, ref.quant, ref.size, None, str(error), found)
-    return FileFit(ref.repo_id or "", ref.filename, ref.quant, ref.size, plan, None, found, info, choice)
+    if counted is not None and counted.note:
+        plan = replace(plan, explanation=f"{plan.explanation} {counted.note}")
+    return FileFit(ref.repo_id or "", ref.filename, ref.quant, ref.size, plan, None, found, info, choice, counted)
+
+
+def resolve_projector(ref: ProjectorRef, cache: HeaderCache | None = None) -> ProjectorCount:
+    """The projector's figures, from its header wherever it lies; a projector that cannot be read does not stop
+    the model's check (it chats without one), the count says what is missing instead."""
+    if ref.info is not None:
+        return ProjectorCount(ref.info)
+    try:
+        return ProjectorCount(_read_projector(ref, cache))
+    except (ProjectorError, GGUFError, hub.HubError, OSError, ValueError) as error:
+        log.info("projector %s not read: %s", ref.filename, error)
+        return _without_header(ref, str(error))
+
+
+def _read_projector(ref: ProjectorRef, cache: HeaderCache | None) -> ProjectorInfo:
+    if ref.local_path is not None:
+        return read_projector_info(ref.local_path)
+    if ref.repo_id is None:
+        raise ProjectorError(f"{ref.filename} is neither on this computer nor on the hub.")
+    cache = cache or HeaderCache()
+    return cache.projector_info(cache.get(ref.repo_id, ref.filename, ref.revision, sha256=ref.sha256))
+
+
+def _without_header(ref: ProjectorRef, why: str) -> ProjectorCount:
+    why = why.rstrip(".")
+    if ref.local_path is None and ref.size:
+        return ProjectorCount(listed_projector_info(ref.filename, ref.size),
+                              f"Its projector {ref.filename} counts only by its listed size "
+                              f"({format_bytes(ref.size)}); {IMAGE_BUFFER_NOT_COUNTED}: its header could not be "
+                              f"read ({why}).")
+    return ProjectorCount(None, f"Its projector {ref.filename} is not counted: its header could not be read "
+                                f"({why}).")
 
 
 def check_files(refs: Iterable[FileRef], conditions: FitConditions, cache: HeaderCache | None = None,

@@ -97,7 +97,7 @@ def _one_model_in(folder: Path) -> bool:
 
 
 def listed_projector_info(filename: str, listed_size: int) -> ProjectorInfo:
-    """A hub projector before its header is read: its weights counted as the file's listed size (the header is a
-    few kilobytes of it), its image-encoding buffer not counted (the encoder's shape is in the header). Read the
-    header (core.fit.projector.read_projector_info) once the file is on disk for the whole figure."""
-    return ProjectorInfo(filename, "", True, 0, 0, 0, 0, 0, 0, 0, listed_size)
+    """A hub projector whose header could not be read: its weights counted as the file's listed size (the header is
+    a few kilobytes of it), its image-encoding buffer not counted (the encoder's shape is in the header). The fit
+    check (core.models.fit_check.resolve_projector) falls back to this and says so."""
+    return ProjectorInfo(filename, "", True, 0, 0, 0, 0, 0, 0, 0, listed_size, from_header=False)

@@ -19,7 +19,8 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -28,8 +29,10 @@ import httpx2
 from huggingface_hub import hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
+from core.fit.projector import ProjectorInfo, read_projector_info
 from core.models import hub, safe_names
 from core.models.downloads.transfer import unfollowed_redirect
+from core.models.projectors import is_projector_name
 from core.platform import locations
 from core.gguf.reader import (
     ArraySummary,
@@ -158,13 +161,9 @@ def fetch_header(repo_id: str, filename: str, revision: str = "main", *,
     data, response = _read_range(url, 0, first_read - 1, label)
     size, commit, sha = _file_facts(response, label)
     buffer = bytearray(data)
-    later_part = is_later_split_part(filename)
     while True:
         try:
-            if later_part:
-                header_end = split_part_tensors(bytes(buffer), size, label)[1]
-            else:
-                header_end = parse_model_info(bytes(buffer), file_size=size, source=label).tensor_data_offset
+            header_end = _header_end(bytes(buffer), size, label, filename)
             break
         except GGUFHeaderIncomplete as incomplete:
             want = min(size, max(incomplete.needed_bytes, 2 * len(buffer)))
@@ -182,6 +181,15 @@ def fetch_header(repo_id: str, filename: str, revision: str = "main", *,
     header = bytes(buffer[:header_end or len(buffer)])
     log.info("fetched the header of %s: %d bytes of %d", label, len(header), size)
     return _Fetched(header, size, commit, sha)
+
+
+def _header_end(header: bytes, file_size: int, label: str, filename: str) -> int:
+    """Where the tensor data begins; GGUFHeaderIncomplete when ``header`` stops before it."""
+    if is_later_split_part(filename) or is_projector_name(filename):
+        # No model description for core/gguf/reader.py to require (a later part has none, a projector's is a
+        # vision encoder's): gguf's reader finds the end of the tensor table.
+        return split_part_tensors(header, file_size, label)[1]
+    return parse_model_info(header, file_size=file_size, source=label).tensor_data_offset
 
 
 # -- the cache ------------------------------------------------------------------------------------------------------
@@ -257,6 +265,26 @@ class HeaderCache:
             _write_summary(summary_path, stamp, info)
         with self._lock:
             self._parsed[entry.header_path] = (stamp, info)
+        return info
+
+    def projector_info(self, entry: HeaderEntry) -> ProjectorInfo:
+        """A projector's figures from its cached header (core.fit.projector.read_projector_info on a sparse stub,
+        the same reading as for the downloaded file), kept as JSON beside the header. ProjectorError when the
+        header is not a projector's."""
+        stamp = entry.header_path.stat().st_mtime_ns
+        summary_path = entry.header_path.with_suffix(".projector.json")
+        try:
+            data = json.loads(summary_path.read_bytes())
+            if data.get("stamp") == stamp:
+                return ProjectorInfo.from_json(data.get("info"), entry.label)
+        except (OSError, ValueError, AttributeError):
+            pass  # absent or damaged: read the header again
+        with header_stub(entry.header_bytes(), entry.file_size) as stub:
+            info = read_projector_info(stub, source=entry.label)
+        try:
+            _atomic_write(summary_path, json.dumps({"stamp": stamp, "info": info.to_json()}).encode())
+        except OSError as error:
+            log.debug("not caching the projector figures %s: %s", summary_path, error)
         return info
 
 
@@ -352,11 +380,7 @@ def split_part_tensors(header: bytes, file_size: int, label: str) -> tuple[tuple
     """
     from gguf import GGMLQuantizationType, GGUFReader
 
-    with tempfile.TemporaryDirectory(prefix="llamadesk-part-") as folder:
-        stub = Path(folder) / "part.gguf"
-        with open(stub, "wb") as handle:
-            handle.write(header)
-            handle.truncate(max(file_size, len(header)))
+    with header_stub(header, file_size) as stub:
         try:
             reader = GGUFReader(stub, "r")
         except (ValueError, IndexError, KeyError, OverflowError) as error:
@@ -374,6 +398,18 @@ def split_part_tensors(header: bytes, file_size: int, label: str) -> tuple[tuple
         offset = int(reader.data_offset)
         del reader  # release the memory map before the folder goes
     return tensors, offset
+
+
+@contextmanager
+def header_stub(header: bytes, file_size: int) -> Iterator[Path]:
+    """A temporary sparse file of the real size holding only the header: what gguf's GGUFReader needs to open a
+    file it cannot have whole."""
+    with tempfile.TemporaryDirectory(prefix="llamadesk-stub-") as folder:
+        stub = Path(folder) / "stub.gguf"
+        with open(stub, "wb") as handle:
+            handle.write(header)
+            handle.truncate(max(file_size, len(header)))
+        yield stub
 
 
 def read_split_part_tensors(path: str | os.PathLike) -> tuple[TensorInfo, ...]:

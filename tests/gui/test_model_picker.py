@@ -508,3 +508,61 @@ def test_a_file_that_needs_the_workers_is_badged_so():
     alone, lent = row(load_profile("laptop-8gb")), row(workers.with_workers(load_profile("laptop-8gb"), [lender]))
     assert badge_text(alone).startswith("Partial")
     assert (badge_text(lent), badge_kind(lent)) == ("Fits with your workers", "full")
+
+
+def test_a_catalog_vision_model_is_marked_counts_its_projector_and_downloads_both_files(qtbot, fake_hub,  # noqa: F811
+                                                                                      tmp_path, user_folder):
+    from core.fit.projector import read_projector_info
+    from tests.fixtures.tiny_vision import write_tiny_vision_model
+
+    vision = write_tiny_vision_model(tmp_path / "vision")
+    repo, model, projector = "tester/Vision-GGUF", vision.model.name, vision.projector.name
+    fake_hub.add_repo(repo, {model: vision.model.read_bytes(), projector: vision.projector.read_bytes()})
+    figures = read_projector_info(vision.projector)
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"schema": 1, "updated": "test", "models": [
+        {"id": "v", "name": "Vision", "family": "Test", "parameters": "?", "repo": repo, "license": "mit",
+         "description": "d", "files": [{"file": model, "approx_size": vision.model.stat().st_size}],
+         "projector": {"file": projector, "approx_size": vision.projector.stat().st_size,
+                       "info": figures.to_json(), "info_source": "test"}}]}))
+    picker = make_picker(qtbot, catalog, tmp_path, user_folder)
+    try:
+        shown(qtbot, picker, key((repo, model)))
+        row = picker.recommended.table.source.row(key((repo, model)))
+        assert row.projector.filename == projector and row.fit.projector.info.weights_bytes == figures.weights_bytes
+        table = picker.recommended.table
+        assert table.source.data(table.source.index(0, 0)) == "Vision · vision"
+        assert "the plan counts its weights" in picker.details.heading.text()
+        picker.details.download_button.click()
+        qtbot.waitUntil(lambda: picker.recommended.table.source.row(key((repo, model))).on_disk, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: (repo, projector) in picker.queue.latest
+                        and picker.queue.latest[(repo, projector)].state.value == "done", timeout=TIMEOUT_MS)
+        fetched = picker.queue.latest[(repo, projector)].path
+        assert fetched.read_bytes() == vision.projector.read_bytes(), "verified like any file"
+        assert fetched.parent == picker.recommended.table.source.row(key((repo, model))).local.path.parent
+    finally:
+        picker.shutdown()
+
+
+def test_a_projector_whose_header_cannot_be_read_counts_its_listed_size_and_the_details_say_so(
+        qtbot, fake_hub, tmp_path, user_folder):  # noqa: F811
+    from core.models.fit_check import IMAGE_BUFFER_NOT_COUNTED
+    from tests.fixtures.tiny_vision import write_tiny_vision_model
+
+    vision = write_tiny_vision_model(tmp_path / "vision")
+    repo, model = "tester/Vision-GGUF", vision.model.name
+    fake_hub.add_repo(repo, {model: vision.model.read_bytes()})     # the projector's header is not there to read
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"schema": 1, "updated": "test", "models": [
+        {"id": "v", "name": "Vision", "family": "Test", "parameters": "?", "repo": repo, "license": "mit",
+         "description": "d", "files": [{"file": model, "approx_size": vision.model.stat().st_size}],
+         "projector": {"file": "mmproj-vision-f16.gguf", "approx_size": 5000}}]}))
+    picker = make_picker(qtbot, catalog, tmp_path, user_folder)
+    try:
+        shown(qtbot, picker, key((repo, model)))
+        row = picker.recommended.table.source.row(key((repo, model)))
+        assert row.fit.plan is not None and row.fit.projector.info.weights_bytes == 5000
+        assert IMAGE_BUFFER_NOT_COUNTED in picker.details.explanation.text()
+        assert IMAGE_BUFFER_NOT_COUNTED in picker.details.heading.text()
+    finally:
+        picker.shutdown()

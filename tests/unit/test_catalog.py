@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -83,7 +84,7 @@ from pathlib import Path  # noqa: E402
 
 from core.gguf.reader import read_model_info  # noqa: E402
 from core.machine.hardware import load_profile  # noqa: E402
-from core.models.fit_check import FitConditions, check_file  # noqa: E402
+from core.models.fit_check import FileRef, FitConditions, check_file  # noqa: E402
 from core.models.plan_inputs import PlanInputs  # noqa: E402
 from tests.fixtures.fake_hub import FakeFile, header_and_size  # noqa: E402
 from tests.fixtures.model_zoo import zoo_model  # noqa: E402
@@ -153,3 +154,83 @@ def test_a_cached_refresh_with_a_forged_commit_is_ignored(tmp_path):
     forged = {"o/X-GGUF": {"commit": "../../../tmp/escaped", "fetched_at": 1.0,
                            "files": [{"file": "x-Q8_0.gguf", "size": 20}]}}
     assert cat._apply_refresh(catalog, forged).find("x").files == catalog.find("x").files
+
+
+# -- vision models: a catalog entry names its projector ------------------------------------------------------------------
+VISION = "o/Vision-GGUF"
+
+
+@pytest.fixture
+def vision_catalog(tmp_path, fake_hub):  # noqa: F811
+    """A catalog naming a vision model and its projector (no figures yet), both served by the fake hub."""
+    from tests.fixtures.tiny_vision import write_tiny_vision_model
+
+    vision = write_tiny_vision_model(tmp_path / "repo")
+    fake_hub.add_repo(VISION, {vision.model.name: vision.model.read_bytes(),
+                               vision.projector.name: vision.projector.read_bytes()})
+    data = _minimal(repo=VISION, files=[{"file": vision.model.name, "approx_size": 10}],
+                    projector={"file": vision.projector.name, "approx_size": 10})
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps(data))
+    return path, vision
+
+
+def test_a_catalog_vision_model_names_its_projector_and_its_files_carry_it():
+    sha = "a" * 64
+    catalog = cat.parse_catalog(_minimal(projector={"file": "mmproj-x-f16.gguf", "size": 5, "sha256": sha}))
+    projector = catalog.find("x").projector
+    assert (projector.filename, projector.size, projector.size_is_exact, projector.sha256) == \
+        ("mmproj-x-f16.gguf", 5, True, sha)
+    (ref,) = cat.file_refs(catalog)
+    assert (ref.projector.filename, ref.projector.repo_id, ref.projector.sha256, ref.projector.size) == \
+        ("mmproj-x-f16.gguf", "o/X-GGUF", sha, 5)
+
+
+@pytest.mark.parametrize("projector, message", [
+    ({"file": "x-f16.gguf"}, "not a projector"),
+    ({"file": "../mmproj.gguf"}, "outside the model folder"),
+    ({"file": "mmproj-x.gguf", "size": 0}, "positive"),
+    ({"file": "mmproj-x.gguf", "info": {"weights_bytes": 1}}, "projector figures of mmproj-x.gguf are damaged"),
+    ("mmproj-x.gguf", "must be an object"),
+])
+def test_a_bad_projector_entry_is_refused_with_a_reason(projector, message):
+    with pytest.raises(cat.CatalogError, match=message):
+        cat.parse_catalog(_minimal(projector=projector))
+
+
+def test_the_tool_precomputes_the_projectors_figures_and_the_catalog_plans_offline_as_from_the_hub(
+        vision_catalog, fake_hub):  # noqa: F811
+    path, vision = vision_catalog
+    model_key, projector_key = f"{VISION}/{vision.model.name}", f"{VISION}/{vision.projector.name}"
+    assert tool.main(["--catalog", str(path), "--only", model_key, "--only", projector_key]) == 0
+    catalog = cat.load_catalog(path, use_refresh_cache=False)
+    projector = catalog.find("x").projector
+    assert projector.info.weights_bytes > 0 and projector.info_source == f"hub header of {projector_key}"
+    (ref,) = cat.file_refs(catalog)
+    desktop = FitConditions(load_profile("desktop-24gb"))
+    requests = len(fake_hub.requests)
+    offline = check_file(ref, desktop)
+    assert len(fake_hub.requests) == requests, "plan inputs and projector figures: nothing asked of the hub"
+    from_hub = check_file(FileRef(ref.filename, VISION, parts=ref.parts,
+                                  projector=replace(ref.projector, info=None)), desktop)
+    assert offline.plan == from_hub.plan and offline.projector.info.image_size == 32
+
+
+def test_the_tool_reads_a_projectors_figures_from_a_local_copy(vision_catalog):
+    path, vision = vision_catalog
+    assert tool.main(["--catalog", str(path), "--file", f"{VISION}/{vision.projector.name}={vision.projector}"]) == 0
+    projector = cat.load_catalog(path, use_refresh_cache=False).find("x").projector
+    assert projector.info_source == f"the header of a local copy ({vision.projector.name})"
+    assert projector.info.n_layers == vision.shape.n_layers
+
+
+def test_refresh_takes_the_projectors_exact_size_and_sha256_and_keeps_its_figures(vision_catalog, tmp_path):
+    from core.fit.projector import read_projector_info
+
+    path, vision = vision_catalog
+    document = json.loads(path.read_text())
+    document["models"][0]["projector"]["info"] = read_projector_info(vision.projector).to_json()
+    path.write_text(json.dumps(document))
+    fresh = cat.refresh(cat.load_catalog(path, use_refresh_cache=False), force=True).find("x").projector
+    assert fresh.size == vision.projector.stat().st_size and fresh.size_is_exact and len(fresh.sha256) == 64
+    assert fresh.info is not None, "no shipped SHA-256 to disagree with: the shipped figures stay"

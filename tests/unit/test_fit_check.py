@@ -6,7 +6,10 @@ import pytest
 
 from core.fit.choice import OffloadChoice
 from core.machine.hardware import load_profile
-from core.models.fit_check import FileRef, FitConditions, check_file, check_files, exact_figures
+from dataclasses import replace
+
+from core.gguf.reader import read_model_info
+from core.models.fit_check import FileRef, FitConditions, ProjectorRef, check_file, check_files, exact_figures
 from core.models.remote_headers import HeaderCache
 from tests.fixtures.fake_hub import fake_hub  # noqa: F401  (fixture)
 
@@ -132,8 +135,6 @@ def test_network_failures_read_as_sentences_never_errno_text():
 
 
 def test_a_vision_model_is_checked_with_its_projector_counted(tmp_path):
-    from dataclasses import replace
-
     from core.fit.projector import read_projector_info
     from tests.fixtures.tiny_vision import write_tiny_vision_model
 
@@ -141,6 +142,100 @@ def test_a_vision_model_is_checked_with_its_projector_counted(tmp_path):
     desktop = FitConditions(load_profile("desktop-24gb"), OffloadChoice(context=512))
     alone = check_file(FileRef(vision.model.name, local_path=vision.model), desktop)
     huge = replace(read_projector_info(vision.projector), weights_bytes=desktop.hardware.gpus[0].free_bytes)
-    paired = check_file(FileRef(vision.model.name, local_path=vision.model, projector_info=huge), desktop)
+    paired = check_file(FileRef(vision.model.name, local_path=vision.model,
+                                projector=ProjectorRef(vision.projector.name, info=huge)), desktop)
     assert alone.plan.n_gpu_layers > 0
     assert paired.plan.n_gpu_layers == 0, "a projector filling the GPU leaves no room for the layers"
+
+
+# -- a vision model's projector, on the hub and on this computer ------------------------------------------------------
+VISION_REPO = "o/Vision-GGUF"
+
+
+def _vision_refs(vision, *, size: int | None = None) -> tuple[FileRef, FileRef]:
+    """The same vision model as a hub file and as a local file, each with its projector."""
+    name = vision.projector.name
+    on_hub = FileRef(vision.model.name, VISION_REPO, parts=(vision.model.name,),
+                     projector=ProjectorRef(name, VISION_REPO, size=size))
+    on_disk = FileRef(vision.model.name, local_path=vision.model,
+                      projector=ProjectorRef(name, local_path=vision.projector))
+    return on_hub, on_disk
+
+
+def _counted_on_first_gpu(fit, conditions) -> int:
+    return conditions.hardware.gpus[0].free_bytes - fit.plan.devices[0].free_bytes
+
+
+def test_a_hub_vision_model_counts_its_projectors_weights_and_image_buffer_before_download(fake_hub,  # noqa: F811
+                                                                                          tmp_path):
+    from core.fit.projector import image_compute_bytes
+    from tests.fixtures.tiny_vision import write_tiny_vision_model
+
+    vision = write_tiny_vision_model(tmp_path / "repo")
+    fake_hub.add_repo(VISION_REPO, {vision.model.name: vision.model.read_bytes(),
+                                    vision.projector.name: vision.projector.read_bytes()})
+    desktop = FitConditions(load_profile("desktop-24gb"), OffloadChoice(context=512))
+    on_hub, on_disk = _vision_refs(vision)
+    before, after = check_file(on_hub, desktop, HeaderCache()), check_file(on_disk, desktop)
+    assert before.plan is not None, before.error
+    info = before.projector.info
+    assert info.from_header and before.projector.note is None
+    assert _counted_on_first_gpu(before, desktop) == info.weights_bytes + image_compute_bytes(info) > info.weights_bytes
+    assert before.plan == after.plan, "the same projector figure before the download as once it is here"
+    assert replace(info, source="") == replace(after.projector.info, source="")
+
+
+def test_a_hub_projectors_header_is_read_by_range_requests_and_cached(fake_hub, tmp_path):  # noqa: F811
+    from core.fit.projector import read_projector_info
+    from tests.fixtures.fake_hub import FakeFile
+    from tests.fixtures.tiny_vision import write_tiny_vision_model
+
+    vision = write_tiny_vision_model(tmp_path / "repo")
+    big = 900 << 20     # a published projector's size: its header is read, never its weights
+    fake_hub.add_repo(VISION_REPO, {vision.model.name: vision.model.read_bytes(),
+                                    vision.projector.name: FakeFile.virtual(vision.projector.read_bytes(), big)})
+    desktop = FitConditions(load_profile("desktop-24gb"))
+    on_hub, _ = _vision_refs(vision)
+    fit = check_file(on_hub, desktop, HeaderCache())
+    assert fit.projector.info.weights_bytes == read_projector_info(vision.projector).weights_bytes
+    ranges = [r.range for r in fake_hub.requests_for(vision.projector.name)]
+    assert ranges and all(r is not None and int(r.split("-")[1]) < 1 << 20 for r in ranges)
+    requests = len(fake_hub.requests)
+    again = check_file(on_hub, desktop, HeaderCache())
+    assert len(fake_hub.requests) == requests, "the header and its figures come from the cache"
+    assert again.plan == fit.plan
+
+
+def test_an_unreadable_projector_header_counts_its_listed_size_and_says_the_image_buffer_is_not(tmp_path):
+    from core.models.fit_check import IMAGE_BUFFER_NOT_COUNTED
+    from core.models.plan_inputs import PlanInputs
+    from tests.fixtures.tiny_vision import write_tiny_vision_model
+
+    vision = write_tiny_vision_model(tmp_path / "repo")
+    listed = vision.projector.stat().st_size
+    # a catalog row: the model planned offline from its plan inputs, the projector's header on a closed port
+    on_hub, _ = _vision_refs(vision, size=listed)
+    on_hub = replace(on_hub, plan_inputs=PlanInputs.of(read_model_info(vision.model)))
+    desktop = FitConditions(load_profile("desktop-24gb"), OffloadChoice(context=512))
+    fit = check_file(on_hub, desktop, HeaderCache())
+    assert fit.plan is not None, fit.error
+    note = fit.projector.note
+    assert note.startswith(f"Its projector {vision.projector.name} counts only by its listed size")
+    assert IMAGE_BUFFER_NOT_COUNTED in note and "You are offline" in note
+    assert fit.plan.explanation.endswith(note), "the plan says it too"
+    assert _counted_on_first_gpu(fit, desktop) == listed
+    whole = _counted_on_first_gpu(check_file(_vision_refs(vision)[1], desktop), desktop)
+    assert whole > listed, "with its header read, the image buffer counts too"
+
+
+def test_an_unreadable_local_projector_leaves_the_model_planned_alone_with_a_sentence(tmp_path):
+    from tests.fixtures.tiny_vision import write_tiny_vision_model
+
+    vision = write_tiny_vision_model(tmp_path / "repo")
+    vision.projector.write_bytes(b"not a projector")
+    desktop = FitConditions(load_profile("desktop-24gb"))
+    fit = check_file(_vision_refs(vision)[1], desktop)
+    alone = check_file(FileRef(vision.model.name, local_path=vision.model), desktop)
+    assert fit.projector.info is None and fit.projector.note.startswith(
+        f"Its projector {vision.projector.name} is not counted: its header could not be read")
+    assert fit.plan.devices == alone.plan.devices

@@ -124,3 +124,48 @@ def test_a_load_takes_a_projector_only_where_the_pairing_is_sure(tmp_path):
         (mixed / name).write_bytes(b"")
     assert projector_path_for_load(mixed / "qwen2.5-vl-7b-Q4_K_M.gguf") == str(mixed / "mmproj-qwen2.5-vl-7b-f16.gguf")
     assert projector_path_for_load(mixed / "llama-3.2-3b-Q4_K_M.gguf") is None, "another model's projector"
+
+
+def test_a_projectors_figures_travel_as_json_and_damaged_ones_are_refused(tmp_path):
+    import json
+
+    import pytest
+
+    from core.fit.projector import ProjectorError, ProjectorInfo
+    from core.models.projectors import listed_projector_info
+
+    info = read_projector_info(write_tiny_projector(tmp_path / "mmproj.gguf"))
+    back = ProjectorInfo.from_json(json.loads(json.dumps(info.to_json())), info.source)
+    assert back == info and back.from_header
+    with pytest.raises(ProjectorError, match="damaged: image_size is -1"):
+        ProjectorInfo.from_json({**info.to_json(), "image_size": -1}, "x")
+    with pytest.raises(ProjectorError, match="must name exactly"):
+        ProjectorInfo.from_json({"weights_bytes": 10}, "x")
+    listed = listed_projector_info("mmproj-f16.gguf", 1000)
+    assert not listed.from_header and image_compute_bytes(listed) == 0 and listed.weights_bytes == 1000
+
+
+def test_the_cli_counts_the_same_projector_figure_for_a_hub_file_and_a_local_one(fake_hub, tmp_path, capsys):
+    import argparse
+    import json
+
+    from core.cli import fit_cmd, models_cmd
+
+    def run_cli(module, *argv: str) -> dict:
+        parser = argparse.ArgumentParser(prog="llamadesk-cli")
+        module.register(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(argv)
+        assert args.handler(args) == 0
+        return json.loads(capsys.readouterr().out)
+
+    vision = write_tiny_vision_model(tmp_path / "repo")
+    fake_hub.add_repo("o/Vision-GGUF", {vision.model.name: vision.model.read_bytes(),
+                                        vision.projector.name: vision.projector.read_bytes()})
+    listed = run_cli(models_cmd, "files", "o/Vision-GGUF", "--hardware", "desktop-24gb", "--json")
+    (row,) = [f for f in listed["files"] if f["name"] == vision.model.name]
+    local = run_cli(fit_cmd, "fit", str(vision.model), "--hardware", "desktop-24gb", "--json")
+    expected = read_projector_info(vision.projector).weights_bytes
+    assert row["projector"]["weights_bytes"] == local["projector"]["weights_bytes"] == expected
+    assert row["projector"]["image_buffer_counted"] and local["projector"]["image_buffer_counted"]
+    assert (row["verdict"], row["n_gpu_layers"], row["context"]) == \
+        (local["verdict"], local["n_gpu_layers"], local["context"])

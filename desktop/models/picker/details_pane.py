@@ -46,19 +46,21 @@ def heading_text(row: PickerRow) -> str:
 
 
 def vision_text(row: PickerRow) -> str:
-    """What the plan counts of a vision model's projector, and how honestly (a hub file's header is not read)."""
+    """What the plan counts of a vision model's projector (core's fit check says, once the row is checked)."""
     projector = row.projector
     if projector is None:
         return ""
     name = html.escape(projector.filename)
-    if projector.path is not None:
-        counted = "its weights and image buffer are counted in the plan, from its header"
-    elif projector.size:
-        counted = (f"{format_bytes(projector.size)}, downloaded with it; the plan counts its weights from the hub's "
-                   "listed size (its image buffer is counted once it is on this computer)")
+    how = "loaded with it" if projector.path is not None else "downloaded with it"
+    counted = row.fit.projector if row.fit is not None else None
+    if counted is None:
+        what = "the fit check counts it in the plan"
+    elif counted.note:
+        what = html.escape(counted.note.removesuffix("."))
     else:
-        counted = "downloaded with it; its size is not listed, so the plan does not count it"
-    return f"<br><span>Vision: sees images with its projector {name} — {counted}.</span>"
+        what = (f"the plan counts its weights ({format_bytes(counted.info.weights_bytes)}) and its image buffer, "
+                "from its header")
+    return f"<br><span>Vision: sees images with its projector {name}, {how} — {what}.</span>"
 
 
 def _label(name: str, object_name: str, *, wrap: bool = True) -> QLabel:

@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from core.models.catalog import Catalog
-from core.models.fit_check import FileFit, FileRef
+from core.fit.projector import ProjectorInfo
+from core.models.catalog import Catalog, CatalogProjector
+from core.models.fit_check import FileFit, FileRef, ProjectorRef
 from core.models.hub import RemoteModel, RepoListing
 from core.models.library import LocalModel
 from core.models.plan_inputs import PlanInputs
-from core.models.projectors import is_projector_name, listed_projector_info
+from core.models.projectors import is_projector_name
 
 CATALOG, SEARCH, LOCAL = "catalog", "search", "local"
 
@@ -20,17 +21,25 @@ CATALOG, SEARCH, LOCAL = "catalog", "search", "local"
 @dataclass(frozen=True)
 class ProjectorFile:
     """A vision model's paired projector (core.models.projectors): on the hub (its parts, verified like any file) or
-    on this computer (its path)."""
+    on this computer (its path); a catalog's carries its figures (``info``), precomputed from its header."""
 
     filename: str
     parts: tuple[str, ...] = ()
     sha256s: tuple[str | None, ...] = ()
     sizes: tuple[int | None, ...] = ()
     path: Path | None = None
+    info: ProjectorInfo | None = field(default=None, compare=False)
 
     @property
     def size(self) -> int | None:
         return None if not self.sizes or None in self.sizes else sum(self.sizes)  # type: ignore[arg-type]
+
+    def ref(self, repo_id: str | None, revision: str) -> ProjectorRef:
+        """The projector as the fit check resolves it: by its path here, else by its header on the hub."""
+        if self.path is not None:
+            return ProjectorRef(self.filename, local_path=self.path, size=self.size, info=self.info)
+        sha256 = self.sha256s[0] if len(self.sha256s) == 1 else None
+        return ProjectorRef(self.filename, repo_id, revision, sha256, self.size, info=self.info)
 
 
 @dataclass(frozen=True)
@@ -86,17 +95,22 @@ class PickerRow:
     def ref(self) -> FileRef:
         """The file as core's fit check takes it: a hub file is planned from its header even when a copy is on disk
         (the same verdict as before the download); a local row from the header the library read."""
+        projector = self.projector.ref(self.repo_id, self.revision) if self.projector is not None else None
         if self.is_remote:
-            projector = self.projector
-            listed = (listed_projector_info(projector.filename, projector.size)
-                      if projector is not None and projector.size else None)
             return FileRef(self.filename, self.repo_id, self.revision, self.parts, self.sha256s, self.quant, self.size,
-                           plan_inputs=self.plan_inputs, projector_info=listed)
+                           plan_inputs=self.plan_inputs, projector=projector)
         local = self.local
         return FileRef(self.filename, self.repo_id, quant=self.quant, size=self.size,
                        local_path=local.path if local is not None else None,
                        local_info=local.info if local is not None else None,
-                       local_error=(local.error or None) if local is not None else "This file has not been read yet.")
+                       local_error=(local.error or None) if local is not None else "This file has not been read yet.",
+                       projector=projector)
+
+    @property
+    def planned_offline(self) -> bool:
+        """A catalog row whose model and projector figures ship with the catalog: no header to read."""
+        return (self.is_remote and self.plan_inputs is not None
+                and (self.projector is None or self.projector.info is not None))
 
 
 def rows_from_catalog(catalog: Catalog) -> list[PickerRow]:
@@ -106,8 +120,16 @@ def rows_from_catalog(catalog: Catalog) -> list[PickerRow]:
         rows.append(PickerRow(f"{CATALOG}:{model.repo_id}/{f.filename}", CATALOG, model.name, f.filename, f.quant,
                               f.size, model.repo_id, model.revision, parts,
                               (f.sha256,) if len(parts) == 1 else (None,) * len(parts),
-                              (f.size,) if len(parts) == 1 else (None,) * len(parts), plan_inputs=f.plan_inputs))
+                              (f.size,) if len(parts) == 1 else (None,) * len(parts), plan_inputs=f.plan_inputs,
+                              projector=_catalog_projector(model.projector)))
     return rows
+
+
+def _catalog_projector(projector: CatalogProjector | None) -> ProjectorFile | None:
+    if projector is None:
+        return None
+    return ProjectorFile(projector.filename, (projector.filename,), (projector.sha256,), (projector.size,),
+                         info=projector.info)
 
 
 def rows_from_listing(listing: RepoListing) -> list[PickerRow]:

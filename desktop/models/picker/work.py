@@ -19,7 +19,6 @@ from pathlib import Path
 from core.fit import dry_run
 from core.fit.choice import OffloadChoice
 from core.fit.planner import Plan
-from core.fit.projector import ProjectorError, read_projector_info
 from core.gguf.reader import ModelInfo
 from core.machine.hardware import HardwareSnapshot
 from core.models import catalog, fit_check, hub, library
@@ -103,10 +102,10 @@ def fit_rows(rows: list[PickerRow], planning: Planning, stop: threading.Event,
 
     Rows that carry plan inputs come first, planned right here (about a millisecond each, no header to read and no
     worker process to wait for): a catalog's verdicts are there as soon as its list is."""
-    instant = [row for row in rows if row.is_remote and row.plan_inputs is not None]
+    instant = [row for row in rows if row.planned_offline]
     if instant:
         yield [(row.key, fit_row(row, planning)) for row in instant if not stop.is_set()]
-        rows = [row for row in rows if not (row.is_remote and row.plan_inputs is not None)]
+        rows = [row for row in rows if not row.planned_offline]
     if not rows or stop.is_set():
         return
     if planning.processes is not None:
@@ -197,15 +196,8 @@ def fit_row(row: PickerRow, planning: Planning) -> FileFit:
 
 
 def file_ref(row: PickerRow) -> fit_check.FileRef:
-    """The row's file for the fit check with its projector counted: a local projector's header is read here."""
-    ref = row.ref
-    projector = row.projector
-    if projector is None or projector.path is None:
-        return ref
-    try:
-        return replace(ref, projector_info=read_projector_info(projector.path))
-    except ProjectorError:      # a broken projector does not stop the model chatting: plan the model alone
-        return ref
+    """The row's file for the fit check, its projector with it (core's check resolves it, local or on the hub)."""
+    return row.ref
 
 
 # -- one row, for the details pane -----------------------------------------------------------------------------------
