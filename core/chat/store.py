@@ -27,6 +27,11 @@ the database (one folder per conversation, the file named by the attachment's id
 in this database rather than a file of their own so that a chat's documents are deleted with it by the foreign keys
 in one transaction and move with the chats file. The parts a question sent to the model are the message's
 `sources` (JSON). Deleting a conversation deletes its folder of copies once the rows are gone.
+
+Chunk vectors (schema 5): when an embedding model read a document, its chunks' vectors are stored with the chunks in
+the same transaction (`attachment_vectors`, float32 BLOBs tagged with the model's file name and the vectors' length:
+core.chat.attachments.vectors), so a follow-up question searches the stored chunks by meaning too (StoredChunks).
+Chats from earlier versions have no vectors and are searched by their words, as before.
 """
 from __future__ import annotations
 
@@ -43,19 +48,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping, Sequence
 
 from core.platform import locations
 from core.chat.attachments.attachment import Attachment, Source
 from core.chat.attachments.chunks import Chunk
 from core.chat.attachments import index as chunk_index
+from core.chat.attachments import vectors as vector_table
+from core.chat.attachments.index import FoundChunk
+from core.chat.attachments.vectors import EmbeddedChunks, VectorSpace
 from core.chat.conversation import (ChatError, Conversation, Message, MessageStats, PRESETS, SamplingValues,
                                     ThinkingSetting, ToolCall, suggest_title)
 
 log = logging.getLogger(__name__)
 
 DB_FILE_NAME = "chats.sqlite3"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ATTACHMENTS_FOLDER = "attachments"
 FLUSH_INTERVAL_S = 0.25
 FLUSH_CHARS = 64
@@ -145,8 +153,9 @@ class Recovery:
 
 # --------------------------------------------------------------------------------------------
 # schema: version 1 (the first release: one flat list of messages per conversation), version 2
-# (message trees, settings, streaming state) and version 3 (an answer's thinking and tool calls, the
-# conversation's thinking choice). Every step runs in order from the file's version.
+# (message trees, settings, streaming state), version 3 (an answer's thinking and tool calls, the
+# conversation's thinking choice), version 4 (attachments and their chunks) and version 5 (the chunks'
+# vectors). Every step runs in order from the file's version.
 
 _V1 = (
     """CREATE TABLE conversations (
@@ -214,7 +223,10 @@ _V3_TO_V4 = (
     *chunk_index.CHUNK_TABLE,
 )
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V1_TO_V2), (3, _V2_TO_V3), (4, _V3_TO_V4))
+_V4_TO_V5 = vector_table.VECTOR_TABLE
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _V1), (2, _V1_TO_V2), (3, _V2_TO_V3), (4, _V3_TO_V4),
+                                                       (5, _V4_TO_V5))
 
 # Full-text search over finished messages (FTS5 where this SQLite has it; LIKE otherwise).
 _SEARCH_INDEX = (
@@ -485,12 +497,13 @@ class ChatStore:
     def add_message(self, conversation_id: str, role: str, content: str,
                     parent_id: str | None | object = _AFTER_SELECTED, *, stopped_early: bool = False,
                     stats: MessageStats | None = None, attachments: tuple[Attachment, ...] = (),
-                    chunks: dict[str, tuple[Chunk, ...]] | None = None,
+                    chunks: Mapping[str, tuple[Chunk, ...] | EmbeddedChunks] | None = None,
                     sources: tuple[Source, ...] = ()) -> Message:
         """Add a finished message under `parent_id` (default: the selected leaf) and select it.
         The first user message titles an untitled conversation. Each attachment's file (its `path`) is copied into
-        the chat's attachments folder and its `chunks` (by attachment id) indexed; the message returned names the
-        copies. A file that cannot be copied raises StoreError and nothing is saved."""
+        the chat's attachments folder and its `chunks` (by attachment id: the chunks, or EmbeddedChunks with their
+        vectors) indexed; the message returned names the copies. A file that cannot be copied raises StoreError and
+        nothing is saved."""
         folder = self.attachments_folder / conversation_id
         kept = _copy_attachments(attachments, folder)
         try:
@@ -500,7 +513,7 @@ class ChatStore:
                                   sources=tuple(sources))
                 _insert_message(db, conversation_id, message, complete=True, folder=self.attachments_folder)
                 for attachment_id, pieces in (chunks or {}).items():
-                    chunk_index.insert_chunks(db, attachment_id, pieces)
+                    _insert_document_chunks(db, attachment_id, pieces)
                 _select_and_touch(db, conversation_id, message)
         except BaseException:
             for attachment in kept:
@@ -514,10 +527,25 @@ class ChatStore:
         with self._reading("read the attached document") as db:
             return chunk_index.chunks_of(db, attachment_id)
 
-    def search_attachments(self, question: str, attachment_ids: list[str], limit: int = 40):
+    def search_attachments(self, question: str, attachment_ids: Sequence[str], limit: int = 40) -> list[FoundChunk]:
         """The stored chunks of these documents that best match `question` (core.chat.attachments.index.search)."""
         with self._reading("search the attached documents") as db:
             return chunk_index.search(db, question, attachment_ids, limit=limit, full_text=self._chunk_fts)
+
+    def attachments_have_vectors(self, attachment_ids: Sequence[str], model: str) -> bool:
+        """Whether an embedding model of this file name gave vectors to any of these documents' stored chunks."""
+        with self._reading("search the attached documents") as db:
+            return vector_table.has_vectors(db, attachment_ids, model)
+
+    def attachment_vectors(self, attachment_ids: Sequence[str],
+                           space: VectorSpace) -> list[tuple[FoundChunk, Sequence[float]]]:
+        """These documents' stored chunks that have a vector of this space, each with it."""
+        with self._reading("search the attached documents") as db:
+            return chunk_index.vectors_of(db, attachment_ids, space)
+
+    def stored_chunks(self) -> "StoredChunks":
+        """The stored documents' chunks as core.chat.attachments.meaning searches them (a follow-up question)."""
+        return StoredChunks(self)
 
     def _attachments_of(self, db: sqlite3.Connection, conversation_id: str) -> dict[str, tuple[Attachment, ...]]:
         rows = db.execute("SELECT a.* FROM attachments a JOIN messages m ON m.id = a.message_id "
@@ -720,6 +748,24 @@ class ChatStore:
                 rf"AND m.content LIKE ? ESCAPE '\'))", [like, like])
 
 
+@dataclass(frozen=True)
+class StoredChunks:
+    """A ChatStore's document chunks, searched by words and by meaning (as meaning.SearchableChunks: a follow-up
+    question's search, core.chat.attachments.retrieval.follow_up_sources)."""
+
+    store: ChatStore
+
+    def search(self, question: str, attachment_ids: Sequence[str], limit: int = 40) -> list[FoundChunk]:
+        return self.store.search_attachments(question, attachment_ids, limit)
+
+    def has_vectors(self, attachment_ids: Sequence[str], model: str) -> bool:
+        return self.store.attachments_have_vectors(attachment_ids, model)
+
+    def vectors_of(self, attachment_ids: Sequence[str],
+                   space: VectorSpace) -> list[tuple[FoundChunk, Sequence[float]]]:
+        return self.store.attachment_vectors(attachment_ids, space)
+
+
 class _Damaged(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -822,6 +868,15 @@ def _insert_message(db: sqlite3.Connection, conversation_id: str, message: Messa
                    (attachment.id, message.id, position, attachment.name, attachment.kind,
                     _relative_file(attachment.path, folder), attachment.tokens, attachment.size_bytes,
                     attachment.used, message.created_at))
+
+
+def _insert_document_chunks(db: sqlite3.Connection, attachment_id: str,
+                            pieces: tuple[Chunk, ...] | EmbeddedChunks) -> None:
+    if not isinstance(pieces, EmbeddedChunks):
+        pieces = EmbeddedChunks(tuple(pieces))
+    chunk_index.insert_chunks(db, attachment_id, pieces.chunks)
+    if pieces.vectors is not None:
+        vector_table.insert_vectors(db, attachment_id, pieces.vectors)
 
 
 def _check_parent(db: sqlite3.Connection, conversation_id: str, message_id: str) -> None:

@@ -9,7 +9,9 @@ otherwise the notice and the tray say so instead of dropping it. An image's chip
 projector fixes it (core.fit.projector.fixed_image_tokens), "counted when sent" where the image's size decides.
 When the planner says a larger context would hold everything, the tray offers that reload. `take(question, ...)`
 chooses what goes to the model (core.chat.attachments.retrieval) off the UI thread and hands back the attachments,
-their chunks and the sources, then empties the tray.
+their chunks (with their vectors when the library's embedding model read them, to be stored with the chat) and the
+sources, then empties the tray. `follow_up` searches a chat's stored chunks again for a later question, by meaning
+too when the same embedding model is in the library.
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ from core import settings as settings_store
 from core.chat.attachments.attachment import Attachment
 from core.chat.attachments.extraction import document_format, extract
 from core.chat.attachments.index import ChunkIndex
+from core.chat.attachments.meaning import SearchableChunks
 from core.chat.attachments.retrieval import (DocumentUse, PreparedDocument, choose_parts, estimate_tokens,
                                              follow_up_sources, prepare_document)
+from core.chat.attachments.vectors import EmbeddedChunks
 from core.engine.embedder import Embedder
 from core.fit.context_need import RAISE, TokenCounter, need_for_loaded
 from core.models import library
@@ -236,7 +240,7 @@ class PendingAttachments(QObject):
         context, room, model_path = self._room()
 
         def chosen(use: DocumentUse | None) -> None:
-            chunks = {doc.attachment.id: doc.chunks for doc in documents}
+            chunks = {doc.attachment.id: EmbeddedChunks(doc.chunks, doc.vectors) for doc in documents}
             attachments = (use.documents if use else ()) + images
             self.clear()
             done(attachments, chunks, use.sources if use else ())
@@ -247,20 +251,21 @@ class PendingAttachments(QObject):
         (Task(_choose, documents, question, room, self._index, model_path, parent=self)
          .success(chosen).failure(failed).run_in_background())
 
-    def follow_up(self, question: str, earlier: list, search: Callable, done: Callable[[tuple], None]) -> None:
+    def follow_up(self, question: str, earlier: list, stored: SearchableChunks,
+                  done: Callable[[tuple], None]) -> None:
         """A question with nothing attached, in a chat whose documents were too long to send whole: done(sources)
         with the parts of them that match it and were not sent yet (off the UI thread), at most FOLLOW_UP_SHARE
         of the context whatever the chat already fills (the engine drops its oldest turns to make room, as it does
         for any long chat); done(()) when there are none or the search fails (the question goes as it is)."""
         context, _room, model_path = self._room()
         room = min(int(context * FOLLOW_UP_SHARE), context - self.answer_tokens - PROMPT_SLACK_TOKENS)
-        (Task(_follow_up, question, earlier, search, room, model_path, parent=self)
+        (Task(_follow_up, question, earlier, stored, room, model_path, parent=self)
          .success(done).failure(lambda _error: done(())).run_in_background())
 
 
-def _follow_up(question: str, earlier: list, search: Callable, room: int, model_path: str | None) -> tuple:
+def _follow_up(question: str, earlier: list, stored: SearchableChunks, room: int, model_path: str | None) -> tuple:
     count = token_counter(model_path)
-    return follow_up_sources(question, earlier, search, max(room - count(question), 0), count)
+    return follow_up_sources(question, earlier, stored, max(room - count(question), 0), count, library_embedder())
 
 
 def _prepare(path: Path, model_path: str | None, index: ChunkIndex) -> PreparedDocument:

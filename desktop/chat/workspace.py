@@ -316,7 +316,8 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         self.attachments.take(text, chosen, failed)
 
     def _send_follow_up(self, conversation: Conversation, text: str, parent: str | None) -> None:
-        """Nothing attached now: the documents attached earlier in this branch are searched again for this
+        """Nothing attached now: the documents attached earlier in this branch are searched again (by words, and by
+        meaning where their chunks kept vectors of the library's embedding model) for this
         question when they were too long to send whole (a follow-up may ask about another part of them)."""
         earlier = conversation.path_to(parent)
         if not any(a.kind == "document" and a.used == "retrieved" for m in earlier for a in m.attachments):
@@ -329,7 +330,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
             self.pane.set_attachments_busy(False)
             self.answers.ask(conversation, text, parent, sources=sources)
 
-        self.attachments.follow_up(text, earlier, self.store.search_attachments, found)
+        self.attachments.follow_up(text, earlier, self.store.stored_chunks(), found)
 
     def _measure_chat(self, conversation: Conversation) -> None:
         """What the attachments' fit is measured against: the context the chat fills, the room for the answer."""

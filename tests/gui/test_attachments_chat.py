@@ -65,6 +65,29 @@ def test_a_long_document_shows_its_chip_tokens_and_fit_then_its_sources_under_th
     assert not {s.position for s in follow_up.sources} & {s.position for s in question.sources}
 
 
+def test_a_follow_up_finds_by_meaning_the_part_whose_vector_was_stored_with_the_chat(qtbot, ready, session, store,
+                                                                                     tmp_path, monkeypatch):
+    from desktop.chat import pending_attachments
+    from tests.unit.test_attachments import BY_MEANING_ONLY, CAT, SenseEmbedder
+
+    embedder = SenseEmbedder()
+    monkeypatch.setattr(pending_attachments, "library_embedder", lambda: embedder)   # the library's embedding model
+    pages = [filler_page(n) for n in range(1, 41)]
+    pages[9] += " " + PLANTED
+    pages[30] += " " + CAT
+    attach_and_wait(qtbot, ready, pdf_with_pages(tmp_path / "logbook.pdf", pages))
+    with qtbot.waitSignal(session.answer_finished, timeout=4 * ANSWER_TIMEOUT_MS):
+        send(qtbot, ready, "Which combination opens the vault under the lighthouse?")
+    settle(qtbot, ready)
+    document = ready.conversation.messages[-2].attachments[0]
+    assert store.stored_chunks().has_vectors([document.id], "sense-embed.gguf")
+
+    with qtbot.waitSignal(session.answer_finished, timeout=4 * ANSWER_TIMEOUT_MS):
+        send(qtbot, ready, BY_MEANING_ONLY)                 # no word of it is in the logbook: found by its vector
+    settle(qtbot, ready)
+    assert "logbook.pdf p. 31" in [source.label for source in ready.conversation.messages[-2].sources]
+
+
 def answer_sources_of(workspace, answer):
     return workspace.conversation.message(answer.parent_id).sources
 

@@ -198,7 +198,7 @@ def test_a_follow_up_question_finds_another_part_of_a_stored_long_document(tmp_p
         store.add_message(chat.id, "assistant", "7319-Quokka.")
         earlier = store.load_conversation(chat.id).messages
 
-        found = follow_up_sources("What is the keeper's cat called?", earlier, store.search_attachments, 1500)
+        found = follow_up_sources("What is the keeper's cat called?", earlier, store.stored_chunks(), 1500)
         assert any("Marmalade" in source.text for source in found)
         assert all(source.name == "logbook.txt" for source in found)
         already_sent = {(s.attachment_id, s.position) for s in first.sources}
@@ -207,4 +207,94 @@ def test_a_follow_up_question_finds_another_part_of_a_stored_long_document(tmp_p
 
         whole = replace(first.documents[0], used="whole")
         assert follow_up_sources("What is the keeper's cat called?",
-                                 [replace(earlier[0], attachments=(whole,))], store.search_attachments, 1500) == ()
+                                 [replace(earlier[0], attachments=(whole,))], store.stored_chunks(), 1500) == ()
+
+
+# --- follow-ups by meaning -------------------------------------------------------------------------------
+
+class SenseEmbedder:
+    """A stand-in embedding model whose vectors do carry meaning: each word adds to its sense's axis (synonyms share
+    one), every other word to the last axis. So "tabby" finds "cat" though no word of the two texts is shared."""
+
+    SENSES = {"cat": 0, "tabby": 0, "feline": 0, "called": 1, "named": 1, "name": 1, "vault": 2, "strongroom": 2}
+
+    def __init__(self, file_name: str = "sense-embed.gguf", dimension: int = 8) -> None:
+        self.model_path = Path("/models") / file_name
+        self.dimension = dimension
+        self.calls = 0
+
+    def __call__(self, texts):
+        self.calls += 1
+        return [self._vector(text) for text in texts]
+
+    def _vector(self, text: str) -> tuple[float, ...]:
+        import re
+
+        vector = [0.0] * self.dimension
+        for word in re.findall(r"\w+", text.lower()):
+            vector[self.SENSES.get(word, self.dimension - 1)] += 1.0 if word in self.SENSES else 0.05
+        length = sum(value * value for value in vector) ** 0.5
+        return tuple(value / length for value in vector)
+
+
+CAT = "The keeper's cat is called Marmalade and sleeps on the lamp room stairs."
+BY_MEANING_ONLY = "How is the tabby named?"      # no word of it (but stop words) is in the logbook
+
+
+def stored_logbook(store, tmp_path, embed):
+    """A long logbook attached to a new chat, too long to send whole: its chunks stored, with `embed`'s vectors."""
+    from core.chat.attachments.vectors import EmbeddedChunks
+
+    pages = [filler_page(n) for n in range(1, 61)]
+    pages[12] += " " + PLANTED
+    pages[47] += " " + CAT
+    (tmp_path / "logbook.txt").write_text("\n\n".join(pages), encoding="utf-8")
+    index = ChunkIndex()
+    document = prepare_document(tmp_path / "logbook.txt", estimate_tokens, index, embed=embed)
+    first = choose_parts([document], "What combination opens the vault under the lighthouse?", 1500, index,
+                         embed=embed)
+    chat = store.create_conversation()
+    store.add_message(chat.id, "user", "What combination opens the vault?", attachments=first.documents,
+                      chunks={document.attachment.id: EmbeddedChunks(document.chunks, document.vectors)},
+                      sources=first.sources)
+    store.add_message(chat.id, "assistant", "7319-Quokka.")
+    return store.load_conversation(chat.id).messages
+
+
+def test_a_follow_up_finds_a_fact_by_meaning_in_the_stored_chunks_vectors(tmp_path):
+    from core.chat.attachments.retrieval import follow_up_sources
+    from core.chat.store import ChatStore
+
+    with ChatStore(tmp_path / "chats.sqlite3") as store:
+        earlier = stored_logbook(store, tmp_path, SenseEmbedder())
+        assert store.search_attachments(BY_MEANING_ONLY, [earlier[0].attachments[0].id]) == []   # no word matches
+        found = follow_up_sources(BY_MEANING_ONLY, earlier, store.stored_chunks(), 600, embed=SenseEmbedder())
+        assert found and CAT in found[0].text and found[0].name == "logbook.txt"
+        assert follow_up_sources(BY_MEANING_ONLY, earlier, store.stored_chunks(), 600) == ()      # words alone
+
+
+def test_a_follow_up_ignores_vectors_from_another_embedding_model(tmp_path):
+    from core.chat.attachments.retrieval import follow_up_sources
+    from core.chat.store import ChatStore
+
+    with ChatStore(tmp_path / "chats.sqlite3") as store:
+        earlier = stored_logbook(store, tmp_path, SenseEmbedder())
+        other_file, other_length = SenseEmbedder("other-embed.gguf"), SenseEmbedder(dimension=16)
+        for other in (other_file, other_length):
+            assert follow_up_sources(BY_MEANING_ONLY, earlier, store.stored_chunks(), 600, embed=other) == ()
+        assert other_file.calls == 0          # a model with no stored vectors is not even asked for the question's
+        words = follow_up_sources("What is the keeper's cat called?", earlier, store.stored_chunks(), 600,
+                                  embed=other_file)
+        assert any(CAT in source.text for source in words)        # BM25 still finds what shares its words
+
+
+def test_a_document_read_without_an_embedding_model_is_stored_and_searched_by_its_words(tmp_path):
+    from core.chat.attachments.retrieval import follow_up_sources
+    from core.chat.store import ChatStore
+
+    with ChatStore(tmp_path / "chats.sqlite3") as store:
+        earlier = stored_logbook(store, tmp_path, None)
+        assert not store.stored_chunks().has_vectors([earlier[0].attachments[0].id], "sense-embed.gguf")
+        found = follow_up_sources("What is the keeper's cat called?", earlier, store.stored_chunks(), 600,
+                                  embed=SenseEmbedder())
+        assert any(CAT in source.text for source in found)

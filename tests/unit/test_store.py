@@ -45,7 +45,7 @@ def test_the_database_lives_in_the_data_folder_in_wal_mode_with_a_schema_version
     assert store.path == default_path() == locations.data_dir() / "chats.sqlite3"
     with raw(store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     assert store._connection().execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 

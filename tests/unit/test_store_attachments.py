@@ -70,3 +70,33 @@ def test_a_file_that_cannot_be_copied_saves_nothing(tmp_path):
         with pytest.raises(StoreError, match="Could not keep a copy of gone.txt with the chat"):
             store.add_message(conversation.id, "user", "Hi", attachments=(gone,))
         assert store.load_conversation(conversation.id).messages == []
+
+
+def test_chunk_vectors_are_kept_as_float32_blobs_under_their_model_and_removed_with_the_chat(tmp_path):
+    from core.chat.attachments.vectors import ChunkVectors, EmbeddedChunks, VectorSpace
+
+    space = VectorSpace("sense-embed.gguf", 3)
+    original = tmp_path / "harbour.txt"
+    original.write_text("The spare key is under the blue boat.", encoding="utf-8")
+    attachment = Attachment("harbour.txt", "document", 14, original.stat().st_size, "retrieved", path=str(original))
+    chunks = (Chunk(0, None, "The spare key is under the blue boat."), Chunk(1, 2, "Gulls are loud in the morning."))
+    vectors = ChunkVectors(space, {0: (0.6, 0.8, 0.0), 1: (0.0, 0.0, 1.0)})
+    with ChatStore() as store:
+        conversation = store.create_conversation()
+        store.add_message(conversation.id, "user", "Where is the key?", attachments=(attachment,),
+                          chunks={attachment.id: EmbeddedChunks(chunks, vectors)})
+        stored = store.stored_chunks()
+        assert stored.has_vectors([attachment.id], "sense-embed.gguf")
+        assert not stored.has_vectors([attachment.id], "other-embed.gguf")
+        found = stored.vectors_of([attachment.id], space)
+        assert [(chunk.position, chunk.page, chunk.text) for chunk, _ in found] == [(c.position, c.page, c.text)
+                                                                                  for c in chunks]
+        assert [value for _, vector in found for value in vector] == pytest.approx([0.6, 0.8, 0.0, 0.0, 0.0, 1.0])
+        assert stored.vectors_of([attachment.id], VectorSpace("sense-embed.gguf", 4)) == []
+        assert stored.vectors_of([attachment.id], VectorSpace("other-embed.gguf", 3)) == []
+        db = sqlite3.connect(default_path())
+        assert db.execute("SELECT model, dimension, length(vector), typeof(vector) FROM attachment_vectors "
+                          "ORDER BY position").fetchall() == [("sense-embed.gguf", 3, 12, "blob")] * 2
+        store.delete_conversation(conversation.id)
+        assert db.execute("SELECT count(*) FROM attachment_vectors").fetchone()[0] == 0
+        db.close()

@@ -140,3 +140,44 @@ def test_version_2_chats_open_with_no_thinking_and_the_models_default_choice():
         store.append_reasoning(answer, "Continue politely.")
         store.finish_answer(answer, None, text="Anything else?")
         assert store.load_conversation("c2").messages[-1].reasoning == "Continue politely."
+
+
+def fill_version_4(path: Path) -> str:
+    """A version-4 chat with a long document sent in parts: its chunks stored, and no vectors (none were kept)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("INSERT INTO conversations (id, title, system_prompt, created_at, updated_at, current_leaf_id) "
+               "VALUES ('c4', 'Logbook chat', '', 10.0, 20.0, 'a')")
+    sources = '[{"attachment_id": "doc", "name": "logbook.txt", "page": null, "position": 0, "text": "Tides."}]'
+    db.executemany("INSERT INTO messages (id, conversation_id, parent_id, role, content, created_at, sources) "
+                   "VALUES (?, 'c4', ?, ?, ?, ?, ?)", [("q", None, "user", "When is high tide?", 11.0, sources),
+                                                       ("a", "q", "assistant", "At six.", 12.0, None)])
+    db.execute("INSERT INTO attachments (id, message_id, position, name, kind, tokens, size_bytes, used, created_at) "
+               "VALUES ('doc', 'q', 0, 'logbook.txt', 'document', 9000, 36000, 'retrieved', 11.0)")
+    db.executemany("INSERT INTO attachment_chunks (attachment_id, position, page, text) VALUES ('doc', ?, NULL, ?)",
+                   [(0, "Tides."), (1, "The keeper's cat is called Marmalade."), (2, "Nets were mended.")])
+    db.close()
+    return "doc"
+
+
+def test_version_4_chats_with_documents_get_the_vector_table_and_follow_ups_search_by_words():
+    from core.chat.attachments.attachment import Attachment
+    from core.chat.attachments.chunks import Chunk
+    from core.chat.attachments.retrieval import follow_up_sources
+    from core.chat.attachments.vectors import ChunkVectors, EmbeddedChunks, VectorSpace
+    from tests.unit.test_attachments import SenseEmbedder
+
+    document_id = fill_version_4(database_at(4))
+    with ChatStore() as store:
+        chat = store.load_conversation("c4")
+        assert [a.used for a in chat.messages[0].attachments] == ["retrieved"]
+        assert not store.stored_chunks().has_vectors([document_id], "sense-embed.gguf")
+        found = follow_up_sources("What is the cat called?", chat.messages, store.stored_chunks(), 500,
+                                  embed=SenseEmbedder())
+        assert [source.text for source in found] == ["The keeper's cat is called Marmalade."]
+        later = Attachment("note.txt", "document", 5, 20, "retrieved")        # the migrated chat keeps vectors too
+        store.add_message("c4", "user", "And this?", attachments=(later,), chunks={later.id: EmbeddedChunks(
+            (Chunk(0, None, "A note."),), ChunkVectors(VectorSpace("sense-embed.gguf", 2), {0: (1.0, 0.0)}))})
+        assert store.stored_chunks().has_vectors([later.id], "sense-embed.gguf")
+    db = sqlite3.connect(default_path())
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    db.close()

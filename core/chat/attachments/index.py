@@ -1,10 +1,11 @@
 """Full-text search over documents' chunks with SQLite FTS5, ranked by BM25.
 
 The chunks live in the table `attachment_chunks` of a database that also has a table `attachments(id ...)`: in the
-chats database (core.chat.store, schema 4), so a document's index is kept with the chat, backed up and moved with
-it, and deleted with it by the foreign keys in the same transaction; or in memory (`ChunkIndex.in_memory()`) for
-documents attached but not sent yet, and for llamadesk-cli. FTS5 indexes the chunks' text with the Porter stemmer
-("launched" finds "launch"); a SQLite without FTS5 falls back to counting the question's words in each chunk.
+chats database (core.chat.store, schema 4; their vectors, vectors.py, since schema 5), so a document's index is kept
+with the chat, backed up and moved with it, and deleted with it by the foreign keys in the same transaction; or in
+memory (ChunkIndex) for documents attached but not sent yet, and for llamadesk-cli. FTS5 indexes the chunks' text with
+the Porter stemmer ("launched" finds "launch"); a SQLite without FTS5 falls back to counting the question's words in
+each chunk.
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from core.chat.attachments import vectors
 from core.chat.attachments.chunks import Chunk
+from core.chat.attachments.vectors import ChunkVectors, VectorSpace
 
 # Frozen: migration 4 of the chats database runs CHUNK_TABLE; a change needs a new migration.
 CHUNK_TABLE = (
@@ -129,17 +132,30 @@ def chunks_of(db: sqlite3.Connection, attachment_id: str, positions: Sequence[in
     return [Chunk(row[0], row[1], row[2]) for row in rows if wanted is None or row[0] in wanted]
 
 
+def vectors_of(db: sqlite3.Connection, attachment_ids: Sequence[str],
+               space: VectorSpace) -> list[tuple[FoundChunk, Sequence[float]]]:
+    """These documents' chunks that have a vector of this space, each with it (meaning.nearest ranks them)."""
+    if not attachment_ids:
+        return []
+    marks = ",".join("?" * len(attachment_ids))
+    rows = db.execute(
+        f"SELECT c.attachment_id, c.position, c.page, c.text, v.vector FROM attachment_vectors v "
+        f"JOIN attachment_chunks c ON c.attachment_id = v.attachment_id AND c.position = v.position "
+        f"WHERE v.model = ? AND v.dimension = ? AND v.attachment_id IN ({marks}) ORDER BY c.seq",
+        [space.model, space.dimension, *attachment_ids]).fetchall()
+    return [(FoundChunk(row[0], row[1], row[2], row[3], 0.0), vectors.unpack(row[4])) for row in rows]
+
+
 class ChunkIndex:
     """An index of its own in memory: documents attached but not sent yet, and llamadesk-cli's documents.
     Any thread may call it; calls take turns."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._vectors: dict[str, list[tuple[FoundChunk, Sequence[float]]]] = {}   # by attachment: search by meaning
         self.db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("CREATE TABLE attachments (id TEXT PRIMARY KEY)")
-        for statement in CHUNK_TABLE:
+        for statement in (*CHUNK_TABLE, *vectors.VECTOR_TABLE):
             self.db.execute(statement)
         self.full_text = ensure_fts(self.db)
 
@@ -150,27 +166,25 @@ class ChunkIndex:
             insert_chunks(self.db, attachment_id, chunks)
             self.db.execute("COMMIT")
 
-    def add_vectors(self, attachment_id: str, chunks: Sequence[Chunk],
-                    vectors: Sequence[Sequence[float] | None]) -> None:
-        """The chunks' vectors from an embedding model (None for a chunk it could not read), for vectors_of()."""
-        kept = [(FoundChunk(attachment_id, chunk.position, chunk.page, chunk.text, 0.0), vector)
-                for chunk, vector in zip(chunks, vectors) if vector is not None]
+    def add_vectors(self, attachment_id: str, chunk_vectors: ChunkVectors) -> None:
+        """The chunks' vectors from an embedding model (added after the chunks), for vectors_of()."""
         with self._lock:
-            self._vectors[attachment_id] = kept
+            self.db.execute("BEGIN")
+            vectors.insert_vectors(self.db, attachment_id, chunk_vectors)
+            self.db.execute("COMMIT")
 
-    def has_vectors(self, attachment_ids: Sequence[str]) -> bool:
+    def has_vectors(self, attachment_ids: Sequence[str], model: str) -> bool:
         with self._lock:
-            return any(self._vectors.get(attachment_id) for attachment_id in attachment_ids)
+            return vectors.has_vectors(self.db, attachment_ids, model)
 
-    def vectors_of(self, attachment_ids: Sequence[str]) -> list[tuple[FoundChunk, Sequence[float]]]:
-        """These documents' chunks that have a vector, each with it (meaning.nearest ranks them)."""
+    def vectors_of(self, attachment_ids: Sequence[str],
+                   space: VectorSpace) -> list[tuple[FoundChunk, Sequence[float]]]:
         with self._lock:
-            return [pair for attachment_id in attachment_ids for pair in self._vectors.get(attachment_id, ())]
+            return vectors_of(self.db, attachment_ids, space)
 
     def remove(self, attachment_id: str) -> None:
         with self._lock:
             self.db.execute("DELETE FROM attachments WHERE id = ?", (attachment_id,))
-            self._vectors.pop(attachment_id, None)
 
     def search(self, question: str, attachment_ids: Sequence[str], limit: int = 40) -> list[FoundChunk]:
         with self._lock:

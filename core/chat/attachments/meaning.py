@@ -8,23 +8,64 @@ rankings are merged by reciprocal rank fusion: each chunk scores 1 / (RRF_K + it
 chunk high in both comes first and one list's odd scale never swamps the other. Without an embedding model, or for a
 chunk it could not read, BM25 alone ranks, as before.
 
-`embed` is any callable from texts to unit vectors: the app's is core.engine.embedder.Embedder, an engine worker of
-its own on the CPU (the model is small, and the chat model keeps the GPU). Unit vectors make a dot product the
-cosine similarity.
+`embed` is any callable from texts to unit vectors that names its model file (vectors.Embed): the app's is
+core.engine.embedder.Embedder, an engine worker of its own on the CPU (the model is small, and the chat model keeps
+the GPU). Unit vectors make a dot product the cosine similarity. The chunks' vectors are kept with the chat
+(vectors.py), so a follow-up question searches the stored chunks by meaning too, through the same `ranked`.
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from typing import Protocol, Sequence
 
+from core.chat.attachments.chunks import Chunk
 from core.chat.attachments.index import FoundChunk
+from core.chat.attachments.vectors import ChunkVectors, Embed, VectorSpace, model_name
 
 log = logging.getLogger(__name__)
 
 RRF_K = 60                     # the customary constant of reciprocal rank fusion
 EMBED_BATCH = 16               # chunks per request to the embedding model
 
-Embed = Callable[[Sequence[str]], list[tuple[float, ...]]]
+
+class SearchableChunks(Protocol):
+    """Documents' chunks searched by their words and holding their vectors: the in-memory index.ChunkIndex, and the
+    chats database's stored chunks (core.chat.store.StoredChunks)."""
+
+    def search(self, question: str, attachment_ids: Sequence[str], limit: int = ...) -> list[FoundChunk]: ...
+
+    def has_vectors(self, attachment_ids: Sequence[str], model: str) -> bool: ...
+
+    def vectors_of(self, attachment_ids: Sequence[str],
+                   space: VectorSpace) -> list[tuple[FoundChunk, Sequence[float]]]: ...
+
+
+def ranked(question: str, attachment_ids: Sequence[str], chunks: SearchableChunks, embed: Embed | None,
+           limit: int) -> list[FoundChunk]:
+    """These documents' chunks that best match the question, best first: by BM25, fused with the ranking by meaning
+    when `embed` reads the question and the chunks have vectors of its space (model and length); else BM25 alone."""
+    by_words = chunks.search(question, attachment_ids, limit=limit)
+    if embed is None or not chunks.has_vectors(attachment_ids, model_name(embed)):
+        return by_words
+    try:
+        question_vector = embed([question])[0]
+    except Exception as error:  # noqa: BLE001 - the embedding model failing never stops a question
+        log.info("the question could not be embedded (%s); ranking by its words alone", error)
+        return by_words
+    candidates = chunks.vectors_of(attachment_ids, VectorSpace(model_name(embed), len(question_vector)))
+    if not candidates:
+        return by_words
+    return fused(by_words, nearest(question_vector, candidates, limit))
+
+
+def chunk_vectors(chunks: Sequence[Chunk], embed: Embed) -> ChunkVectors | None:
+    """The chunks' vectors from this model (None when it could read none of them)."""
+    read = [(chunk.position, vector) for chunk, vector in zip(chunks, embed_texts([c.text for c in chunks], embed))
+            if vector is not None]
+    if not read:
+        return None
+    space = VectorSpace(model_name(embed), len(read[0][1]))
+    return ChunkVectors(space, {position: vector for position, vector in read if len(vector) == space.dimension})
 
 
 def embed_texts(texts: Sequence[str], embed: Embed) -> list[tuple[float, ...] | None]:

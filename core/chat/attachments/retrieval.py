@@ -19,7 +19,8 @@ from core.chat.attachments.attachment import Attachment, Source, text_for_model
 from core.chat.attachments.chunks import Chunk, chunk_pages
 from core.chat.attachments.extraction import ExtractedDocument, extract
 from core.chat.attachments.index import ChunkIndex, FoundChunk
-from core.chat.attachments.meaning import Embed, embed_texts, fused, nearest
+from core.chat.attachments.meaning import SearchableChunks, chunk_vectors, ranked
+from core.chat.attachments.vectors import ChunkVectors, Embed
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class PreparedDocument:
     original: Path
     chunks: tuple[Chunk, ...]
     text: str
+    vectors: ChunkVectors | None = None      # the chunks' vectors, when an embedding model read them
 
 
 @dataclass(frozen=True)
@@ -56,17 +58,19 @@ def prepare_document(path: Path | str, count: TokenCount = estimate_tokens, inde
                      embed: Embed | None = None) -> PreparedDocument:
     """Read, chunk, count and index one document (seconds for a long PDF: off the UI thread). DocumentRefused.
     `read` extracts the text (the GUI runs it in a worker process: pypdf is pure Python and holds the GIL);
-    `embed` (an embedding model: core.engine.embedder.Embedder) adds the chunks' vectors to the index."""
+    `embed` (an embedding model: core.engine.embedder.Embedder) gives the chunks vectors, added to the index and kept
+    in the document (ChatStore.add_message stores them with the chunks)."""
     path = Path(path)
     extracted = read(path)
     text = extracted.text
     attachment = Attachment(path.name, "document", count(text), extracted.size_bytes, path=str(path))
     chunks = chunk_pages(extracted.pages)
+    vectors = chunk_vectors(chunks, embed) if embed is not None else None
     if index is not None:
         index.add(attachment.id, chunks)
-        if embed is not None:
-            index.add_vectors(attachment.id, chunks, embed_texts([chunk.text for chunk in chunks], embed))
-    return PreparedDocument(attachment, path, chunks, text)
+        if vectors is not None:
+            index.add_vectors(attachment.id, vectors)
+    return PreparedDocument(attachment, path, chunks, text, vectors)
 
 
 def choose_parts(documents: Sequence[PreparedDocument], question: str, room_tokens: int, index: ChunkIndex,
@@ -79,7 +83,7 @@ def choose_parts(documents: Sequence[PreparedDocument], question: str, room_toke
         marked = tuple(replace(doc.attachment, used="whole") for doc in documents)
         return DocumentUse("whole", sources, marked, whole)
     by_id = {doc.attachment.id: doc for doc in documents}
-    found = _ranked(question, list(by_id), index, embed) or _beginnings(documents)
+    found = ranked(question, list(by_id), index, embed, SEARCH_LIMIT) or _beginnings(documents)
     chosen, used = _fill(found, room_tokens, count)
     order = {doc_id: place for place, doc_id in enumerate(by_id)}
     chosen.sort(key=lambda part: (order[part.attachment_id], part.position))
@@ -89,30 +93,20 @@ def choose_parts(documents: Sequence[PreparedDocument], question: str, room_toke
     return DocumentUse("retrieved", sources, marked, used)
 
 
-def _ranked(question: str, attachment_ids: list[str], index: ChunkIndex, embed: Embed | None) -> list[FoundChunk]:
-    by_words = index.search(question, attachment_ids, limit=SEARCH_LIMIT)
-    if embed is None or not index.has_vectors(attachment_ids):
-        return by_words
-    try:
-        question_vector = embed([question])[0]
-    except Exception as error:  # noqa: BLE001 - the embedding model failing never stops a question
-        log.info("the question could not be embedded (%s); ranking by its words alone", error)
-        return by_words
-    return fused(by_words, nearest(question_vector, index.vectors_of(attachment_ids), limit=SEARCH_LIMIT))
-
-
-def follow_up_sources(question: str, earlier: Sequence, search: Callable[[str, list[str]], Sequence[FoundChunk]],
-                      room_tokens: int, count: TokenCount = estimate_tokens) -> tuple[Source, ...]:
+def follow_up_sources(question: str, earlier: Sequence, stored: SearchableChunks, room_tokens: int,
+                      count: TokenCount = estimate_tokens, embed: Embed | None = None) -> tuple[Source, ...]:
     """For a question asked after documents were attached: the parts of the conversation's retrieved documents
     that best match it and were not sent before (the model already reads those), within `room_tokens`. Documents
-    sent whole are in the conversation already; `earlier` is the branch's messages, oldest first; `search(question,
-    attachment ids)` searches their stored chunks (ChatStore.search_attachments)."""
+    sent whole are in the conversation already; `earlier` is the branch's messages, oldest first; `stored` holds
+    their chunks (ChatStore.stored_chunks()), ranked as the first question's were (meaning.ranked): by meaning too
+    when `embed` is the model whose vectors were stored with them."""
     names = {a.id: a.name for message in earlier for a in message.attachments
              if a.kind == "document" and a.used == "retrieved"}
     if not names or room_tokens <= 0:
         return ()
     sent = {(source.attachment_id, source.position) for message in earlier for source in message.sources}
-    found = [part for part in search(question, list(names)) if (part.attachment_id, part.position) not in sent]
+    found = [part for part in ranked(question, list(names), stored, embed, SEARCH_LIMIT)
+             if (part.attachment_id, part.position) not in sent]
     chosen, _ = _fill(found, room_tokens, count)
     order = {doc_id: place for place, doc_id in enumerate(names)}
     chosen.sort(key=lambda part: (order[part.attachment_id], part.position))
