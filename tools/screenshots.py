@@ -14,12 +14,16 @@ screen, so what is saved is what a person would see:
     15 a 120-page PDF attached: its chip with the token count and the planner's sentence, before sending
     16 the answer with the parts of the PDF it was given listed as sources under it
     17 a source opened: the chunk's text with the file's name and page
+    18 a picture attached for a vision model: its chip with the image's token count, before sending
+    19 the question sent: its thumbnail in the message, and the model's (short) answer under it
 
 04 and 05 are taken right after 01, before any model is loaded, as a first run shows them. SmolLM2 does not
 think, so 11-14 show a reasoning model's answer as the engine reports one: its event values (ReasoningText,
 ToolCallMade, TokenText, AnswerFinished) go through the window's real EngineSession while its engine lane is
 held, then the engine answers the question itself (a few tokens, ignored: the chat has its answer).
-`screenshots.py reasoning` takes only 11-14, `screenshots.py attachments` only 15-17.
+`screenshots.py reasoning` takes only 11-14, `screenshots.py attachments` only 15-17, `screenshots.py vision`
+only 18-19. The vision model of 18-19 is the tests' tiny one with random weights (tests/fixtures/tiny_vision.py):
+the picture really goes through its projector, and its few words of answer mean nothing.
 
 The picker talks only to the fake Hugging Face hub of the tests (tests/fixtures/fake_hub.py), run in a child
 process and serving every catalog file as a header-only stub at its real size (bench/bench_catalog_fit.py), so
@@ -368,6 +372,88 @@ def attached_document(app, window) -> None:
     dialog.close()
 
 
+def draw_landscape(path: Path, width: int = 960, height: int = 640) -> Path:
+    """A picture to attach: sky, sun, two mountains, a lake and a few trees."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QBrush, QColor, QImage, QLinearGradient, QPainter, QPolygonF
+
+    image = QImage(width, height, QImage.Format.Format_RGB32)
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    sky = QLinearGradient(0, 0, 0, height * 0.6)
+    sky.setColorAt(0, QColor("#3b7dd8"))
+    sky.setColorAt(1, QColor("#f6c89a"))
+    painter.fillRect(image.rect(), QBrush(sky))
+    painter.setBrush(QColor("#ffd34d"))
+    painter.drawEllipse(QPointF(width * 0.72, height * 0.24), height * 0.08, height * 0.08)
+    for peak_x, peak_y, colour in ((0.3, 0.18, "#5d6b7a"), (0.62, 0.3, "#4a5866")):
+        painter.setBrush(QColor(colour))
+        painter.drawPolygon(QPolygonF([QPointF(width * (peak_x - 0.42), height * 0.62),
+                                       QPointF(width * peak_x, height * peak_y),
+                                       QPointF(width * (peak_x + 0.42), height * 0.62)]))
+        painter.setBrush(QColor("#f4f6f8"))                      # snow on the summit
+        painter.drawPolygon(QPolygonF([QPointF(width * (peak_x - 0.07), height * (peak_y + 0.08)),
+                                       QPointF(width * peak_x, height * peak_y),
+                                       QPointF(width * (peak_x + 0.07), height * (peak_y + 0.08))]))
+    painter.fillRect(0, int(height * 0.6), width, height, QColor("#4f9a4a"))
+    painter.setBrush(QColor("#2f6fb0"))
+    painter.drawEllipse(QPointF(width * 0.55, height * 0.8), width * 0.28, height * 0.09)
+    for tree_x in (0.08, 0.15, 0.86, 0.93):
+        painter.setBrush(QColor("#6b4a2b"))
+        painter.drawRect(int(width * tree_x) - 6, int(height * 0.74), 12, int(height * 0.08))
+        painter.setBrush(QColor("#1f5e2e"))
+        painter.drawPolygon(QPolygonF([QPointF(width * tree_x - 40, height * 0.76),
+                                       QPointF(width * tree_x, height * 0.55),
+                                       QPointF(width * tree_x + 40, height * 0.76)]))
+    painter.end()
+    image.save(str(path))
+    return path
+
+
+def write_vision_model(folder: Path) -> Path:
+    """The tests' tiny vision model and its projector, side by side (paired as a download pairs them). A 4k context,
+    as real vision models have at least; weight seed 20 answers this scene's question with plain letters where most
+    seeds give bytes that are not text (the weights are random: no answer means anything)."""
+    from tests.fixtures.tiny_gguf import write_tiny_model
+    from tests.fixtures.tiny_vision import TinyProjector, write_tiny_projector
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_tiny_projector(folder / "mmproj-tiny-vision-F32.gguf")
+    return write_tiny_model(folder / "tiny-vision-Q8_0.gguf", n_embd=TinyProjector().text_n_embd,
+                            context_length=4096, name="tiny-vision-model", seed=20)
+
+
+def image_in_chat(app, window) -> None:
+    """A picture attached for the tiny vision model (chip with its tokens), then sent and answered."""
+    from desktop.chat.thumbnails import shared_thumbnails
+
+    home = Path(os.environ["LLAMADESK_HOME"])
+    model = write_vision_model(home / "vision")
+    chat, session = window.chat, window.session
+    window.open_model(str(model))
+    wait_until(lambda: session.model is not None and session.model.settings.model_path == str(model)
+               and chat.pane.send_button.isEnabled() and not session.busy, 120, "the vision model loaded")
+    chat.new_conversation()
+    wait_until(lambda: chat.conversation is not None and not chat.conversation.messages, what="an empty chat")
+    chat.pane.settings.max_tokens.setValue(6)
+    chat.pane.settings.temperature.setValue(0.0)        # the same answer on every run
+    chat.pane.settings.flush()
+    chat.pane.files_given.emit([draw_landscape(home / "lake-in-the-mountains.png")])
+    tray = chat.pane.tray
+    wait_until(lambda: any("tokens" in c.label.text() for c in tray.chips()) and tray.fit.text(), 60,
+               "the image counted and its fit told")
+    chat.pane.composer.setPlainText("What is in this picture?")
+    shoot(app, "18-image-attached-token-count")
+    finished = []
+    session.answer_finished.connect(finished.append)
+    chat.pane.send_button.click()
+    wait_until(lambda: finished and not chat.answers.running, 120, "the answer finished")
+    kept = chat.conversation.messages[-2].attachments[0].path
+    wait_until(lambda: shared_thumbnails().decoded(kept) is not None, 30, "the thumbnail decoded")
+    shoot(app, "19-image-in-chat")
+
+
 def dark_theme(app, window, chat_with_code_id: str) -> None:
     from desktop.theme import apply_theme
 
@@ -381,7 +467,7 @@ def dark_theme(app, window, chat_with_code_id: str) -> None:
 
 
 def main() -> int:
-    only = sys.argv[1] if sys.argv[1:] in (["reasoning"], ["attachments"]) else None
+    only = sys.argv[1] if sys.argv[1:] in (["reasoning"], ["attachments"], ["vision"]) else None
     work = Path(tempfile.mkdtemp(prefix="llamadesk-screens-"))
     os.environ["LLAMADESK_HOME"] = str(work / "home")  # chats, settings, header cache, downloads list
     started = time.monotonic()
@@ -422,6 +508,9 @@ def shoot_all(model: Path, only: str | None = None) -> None:
             window.open_model(str(model))
             attached_document(app, window)
             return
+        if only == "vision":
+            image_in_chat(app, window)
+            return
         first_start(app, window)
         picker_scenes(app, window)  # as on a first run: no model loaded yet (the file names keep their order)
         bad_file_and_chat(app, window, model)
@@ -433,6 +522,7 @@ def shoot_all(model: Path, only: str | None = None) -> None:
         for look in ("light", "dark"):
             reasoning_answer(app, window, look)
         attached_document(app, window)
+        image_in_chat(app, window)
     finally:
         if window is not None:
             window.close()  # stops the engine, pauses the download, stops the picker's workers

@@ -14,6 +14,9 @@ finished one is closed until opened.
 
 Colours follow the application's look (desktop/theme.py): when it changes, the messages shown are drawn
 again in the new look's colours.
+
+An attached image shows as a placeholder of its size until its thumbnail has been decoded off the UI thread
+(desktop/chat/thumbnails.py); then the picture replaces it in place.
 """
 from __future__ import annotations
 
@@ -21,19 +24,26 @@ import time
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QGuiApplication, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextFrame
+from PySide6.QtGui import (QColor, QGuiApplication, QImage, QTextBlockFormat, QTextCharFormat, QTextCursor,
+                           QTextDocument, QTextFrame)
 from PySide6.QtWidgets import QTextBrowser
 
 from desktop.chat.markdown_blocks import Block, GrowingBlocks
 from desktop.chat.message_views import MessageView
 from desktop import theme
 from desktop.chat.message_writer import MessageWriter
+from desktop.chat.thumbnails import shared_thumbnails
 
 STREAM_FPS = 15
 SLICE_BUDGET_S = 0.005      # rendering work per event-loop turn while opening a long chat
 FOLLOW_SLACK_PX = 48        # "at the bottom" if this close: new text keeps the view scrolled down
 MAX_TEXT_WIDTH = 900        # a readable column, centred; wider windows do not re-wrap the text
 REWRAP_DELAY_MS = 150       # re-wrap once the window stops changing size, not on every step of a drag
+
+
+def thumbnail_resource(path: str) -> str:
+    """The name MessageWriter gives an attached image's thumbnail in the document."""
+    return f"thumbnail:{path}"
 
 
 def _flatten_first_block(document) -> None:
@@ -130,6 +140,7 @@ class ChatView(theme.FollowsLook, QTextBrowser):
         self._tail: _StreamTail | None = None
         self._growing = GrowingBlocks()     # the streaming answer's blocks, read again from its last block on
         self._thinking_choice: dict[str, bool] = {}   # message id -> opened (True) or closed by the user
+        shared_thumbnails().ready.connect(self._thumbnail_arrived)
 
     # --- what is shown ---
 
@@ -268,7 +279,31 @@ class ChatView(theme.FollowsLook, QTextBrowser):
         if self._tail is not None and self._tail.message_id == message_id:
             self._redraw_tail(index, view)
             return
+        self._redraw_message(index)
+
+    # --- thumbnails ---
+
+    def _thumbnail_arrived(self, path: str) -> None:
+        """Put the decoded thumbnail where its placeholder is, in each message shown with that image."""
+        showing = [i for i, view in enumerate(self._views) if any(a.path == path for a in view.attachments)]
+        image = shared_thumbnails().decoded(path)
+        if not showing or image is None:
+            return
+        document = self.document()
+        url = QUrl(thumbnail_resource(path))
+        drawn = document.resource(QTextDocument.ResourceType.ImageResource, url)
+        if not isinstance(drawn, QImage) or drawn.size() != image.size():   # a format whose header gave no size
+            for index in showing:
+                self._redraw_message(index)
+            return
+        document.addResource(QTextDocument.ResourceType.ImageResource, url, image)
+        for index in showing:
+            frame = self._frames[index]
+            document.markContentsDirty(frame.firstPosition(), frame.lastPosition() - frame.firstPosition())
+
+    def _redraw_message(self, index: int) -> None:
         self._tail = None              # a streaming answer below moved: its next tick draws it whole
+        view = self._views[index]
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
         self._clear_frame(cursor, self._frames[index])

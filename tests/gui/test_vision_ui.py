@@ -12,6 +12,7 @@ from PySide6.QtGui import QTextFormat, QTextImageFormat
 from core.engine.protocol import LoadSettings
 from core.models.projectors import projector_path_for_load
 from desktop.chat.image_dialog import ImageDialog
+from desktop.chat.thumbnails import placeholder, shared_thumbnails
 from desktop.models.picker.badges import badge_text
 from tests.fixtures.fake_hub import fake_hub  # noqa: F401  (fixture)
 from tests.fixtures.tiny_vision import TinyProjector, write_png, write_tiny_vision_model
@@ -77,7 +78,10 @@ def test_an_images_chip_counts_its_tokens_and_the_sent_message_shows_its_thumbna
     anchors = image_anchors(workspace.pane.view)
     assert [href for _name, href in anchors] == [f"act:image/{question.id}/0"]
     assert f"Attached image: cat.png · {tokens} tokens" in workspace.pane.view.toPlainText()
+    kept = workspace.conversation.messages[-2].attachments[0].path
+    qtbot.waitUntil(lambda: shared_thumbnails().decoded(kept) is not None, timeout=TIMEOUT_MS)   # off the UI thread
     thumbnail = workspace.pane.view.document().resource(3, anchors[0][0])   # QTextDocument.ImageResource
+    assert thumbnail.pixelColor(0, 0) != placeholder(thumbnail.size()).pixelColor(0, 0), "the picture is in place"
     assert 0 < thumbnail.width() <= 240 and thumbnail.width() / thumbnail.height() == pytest.approx(400 / 240, 0.05)
     save_screenshot(qtbot, workspace, "message")
 
@@ -136,7 +140,7 @@ def test_the_picker_shows_a_vision_model_once_marked_and_downloads_its_projector
     assert badge_text(row) != "Unknown"
     assert picker.search.table.select_key(row.key)
     qtbot.waitUntil(lambda: "projector" in picker.details.heading.text(), timeout=TIMEOUT_MS)
-    assert "counts its weights from the hub's listed size" in picker.details.heading.text()
+    assert "and its image buffer, from its header" in picker.details.heading.text()
     save_screenshot(qtbot, picker, "picker")
 
     picker.details.download_button.click()
