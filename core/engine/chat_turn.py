@@ -23,9 +23,10 @@ from time import perf_counter
 from typing import Callable
 
 from core.engine.answer_text import AnswerText
-from core.engine.chat_format import CHATML_STOPS, ChatTemplate, RenderCancelled
+from core.engine.chat_format import CHATML_STOPS, ChatTemplate, ChatTemplateError, RenderCancelled
 from core.engine.context_window import FittedPrompt, answer_reserve, fit_conversation
 from core.engine.errors import PromptTooLong
+from core.engine.kv_states import common_prefix_length
 from core.engine.llama_runtime import LlamaRuntime
 from core.engine.protocol import (AnswerFinished, AnswerStats, ChatRequest, ContextTrimmed,
                                   ReasoningText, SamplingSettings, TokenText)
@@ -44,6 +45,9 @@ SLOW_TOKEN_SECONDS = 0.08
 TOKEN_TIME_SMOOTHING = 0.25
 
 STOP, LENGTH, CANCELLED = "stop", "length", "cancelled"
+# What evaluate_next_opening may evaluate ahead: the end of an answer and a template's turn markers, never a text.
+NEXT_OPENING_LIMIT = 64
+NEXT_USER_MARK = "\ue000"     # a private-use character: where the next user message's text would begin
 
 
 @dataclass
@@ -105,6 +109,7 @@ class ChatTurn:
         self.fitted: FittedPrompt | None = None
         self.reused = 0
         self.finished = False
+        self.stop_reason = ""
         self.has_slot = False                    # the worker gave it a slot (seq) it must give back
         self.next_token = -1
         self._pending: list[int] = []            # prompt tokens still to evaluate
@@ -322,6 +327,7 @@ class ChatTurn:
     def finish(self, reason: str) -> None:
         """Send what waits and the finished answer; free the sampler."""
         self.finished = True
+        self.stop_reason = reason
         self._resources.close()
         self._unsent.extend(self.splitter.feed(self.text.finish()))
         self._unsent.extend(self.splitter.finish())
@@ -329,6 +335,52 @@ class ChatTurn:
         splitter = self.splitter
         self.send(AnswerFinished(splitter.answer, self._stats(self.fitted, self.reused, reason),
                                  reasoning=splitter.reasoning, tool_calls=splitter.tool_calls))
+
+    def evaluate_ahead(self) -> int:
+        """Evaluate the prompt without answering it (a PrepareRequest) until should_stop says a request came;
+        the tokens evaluated. What was evaluated stays cached, ready for the prompt that shares it."""
+        before = len(self.runtime.cached_in(self.seq))
+        self.runtime.set_abort(self.should_stop)
+        try:
+            self.runtime.evaluate(self._pending, self.seq)
+        finally:
+            self.runtime.set_abort(None)
+        return len(self.runtime.cached_in(self.seq)) - before
+
+    def evaluate_next_opening(self) -> int:
+        """After the answer, while the engine is idle: evaluate in the slot what the conversation's next prompt
+        holds beyond this one up to the next question's text (the answer as the client sends it back, the
+        template's end of turn and the next user header), so that the next question evaluates only its own words
+        and the assistant header. Returns how many tokens were evaluated; 0 when there is nothing sure to add."""
+        opening = self._next_opening()
+        if opening is None:
+            return 0
+        shared = common_prefix_length(self.runtime.cached_in(self.seq), opening)
+        ahead = len(opening) - shared
+        if shared < len(self.fitted.tokens) or not 0 < ahead <= NEXT_OPENING_LIMIT \
+                or len(opening) > self._prompt_budget():
+            return 0        # the history renders differently (e.g. thinking dropped), or too much to guess at
+        self.runtime.forget_from(shared, self.seq)
+        return ahead if self.runtime.evaluate(opening[shared:], self.seq) else 0
+
+    def _next_opening(self) -> list[int] | None:
+        """The next prompt's tokens up to where the next user message's text begins; None where unknowable: a raw
+        prompt, images (mtmd tokenizes those), tool calls (tool results come next), a seeded or stopped answer."""
+        if self.stop_reason not in (STOP, LENGTH) or self.request.prompt is not None or self._images \
+                or self.splitter.tool_calls or self._seeded():
+            return None
+        answer = {"role": "assistant", "content": self.splitter.answer}
+        if self.splitter.reasoning:
+            answer["reasoning_content"] = self.splitter.reasoning
+        messages = [*self.fitted.messages, answer, {"role": "user", "content": NEXT_USER_MARK}]
+        try:
+            rendered = self.template.render_prompt(messages, thinking=self.request.thinking,
+                                                   tools=self.request.tools).text
+        except (ChatTemplateError, RenderCancelled) as error:
+            log.info("the next turn's opening is not evaluated ahead: %s", error)
+            return None
+        cut = rendered.find(NEXT_USER_MARK)
+        return self._tokenize(rendered[:cut]) if cut > 0 else None
 
     def abandon(self) -> None:
         """Free the sampler of an answer that failed (the worker reports why)."""

@@ -32,7 +32,7 @@ from core.engine.errors import (EngineBusy, EngineCrashed, EngineError, EngineLo
 from core.engine.protocol import (AnswerFinished, ChatEvent, ChatFailed, ChatReply, ChatRequest, EmbedRequest,
                                   Embedded,
                                   FailureKind, LoadedModel, LoadFailed, LoadProgress, LoadRequest,
-                                  LoadSettings, LoadSucceeded, SamplingSettings, StopRequest,
+                                  LoadSettings, LoadSucceeded, PrepareRequest, SamplingSettings, StopRequest,
                                   ThinkingChoice, TokenText)
 from core.engine.step_down import ladder
 from core.machine import workers
@@ -177,6 +177,19 @@ class EngineClient:
     def complete(self, prompt: str, sampling: SamplingSettings = SamplingSettings()) -> ChatStream:
         """Stream the continuation of raw text (no chat template); raises and streams as chat() does."""
         return self._start(ChatRequest(next(self._request_ids), (), sampling, prompt=prompt))
+
+    def prepare(self, messages: Sequence[dict], *, thinking: ThinkingChoice = ThinkingChoice(),
+                tools: Sequence[dict] = ()) -> None:
+        """Tell the engine this conversation comes next (PrepareRequest): it restores and evaluates it while idle,
+        so its answer starts sooner. A hint: nothing is answered, and without a loaded model nothing happens."""
+        worker = self._worker
+        if worker is None or self._loaded is None:
+            return
+        try:
+            self._send(worker, PrepareRequest(tuple(dict(m) for m in messages), thinking,
+                                              tuple(dict(tool) for tool in tools)))
+        except WorkerDied as error:
+            log.info("the engine could not be told what comes next: %s", error)
 
     def embed(self, texts: Sequence[str], *, truncate: bool = False) -> Embedded:
         """A unit vector per text from an embedding model (loaded with LoadSettings.embeddings). Blocking;

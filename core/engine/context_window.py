@@ -25,6 +25,7 @@ class FittedPrompt:
     tokens: list[int]
     kept_messages: int
     dropped_messages: int
+    messages: tuple[dict, ...] = ()  # the messages rendered into prompt (the system prompt and those kept)
 
 
 def answer_reserve(n_ctx: int, max_tokens: int) -> int:
@@ -45,7 +46,7 @@ def fit_conversation(messages: Sequence[dict], *, budget: int,
         kept = _without_leading_assistant(body[dropped:])
         prompt = render(head + kept)
         return FittedPrompt(prompt, tokenize(prompt), len(head) + len(kept),
-                            len(body) - len(kept))
+                            len(body) - len(kept), tuple(head + kept))
 
     as_before = attempt(at_least_dropped)
     if len(as_before.tokens) <= budget:

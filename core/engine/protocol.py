@@ -227,6 +227,18 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
+class PrepareRequest:
+    """A hint, answered by nothing: the conversation will be sent soon (a chat was opened, a question is being
+    typed), so while idle the worker brings its KV state into a slot (restoring a parked one) and evaluates the
+    prompt so far. Real requests always go first: one arriving stops the preparation between graph nodes, and
+    what was evaluated stays in the cache for whichever prompt shares it."""
+
+    messages: tuple[dict, ...]
+    thinking: ThinkingChoice = ThinkingChoice()
+    tools: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
 class EmbedRequest:
     """A vector for each text, from a model loaded with LoadSettings.embeddings."""
 

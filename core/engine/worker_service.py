@@ -32,12 +32,12 @@ from core.engine.kv_states import ParkedStates
 from core.engine.embeddings import embed_texts
 from core.engine.protocol import (ChatFailed, ChatReply, ChatRequest, EmbedRequest, Embedded, FailureKind,
                                   LoadedModel, LoadFailed,
-                                  LoadProgress, LoadRequest, LoadSettings, LoadSucceeded,
-                                  ShutdownRequest, StopRequest)
+                                  LoadProgress, LoadRequest, LoadSettings, LoadSucceeded, PrepareRequest,
+                                  SamplingSettings, ShutdownRequest, StopRequest)
 from core.engine.slots import SlotPool
 from core.engine.errors import ImageRefused
 from core.engine.projector_placement import projector_uses_gpu
-from core.engine.vision import ProjectorLoadFailed, Vision
+from core.engine.vision import ProjectorLoadFailed, Vision, has_images
 from core.engine.reasoning import HARMONY_TOKENS, TAGS, thinking_support
 from core.machine.hardware import process_gpu_bytes
 from core.machine.rpc import RpcError, attach_servers
@@ -86,11 +86,12 @@ class WorkerService:
         self.answers: dict[int, ChatTurn] = {}      # request id -> its answer, running in a slot
         self.waiting: deque[ChatRequest] = deque()  # requests beyond the free slots
         self.stopped: set[int] = set()              # ids of waiting or running requests asked to stop
+        self.preparing: PrepareRequest | None = None  # the conversation said to come next, prepared when idle
         self._trims: list[tuple[tuple[dict, ...], int]] = []   # recent conversations, and messages they dropped
 
     def serve(self) -> None:
         try:
-            while self._read_requests(block=not (self.answers or self.waiting)):
+            while self._read_requests(block=not (self.answers or self.waiting or self.preparing)):
                 self._step()
         except (EOFError, OSError):
             log.info("the client is gone")
@@ -111,6 +112,8 @@ class WorkerService:
             self.connection.send(self._load(request.settings))
         elif isinstance(request, ChatRequest):
             self._queue(request)
+        elif isinstance(request, PrepareRequest):
+            self.preparing = request                # the latest hint stands for the earlier ones
         elif isinstance(request, EmbedRequest):
             self.connection.send(ChatReply(request.request_id, self._embed(request)))
         elif isinstance(request, StopRequest):
@@ -204,6 +207,7 @@ class WorkerService:
         self.answers.clear()
         self.waiting.clear()
         self.stopped.clear()
+        self.preparing = None
         if self.slots is not None:
             self.slots.forget_parked()
             self.slots = None
@@ -224,6 +228,7 @@ class WorkerService:
             self.connection.send(ChatReply(request.request_id,
                                            ChatFailed("No model is loaded.", kind="not_loaded")))
             return
+        self.preparing = None                       # the real request came: the hint about it is spent
         self.waiting.append(request)
 
     def _embed(self, request: EmbedRequest) -> Embedded | ChatFailed:
@@ -248,6 +253,36 @@ class WorkerService:
         self._generate_one_token([turn for turn in self.answers.values() if not turn.finished and not turn.in_prompt])
         for request_id in [rid for rid, turn in self.answers.items() if turn.finished]:
             self._end(request_id)
+        if self.preparing is not None and not self.answers and not self.waiting:
+            request, self.preparing = self.preparing, None
+            self._prepare_ahead(request)
+
+    def _prepare_ahead(self, request: PrepareRequest) -> None:
+        """Bring a conversation said to come next into a slot and evaluate it, until a message arrives."""
+        if self.runtime is None or has_images(request.messages):
+            return
+        as_chat = ChatRequest(0, request.messages, SamplingSettings(), request.thinking, request.tools)
+        turn = ChatTurn(self.runtime, self.template, as_chat, should_stop=lambda: self.connection.poll(0),
+                        send=lambda _event: None, at_least_dropped=self._dropped_before(as_chat),
+                        token_texts=self.token_texts)
+        seq = None
+        try:
+            tokens = turn.prepare()
+            if tokens is None:
+                return
+            seq = self.slots.take(tokens, seeded=False).seq
+            turn.begin(seq)
+            log.debug("slot %d: prepared %d tokens ahead", seq, turn.evaluate_ahead())
+        except (PromptTooLong, ChatTemplateError) as error:
+            log.info("a conversation said to come next was not prepared: %s", error)
+        except Exception:  # noqa: BLE001 - work done ahead must never take the engine down
+            log.exception("preparing a conversation ahead failed; the slot's cache is dropped")
+            if seq is not None:
+                self.runtime.forget_from(0, seq)
+        finally:
+            turn.abandon()
+            if seq is not None:
+                self.slots.release(seq)
 
     def _start(self, request: ChatRequest) -> None:
         stop_value, request_id, connection = self.stop_value, request.request_id, self.connection
@@ -333,6 +368,19 @@ class WorkerService:
             self.slots.release(turn.seq)
         if turn.fitted is not None and turn.request.prompt is None:
             self._remember_trim(turn.request.messages, turn.dropped_messages)
+        if turn.has_slot and not self.answers and not self.waiting:
+            self._evaluate_next_opening(turn)
+
+    def _evaluate_next_opening(self, turn: ChatTurn) -> None:
+        """Use idle time to evaluate the conversation's next turn markers (ChatTurn.evaluate_next_opening)."""
+        try:
+            ahead = turn.evaluate_next_opening()
+        except Exception:  # noqa: BLE001 - work done ahead must never take the engine down
+            log.exception("slot %d: evaluating the next turn's opening failed; the slot's cache is dropped", turn.seq)
+            self.runtime.forget_from(0, turn.seq)
+            return
+        if ahead:
+            log.debug("slot %d: evaluated %d tokens of the next turn ahead", turn.seq, ahead)
 
     def _remember_trim(self, messages: tuple[dict, ...], dropped: int) -> None:
         self._trims = [entry for entry in self._trims if entry[0] != messages][-(REMEMBERED_TRIMS - 1):]

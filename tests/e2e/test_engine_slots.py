@@ -4,7 +4,9 @@ again."""
 from __future__ import annotations
 
 import threading
+import time
 
+import psutil
 import pytest
 
 from core.engine.client import EngineClient
@@ -145,6 +147,66 @@ def test_a_conversation_that_lost_its_slot_comes_back_without_evaluating_its_pro
     # everything A held was restored from its parked state; only the new turn was evaluated
     assert back.stats.reused_prefix_tokens >= first.stats.prompt_tokens
     assert back.stats.prompt_tokens - back.stats.reused_prefix_tokens < 40
+
+
+def new_turn_tokens(smollm2, question: str) -> int:
+    """Tokens of the question and the assistant header that follows it in SmolLM2's template (its own tokenizer)."""
+    from llama_cpp import Llama
+    vocab = Llama(str(smollm2), vocab_only=True, verbose=False)
+    return len(vocab.tokenize(f"{question}<|im_end|>\n<|im_start|>assistant\n".encode(), add_bos=False,
+                              special=True))
+
+
+@pytest.mark.parametrize("parked", [False, True], ids=["same slot", "parked and back"])
+def test_the_next_question_evaluates_only_its_own_words_and_the_assistant_header(smollm2, home, parked):
+    """The end of the answer and the next user header are evaluated while the user reads the answer."""
+    with load(smollm2, 1) as engine:
+        chat = long_conversation()
+        first = answer(engine.chat(chat, GREEDY))
+        if parked:
+            answer(engine.chat(ask("Tell me a joke."), GREEDY))
+        chat += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "And box 5?"}]
+        back = answer(engine.chat(chat, GREEDY))
+    assert back.stats.prompt_tokens - back.stats.reused_prefix_tokens == new_turn_tokens(smollm2, "And box 5?")
+
+
+def wait_until_idle(engine: EngineClient, quiet_seconds: float = 1.0, limit: float = 120.0) -> None:
+    """Until the worker process has used no CPU for quiet_seconds (a prepared conversation gets no reply)."""
+    worker = psutil.Process(engine.pid)
+    deadline = time.monotonic() + limit
+    used = sum(worker.cpu_times()[:2])
+    while time.monotonic() < deadline:
+        time.sleep(quiet_seconds)
+        now = sum(worker.cpu_times()[:2])
+        if now - used < 0.01:
+            return
+        used = now
+    raise AssertionError("the engine did not go idle")
+
+
+def test_a_conversation_said_to_come_next_is_restored_and_evaluated_before_it_is_sent(smollm2, home):
+    with load(smollm2, 1) as engine:
+        chat = long_conversation()
+        first = answer(engine.chat(chat, GREEDY))
+        answer(engine.chat(ask("Tell me a joke."), GREEDY))            # the long chat is parked
+        chat += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "And box 5?"}]
+        engine.prepare(chat)                                           # the user typed the question
+        wait_until_idle(engine)
+        back = answer(engine.chat(chat, GREEDY))
+    assert back.stats.prompt_tokens - back.stats.reused_prefix_tokens == 1     # the one token always evaluated
+
+
+def test_preparing_gives_way_to_a_request_that_arrives(smollm2, home):
+    long_chat = [{"role": "user", "content": " ".join(f"Line {n} of a long text about rivers." for n in range(150))}]
+    with load(smollm2, 1) as engine:
+        whole = answer(engine.chat(long_chat, SamplingSettings(temperature=0.0, max_tokens=1, seed=3)))
+        answer(engine.chat(ask("Tell me a joke."), GREEDY))            # the slot holds something else
+        engine.prepare(long_chat)
+        started = time.monotonic()
+        quick = answer(engine.chat(ask("Say hi."), SamplingSettings(temperature=0.0, max_tokens=1)))
+        waited = time.monotonic() - started
+    assert quick.stats.completion_tokens == 1
+    assert waited < whole.stats.prompt_eval_seconds / 3, (waited, whole.stats.prompt_eval_seconds)
 
 
 def test_a_seeded_answer_is_the_same_whether_its_prefix_was_parked_or_not(smollm2, home):
