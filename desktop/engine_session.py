@@ -127,6 +127,13 @@ class EngineSession(QObject):
          .failure(self._on_answer_failure)
          .run_in_background(serial=True))
 
+    def prepare(self, messages: list[dict], thinking: ThinkingChoice = ThinkingChoice()) -> None:
+        """Say which conversation comes next (EngineClient.prepare), off the UI thread: a pipe write can wait
+        while the engine is mid-decode. Only for a local model that is loaded and idle."""
+        if self._remote is not None or self._model is None or self._busy:
+            return
+        Task(self._client.prepare, messages, thinking=thinking).run_in_background()
+
     def stop(self) -> None:
         (self._remote or self._client).stop()
 

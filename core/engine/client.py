@@ -186,7 +186,7 @@ class EngineClient:
         if worker is None or self._loaded is None:
             return
         try:
-            self._send(worker, PrepareRequest(tuple(dict(m) for m in messages), thinking,
+            self._send(worker, PrepareRequest(next(self._request_ids), tuple(dict(m) for m in messages), thinking,
                                               tuple(dict(tool) for tool in tools)))
         except WorkerDied as error:
             log.info("the engine could not be told what comes next: %s", error)

@@ -231,8 +231,10 @@ class PrepareRequest:
     """A hint, answered by nothing: the conversation will be sent soon (a chat was opened, a question is being
     typed), so while idle the worker brings its KV state into a slot (restoring a parked one) and evaluates the
     prompt so far. Real requests always go first: one arriving stops the preparation between graph nodes, and
-    what was evaluated stays in the cache for whichever prompt shares it."""
+    what was evaluated stays in the cache for whichever prompt shares it. A hint that arrives after a request
+    issued later (the two travel on different threads) is stale and ignored."""
 
+    request_id: int                  # from the same count as ChatRequest's: orders the hint among them
     messages: tuple[dict, ...]
     thinking: ThinkingChoice = ThinkingChoice()
     tools: tuple[dict, ...] = ()

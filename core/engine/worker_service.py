@@ -87,6 +87,7 @@ class WorkerService:
         self.waiting: deque[ChatRequest] = deque()  # requests beyond the free slots
         self.stopped: set[int] = set()              # ids of waiting or running requests asked to stop
         self.preparing: PrepareRequest | None = None  # the conversation said to come next, prepared when idle
+        self.newest_request = 0                     # the highest request id seen: older hints are stale
         self._trims: list[tuple[tuple[dict, ...], int]] = []   # recent conversations, and messages they dropped
 
     def serve(self) -> None:
@@ -113,7 +114,9 @@ class WorkerService:
         elif isinstance(request, ChatRequest):
             self._queue(request)
         elif isinstance(request, PrepareRequest):
-            self.preparing = request                # the latest hint stands for the earlier ones
+            if request.request_id > self.newest_request:
+                self.preparing = request            # the latest hint stands for the earlier ones
+                self.newest_request = request.request_id
         elif isinstance(request, EmbedRequest):
             self.connection.send(ChatReply(request.request_id, self._embed(request)))
         elif isinstance(request, StopRequest):
@@ -228,7 +231,9 @@ class WorkerService:
             self.connection.send(ChatReply(request.request_id,
                                            ChatFailed("No model is loaded.", kind="not_loaded")))
             return
-        self.preparing = None                       # the real request came: the hint about it is spent
+        if self.preparing is not None and self.preparing.request_id < request.request_id:
+            self.preparing = None                   # the real request came: the hint about it is spent
+        self.newest_request = max(self.newest_request, request.request_id)
         self.waiting.append(request)
 
     def _embed(self, request: EmbedRequest) -> Embedded | ChatFailed:

@@ -28,9 +28,11 @@ from core.chat.conversation import Conversation
 from core.chat.store import ChatStore, ConversationSummary
 from desktop import theme
 from desktop.chat import chat_files, code_highlight
-from desktop.chat.answer_flow import AnswerFlow
+from core.engine.protocol import ThinkingSupport
+from desktop.chat.answer_flow import AnswerFlow, engine_thinking
 from desktop.chat.conversation_list import UNTITLED, ConversationList
 from desktop.chat.conversation_pane import ConversationPane
+from desktop.chat.draft_preparer import DraftPreparer, NextTurn
 from desktop.chat.image_dialog import ImageDialog
 from desktop.chat.message_views import (answer_sources, earlier_thinking_saved, last_context_use, message_view,
                                         thread_views)
@@ -61,6 +63,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         self.conversations = ConversationList()
         self.pane = ConversationPane()
         self.attachments = PendingAttachments(session, self.pane.tray, self)
+        self.preparer = DraftPreparer(session.prepare, self._next_turn, self)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.conversation: Conversation | None = None
         self._editing_id: str | None = None
@@ -158,6 +161,8 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         answers.changed.connect(self._conversation_changed)
         answers.streamed.connect(self._answer_streamed)
         answers.running_changed.connect(pane.set_generating)
+        answers.running_changed.connect(lambda running: None if running else self.preparer.schedule())
+        pane.composer.textChanged.connect(self.preparer.schedule)
         answers.notice.connect(self.notice)
         self.queue.failed.connect(lambda sentence: self.notice.emit("error", sentence))
 
@@ -227,6 +232,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         self.conversations.highlight(conversation.id)
         self._measure_chat(conversation)
         self._render_all()
+        self.preparer.schedule()
 
     def _created(self, conversation: Conversation) -> None:
         self._show(conversation)
@@ -294,9 +300,9 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         conversation = self.conversation
         if conversation is None or self.answers.running:
             return
+        self.preparer.cancel()
         self.pane.settings.flush()
-        parent = (conversation.message(self._editing_id).parent_id if self._editing_id
-                  else conversation.current_leaf_id)
+        parent = self._question_parent(conversation)
         self._set_editing(None)
         if self.attachments.empty:
             self._send_follow_up(conversation, text, parent)
@@ -314,6 +320,20 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
             self.notice.emit("error", f"The documents could not be prepared, so nothing was sent: {error}")
 
         self.attachments.take(text, chosen, failed)
+
+    def _question_parent(self, conversation: Conversation) -> str | None:
+        """Where a question sent now goes: after the edited message's parent, else after the visible thread."""
+        return conversation.message(self._editing_id).parent_id if self._editing_id else conversation.current_leaf_id
+
+    def _next_turn(self) -> NextTurn | None:
+        """The messages a question sent now would give the engine, the draft as the question (DraftPreparer)."""
+        conversation = self.conversation
+        if conversation is None or self.answers.running or not self.attachments.empty:
+            return None
+        messages = conversation.engine_messages(self._question_parent(conversation))
+        messages.append({"role": "user", "content": self.pane.composer.toPlainText().strip()})
+        model = self.session.model
+        return messages, engine_thinking(conversation.thinking, model.thinking if model else ThinkingSupport())
 
     def _send_follow_up(self, conversation: Conversation, text: str, parent: str | None) -> None:
         """Nothing attached now: the documents attached earlier in this branch are searched again (by words, and by

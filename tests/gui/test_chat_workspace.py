@@ -230,6 +230,32 @@ def test_switching_chats_while_an_answer_streams_keeps_it_in_its_own_chat(qtbot,
     assert shown(ready)[-1] == ("assistant", finished.text)
 
 
+def engine_went_idle(session, quiet_seconds: float = 1.0) -> bool:
+    """The engine process used no CPU for quiet_seconds (what it prepares ahead gets no reply to wait for)."""
+    import psutil
+    worker = psutil.Process(session.engine_pid)
+    used = sum(worker.cpu_times()[:2])
+    time.sleep(quiet_seconds)
+    return sum(worker.cpu_times()[:2]) - used < 0.01
+
+
+@pytest.mark.model
+def test_a_question_typed_in_an_open_chat_is_evaluated_before_it_is_sent(qtbot, session, store, smollm2):
+    facts = " ".join(f"Box {n} is painted {('red', 'blue', 'green')[n % 3]}." for n in range(1, 40))
+    seed_conversation(store, "Boxes", facts + " What colour is box 4?", "Box 4 is blue.")
+    workspace = make_workspace(qtbot, session, store)
+    with qtbot.waitSignal(session.loaded, timeout=ANSWER_TIMEOUT_MS):
+        session.load(LoadSettings(model_path=str(smollm2), n_ctx=2048, n_threads=2))
+    workspace.set_model_ready(True, "SmolLM2")
+    workspace.pane.composer.setPlainText("And box 5?")          # typed, not yet sent
+    qtbot.wait(1000)
+    qtbot.waitUntil(lambda: engine_went_idle(session), timeout=ANSWER_TIMEOUT_MS)
+    finished = ask_and_wait(qtbot, workspace, session, "And box 5?")
+    # the chat and the typed question were evaluated while the user typed: only the one token always evaluated
+    assert finished.stats.prompt_tokens - finished.stats.reused_prefix_tokens == 1
+    assert finished.stats.prompt_tokens > 300
+
+
 # --------------------------------------------------------------------------------------------
 # conversations (no model needed)
 
