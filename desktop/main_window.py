@@ -112,7 +112,8 @@ class MainWindow(QMainWindow):
         session.load_progressed.connect(self.model_bar.set_progress)
         session.loaded.connect(self._model_loaded)
         session.load_failed.connect(self._model_load_failed)
-        session.answer_finished.connect(lambda finished: self.memory.show_speed(finished.stats.tokens_per_second))
+        session.answer_finished.connect(lambda finished: self.memory.show_speed(finished.stats.tokens_per_second,
+                                                                                finished.stats.completion_tokens))
         session.answer_finished.connect(self._record_answer_speed)
         session.answer_failed.connect(self._engine_failed)
         session.busy_changed.connect(self.model_bar.set_enabled_for_busy)

@@ -4,6 +4,7 @@
     need.sentence   # "fits the current 8k context"
                     # "needs a 24k context: +1.1 GiB of KV cache, still fits on the GPU — raise the context?"
                     # "too long: the most relevant parts will be used"
+    images_left_out(...)  # images alone: "the image needs 16 tokens, but only 0 of the 1k context are left ..."
 
 The answer comes from the planner: the loaded model is planned (core.fit.choice.plan_for_load) at the context the
 message needs, rounded up to a 4k step and never past the trained context, and compared with its plan at the
@@ -73,6 +74,24 @@ def context_need(tokens: int, model: ModelInfo | None, hardware: HardwareSnapsho
     sentence = (f"needs {_article(context_label(wanted))} {context_label(wanted)} context: +{format_bytes(extra)} of KV cache, "
                 f"{_placement_change(now, larger)} — raise the context?")
     return ContextNeed(tokens, current, wanted, RAISE, extra, sentence)
+
+
+def images_left_out(image_tokens: int, images: int, *, context: int, room: int, answer_tokens: int,
+                    chat: bool, raisable: bool) -> str:
+    """Why images alone cannot go with the message, and what would make room. An image goes whole or not at all
+    (retrieval can pick parts of a document, never of a picture). `room`: the tokens the context leaves for them;
+    `chat`: the chat so far fills part of it; `raisable`: the planner found a larger context that holds them."""
+    subject = "the image needs" if images == 1 else f"the {images} images need"
+    kept = f"the answer's {answer_tokens:,} tokens"
+    fixes = (["raise the context"] if raisable else []) + ["shorten the answer length"] \
+        + (["start a new chat"] if chat else []) + ["remove the image" if images == 1 else "remove an image"]
+    return (f"{subject} {image_tokens:,} tokens, but only {max(room, 0):,} of the {context_label(context)} context "
+            f"{'is' if max(room, 0) == 1 else 'are'} left after {'the chat so far and ' if chat else ''}{kept} — "
+            f"{_either(fixes)}")
+
+
+def _either(choices: list[str]) -> str:
+    return choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
 
 
 def need_for_loaded(tokens: int, loaded: LoadedModel, safety_margin_bytes: int = DEFAULT_GPU_MARGIN) -> ContextNeed:

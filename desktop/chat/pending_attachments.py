@@ -4,9 +4,12 @@
 Python and in a thread held the GIL from the UI thread for up to 0.2 s; then chunks, the loaded model's token count
 and the in-memory FTS5 index in a task) and shows a chip; a file that cannot be read leaves one sentence in the notice bar and
 nothing attached. After each change the planner's sentence for all of them is asked for (core.fit.context_need)
-and shown under the chips. An image is attached only when the loaded model can see (it has a projector);
-otherwise the notice and the tray say so instead of dropping it. An image's chip shows its token count where the
-projector fixes it (core.fit.projector.fixed_image_tokens), "counted when sent" where the image's size decides.
+and shown under the chips, again when the chat's answer length changes (`refresh_fit`). Images alone that do not fit
+get a sentence of their own (an image goes whole or not at all, no part of it can be picked), and Send then sends
+nothing: the question goes back to the message box and the images stay attached. An image is attached only when
+the loaded model can see (it has a projector); otherwise the notice and the tray say so instead of dropping it.
+An image's chip shows its token count where the projector fixes it (core.fit.projector.fixed_image_tokens),
+"counted when sent" where the image's size decides.
 When the planner says a larger context would hold everything, the tray offers that reload. `take(question, ...)`
 chooses what goes to the model (core.chat.attachments.retrieval) off the UI thread and hands back the attachments,
 their chunks (with their vectors when the library's embedding model read them, to be stored with the chat) and the
@@ -33,7 +36,7 @@ from core.chat.attachments.retrieval import (DocumentUse, PreparedDocument, choo
                                              follow_up_sources, prepare_document)
 from core.chat.attachments.vectors import EmbeddedChunks
 from core.engine.embedder import Embedder
-from core.fit.context_need import RAISE, TokenCounter, need_for_loaded
+from core.fit.context_need import RAISE, TOO_LONG, ContextNeed, TokenCounter, images_left_out, need_for_loaded
 from core.models import library
 from core.fit.projector import fixed_image_tokens, read_projector_info
 from desktop.chat.attachment_tray import AttachmentTray, ChipView
@@ -71,6 +74,10 @@ def image_tokens(projector_path: str) -> int | None:
     return fixed_image_tokens(read_projector_info(projector_path))
 
 
+class ImagesTooLong(ValueError):
+    """The attached images (nothing else) do not fit the context left: nothing was sent."""
+
+
 class PendingAttachments(QObject):
     notice = Signal(str, str)          # level, sentence
     changed = Signal()                 # attached, read, or taken off
@@ -85,8 +92,10 @@ class PendingAttachments(QObject):
         self._reading: set[str] = set()
         self.chat_tokens = 0            # the context the chat already fills (the last answer's figure)
         self.answer_tokens = 1024       # room kept for the answer (the chat's max_tokens)
+        self._fit_asked = 0             # counts the fit questions: only the newest answer is shown
+        self._need: ContextNeed | None = None     # the planner's newest answer
         tray.removed.connect(self.remove)
-        session.loaded.connect(lambda _model: self._ask_fit())
+        session.loaded.connect(lambda _model: self.refresh_fit())
 
     # --- state ---
 
@@ -128,7 +137,7 @@ class PendingAttachments(QObject):
         self._reading.discard(chip_id)
         self._index.remove(chip_id)
         self._tray.remove_chip(chip_id)
-        self._ask_fit()
+        self.refresh_fit()
         self.changed.emit()
 
     def clear(self) -> None:
@@ -168,7 +177,7 @@ class PendingAttachments(QObject):
             return
         image = self._images[image_id] = replace(image, tokens=tokens or 0)
         self._tray.show_chip(ChipView(image.id, image.name, "image", tokens or 0, counted=tokens is not None))
-        self._ask_fit()
+        self.refresh_fit()
 
     def _refuse(self, sentence: str) -> None:
         self.notice.emit("error", sentence)
@@ -197,7 +206,7 @@ class PendingAttachments(QObject):
         self._documents[document.attachment.id] = document
         attachment = document.attachment
         self._tray.show_chip(ChipView(attachment.id, attachment.name, "document", attachment.tokens, counted))
-        self._ask_fit()
+        self.refresh_fit()
         self.changed.emit()
 
     def _document_refused(self, reading_id: str, error: BaseException) -> None:
@@ -208,7 +217,11 @@ class PendingAttachments(QObject):
 
     # --- the fit sentence ---
 
-    def _ask_fit(self) -> None:
+    def refresh_fit(self) -> None:
+        """Ask the planner for the fit sentence again: after each change of the attachments, and when the chat's
+        answer length (`answer_tokens`) or what the chat fills (`chat_tokens`) changed."""
+        self._fit_asked += 1
+        asked = self._fit_asked
         model = self._session.model
         if not self._documents and not self.image_tokens():
             self._tray.show_fit("")
@@ -216,13 +229,43 @@ class PendingAttachments(QObject):
         if model is None:
             self._tray.show_fit("open a model to see whether the documents fit its context")
             return
-        needed = (self.chat_tokens + self.document_tokens() + self.image_tokens() + self.answer_tokens
-                  + PROMPT_SLACK_TOKENS)
-        (Task(need_for_loaded, needed, model, parent=self)
-         .success(lambda need: self._tray.show_fit(need.sentence,
-                                                   need.needed_context if need.verdict == RAISE else 0))
-         .failure(lambda error: self._tray.show_fit(f"could not plan the context ({error})"))
+        (Task(need_for_loaded, self._needed_tokens(), model, parent=self)
+         .success(lambda need: self._show_fit(asked, need))
+         .failure(lambda error: self._show_fit_failure(asked, error))
          .run_in_background())
+
+    def _show_fit(self, asked: int, need: ContextNeed) -> None:
+        if asked != self._fit_asked:                      # the attachments or the settings changed meanwhile
+            return
+        self._need = need
+        if need.verdict == TOO_LONG and self._images_alone():
+            self._tray.show_fit(f"too long: {self._images_left_out()}")
+            return
+        self._tray.show_fit(need.sentence, need.needed_context if need.verdict == RAISE else 0)
+
+    def _show_fit_failure(self, asked: int, error: BaseException) -> None:
+        if asked == self._fit_asked:
+            self._tray.show_fit(f"could not plan the context ({error})")
+
+    def _needed_tokens(self) -> int:
+        return (self.chat_tokens + self.document_tokens() + self.image_tokens() + self.answer_tokens
+                + PROMPT_SLACK_TOKENS)
+
+    def _images_alone(self) -> bool:
+        return bool(self._images) and not self._documents and not self._reading
+
+    def _images_fit(self) -> bool:
+        """What the fit sentence says: everything fits the loaded context (the images' counted tokens included)."""
+        model = self._session.model
+        return model is None or self._needed_tokens() <= model.n_ctx
+
+    def _images_left_out(self) -> str:
+        """Why the images alone cannot go, and what would make room (see core.fit.context_need.images_left_out)."""
+        context, room, _path = self._room()
+        need = self._need
+        raisable = need is not None and need.verdict == RAISE and need.tokens == self._needed_tokens()
+        return images_left_out(self.image_tokens(), len(self._images), context=context, room=room,
+                               answer_tokens=self.answer_tokens, chat=self.chat_tokens > 0, raisable=raisable)
 
     # --- sending ---
 
@@ -237,6 +280,9 @@ class PendingAttachments(QObject):
              failed: Callable[[BaseException], None]) -> None:
         """Choose the parts to send (off the UI thread), then done(attachments, chunks by id, sources) and clear."""
         documents, images = list(self._documents.values()), tuple(self._images.values())
+        if not documents and not self._images_fit():
+            self._keep_images(failed)
+            return
         context, room, model_path = self._room()
 
         def chosen(use: DocumentUse | None) -> None:
@@ -250,6 +296,13 @@ class PendingAttachments(QObject):
             return
         (Task(_choose, documents, question, room, self._index, model_path, parent=self)
          .success(chosen).failure(failed).run_in_background())
+
+    def _keep_images(self, failed: Callable[[BaseException], None]) -> None:
+        """Images that do not fit cannot be cut down: send nothing, keep them attached, say what would make room."""
+        sentence = self._images_left_out()
+        failed(ImagesTooLong(sentence))       # the caller puts the question back in the message box
+        # After the caller's own notice, which speaks of documents: the last notice is the one shown.
+        self.notice.emit("error", f"Nothing was sent: {sentence}.")
 
     def follow_up(self, question: str, earlier: list, stored: SearchableChunks,
                   done: Callable[[tuple], None]) -> None:

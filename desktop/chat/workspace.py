@@ -286,6 +286,8 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         conversation.system_prompt, conversation.preset, conversation.sampling = system_prompt, preset, sampling
         self.queue.call(partial(self.store.update_conversation, conversation.id, system_prompt=system_prompt,
                                 preset=preset, sampling=sampling))
+        self._measure_chat(conversation)          # the answer length is part of what the attachments must fit
+        self.attachments.refresh_fit()
 
     def _thinking_changed(self, setting) -> None:
         conversation = self.conversation

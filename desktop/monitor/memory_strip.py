@@ -43,8 +43,13 @@ class MemoryStrip(QWidget):
         self.engine_label.setText(f"Engine {format_bytes(engine)}" if engine is not None else "Engine not running")
         self.gpu_label.setText(self._gpu_text(sample))
 
-    def show_speed(self, tokens_per_second: float) -> None:
-        self.speed_label.setText(f"Last answer {tokens_per_second:.1f} tok/s")
+    def show_speed(self, tokens_per_second: float, tokens: int) -> None:
+        """The last answer's decode speed; one token has no rate to measure (the engine reports 0, which would read
+        as a stalled answer), so its length is shown instead."""
+        if tokens_per_second > 0:
+            self.speed_label.setText(f"Last answer {tokens_per_second:.1f} tok/s")
+        else:
+            self.speed_label.setText(f"Last answer {tokens} token{'' if tokens == 1 else 's'}")
 
     @staticmethod
     def _gpu_text(sample: MemorySample) -> str:

@@ -51,6 +51,16 @@ def test_a_message_gets_a_streamed_reply(qtbot, window, smollm2):
 
 
 @pytest.mark.model
+def test_a_one_token_answer_shows_its_length_not_a_speed(qtbot, window, smollm2):
+    load(qtbot, window, smollm2)
+    window.chat.pane.settings.max_tokens.setValue(1)
+    with qtbot.waitSignal(window.session.answer_finished, timeout=LOAD_TIMEOUT_MS) as finished:
+        send(qtbot, window, "Say yes.")
+    assert finished.args[0].stats.completion_tokens == 1
+    assert window.memory.speed_label.text() == "Last answer 1 token", "one token has no speed to show"
+
+
+@pytest.mark.model
 def test_bad_files_show_a_clear_message_and_the_app_stays_usable(qtbot, window, smollm2, tmp_path):
     not_gguf = tmp_path / "recipe.gguf"
     not_gguf.write_text("flour, water, salt")

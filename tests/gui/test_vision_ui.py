@@ -94,6 +94,54 @@ def test_an_images_chip_counts_its_tokens_and_the_sent_message_shows_its_thumbna
     dialog.close()
 
 
+def set_answer_length(workspace, tokens: int) -> None:
+    workspace.pane.settings.max_tokens.setValue(tokens)
+    workspace.pane.settings.flush()
+
+
+def attach_image(qtbot, workspace, tmp_path) -> None:
+    workspace.pane.files_given.emit([write_png(tmp_path / "cat.png", 64, 64)])
+    qtbot.waitUntil(lambda: workspace.pane.tray.fit.text() != "", timeout=TIMEOUT_MS)
+
+
+TOO_LONG_IMAGE = (f"the image needs {TinyProjector().image_tokens} tokens, but only 0 of the 1k context are left after "
+                  "the answer's 1,024 tokens — shorten the answer length or remove the image")
+
+
+def test_changing_the_answer_length_tells_the_images_fit_at_once(qtbot, workspace, session, vision, tmp_path):
+    load(qtbot, workspace, session, str(vision.model), projector_path_for_load(vision.model))   # answers of 4 tokens
+    attach_image(qtbot, workspace, tmp_path)
+    fit = workspace.pane.tray.fit
+    assert fit.text() == "Fits the current 1k context"
+    set_answer_length(workspace, 1024)
+    qtbot.waitUntil(lambda: fit.text().startswith("Too long"), timeout=TIMEOUT_MS)
+    set_answer_length(workspace, 4)
+    qtbot.waitUntil(lambda: fit.text() == "Fits the current 1k context", timeout=TIMEOUT_MS)
+
+
+def test_an_image_that_does_not_fit_says_so_and_send_keeps_it(qtbot, workspace, session, vision, tmp_path):
+    load(qtbot, workspace, session, str(vision.model), projector_path_for_load(vision.model))
+    set_answer_length(workspace, 1024)
+    attach_image(qtbot, workspace, tmp_path)
+    tray = workspace.pane.tray
+    assert tray.fit.text() == "Too long: " + TOO_LONG_IMAGE, "an image goes whole or not at all"
+    notices = []
+    workspace.notice.connect(lambda _level, sentence: notices.append(sentence))
+    send(qtbot, workspace, "What is in this picture?")
+    assert notices[-1] == f"Nothing was sent: {TOO_LONG_IMAGE}."
+    assert workspace.conversation.messages == [] and not session.busy
+    assert workspace.pane.composer.toPlainText() == "What is in this picture?"
+    assert [chip.label.text().split(" · ")[0] for chip in tray.chips()] == ["cat.png"]
+    assert workspace.pane.send_button.isEnabled()
+
+    set_answer_length(workspace, 4)
+    qtbot.waitUntil(lambda: tray.fit.text() == "Fits the current 1k context", timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(session.answer_finished, timeout=ANSWER_TIMEOUT_MS):
+        workspace.pane.send_button.click()
+    settle(qtbot, workspace)
+    assert [a.name for a in workspace.conversation.messages[-2].attachments] == ["cat.png"]
+
+
 def test_a_model_without_vision_says_so_in_the_tray(qtbot, workspace, session, vision, tmp_path):
     load(qtbot, workspace, session, str(vision.model), None)
     workspace.pane.files_given.emit([write_png(tmp_path / "cat.png")])

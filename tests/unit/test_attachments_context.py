@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from core.fit.choice import OffloadChoice
-from core.fit.context_need import FITS, RAISE, TOO_LONG, TokenCounter, context_need, with_memory_returned
+from core.fit.context_need import (FITS, RAISE, TOO_LONG, TokenCounter, context_need, images_left_out,
+                                   with_memory_returned)
 from core.gguf.reader import read_model_info
 from core.machine.hardware import HardwareSnapshot, HostInfo
 
@@ -49,6 +50,20 @@ def test_a_document_longer_than_the_trained_context_is_too_long():
 def test_a_larger_context_that_does_not_fit_the_machine_is_too_long():
     info = read_model_info(MODEL)
     assert context_need(6000, info, tiny_host(), OffloadChoice(context=4096)).verdict == TOO_LONG
+
+
+def test_an_image_that_does_not_fit_says_what_it_needs_and_what_would_make_room():
+    sentence = images_left_out(16, 1, context=1024, room=-64, answer_tokens=1024, chat=False, raisable=False)
+    assert sentence == ("the image needs 16 tokens, but only 0 of the 1k context are left after the answer's "
+                        "1,024 tokens — shorten the answer length or remove the image")
+    assert "relevant parts" not in sentence, "an image cannot be partly used"
+
+
+def test_images_in_a_chat_offer_every_way_to_make_room():
+    sentence = images_left_out(1_200, 2, context=4096, room=900, answer_tokens=2048, chat=True, raisable=True)
+    assert sentence == ("the 2 images need 1,200 tokens, but only 900 of the 4k context are left after the chat so "
+                        "far and the answer's 2,048 tokens — raise the context, shorten the answer length, start a "
+                        "new chat or remove an image")
 
 
 def test_a_reload_plans_with_the_loaded_models_memory_free_again():
