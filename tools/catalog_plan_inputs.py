@@ -96,28 +96,23 @@ def zoo_header(name: str) -> Header:
 
 
 def fill(document: dict, headers: dict[str, Header]) -> tuple[list[str], dict[str, str]]:
-    """Write plan inputs into ``document`` for the files named in ``headers``; (filled, {file: why not})."""
-    filled, failed = [], {}
-    for key, _model, entry in catalog_files(document):
-        header = headers.get(key)
-        if header is None:
-            continue
-        try:
-            info = header.read()
-        except Exception as error:  # noqa: BLE001 - one unreadable header must not stop the others
-            failed[key] = str(error)
-            continue
-        entry["plan_inputs"] = PlanInputs.of(info).to_json()
-        entry["plan_inputs_source"] = header.source
-        filled.append(key)
-    projectors_filled, projectors_failed = fill_projectors(document, headers)
+    """Write plan inputs into ``document`` for the files named in ``headers``, and each named projector's figures
+    (``info``); (filled, {file: why not})."""
+    def plan_inputs(entry: dict, info, source: str) -> None:
+        entry.update(plan_inputs=PlanInputs.of(info).to_json(), plan_inputs_source=source)
+
+    def projector_figures(entry: dict, info, source: str) -> None:
+        entry.update(info=info.to_json(), info_source=source)
+
+    filled, failed = fill_entries(catalog_files(document), headers, plan_inputs)
+    projectors_filled, projectors_failed = fill_entries(catalog_projectors(document), headers, projector_figures)
     return filled + projectors_filled, {**failed, **projectors_failed}
 
 
-def fill_projectors(document: dict, headers: dict[str, Header]) -> tuple[list[str], dict[str, str]]:
-    """Write each named projector's figures (``info``) into ``document``; (filled, {file: why not})."""
+def fill_entries(entries, headers: dict[str, Header], write) -> tuple[list[str], dict[str, str]]:
+    """write(entry, what its header reads as, the header's source) for each entry whose header is given."""
     filled, failed = [], {}
-    for key, _model, entry in catalog_projectors(document):
+    for key, _model, entry in entries:
         header = headers.get(key)
         if header is None:
             continue
@@ -126,8 +121,7 @@ def fill_projectors(document: dict, headers: dict[str, Header]) -> tuple[list[st
         except Exception as error:  # noqa: BLE001 - one unreadable header must not stop the others
             failed[key] = str(error)
             continue
-        entry["info"] = info.to_json()
-        entry["info_source"] = header.source
+        write(entry, info, header.source)
         filled.append(key)
     return filled, failed
 
