@@ -133,6 +133,14 @@ def wait_until(condition, timeout: float = 60.0, what: str = "the expected state
         time.sleep(0.02)
 
 
+def send_and_wait(chat, session) -> None:
+    """Press Send and wait until the answer is finished and stored."""
+    finished = []
+    session.answer_finished.connect(finished.append)
+    chat.pane.send_button.click()
+    wait_until(lambda: finished and not chat.answers.running, 120, "the answer finished")
+
+
 def shoot(app, name: str, settle_s: float = 1.2) -> Path:
     settle(settle_s)  # let the memory strip take a sample and the window paint
     OUT.mkdir(parents=True, exist_ok=True)
@@ -357,10 +365,7 @@ def attached_document(app, window) -> None:
     wait_until(lambda: not chat.attachments.reading and chat.pane.tray.fit.text(), 60, "the document read")
     chat.pane.composer.setPlainText("Which combination opens the vault under the old lighthouse?")
     shoot(app, "15-attachment-long-pdf-fit")
-    finished = []
-    session.answer_finished.connect(finished.append)
-    chat.pane.send_button.click()
-    wait_until(lambda: finished and not chat.answers.running, 120, "the answer finished")
+    send_and_wait(chat, session)
     shoot(app, "16-attachment-sources-under-answer")
     answer = chat.conversation.messages[-1]
     sources = chat.conversation.message(answer.parent_id).sources
@@ -445,10 +450,7 @@ def image_in_chat(app, window) -> None:
                "the image counted and its fit told")
     chat.pane.composer.setPlainText("What is in this picture?")
     shoot(app, "18-image-attached-token-count")
-    finished = []
-    session.answer_finished.connect(finished.append)
-    chat.pane.send_button.click()
-    wait_until(lambda: finished and not chat.answers.running, 120, "the answer finished")
+    send_and_wait(chat, session)
     kept = chat.conversation.messages[-2].attachments[0].path
     wait_until(lambda: shared_thumbnails().decoded(kept) is not None, 30, "the thumbnail decoded")
     shoot(app, "19-image-in-chat")

@@ -299,10 +299,7 @@ class PendingAttachments(QObject):
 
     def _keep_images(self, failed: Callable[[BaseException], None]) -> None:
         """Images that do not fit cannot be cut down: send nothing, keep them attached, say what would make room."""
-        sentence = self._images_left_out()
-        failed(ImagesTooLong(sentence))       # the caller puts the question back in the message box
-        # After the caller's own notice, which speaks of documents: the last notice is the one shown.
-        self.notice.emit("error", f"Nothing was sent: {sentence}.")
+        failed(ImagesTooLong(self._images_left_out()))   # the caller puts the question back and says why
 
     def follow_up(self, question: str, earlier: list, stored: SearchableChunks,
                   done: Callable[[tuple], None]) -> None:

@@ -28,6 +28,7 @@ from core.chat.conversation import Conversation
 from core.chat.store import ChatStore, ConversationSummary
 from desktop import theme
 from desktop.chat import chat_files, code_highlight
+from core.engine.context_window import answer_reserve
 from core.engine.protocol import ThinkingSupport
 from desktop.chat.answer_flow import AnswerFlow, engine_thinking
 from desktop.chat.conversation_list import UNTITLED, ConversationList
@@ -36,7 +37,7 @@ from desktop.chat.draft_preparer import DraftPreparer, NextTurn
 from desktop.chat.image_dialog import ImageDialog
 from desktop.chat.message_views import (answer_sources, earlier_thinking_saved, last_context_use, message_view,
                                         thread_views)
-from desktop.chat.pending_attachments import PendingAttachments
+from desktop.chat.pending_attachments import ImagesTooLong, PendingAttachments
 from desktop.chat.source_dialog import SourceDialog
 from desktop.chat.store_queue import StoreQueue
 from desktop.engine_session import EngineSession
@@ -154,6 +155,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         self.attachments.changed.connect(lambda: pane.set_attachments_busy(self.attachments.reading))
         pane.thinking.changed.connect(self._thinking_changed)
         self.session.loaded.connect(lambda model: pane.thinking.show_support(model.thinking))
+        self.session.loaded.connect(lambda _model: self._refresh_attachment_fit())   # a new context size
         self.session.load_started.connect(lambda _path: pane.thinking.show_support(None))
         if self.session.model is not None:
             pane.thinking.show_support(self.session.model.thinking)
@@ -286,8 +288,7 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         conversation.system_prompt, conversation.preset, conversation.sampling = system_prompt, preset, sampling
         self.queue.call(partial(self.store.update_conversation, conversation.id, system_prompt=system_prompt,
                                 preset=preset, sampling=sampling))
-        self._measure_chat(conversation)          # the answer length is part of what the attachments must fit
-        self.attachments.refresh_fit()
+        self._refresh_attachment_fit()            # the answer length is part of what the attachments must fit
 
     def _thinking_changed(self, setting) -> None:
         conversation = self.conversation
@@ -319,7 +320,10 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
         def failed(error: BaseException) -> None:
             self.pane.set_attachments_busy(False)
             self.pane.composer.setPlainText(text)      # nothing was sent and nothing is lost
-            self.notice.emit("error", f"The documents could not be prepared, so nothing was sent: {error}")
+            if isinstance(error, ImagesTooLong):
+                self.notice.emit("error", f"Nothing was sent: {error}.")
+            else:
+                self.notice.emit("error", f"The documents could not be prepared, so nothing was sent: {error}")
 
         self.attachments.take(text, chosen, failed)
 
@@ -354,11 +358,18 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
 
         self.attachments.follow_up(text, earlier, self.store.stored_chunks(), found)
 
+    def _refresh_attachment_fit(self) -> None:
+        if self.conversation is not None:
+            self._measure_chat(self.conversation)
+            self.attachments.refresh_fit()
+
     def _measure_chat(self, conversation: Conversation) -> None:
         """What the attachments' fit is measured against: the context the chat fills, the room for the answer."""
         used = last_context_use(conversation)
         self.attachments.chat_tokens = used[0] if used else 0
-        self.attachments.answer_tokens = conversation.sampling.max_tokens
+        model, max_tokens = self.session.model, conversation.sampling.max_tokens
+        # the room the engine keeps for the answer, by its own rule (never more than half the context)
+        self.attachments.answer_tokens = answer_reserve(model.n_ctx, max_tokens) if model else max_tokens
 
     def _message_action(self, name: str, message_id: str) -> None:
         conversation = self.conversation

@@ -104,11 +104,20 @@ def attach_image(qtbot, workspace, tmp_path) -> None:
     qtbot.waitUntil(lambda: workspace.pane.tray.fit.text() != "", timeout=TIMEOUT_MS)
 
 
-TOO_LONG_IMAGE = (f"the image needs {TinyProjector().image_tokens} tokens, but only 0 of the 1k context are left after "
-                  "the answer's 1,024 tokens — shorten the answer length or remove the image")
+# An image of 576 tokens: more than a 1k context leaves beside the half of it the engine keeps for a long answer.
+LARGE_IMAGES = TinyProjector(image_size=192)
+TOO_LONG_IMAGE = (f"the image needs {LARGE_IMAGES.image_tokens} tokens, but only 448 of the 1k context are left after "
+                  "the answer's 512 tokens — shorten the answer length or remove the image")
 
 
-def test_changing_the_answer_length_tells_the_images_fit_at_once(qtbot, workspace, session, vision, tmp_path):
+@pytest.fixture
+def large_image_vision(tmp_path):
+    return write_tiny_vision_model(tmp_path / "vision-large", LARGE_IMAGES)
+
+
+def test_changing_the_answer_length_tells_the_images_fit_at_once(qtbot, workspace, session, large_image_vision,
+                                                                 tmp_path):
+    vision = large_image_vision
     load(qtbot, workspace, session, str(vision.model), projector_path_for_load(vision.model))   # answers of 4 tokens
     attach_image(qtbot, workspace, tmp_path)
     fit = workspace.pane.tray.fit
@@ -119,7 +128,17 @@ def test_changing_the_answer_length_tells_the_images_fit_at_once(qtbot, workspac
     qtbot.waitUntil(lambda: fit.text() == "Fits the current 1k context", timeout=TIMEOUT_MS)
 
 
-def test_an_image_that_does_not_fit_says_so_and_send_keeps_it(qtbot, workspace, session, vision, tmp_path):
+def test_the_answer_length_counts_as_the_engine_keeps_it_at_most_half_the_context(qtbot, workspace, session, vision,
+                                                                                 tmp_path):
+    load(qtbot, workspace, session, str(vision.model), projector_path_for_load(vision.model))
+    set_answer_length(workspace, 1024)          # all of the 1k context asked for, but the engine keeps half of it
+    attach_image(qtbot, workspace, tmp_path)
+    assert workspace.pane.tray.fit.text() == "Fits the current 1k context"
+
+
+def test_an_image_that_does_not_fit_says_so_and_send_keeps_it(qtbot, workspace, session, large_image_vision,
+                                                               tmp_path):
+    vision = large_image_vision
     load(qtbot, workspace, session, str(vision.model), projector_path_for_load(vision.model))
     set_answer_length(workspace, 1024)
     attach_image(qtbot, workspace, tmp_path)
