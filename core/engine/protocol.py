@@ -43,6 +43,7 @@ class LoadSettings:
     cpu_expert_layers: int = 0       # MoE: the expert tensors of this many layers stay in host memory
     predicted_host_bytes: int | None = None   # from the planner, echoed back beside the measurement
     predicted_gpu_bytes: int | None = None
+    predicted_projector_bytes: int | None = None   # a vision projector's weights and image buffer, where it goes
     projector_path: str | None = None  # a vision model's mmproj file: images can then go in messages
     n_parallel: int = 1              # slots: conversations answered at once, each with its own n_ctx of KV cache
     parked_kv_bytes: int = 1 << 30   # host memory for the KV states of conversations moved out of their slot

@@ -86,6 +86,7 @@ class LoadComparison:
     model_name: str
     host: DeviceComparison
     gpu: DeviceComparison | None   # None when nothing ran on a GPU
+    projector: DeviceComparison | None = None   # a vision projector (llama.cpp's multimodal library loads it apart)
 
 
 def compare_load(model: LoadedModel) -> LoadComparison:
@@ -100,7 +101,16 @@ def compare_load(model: LoadedModel) -> LoadComparison:
         names = ", ".join(a.device for a in gpus)
         gpu = DeviceComparison(f"GPU ({names})" if names else "GPU", settings.predicted_gpu_bytes,
                                sum(a.total_bytes for a in gpus) if gpus else None, model.gpu_bytes, "VRAM in use")
-    return LoadComparison(os.path.basename(model.model_path), host, gpu)
+    return LoadComparison(os.path.basename(model.model_path), host, gpu, _projector_comparison(model))
+
+
+def _projector_comparison(model: LoadedModel) -> DeviceComparison | None:
+    """The projector's predicted weights and image buffer beside what the multimodal library reported at load."""
+    loaded = model.projector
+    if loaded is None:
+        return None
+    return DeviceComparison(f"Projector ({loaded.device})", model.settings.predicted_projector_bytes,
+                            loaded.weights_bytes + loaded.compute_bytes, None, "")
 
 
 # --- the history ----------------------------------------------------------------------------------------------------

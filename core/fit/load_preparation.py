@@ -43,9 +43,10 @@ def prepare_load(path: str, choice: OffloadChoice, *, threads: int | None = None
     slots = max(1, n_parallel)
     machine = snapshot or hardware.probe()
     request = parallel_plan_request(choice, safety_margin_bytes, slots)
+    projector = None
     if projector_path:
-        chosen, _ = plan_with_projector(info, read_projector_info(projector_path), machine, choice,
-                                        safety_margin_bytes, request=request)
+        chosen, projector = plan_with_projector(info, read_projector_info(projector_path), machine, choice,
+                                                safety_margin_bytes, request=request)
     else:
         chosen = plan(info, machine, request)
     log.info("plan for %s: %s (%s)", info.source, chosen.verdict, chosen.explanation)
@@ -59,6 +60,7 @@ def prepare_load(path: str, choice: OffloadChoice, *, threads: int | None = None
         cpu_expert_layers=chosen.cpu_expert_layers,
         predicted_host_bytes=sum(d.total_bytes for d in chosen.devices if d.kind == "host"),
         predicted_gpu_bytes=sum(d.total_bytes for d in chosen.devices if d.is_gpu_like) or None,
+        predicted_projector_bytes=projector.total_bytes if projector is not None else None,
     )
     return PreparedLoad(info, choice, chosen, settings)
 

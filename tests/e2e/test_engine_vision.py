@@ -10,6 +10,9 @@ import pytest
 from core.engine.client import EngineClient
 from core.engine.errors import EngineError, EngineLoadError
 from core.engine.protocol import AnswerFinished, LoadSettings, SamplingSettings
+from core.fit.calibration import compare_load
+from core.fit.choice import OffloadChoice
+from core.fit.load_preparation import prepare_load
 from core.models.library import LibrarySources, scan
 from tests.fixtures.tiny_gguf import write_tiny_model
 from tests.fixtures.tiny_vision import write_png, write_tiny_vision_model
@@ -127,3 +130,15 @@ def test_the_cli_refuses_an_image_for_a_text_only_model_before_loading_it(vision
     assert code != 0 and "text-only.gguf cannot look at images" in errors
     code, _, errors = _cli(text_model, "--prompt", "Look", "--attach", text_model, "--json", home=tmp_path)
     assert code != 0 and "text-only.gguf is not an image this model can read" in errors
+
+
+def test_the_planned_load_compares_the_projector_s_prediction_with_what_llama_cpp_reported(vision_files, home):
+    files, _, _ = vision_files
+    prepared = prepare_load(str(files.model), OffloadChoice(context=512), projector_path=str(files.projector))
+    with EngineClient() as client:
+        loaded = client.load(prepared.settings)
+    projector = compare_load(loaded).projector
+    assert projector is not None and projector.label == "Projector (CPU)"
+    assert projector.actual_bytes == loaded.projector.weights_bytes + loaded.projector.compute_bytes
+    assert projector.predicted_bytes == prepared.settings.predicted_projector_bytes > 0
+    print("projector predicted vs actual:", projector.sentence())

@@ -1,6 +1,7 @@
 """The memory dashboard (offscreen): bars, legends, charts, the prediction box, empty states, cost."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -8,7 +9,7 @@ import shiboken6
 from PySide6.QtCharts import QChartView
 from PySide6.QtWidgets import QGraphicsTextItem, QGroupBox, QLabel, QScrollArea
 
-from core.engine.protocol import DeviceAllocation, LoadedModel, LoadSettings
+from core.engine.protocol import DeviceAllocation, LoadedModel, LoadSettings, ProjectorLoaded
 from core.monitor.history import MemoryHistory, app_resident
 from core.fit import calibration
 from core.monitor.samples import GpuMemory, MemorySample
@@ -124,6 +125,22 @@ def test_prediction_box_shows_gpu_allocations_and_the_vram_in_use_labelled(dashb
     gpu = dashboard.prediction.gpu_label.text()
     assert gpu.startswith("Predicted 4.0 GiB · actual 3.8 GiB (llama.cpp) · \u22125.2 %")
     assert gpu.endswith("VRAM in use 4.3 GiB")
+
+
+def test_a_vision_model_s_projector_is_compared_on_a_row_of_its_own(dashboard):
+    host = DeviceAllocation("CPU", model_bytes=200 * MIB, kv_bytes=40 * MIB, compute_bytes=11 * MIB)
+    plain = loaded_model((host,))
+    vision = dataclasses.replace(
+        plain, settings=dataclasses.replace(plain.settings, predicted_projector_bytes=900 * MIB),
+        projector=ProjectorLoaded("/m/mmproj-F16.gguf", "CPU", weights_bytes=812 * MIB, compute_bytes=70 * MIB))
+    box = dashboard.prediction
+    dashboard.show_loaded_model(vision)
+    assert box.projector_label.isVisibleTo(box)
+    assert box._form.labelForField(box.projector_label).text() == "Projector (CPU)"
+    assert box.projector_label.text() == "Predicted 900.0 MiB · actual 882.0 MiB (llama.cpp) · \u22122.0 %"
+    assert box.host_label.text().startswith("Predicted 262.0 MiB · actual 251.0 MiB")   # the model alone
+    dashboard.show_loaded_model(plain)
+    assert not box.projector_label.isVisibleTo(box)
 
 
 def test_a_load_without_llama_cpp_figures_says_so(dashboard):
