@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import traceback
+from collections import deque
 from typing import Any, Callable
 
 import shiboken6
@@ -49,6 +51,26 @@ def _pool(serial: bool | str) -> QThreadPool:
     return _serial_pools[lane]
 
 
+# What a worker thread held when its task ended: the task (its signals' QObject), the result or the error with its
+# traceback, whose frames may hold objects with Qt connections. Freed on a worker thread, such an object makes
+# PySide disconnect there, holding Qt's connection lock while it waits for the GIL, as the UI thread holds the GIL
+# while it waits for that lock to connect something: a deadlock (seen in a picker test). So a worker leaves them
+# here, and the UI thread lets go of them a while later, once the worker is surely done with them.
+_RELEASE_AFTER_SECONDS = 1.0
+_to_release: deque[tuple[float, object]] = deque()     # (when left, what); deque appends are thread-safe
+
+
+def _release_on_ui_thread(*held: object) -> None:
+    _to_release.append((time.monotonic(), held))
+
+
+def _release_what_workers_left() -> None:
+    """UI thread: let go of what workers left at least _RELEASE_AFTER_SECONDS ago."""
+    settled = time.monotonic() - _RELEASE_AFTER_SECONDS
+    while _to_release and _to_release[0][0] <= settled:
+        _to_release.popleft()
+
+
 class _Signals(QObject):
     progressed = Signal(object)
     succeeded = Signal(object)
@@ -62,16 +84,23 @@ class _Runner(QRunnable):
         self._task = task
 
     def run(self) -> None:
-        task = self._task
+        task, self._task = self._task, None
+        outcome = self._outcome(task)
+        self._emit(*outcome)
+        _release_on_ui_thread(task, outcome)
+        del task, outcome
+
+    def _outcome(self, task: "Task") -> tuple:
+        """(the signal to emit, the value); no local of this frame refers to the error, so the error's traceback
+        (which keeps this frame) makes no reference cycle, which only the collector, on any thread, would free."""
         try:
             result = task.function(*task.args, **task.kwargs)
             if inspect.isgenerator(result):
-                result = self._drain(result)
+                result = self._drain(task, result)
         except BaseException as error:  # noqa: BLE001 - every failure must reach the UI, never kill a thread
             log.debug("task %s failed:\n%s", task.name, traceback.format_exc())
-            self._emit(task.signals.failed, error)
-        else:
-            self._emit(task.signals.succeeded, result)
+            return task.signals.failed, error
+        return task.signals.succeeded, result
 
     @staticmethod
     def _emit(signal, value: Any) -> None:
@@ -80,13 +109,13 @@ class _Runner(QRunnable):
         except RuntimeError:  # the application (and the task's signals with it) went away while the work ran
             log.debug("a background task finished after its signals were deleted")
 
-    def _drain(self, generator) -> Any:
+    def _drain(self, task: "Task", generator) -> Any:
         while True:
             try:
                 value = next(generator)
             except StopIteration as stop:
                 return stop.value
-            self._emit(self._task.signals.progressed, value)
+            self._emit(task.signals.progressed, value)
 
 
 class Task:
@@ -120,11 +149,13 @@ class Task:
         return self
 
     def _deliver_success(self, result: Any) -> None:
+        _release_what_workers_left()
         _live_tasks.discard(self)
         if self._on_success:
             self._deliver(self._on_success, result)
 
     def _deliver_failure(self, error: BaseException) -> None:
+        _release_what_workers_left()
         _live_tasks.discard(self)
         if self._on_failure:
             self._deliver(self._on_failure, error)

@@ -132,3 +132,43 @@ def test_short_work_is_not_stuck_behind_two_slow_requests(qtbot):
     finally:
         release.set()
         QThreadPool.globalInstance().waitForDone(5000)
+
+
+class _Watched:
+    """Records the thread that frees it (a stand-in for an object holding Qt connections)."""
+
+    def __init__(self, freed_on: list) -> None:
+        self.freed_on = freed_on
+
+    def __del__(self) -> None:
+        self.freed_on.append(threading.get_ident())
+
+
+def test_what_a_failed_task_held_is_freed_on_the_ui_thread(qtbot, monkeypatch):
+    """An error's traceback keeps the failed function's locals. Freed on a worker thread, an object with Qt
+    connections made PySide disconnect there, which deadlocked against the UI thread connecting something. Here
+    each worker waits until the UI thread has handled its failure, as a busy worker may: without care, the
+    worker's references would then be the last ones."""
+    from desktop import tasks
+
+    freed_on, failures = [], []
+    handled = threading.Event()
+    emit = tasks._Runner._emit
+
+    def emit_then_wait(signal, value):
+        emit(signal, value)
+        handled.wait(5)
+    monkeypatch.setattr(tasks._Runner, "_emit", staticmethod(emit_then_wait))
+
+    def work():
+        held = _Watched(freed_on)          # a local of the failing frame: kept by the error's traceback
+        raise ValueError(f"failed holding {held!r}")
+
+    Task(work).failure(failures.append).run_in_background()
+    qtbot.waitUntil(lambda: len(failures) == 1, timeout=5000)
+    failures.clear()                        # the UI thread lets go of the error first
+    handled.set()
+    qtbot.wait(1200)                        # what a worker left is let go of once it is surely done with it
+    Task(lambda: None).run_in_background()  # the next answer lets go of it
+    qtbot.waitUntil(lambda: len(freed_on) == 1, timeout=5000)
+    assert freed_on == [threading.get_ident()]
