@@ -254,11 +254,6 @@ class PendingAttachments(QObject):
     def _images_alone(self) -> bool:
         return bool(self._images) and not self._documents and not self._reading
 
-    def _images_fit(self) -> bool:
-        """What the fit sentence says: everything fits the loaded context (the images' counted tokens included)."""
-        model = self._session.model
-        return model is None or self._needed_tokens() <= model.n_ctx
-
     def _images_left_out(self) -> str:
         """Why the images alone cannot go, and what would make room (see core.fit.context_need.images_left_out)."""
         context, room, _path = self._room()
@@ -270,7 +265,7 @@ class PendingAttachments(QObject):
     # --- sending ---
 
     def _room(self) -> tuple[int, int, str | None]:
-        """(the context, the tokens it leaves for documents, the loaded model's path)."""
+        """(the context, the tokens it leaves for what is attached, the loaded model's path)."""
         model = self._session.model
         context = model.n_ctx if model else NO_MODEL_CONTEXT
         return context, context - self.chat_tokens - self.answer_tokens - PROMPT_SLACK_TOKENS, \
@@ -280,10 +275,11 @@ class PendingAttachments(QObject):
              failed: Callable[[BaseException], None]) -> None:
         """Choose the parts to send (off the UI thread), then done(attachments, chunks by id, sources) and clear."""
         documents, images = list(self._documents.values()), tuple(self._images.values())
-        if not documents and not self._images_fit():
-            self._keep_images(failed)
-            return
         context, room, model_path = self._room()
+        if images and self._session.model is not None and self.image_tokens() > room:
+            self._keep_images(failed)          # an image goes whole or not at all, with documents or without
+            return
+        room -= self.image_tokens()            # the documents' parts go in what the images leave
 
         def chosen(use: DocumentUse | None) -> None:
             chunks = {doc.attachment.id: EmbeddedChunks(doc.chunks, doc.vectors) for doc in documents}

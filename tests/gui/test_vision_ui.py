@@ -161,6 +161,48 @@ def test_an_image_that_does_not_fit_says_so_and_send_keeps_it(qtbot, workspace, 
     assert [a.name for a in workspace.conversation.messages[-2].attachments] == ["cat.png"]
 
 
+def attach_long_text(qtbot, workspace, tmp_path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("\n\n".join(f"Note {n}: the lighthouse log of day {n} records calm water." for n in range(400)))
+    workspace.pane.files_given.emit([text])
+    qtbot.waitUntil(lambda: not workspace.attachments.reading and workspace.pane.tray.fit.text() != "",
+                    timeout=TIMEOUT_MS)
+
+
+def test_a_document_s_parts_go_in_the_room_the_image_beside_it_leaves(qtbot, workspace, session, vision, tmp_path,
+                                                                     monkeypatch):
+    from desktop.chat import pending_attachments
+
+    rooms = []
+    choose = pending_attachments._choose
+    monkeypatch.setattr(pending_attachments, "_choose", lambda documents, question, room, *rest: (
+        rooms.append(room), choose(documents, question, room, *rest))[1])
+    load(qtbot, workspace, session, str(vision.model), projector_path_for_load(vision.model))   # 1k, answers of 4
+    attach_image(qtbot, workspace, tmp_path)
+    attach_long_text(qtbot, workspace, tmp_path)
+    with qtbot.waitSignal(session.answer_finished, timeout=ANSWER_TIMEOUT_MS):
+        send(qtbot, workspace, "What does the log say?")
+    room_without_images = 1024 - 4 - pending_attachments.PROMPT_SLACK_TOKENS
+    assert rooms == [room_without_images - TinyProjector().image_tokens]
+    question = workspace.conversation.messages[-2]
+    assert [a.kind for a in question.attachments] == ["document", "image"] and question.sources
+
+
+def test_an_image_too_large_beside_a_document_sends_nothing_and_keeps_both(qtbot, workspace, session,
+                                                                         large_image_vision, tmp_path):
+    vision = large_image_vision
+    load(qtbot, workspace, session, str(vision.model), projector_path_for_load(vision.model))
+    set_answer_length(workspace, 1024)
+    attach_image(qtbot, workspace, tmp_path)
+    attach_long_text(qtbot, workspace, tmp_path)
+    notices = []
+    workspace.notice.connect(lambda _level, sentence: notices.append(sentence))
+    send(qtbot, workspace, "What does the log say?")
+    assert notices[-1] == f"Nothing was sent: {TOO_LONG_IMAGE}."
+    assert workspace.conversation.messages == [] and workspace.pane.composer.toPlainText() == "What does the log say?"
+    assert sorted(chip.label.text().split(" · ")[0] for chip in workspace.pane.tray.chips()) == ["cat.png", "notes.txt"]
+
+
 def test_a_model_without_vision_says_so_in_the_tray(qtbot, workspace, session, vision, tmp_path):
     load(qtbot, workspace, session, str(vision.model), None)
     workspace.pane.files_given.emit([write_png(tmp_path / "cat.png")])
