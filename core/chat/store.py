@@ -31,7 +31,8 @@ in one transaction and move with the chats file. The parts a question sent to th
 Chunk vectors (schema 5): when an embedding model read a document, its chunks' vectors are stored with the chunks in
 the same transaction (`attachment_vectors`, float32 BLOBs tagged with the model's file name and the vectors' length:
 core.chat.attachments.vectors), so a follow-up question searches the stored chunks by meaning too (StoredChunks).
-Chats from earlier versions have no vectors and are searched by their words, as before.
+Chats from earlier versions have no vectors and are searched by their words until a follow-up question gives them
+some (`add_attachment_vectors`, run by the GUI in the background once an embedding model is in the library).
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ from core.chat.attachments.chunks import Chunk
 from core.chat.attachments import index as chunk_index
 from core.chat.attachments import vectors as vector_table
 from core.chat.attachments.index import FoundChunk
-from core.chat.attachments.vectors import EmbeddedChunks, VectorSpace
+from core.chat.attachments.vectors import ChunkVectors, EmbeddedChunks, VectorSpace
 from core.chat.conversation import (ChatError, Conversation, Message, MessageStats, PRESETS, SamplingValues,
                                     ThinkingSetting, ToolCall, suggest_title)
 
@@ -543,6 +544,15 @@ class ChatStore:
         with self._reading("search the attached documents") as db:
             return chunk_index.vectors_of(db, attachment_ids, space)
 
+    def add_attachment_vectors(self, attachment_id: str, vectors: ChunkVectors) -> bool:
+        """Give a stored document's chunks their vectors (from an embedding model read after the chat was stored);
+        vectors already there for the same chunk and space are replaced. False when the document is gone."""
+        with self._writing("store the attached document's vectors") as db:
+            if db.execute("SELECT 1 FROM attachments WHERE id = ?", (attachment_id,)).fetchone() is None:
+                return False
+            vector_table.insert_vectors(db, attachment_id, vectors)
+            return True
+
     def stored_chunks(self) -> "StoredChunks":
         """The stored documents' chunks as core.chat.attachments.meaning searches them (a follow-up question)."""
         return StoredChunks(self)
@@ -760,6 +770,9 @@ class StoredChunks:
 
     def has_vectors(self, attachment_ids: Sequence[str], model: str) -> bool:
         return self.store.attachments_have_vectors(attachment_ids, model)
+
+    def chunks_of(self, attachment_id: str) -> list[Chunk]:
+        return self.store.attachment_chunks(attachment_id)
 
     def vectors_of(self, attachment_ids: Sequence[str],
                    space: VectorSpace) -> list[tuple[FoundChunk, Sequence[float]]]:

@@ -14,13 +14,16 @@ When the planner says a larger context would hold everything, the tray offers th
 chooses what goes to the model (core.chat.attachments.retrieval) off the UI thread and hands back the attachments,
 their chunks (with their vectors when the library's embedding model read them, to be stored with the chat) and the
 sources, then empties the tray. `follow_up` searches a chat's stored chunks again for a later question, by meaning
-too when the same embedding model is in the library.
+too when the same embedding model is in the library; documents stored without vectors of that model are then
+embedded in the background (one job per document at a time; a failure is logged, words still work) and their vectors
+handed to the caller to store, so the next follow-up searches them by meaning too.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -31,10 +34,12 @@ from core import settings as settings_store
 from core.chat.attachments.attachment import Attachment
 from core.chat.attachments.extraction import document_format, extract
 from core.chat.attachments.index import ChunkIndex
-from core.chat.attachments.meaning import SearchableChunks
+from core.chat.attachments.meaning import chunk_vectors
 from core.chat.attachments.retrieval import (DocumentUse, PreparedDocument, choose_parts, estimate_tokens,
-                                             follow_up_sources, prepare_document)
-from core.chat.attachments.vectors import EmbeddedChunks
+                                             follow_up_documents, follow_up_sources, prepare_document,
+                                             without_vectors)
+from core.chat.attachments.vectors import ChunkVectors, EmbeddedChunks
+from core.chat.store import StoredChunks
 from core.engine.embedder import Embedder
 from core.fit.context_need import RAISE, TOO_LONG, ContextNeed, TokenCounter, images_left_out, need_for_loaded
 from core.models import library
@@ -43,6 +48,8 @@ from desktop.chat.attachment_tray import AttachmentTray, ChipView
 from desktop.engine_session import EngineSession
 from desktop.models.picker.work import WorkerProcesses
 from desktop.tasks import Task
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp"})
 PROMPT_SLACK_TOKENS = 64           # the chat template's own marks around the turns
@@ -74,6 +81,16 @@ def image_tokens(projector_path: str) -> int | None:
     return fixed_image_tokens(read_projector_info(projector_path))
 
 
+KeepVectors = Callable[[str, ChunkVectors, Callable[[BaseException | None], None]], None]
+"""keep(attachment_id, vectors, finished): store a document's new vectors, then finished(None), or finished(error)."""
+
+
+@dataclass(frozen=True)
+class FollowUpFound:
+    sources: tuple                      # the parts to send with the question
+    without_vectors: tuple[str, ...]    # the searched documents with no vectors of the library's embedding model
+
+
 class ImagesTooLong(ValueError):
     """The attached images (nothing else) do not fit the context left: nothing was sent."""
 
@@ -94,6 +111,7 @@ class PendingAttachments(QObject):
         self.answer_tokens = 1024       # room kept for the answer (the chat's max_tokens)
         self._fit_asked = 0             # counts the fit questions: only the newest answer is shown
         self._need: ContextNeed | None = None     # the planner's newest answer
+        self._embedding: set[str] = set()         # stored documents being given vectors now
         tray.removed.connect(self.remove)
         session.loaded.connect(lambda _model: self.refresh_fit())
 
@@ -297,21 +315,62 @@ class PendingAttachments(QObject):
         """Images that do not fit cannot be cut down: send nothing, keep them attached, say what would make room."""
         failed(ImagesTooLong(self._images_left_out()))   # the caller puts the question back and says why
 
-    def follow_up(self, question: str, earlier: list, stored: SearchableChunks,
-                  done: Callable[[tuple], None]) -> None:
+    def follow_up(self, question: str, earlier: list, stored: StoredChunks,
+                  done: Callable[[tuple], None], keep_vectors: KeepVectors | None = None) -> None:
         """A question with nothing attached, in a chat whose documents were too long to send whole: done(sources)
         with the parts of them that match it and were not sent yet (off the UI thread), at most FOLLOW_UP_SHARE
         of the context whatever the chat already fills (the engine drops its oldest turns to make room, as it does
-        for any long chat); done(()) when there are none or the search fails (the question goes as it is)."""
+        for any long chat); done(()) when there are none or the search fails (the question goes as it is).
+        Documents it found without vectors of the library's embedding model are then embedded in the background and
+        handed to `keep_vectors`, for the next follow-up; this one goes on by their words."""
         context, _room, model_path = self._room()
         room = min(int(context * FOLLOW_UP_SHARE), context - self.answer_tokens - PROMPT_SLACK_TOKENS)
         (Task(_follow_up, question, earlier, stored, room, model_path, parent=self)
-         .success(done).failure(lambda _error: done(())).run_in_background())
+         .success(lambda found: self._followed_up(found, stored, done, keep_vectors))
+         .failure(lambda _error: done(())).run_in_background())
+
+    def _followed_up(self, found: FollowUpFound, stored: StoredChunks, done: Callable[[tuple], None],
+                     keep_vectors: KeepVectors | None) -> None:
+        done(found.sources)
+        if keep_vectors is not None:
+            for attachment_id in found.without_vectors:
+                self._embed_stored(attachment_id, stored, keep_vectors)
+
+    def _embed_stored(self, attachment_id: str, stored: StoredChunks, keep_vectors: KeepVectors) -> None:
+        """Give a stored document's chunks vectors off the UI thread, then have them kept (one job per document)."""
+        if attachment_id in self._embedding:
+            return
+        self._embedding.add(attachment_id)
+
+        def embedded(vectors: ChunkVectors | None) -> None:
+            if vectors is None:
+                self._vectors_kept(attachment_id, None)
+            else:
+                keep_vectors(attachment_id, vectors, lambda error: self._vectors_kept(attachment_id, error))
+
+        (Task(_stored_vectors, attachment_id, stored, parent=self)
+         .success(embedded).failure(lambda error: self._vectors_kept(attachment_id, error)).run_in_background())
+
+    def _vectors_kept(self, attachment_id: str, error: BaseException | None) -> None:
+        self._embedding.discard(attachment_id)
+        if error is not None:      # the document is still searched by its words
+            log.warning("could not give the stored document %s vectors: %s", attachment_id, error)
 
 
-def _follow_up(question: str, earlier: list, stored: SearchableChunks, room: int, model_path: str | None) -> tuple:
+def _follow_up(question: str, earlier: list, stored: StoredChunks, room: int,
+               model_path: str | None) -> FollowUpFound:
     count = token_counter(model_path)
-    return follow_up_sources(question, earlier, stored, max(room - count(question), 0), count, library_embedder())
+    embed = library_embedder()
+    sources = follow_up_sources(question, earlier, stored, max(room - count(question), 0), count, embed)
+    missing = without_vectors(list(follow_up_documents(earlier)), stored, embed) if embed is not None else ()
+    return FollowUpFound(sources, missing)
+
+
+def _stored_vectors(attachment_id: str, stored: StoredChunks) -> ChunkVectors | None:
+    """A stored document's chunks' vectors from the library's embedding model (None without one, or none read)."""
+    embed = library_embedder()
+    chunks = stored.chunks_of(attachment_id) if embed is not None else []
+    return chunk_vectors(chunks, embed) if chunks else None
 
 
 def _prepare(path: Path, model_path: str | None, index: ChunkIndex) -> PreparedDocument:

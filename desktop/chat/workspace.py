@@ -344,7 +344,8 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
     def _send_follow_up(self, conversation: Conversation, text: str, parent: str | None) -> None:
         """Nothing attached now: the documents attached earlier in this branch are searched again (by words, and by
         meaning where their chunks kept vectors of the library's embedding model) for this
-        question when they were too long to send whole (a follow-up may ask about another part of them)."""
+        question when they were too long to send whole (a follow-up may ask about another part of them). Documents
+        stored without such vectors get them in the background, for the next follow-up."""
         earlier = conversation.path_to(parent)
         if not any(a.kind == "document" and a.used == "retrieved" for m in earlier for a in m.attachments):
             self.answers.ask(conversation, text, parent)
@@ -356,7 +357,12 @@ class ChatWorkspace(theme.FollowsLook, QWidget):
             self.pane.set_attachments_busy(False)
             self.answers.ask(conversation, text, parent, sources=sources)
 
-        self.attachments.follow_up(text, earlier, self.store.stored_chunks(), found)
+        self.attachments.follow_up(text, earlier, self.store.stored_chunks(), found, self._keep_vectors)
+
+    def _keep_vectors(self, attachment_id: str, vectors, finished) -> None:
+        """Store the vectors a follow-up gave a stored document (on the store's lane), then finished(error or None)."""
+        self.queue.call(self.store.add_attachment_vectors, attachment_id, vectors,
+                        done=lambda _stored: finished(None), failed=finished)
 
     def _refresh_attachment_fit(self) -> None:
         if self.conversation is not None:

@@ -88,6 +88,37 @@ def test_a_follow_up_finds_by_meaning_the_part_whose_vector_was_stored_with_the_
     assert "logbook.pdf p. 31" in [source.label for source in ready.conversation.messages[-2].sources]
 
 
+def test_a_chat_stored_without_vectors_gets_them_after_one_follow_up_and_the_next_finds_by_meaning(
+        qtbot, ready, session, store, tmp_path, monkeypatch):
+    from desktop.chat import pending_attachments
+    from tests.unit.test_attachments import BY_MEANING_ONLY, CAT, SenseEmbedder
+
+    library = {"embedder": None}                          # no embedding model in the library when it was attached
+    monkeypatch.setattr(pending_attachments, "library_embedder", lambda: library["embedder"])
+    pages = [filler_page(n) for n in range(1, 41)]
+    pages[9] += " " + PLANTED
+    pages[30] += " " + CAT
+    attach_and_wait(qtbot, ready, pdf_with_pages(tmp_path / "logbook.pdf", pages))
+    with qtbot.waitSignal(session.answer_finished, timeout=4 * ANSWER_TIMEOUT_MS):
+        send(qtbot, ready, "Which combination opens the vault under the lighthouse?")
+    settle(qtbot, ready)
+    document = ready.conversation.messages[-2].attachments[0]
+    assert not store.stored_chunks().has_vectors([document.id], "sense-embed.gguf")
+
+    library["embedder"] = SenseEmbedder()                 # one is downloaded later
+    with qtbot.waitSignal(session.answer_finished, timeout=4 * ANSWER_TIMEOUT_MS):
+        send(qtbot, ready, BY_MEANING_ONLY)               # by words only: nothing found, the answer is not held up
+    settle(qtbot, ready)
+    assert ready.conversation.messages[-2].sources == ()
+    qtbot.waitUntil(lambda: store.stored_chunks().has_vectors([document.id], "sense-embed.gguf"), timeout=30_000)
+    qtbot.waitUntil(lambda: ready.queue.idle, timeout=10_000)
+
+    with qtbot.waitSignal(session.answer_finished, timeout=4 * ANSWER_TIMEOUT_MS):
+        send(qtbot, ready, BY_MEANING_ONLY)               # now by meaning too
+    settle(qtbot, ready)
+    assert "logbook.pdf p. 31" in [source.label for source in ready.conversation.messages[-2].sources]
+
+
 def answer_sources_of(workspace, answer):
     return workspace.conversation.message(answer.parent_id).sources
 

@@ -298,3 +298,24 @@ def test_a_document_read_without_an_embedding_model_is_stored_and_searched_by_it
         found = follow_up_sources("What is the keeper's cat called?", earlier, store.stored_chunks(), 600,
                                   embed=SenseEmbedder())
         assert any(CAT in source.text for source in found)
+
+
+def test_a_document_stored_without_vectors_is_named_and_once_given_them_is_searched_by_meaning(tmp_path):
+    from core.chat.attachments.meaning import chunk_vectors
+    from core.chat.attachments.retrieval import follow_up_documents, follow_up_sources, without_vectors
+    from core.chat.store import ChatStore
+
+    embed = SenseEmbedder()
+    with ChatStore(tmp_path / "chats.sqlite3") as store:
+        earlier = stored_logbook(store, tmp_path, None)
+        stored = store.stored_chunks()
+        documents = list(follow_up_documents(earlier))
+        assert without_vectors(documents, stored, embed) == tuple(documents)
+        assert follow_up_sources(BY_MEANING_ONLY, earlier, stored, 600, embed=embed) == ()     # words alone
+
+        for document in documents:
+            assert store.add_attachment_vectors(document, chunk_vectors(stored.chunks_of(document), embed))
+        assert without_vectors(documents, stored, embed) == ()
+        assert without_vectors(documents, stored, SenseEmbedder("other-embed.gguf")) == tuple(documents)
+        found = follow_up_sources(BY_MEANING_ONLY, earlier, stored, 600, embed=embed)
+        assert found and CAT in found[0].text

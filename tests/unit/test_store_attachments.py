@@ -100,3 +100,29 @@ def test_chunk_vectors_are_kept_as_float32_blobs_under_their_model_and_removed_w
         store.delete_conversation(conversation.id)
         assert db.execute("SELECT count(*) FROM attachment_vectors").fetchone()[0] == 0
         db.close()
+
+
+def test_vectors_added_later_to_stored_chunks_are_found_as_a_follow_up_reads_them(tmp_path):
+    from core.chat.attachments.vectors import ChunkVectors, VectorSpace
+
+    space = VectorSpace("sense-embed.gguf", 2)
+    with ChatStore() as store:
+        conversation = store.create_conversation()
+        message, _ = attach(store, conversation.id, tmp_path)          # stored without vectors
+        document = message.attachments[0].id
+        stored = store.stored_chunks()
+        assert not stored.has_vectors([document], "sense-embed.gguf")
+        assert [chunk.text for chunk in stored.chunks_of(document)][1] == "Gulls are loud in the morning."
+
+        assert store.add_attachment_vectors(document, ChunkVectors(space, {0: (1.0, 0.0), 1: (0.6, 0.8)}))
+        assert store.add_attachment_vectors(document, ChunkVectors(space, {0: (1.0, 0.0), 1: (0.0, 1.0)}))  # again
+        assert stored.has_vectors([document], "sense-embed.gguf")
+        found = stored.vectors_of([document], space)
+        assert [chunk.text for chunk, _ in found] == ["The harbour master keeps the spare key under the blue boat.",
+                                                      "Gulls are loud in the morning."]
+        assert [value for _, vector in found for value in vector] == pytest.approx([1.0, 0.0, 0.0, 1.0])
+
+        assert not store.add_attachment_vectors("gone", ChunkVectors(space, {0: (1.0, 0.0)}))
+        store.delete_conversation(conversation.id)
+        assert not store.add_attachment_vectors(document, ChunkVectors(space, {0: (1.0, 0.0)}))
+        assert not stored.has_vectors([document], "sense-embed.gguf")

@@ -20,7 +20,7 @@ from core.chat.attachments.chunks import Chunk, chunk_pages
 from core.chat.attachments.extraction import ExtractedDocument, extract
 from core.chat.attachments.index import ChunkIndex, FoundChunk
 from core.chat.attachments.meaning import SearchableChunks, chunk_vectors, ranked
-from core.chat.attachments.vectors import ChunkVectors, Embed
+from core.chat.attachments.vectors import ChunkVectors, Embed, model_name
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,7 @@ def follow_up_sources(question: str, earlier: Sequence, stored: SearchableChunks
     sent whole are in the conversation already; `earlier` is the branch's messages, oldest first; `stored` holds
     their chunks (ChatStore.stored_chunks()), ranked as the first question's were (meaning.ranked): by meaning too
     when `embed` is the model whose vectors were stored with them."""
-    names = {a.id: a.name for message in earlier for a in message.attachments
-             if a.kind == "document" and a.used == "retrieved"}
+    names = follow_up_documents(earlier)
     if not names or room_tokens <= 0:
         return ()
     sent = {(source.attachment_id, source.position) for message in earlier for source in message.sources}
@@ -112,6 +111,19 @@ def follow_up_sources(question: str, earlier: Sequence, stored: SearchableChunks
     chosen.sort(key=lambda part: (order[part.attachment_id], part.position))
     return tuple(Source(part.attachment_id, names[part.attachment_id], part.page, part.position, part.text)
                  for part in chosen)
+
+
+def follow_up_documents(earlier: Sequence) -> dict[str, str]:
+    """The branch's documents a follow-up question searches (those too long to go whole): their names by id."""
+    return {a.id: a.name for message in earlier for a in message.attachments
+            if a.kind == "document" and a.used == "retrieved"}
+
+
+def without_vectors(attachment_ids: Sequence[str], stored: SearchableChunks, embed: Embed) -> tuple[str, ...]:
+    """Those of these documents whose stored chunks have no vectors from `embed`'s model: searched by their words
+    alone until they are given some (the GUI does it in the background after a follow-up)."""
+    model = model_name(embed)
+    return tuple(attachment_id for attachment_id in attachment_ids if not stored.has_vectors([attachment_id], model))
 
 
 def _fill(found: Sequence[FoundChunk], room: int, count: TokenCount) -> tuple[list[FoundChunk], int]:
