@@ -65,13 +65,11 @@ def test_a_long_document_shows_its_chip_tokens_and_fit_then_its_sources_under_th
     assert not {s.position for s in follow_up.sources} & {s.position for s in question.sources}
 
 
-def test_a_follow_up_finds_by_meaning_the_part_whose_vector_was_stored_with_the_chat(qtbot, ready, session, store,
-                                                                                     tmp_path, monkeypatch):
-    from desktop.chat import pending_attachments
-    from tests.unit.test_attachments import BY_MEANING_ONLY, CAT, SenseEmbedder
+def ask_about_a_logbook_with_a_cat_page(qtbot, ready, session, tmp_path):
+    """A 40-page logbook (the vault's combination on page 10, a cat on page 31) attached and asked about; its
+    stored attachment."""
+    from tests.unit.test_attachments import CAT
 
-    embedder = SenseEmbedder()
-    monkeypatch.setattr(pending_attachments, "library_embedder", lambda: embedder)   # the library's embedding model
     pages = [filler_page(n) for n in range(1, 41)]
     pages[9] += " " + PLANTED
     pages[30] += " " + CAT
@@ -79,7 +77,17 @@ def test_a_follow_up_finds_by_meaning_the_part_whose_vector_was_stored_with_the_
     with qtbot.waitSignal(session.answer_finished, timeout=4 * ANSWER_TIMEOUT_MS):
         send(qtbot, ready, "Which combination opens the vault under the lighthouse?")
     settle(qtbot, ready)
-    document = ready.conversation.messages[-2].attachments[0]
+    return ready.conversation.messages[-2].attachments[0]
+
+
+def test_a_follow_up_finds_by_meaning_the_part_whose_vector_was_stored_with_the_chat(qtbot, ready, session, store,
+                                                                                     tmp_path, monkeypatch):
+    from desktop.chat import pending_attachments
+    from tests.unit.test_attachments import BY_MEANING_ONLY, SenseEmbedder
+
+    embedder = SenseEmbedder()
+    monkeypatch.setattr(pending_attachments, "library_embedder", lambda: embedder)   # the library's embedding model
+    document = ask_about_a_logbook_with_a_cat_page(qtbot, ready, session, tmp_path)
     assert store.stored_chunks().has_vectors([document.id], "sense-embed.gguf")
 
     with qtbot.waitSignal(session.answer_finished, timeout=4 * ANSWER_TIMEOUT_MS):
@@ -91,18 +99,11 @@ def test_a_follow_up_finds_by_meaning_the_part_whose_vector_was_stored_with_the_
 def test_a_chat_stored_without_vectors_gets_them_after_one_follow_up_and_the_next_finds_by_meaning(
         qtbot, ready, session, store, tmp_path, monkeypatch):
     from desktop.chat import pending_attachments
-    from tests.unit.test_attachments import BY_MEANING_ONLY, CAT, SenseEmbedder
+    from tests.unit.test_attachments import BY_MEANING_ONLY, SenseEmbedder
 
     library = {"embedder": None}                          # no embedding model in the library when it was attached
     monkeypatch.setattr(pending_attachments, "library_embedder", lambda: library["embedder"])
-    pages = [filler_page(n) for n in range(1, 41)]
-    pages[9] += " " + PLANTED
-    pages[30] += " " + CAT
-    attach_and_wait(qtbot, ready, pdf_with_pages(tmp_path / "logbook.pdf", pages))
-    with qtbot.waitSignal(session.answer_finished, timeout=4 * ANSWER_TIMEOUT_MS):
-        send(qtbot, ready, "Which combination opens the vault under the lighthouse?")
-    settle(qtbot, ready)
-    document = ready.conversation.messages[-2].attachments[0]
+    document = ask_about_a_logbook_with_a_cat_page(qtbot, ready, session, tmp_path)
     assert not store.stored_chunks().has_vectors([document.id], "sense-embed.gguf")
 
     library["embedder"] = SenseEmbedder()                 # one is downloaded later
