@@ -405,11 +405,7 @@ def header_stub(header: bytes, file_size: int) -> Iterator[Path]:
     """A temporary sparse file of the real size holding only the header: what gguf's GGUFReader needs to open a
     file it cannot have whole."""
     with tempfile.TemporaryDirectory(prefix="llamadesk-stub-") as folder:
-        stub = Path(folder) / "stub.gguf"
-        with open(stub, "wb") as handle:
-            handle.write(header)
-            handle.truncate(max(file_size, len(header)))
-        yield stub
+        yield _write_stub(Path(folder) / "stub.gguf", header, file_size)
 
 
 def read_split_part_tensors(path: str | os.PathLike) -> tuple[TensorInfo, ...]:
@@ -444,10 +440,15 @@ def write_sparse_stub(entry: HeaderEntry, path: str | os.PathLike) -> Path:
     """Write the header then extend the file to the real size without storing data (for the exact dry run)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "wb") as handle:
-        handle.write(entry.header_bytes())
-        handle.truncate(entry.file_size)
-    return target
+    return _write_stub(target, entry.header_bytes(), entry.file_size)
+
+
+def _write_stub(path: Path, header: bytes, file_size: int) -> Path:
+    """The header, then a hole up to the file's real size (sparse: no data is stored)."""
+    with open(path, "wb") as handle:
+        handle.write(header)
+        handle.truncate(max(file_size, len(header)))
+    return path
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -13,3 +13,8 @@ def format_bytes(count: int | float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def count_of(number: int, noun: str) -> str:
+    """'1 token', '2 tokens'."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

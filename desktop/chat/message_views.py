@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from core.chat.attachments.attachment import Attachment, Source
 from core.chat.conversation import Conversation, Message, MessageStats, ToolCall
+from core.platform.units import count_of
 
 THINKING_NOW = "Thinking…"
 
@@ -95,14 +96,10 @@ def footnote(message: Message) -> str:
 
 def _speed(stats: MessageStats) -> list[str]:
     tokens = (f"{stats.reasoning_tokens} thinking + {stats.answer_tokens} answer tokens" if stats.reasoning_tokens
-              else _count(stats.completion_tokens, "token"))
+              else count_of(stats.completion_tokens, "token"))
     # One token has no rate to measure: the engine reports 0, which would read as a stalled answer.
     speed = [f"{stats.tokens_per_second:.1f} tok/s"] if stats.tokens_per_second > 0 else []
     return [tokens, *speed, f"first token {stats.ttft_seconds * 1000:.0f} ms"]
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def last_context_use(conversation: Conversation) -> tuple[int, int] | None:

@@ -295,7 +295,8 @@ class PendingAttachments(QObject):
         documents, images = list(self._documents.values()), tuple(self._images.values())
         context, room, model_path = self._room()
         if images and self._session.model is not None and self.image_tokens() > room:
-            self._keep_images(failed)          # an image goes whole or not at all, with documents or without
+            # an image goes whole or not at all, with documents or without: nothing is sent, the images stay
+            failed(ImagesTooLong(self._images_left_out()))   # the caller puts the question back and says why
             return
         room -= self.image_tokens()            # the documents' parts go in what the images leave
 
@@ -310,10 +311,6 @@ class PendingAttachments(QObject):
             return
         (Task(_choose, documents, question, room, self._index, model_path, parent=self)
          .success(chosen).failure(failed).run_in_background())
-
-    def _keep_images(self, failed: Callable[[BaseException], None]) -> None:
-        """Images that do not fit cannot be cut down: send nothing, keep them attached, say what would make room."""
-        failed(ImagesTooLong(self._images_left_out()))   # the caller puts the question back and says why
 
     def follow_up(self, question: str, earlier: list, stored: StoredChunks,
                   done: Callable[[tuple], None], keep_vectors: KeepVectors | None = None) -> None:

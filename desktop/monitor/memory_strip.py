@@ -4,7 +4,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
 from core.monitor.samples import MemorySample
-from core.platform.units import format_bytes
+from core.platform.units import count_of, format_bytes
 
 
 def _meter(name: str) -> QProgressBar:
@@ -49,7 +49,7 @@ class MemoryStrip(QWidget):
         if tokens_per_second > 0:
             self.speed_label.setText(f"Last answer {tokens_per_second:.1f} tok/s")
         else:
-            self.speed_label.setText(f"Last answer {tokens} token{'' if tokens == 1 else 's'}")
+            self.speed_label.setText(f"Last answer {count_of(tokens, 'token')}")
 
     @staticmethod
     def _gpu_text(sample: MemorySample) -> str:
