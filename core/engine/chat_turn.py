@@ -340,18 +340,24 @@ class ChatTurn:
         """Evaluate the prompt without answering it (a PrepareRequest) until should_stop says a request came;
         the tokens evaluated. What was evaluated stays cached, ready for the prompt that shares it."""
         before = len(self.runtime.cached_in(self.seq))
-        self.runtime.set_abort(self.should_stop)
-        try:
-            self.runtime.evaluate(self._pending, self.seq)
-        finally:
-            self.runtime.set_abort(None)
+        self._evaluate_giving_way(self._pending, self.should_stop)
         return len(self.runtime.cached_in(self.seq)) - before
 
-    def evaluate_next_opening(self) -> int:
+    def _evaluate_giving_way(self, tokens: list[int], give_way: Callable[[], bool]) -> None:
+        """Work done ahead: llama.cpp's abort callback stops it between graph nodes once give_way() is true (the
+        cache keeps what was evaluated)."""
+        self.runtime.set_abort(give_way)
+        try:
+            self.runtime.evaluate(tokens, self.seq)
+        finally:
+            self.runtime.set_abort(None)
+
+    def evaluate_next_opening(self, give_way: Callable[[], bool]) -> int:
         """After the answer, while the engine is idle: evaluate in the slot what the conversation's next prompt
         holds beyond this one up to the next question's text (the answer as the client sends it back, the
         template's end of turn and the next user header), so that the next question evaluates only its own words
-        and the assistant header. Returns how many tokens were evaluated; 0 when there is nothing sure to add."""
+        and the assistant header; stopped when give_way() says a request came. Returns how many tokens were
+        evaluated; 0 when there is nothing sure to add."""
         opening = self._next_opening()
         if opening is None:
             return 0
@@ -361,7 +367,9 @@ class ChatTurn:
                 or len(opening) > self._prompt_budget():
             return 0        # the history renders differently (e.g. thinking dropped), or too much to guess at
         self.runtime.forget_from(shared, self.seq)
-        return ahead if self.runtime.evaluate(opening[shared:], self.seq) else 0
+        before = len(self.runtime.cached_in(self.seq))
+        self._evaluate_giving_way(opening[shared:], give_way)
+        return len(self.runtime.cached_in(self.seq)) - before
 
     def _next_opening(self) -> list[int] | None:
         """The next prompt's tokens up to where the next user message's text begins; None where unknowable: a raw

@@ -108,6 +108,10 @@ class WorkerService:
             self._handle(request)
         return True
 
+    def _request_waiting(self) -> bool:
+        """A message is in the pipe: work done ahead (a prepared conversation, the next turn's opening) gives way."""
+        return self.connection.poll(0)
+
     def _handle(self, request) -> None:
         if isinstance(request, LoadRequest):
             self.connection.send(self._load(request.settings))
@@ -267,7 +271,7 @@ class WorkerService:
         if self.runtime is None or has_images(request.messages):
             return
         as_chat = ChatRequest(0, request.messages, SamplingSettings(), request.thinking, request.tools)
-        turn = ChatTurn(self.runtime, self.template, as_chat, should_stop=lambda: self.connection.poll(0),
+        turn = ChatTurn(self.runtime, self.template, as_chat, should_stop=self._request_waiting,
                         send=lambda _event: None, at_least_dropped=self._dropped_before(as_chat),
                         token_texts=self.token_texts)
         seq = None
@@ -379,7 +383,7 @@ class WorkerService:
     def _evaluate_next_opening(self, turn: ChatTurn) -> None:
         """Use idle time to evaluate the conversation's next turn markers (ChatTurn.evaluate_next_opening)."""
         try:
-            ahead = turn.evaluate_next_opening()
+            ahead = turn.evaluate_next_opening(give_way=self._request_waiting)
         except Exception:  # noqa: BLE001 - work done ahead must never take the engine down
             log.exception("slot %d: evaluating the next turn's opening failed; the slot's cache is dropped", turn.seq)
             self.runtime.forget_from(0, turn.seq)

@@ -163,6 +163,7 @@ def test_the_next_question_evaluates_only_its_own_words_and_the_assistant_header
     with load(smollm2, 1) as engine:
         chat = long_conversation()
         first = answer(engine.chat(chat, GREEDY))
+        wait_until_idle(engine)                                        # the user reads the answer
         if parked:
             answer(engine.chat(ask("Tell me a joke."), GREEDY))
         chat += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "And box 5?"}]
